@@ -1,0 +1,3 @@
+from fairbench.cli import main
+
+main()

@@ -1,0 +1,202 @@
+"""The `fairbench` command: click commands only; the work happens in the modules they call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from fairbench import __version__
+from fairbench.errors import FairbenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+_DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="Data folder (default: $FAIRBENCH_DATA, else ~/.cache/fairbench/data).")  # fmt: skip
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fairbench")
+def cli() -> None:
+    """fairbench: benchmark debiasing methods from YAML suites.
+
+    \b
+      fairbench run suites/quickstart.yaml     run a suite (resumes; --dry-run shows the plan)
+      fairbench report --pareto                figures and tables from ./results
+      fairbench ls methods|datasets|suites     what is available
+      fairbench validate SUITE...              check suite files without running
+      fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
+    """
+
+
+@cli.command()
+@click.argument("suite_file", type=click.Path(path_type=Path))
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results folder (default: results/<suite name>/).")  # fmt: skip
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a suite key, e.g. --set seeds=[0] --set budget=quick (repeatable).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel worker processes.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:<i>.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch threads per worker (default: cores / workers; 1 is fastest for small nets on a busy machine).",
+)
+@click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
+@click.option("--dry-run", is_flag=True, help="Print the expanded job plan and exit.")
+@click.option("--no-stack", is_flag=True, help="Train stackable sweep members one by one.")
+@_DATA_DIR
+def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], workers: int, device: str,
+        threads: int | None, force: bool, dry_run: bool, no_stack: bool, data_dir: Path | None) -> int:  # fmt: skip
+    """Run every job of SUITE_FILE not already done. Exit 0: all done; 1: some failed."""
+    from fairbench.plan import expand, group_units
+    from fairbench.runner import plan_table, run_suite
+    from fairbench.store import STORE_FILE, Store
+    from fairbench.suite import load_suite
+
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise FairbenchError(f"--device '{device}': use auto, cpu, cuda or cuda:<index>")
+    suite, _ = load_suite(suite_file, overrides)
+    results = results or Path("results") / suite.name
+    if dry_run:
+        jobs = expand(suite)
+        done: set[str] = set()
+        if (results / STORE_FILE).exists() and not force:
+            store = Store(results)
+            done = store.done_ids()
+            store.close()
+        units = group_units([j for j in jobs if j.job_id not in done], suite.stack and not no_stack)
+        console.print(plan_table(jobs, done, units))
+        return 0
+    outcome = run_suite(suite, results, workers=workers, device=device, threads=threads, force=force,
+                        stack=False if no_stack else None, data_dir=data_dir, console=err_console)  # fmt: skip
+    return 1 if outcome["failed"] else 0
+
+
+@cli.command()
+@click.argument("suite_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a suite key.")
+def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
+    """Check suite files (schema, names, parameters, columns) without running anything."""
+    from fairbench.plan import expand
+    from fairbench.suite import load_suite
+
+    for path in suite_files:
+        suite, _ = load_suite(path, overrides)
+        console.print(f"[green]ok[/] {path}: {suite.name}, {len(expand(suite))} jobs")
+    return 0
+
+
+@cli.command(name="ls")
+@click.argument("what", type=click.Choice(["methods", "datasets", "suites"]))
+@click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
+              show_default=True, help="Where `ls suites` looks.")  # fmt: skip
+def ls_(what: str, suites_dir: Path) -> int:
+    """List methods (with parameters and defaults), datasets, or suites."""
+    from fairbench.registry import DATASETS, METHODS
+
+    table = Table(title=what, show_lines=what != "suites")
+    if what == "methods":
+        for column in ("name", "origin", "description", "parameters (defaults)"):
+            table.add_column(column)
+        for name in METHODS.names():
+            cls = METHODS.get(name)
+            params = ", ".join(f"{p}={hp.default!r}" for p, hp in cls.hparams.items())
+            table.add_row(name, METHODS.origin(name), cls.description, params)
+    elif what == "datasets":
+        for column in ("name", "origin", "kind", "protocols", "description"):
+            table.add_column(column)
+        for name in DATASETS.names():
+            cls = DATASETS.get(name)
+            table.add_row(name, DATASETS.origin(name), cls.kind, ", ".join(cls.protocols), cls.description)
+    else:
+        import yaml
+
+        table.add_column("suite")
+        table.add_column("description")
+        for path in sorted(suites_dir.glob("*.yaml")):
+            try:
+                description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+            except yaml.YAMLError:
+                description = "[red](malformed YAML)"
+            table.add_row(str(path), str(description))
+    console.print(table)
+    return 0
+
+
+@cli.group()
+def data() -> None:
+    """Inspect and get datasets."""
+
+
+@data.command()
+@click.argument("dataset")
+@click.option("--target", required=True, help="Target column or boolean expression.")
+@click.option("--sensitive", required=True, help="Sensitive group: a boolean expression, e.g. 'alter > 25'.")
+@click.option("--protocol", default=None, help="Split protocol (default: the dataset's first).")
+@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_DATA_DIR
+def describe(dataset: str, target: str, sensitive: str, protocol: str | None, split: str, seed: int,
+             options: tuple[str, ...], as_json: bool, data_dir: Path | None) -> int:  # fmt: skip
+    """Group sizes, base rates per group and dp_perfect (the gap of a perfect classifier)."""
+    import yaml
+
+    from fairbench.data.describe import describe_task
+
+    parsed = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise FairbenchError(f"--option '{option}': expected KEY=VALUE")
+        parsed[key] = yaml.safe_load(value)
+    rows = describe_task(dataset, target, sensitive, protocol, seed, data_dir, parsed, split)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"{dataset}: target '{target}', group '{sensitive}' (seed {seed})")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column in ("split", "protocol") else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
+    return 0
+
+
+def _attach_plugins() -> None:
+    from fairbench.data.commands import COMMANDS
+    from fairbench.report.cli import report
+
+    cli.add_command(report)
+    for command in COMMANDS:
+        data.add_command(command)
+
+
+_attach_plugins()
+
+
+def main() -> None:
+    """Entry point: user errors print one line on stderr and exit 2, without a traceback."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except FairbenchError as error:
+        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished jobs are saved, rerun the same command to resume")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

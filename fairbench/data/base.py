@@ -1,0 +1,205 @@
+"""The dataset contract and the task data that methods receive.
+
+A dataset provides an attribute table (one row per sample), its split protocols and the model
+inputs. `build_task` turns (dataset, protocol, target, sensitive, seed) into a `TaskData`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from fairbench.data.download import RemoteFile, ensure
+from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.expressions import Expression
+
+SPLITS = ("train", "val", "test")
+
+
+def data_dir_from_env(explicit: str | Path | None = None) -> Path:
+    """The data folder: an explicit --data-dir, else $FAIRBENCH_DATA, else ~/.cache/fairbench/data."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("FAIRBENCH_DATA"):
+        return Path(os.environ["FAIRBENCH_DATA"]).expanduser()
+    return Path.home() / ".cache" / "fairbench" / "data"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A dataset option settable from a suite's `options:`."""
+
+    default: Any
+    help: str
+
+
+@dataclass
+class Inputs:
+    """Model inputs for every row: a feature matrix (tabular) or an image array (N, C, H, W uint8)."""
+
+    x: np.ndarray
+    feature_names: list[str] = field(default_factory=list)
+    # The attribute each feature column was derived from, so metrics can drop sensitive ones.
+    feature_sources: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskData:
+    """Everything a method sees for one experiment and seed. Arrays are indexed by row."""
+
+    dataset: str
+    kind: str
+    protocol: str
+    target: str
+    sensitive: str
+    x: np.ndarray
+    y: np.ndarray
+    g: np.ndarray
+    splits: dict[str, np.ndarray]
+    feature_names: list[str]
+    feature_sources: list[str]
+    sensitive_columns: frozenset[str]
+    attributes: pd.DataFrame
+    # Identifies the inputs and split independent of target and sensitive group, so an
+    # artifact trained without labels (an encoder) is shared between tasks.
+    input_key: str
+    bias: np.ndarray | None = None
+
+    def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, g) of one split."""
+        rows = self.splits[split]
+        return self.x[rows], self.y[rows], self.g[rows]
+
+    def group(self, expression: str) -> np.ndarray:
+        """Evaluate another boolean expression (e.g. a second sensitive group) on every row."""
+        return Expression(expression).evaluate(self.attributes).astype(np.int64)
+
+
+class Dataset:
+    """Base class of every dataset. Subclasses set the class attributes and implement
+    `column_names`, `frame`, `split` and `inputs`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    kind: ClassVar[str] = "tabular"
+    protocols: ClassVar[tuple[str, ...]]
+    # The dataset's own label; splits are stratified by it, whatever the experiment's target.
+    label: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
+    files: ClassVar[tuple[RemoteFile, ...]] = ()
+    folder: ClassVar[str] = ""
+
+    def __init__(self, data_dir: Path | None = None, **options: Any) -> None:
+        unknown = set(options) - set(self.options)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise FairbenchError(f"dataset '{self.name}' has no option '{name}'{did_you_mean(name, self.options)}")
+        self.data_dir = data_dir_from_env(data_dir)
+        self.settings = {key: opt.default for key, opt in self.options.items()} | options
+        self._frames: dict[int, pd.DataFrame] = {}
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir / self.folder
+
+    def ensure_files(self, allow_download: bool = True) -> None:
+        """Check the official files are present, downloading missing ones."""
+        ensure(self.files, self.data_dir, self.name, allow_download)
+
+    def column_names(self) -> list[str]:
+        """Attribute columns usable in targets and sensitive expressions (no data read)."""
+        raise NotImplementedError
+
+    def read_frame(self, seed: int) -> pd.DataFrame:
+        """Read the attribute table; `seed` matters only for generated data."""
+        raise NotImplementedError
+
+    def frame(self, seed: int = 0) -> pd.DataFrame:
+        if seed not in self._frames:
+            self.ensure_files()
+            self._frames[seed] = self.read_frame(seed)
+        return self._frames[seed]
+
+    def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:
+        """Model inputs for every row, without the columns in `exclude` (the target's)."""
+        raise NotImplementedError
+
+    def check_protocol(self, protocol: str | None) -> str:
+        protocol = protocol or self.protocols[0]
+        if protocol not in self.protocols:
+            raise FairbenchError(
+                f"dataset '{self.name}' has no protocol '{protocol}'{did_you_mean(protocol, self.protocols)}"
+            )
+        return protocol
+
+
+def open_dataset(name: str, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> Dataset:
+    from fairbench.registry import DATASETS
+
+    return DATASETS.get(name)(data_dir, **(options or {}))
+
+
+def check_task(
+    dataset: Dataset, protocol: str | None, target: str, sensitive: str, seed: int
+) -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Evaluate target and group and split by protocol, checking that every split sees both
+    groups; needs only the attribute table. Returns (protocol, frame, y, g, splits)."""
+    protocol = dataset.check_protocol(protocol)
+    frame = dataset.frame(seed)
+    target_expr, group_expr = Expression(target), Expression(sensitive)
+    for expr, role in ((target_expr, "target"), (group_expr, "sensitive")):
+        expr.validate(frame.columns, f"{dataset.name} {role}: ")
+    y = target_expr.evaluate(frame).astype(np.int64)
+    g = group_expr.evaluate(frame).astype(np.int64)
+    splits = dataset.split(frame, protocol, seed)
+    for split in ("train", "test"):
+        rows = splits[split]
+        sizes = np.bincount(g[rows], minlength=2)
+        if sizes.min() == 0:
+            side = "an empty group" if sizes[1] == 0 else "every row"
+            raise FairbenchError(
+                f"{dataset.name}: sensitive group '{sensitive}' selects {side} on the {split} split "
+                f"({sizes[1]} of {len(rows)} rows); choose an expression that splits the data"
+            )
+    return protocol, frame, y, g, splits
+
+
+def build_task(dataset: Dataset, protocol: str | None, target: str, sensitive: str, seed: int) -> TaskData:
+    """Assemble the task: evaluate target and group, split by protocol, build inputs."""
+    protocol, frame, y, g, splits = check_task(dataset, protocol, target, sensitive, seed)
+    inputs = dataset.inputs(frame, Expression(target).columns, splits["train"])
+    input_key = hashlib.sha1(
+        json.dumps(
+            [dataset.name, protocol, seed, dataset.settings, inputs.feature_names],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:16]
+    bias = frame["bias"].to_numpy() if "bias" in frame.columns else None
+    return TaskData(
+        dataset=dataset.name,
+        kind=dataset.kind,
+        protocol=protocol,
+        target=target,
+        sensitive=sensitive,
+        x=inputs.x,
+        y=y,
+        g=g,
+        splits=splits,
+        feature_names=inputs.feature_names,
+        feature_sources=inputs.feature_sources,
+        sensitive_columns=Expression(sensitive).columns,
+        attributes=frame,
+        input_key=input_key,
+        bias=bias,
+    )

@@ -1,0 +1,157 @@
+"""CIFAR-10S (Wang et al. 2020, "Towards fairness in visual recognition"), from the official
+CIFAR-10 python batches under `<data>/cifar10/cifar-10-batches-py/`.
+
+Training: per class, a seeded `skew` share (95%) of the 5000 images is in the class's majority
+domain (grey for airplane, bird, deer, frog, ship; colour for the other five), the rest in the
+other domain. Test: every test image twice, once in colour and once grey. Grey images are the
+PIL 'L' luma repeated over the three channels.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairbench.data.base import Dataset, Inputs, Option
+from fairbench.data.download import RemoteFile, ensure
+from fairbench.data.images import to_grey_rgb
+from fairbench.data.splits import carve_validation
+from fairbench.errors import FairbenchError
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+FOLDER = "cifar10/cifar-10-batches-py"
+# md5 of the archive members (as listed by torchvision's CIFAR10)
+MEMBER_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+MOSTLY_GREY = ("airplane", "bird", "deer", "frog", "ship")
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One official pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
+    if not path.exists():
+        raise FairbenchError(
+            f"cifar10s: {path} is missing; run 'fairbench data fetch cifar10s' or extract "
+            f"cifar-10-python.tar.gz ({URL}) into {path.parent.parent}/"
+        )
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
+        raise FairbenchError(
+            f"cifar10s: {path} is damaged ({type(error).__name__}); fetch it again"
+        ) from None
+    if len(data) != len(labels):
+        raise FairbenchError(f"cifar10s: {path} has {len(data)} images but {len(labels)} labels")
+    return data, labels
+
+
+class CIFAR10S(Dataset):
+    """CIFAR-10S: colour/grey skewed CIFAR-10. Frame columns: `label` (0-9), `class_name`,
+    `grey` (0/1), `grey_major` (the class is mostly grey in training), `aligned` (grey ==
+    grey_major), `bias` (= grey), `is_test`, `source_index` (row in the train or test batches).
+
+    A binary target `grey_major` has bias-aligned samples exactly where `bias == y`.
+    """
+
+    name = "cifar10s"
+    description = "CIFAR-10S: CIFAR-10 with a 95/5 colour/grey skew per class (Wang et al. 2020)"
+    kind = "image"
+    protocols = ("wang",)
+    label = "label"
+    folder = "cifar10"
+    files = tuple(
+        RemoteFile(f"{FOLDER}/{name}", URL) for name in (*TRAIN_BATCHES, "test_batch", "batches.meta")
+    )
+    options = {
+        "skew": Option(0.95, "share of each training class in its majority domain"),
+        "val_fraction": Option(0.1, "share of the training images used for validation"),
+    }
+
+    def ensure_files(self, allow_download: bool = True) -> None:
+        if allow_download and any(not (self.data_dir / f.path).exists() for f in self.files):
+            from fairbench.data.catalog import fetch
+
+            fetch(self.name, self.data_dir)
+        ensure(self.files, self.data_dir, self.name, allow_download=False)
+
+    def column_names(self) -> list[str]:
+        return ["label", "class_name", "grey", "grey_major", "aligned", "bias", "is_test", "source_index"]
+
+    def _labels(self) -> tuple[np.ndarray, np.ndarray]:
+        folder = self.data_dir / FOLDER
+        train = np.concatenate([self._read_labels(folder / name) for name in TRAIN_BATCHES])
+        return train, self._read_labels(folder / "test_batch")
+
+    def _read_labels(self, path: Path) -> np.ndarray:
+        return read_batch(path)[1]
+
+    def read_frame(self, seed: int) -> pd.DataFrame:
+        skew = float(self.settings["skew"])
+        if not 0 <= skew <= 1:
+            raise FairbenchError(f"cifar10s: option skew must be in [0, 1], not {skew}")
+        train, test = self._labels()
+        rng = np.random.default_rng([seed, 20200401])
+        grey_major = np.array([name in MOSTLY_GREY for name in CLASSES], dtype=np.int64)
+        grey_train = np.zeros(len(train), dtype=np.int64)
+        for label in range(len(CLASSES)):
+            rows = rng.permutation(np.flatnonzero(train == label))
+            majority = rows[: int(round(skew * len(rows)))]
+            grey_train[rows] = 1 - grey_major[label]
+            grey_train[majority] = grey_major[label]
+        labels = np.concatenate([train, test, test])
+        grey = np.concatenate([grey_train, np.zeros(len(test), np.int64), np.ones(len(test), np.int64)])
+        frame = pd.DataFrame(
+            {
+                "label": labels,
+                "class_name": np.array(CLASSES)[labels],
+                "grey": grey,
+                "grey_major": grey_major[labels],
+                "aligned": (grey == grey_major[labels]).astype(np.int64),
+                "bias": grey,
+                "is_test": np.r_[np.zeros(len(train), np.int64), np.ones(2 * len(test), np.int64)],
+                "source_index": np.r_[np.arange(len(train)), np.arange(len(test)), np.arange(len(test))],
+            }
+        )
+        return frame
+
+    def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
+        is_test = frame["is_test"].to_numpy() == 1
+        strata = frame["label"].to_numpy() * 2 + frame["grey"].to_numpy()
+        train, val = carve_validation(
+            np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
+        )
+        return {"train": train, "val": val, "test": np.flatnonzero(is_test)}
+
+    def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:
+        """(N, 3, 32, 32) uint8, grey rows converted to luma on three channels."""
+        folder = self.data_dir / FOLDER
+        sources = {
+            0: np.concatenate([read_batch(folder / name)[0] for name in TRAIN_BATCHES]),
+            1: read_batch(folder / "test_batch")[0],
+        }
+        is_test = frame["is_test"].to_numpy()
+        index = frame["source_index"].to_numpy()
+        x = np.empty((len(frame), 3, 32, 32), dtype=np.uint8)
+        for flag, images in sources.items():
+            rows = np.flatnonzero(is_test == flag)
+            x[rows] = images[index[rows]]
+        grey = np.flatnonzero(frame["grey"].to_numpy() == 1)
+        for start in range(0, len(grey), 8192):
+            rows = grey[start : start + 8192]
+            x[rows] = to_grey_rgb(x[rows])
+        return Inputs(x=x, feature_names=["rgb_32px"], feature_sources=[])

@@ -1,0 +1,206 @@
+"""Colored MNIST, the LfF protocol (Nam et al. 2020) as GBA uses it, from the official IDX files.
+
+Digit images are coloured multiplicatively: x = clip(mu_c + n, 0, 1) * grey, with mu_c the mean
+colour of colour class c and n ~ N(0, sigma^2 I_3) one draw per image (sigma by severity 1..5:
+0.05, 0.02, 0.01, 0.005, 0.002, LfF's values). In the training pool a share 1 - skew of every
+digit gets its own colour (c = digit, "bias-aligned"); the rest are spread evenly over the
+other nine colours, as in LfF's `make_attr_labels`, but which images get which colour is drawn
+from the seed. The test images get aligned ratio `test_aligned` (0.1 = colours uniform).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairbench.data.base import Dataset, Inputs, Option
+from fairbench.data.download import RemoteFile, ensure
+from fairbench.data.splits import carve_validation, stratified_split
+from fairbench.errors import FairbenchError
+
+MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
+# sha256 of the copies in the project's shared data (data/README.md); the catalog also accepts
+# the md5 torchvision lists for these files.
+SHA256 = {
+    TEST_IMAGES: "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+    TEST_LABELS: "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
+}
+MD5 = {
+    TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+    TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
+    TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
+}
+SIGMA = (0.05, 0.02, 0.01, 0.005, 0.002)
+# Ten well-separated mean colours (RGB in [0, 1]), colour class c = the digit it is aligned with.
+# LfF ships its own colors.th (a binary tensor); these are not bit-identical to it.
+COLORS = np.array(
+    [
+        [0.90, 0.10, 0.10], [0.10, 0.75, 0.10], [0.15, 0.25, 0.95], [0.95, 0.85, 0.10],
+        [0.85, 0.15, 0.85], [0.10, 0.85, 0.85], [0.95, 0.50, 0.05], [0.55, 0.25, 0.85],
+        [0.55, 0.75, 0.30], [0.95, 0.95, 0.95],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a gzip-compressed IDX file (magic, dimensions, big-endian) into a uint8 array."""
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise FairbenchError(f"colored_mnist: {path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise FairbenchError(
+            f"colored_mnist: {path} is truncated ({body.size} of {int(np.prod(dims))} bytes)"
+        )
+    return body.reshape(dims)
+
+
+def assign_colors(digits: np.ndarray, aligned_ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """Colour class per image: per digit, round(aligned_ratio * n) get colour == digit, the rest
+    are cut evenly (LfF's cumulative milestones) over the other nine colours; order is random."""
+    colors = np.empty_like(digits, dtype=np.int64)
+    classes = 10
+    for digit in range(classes):
+        rows = rng.permutation(np.flatnonzero(digits == digit))
+        ratios = np.full(classes, (1 - aligned_ratio) / (classes - 1))
+        ratios[digit] = aligned_ratio
+        # LfF's order of colours: 0..9, the aligned one in its own place
+        milestones = np.round(len(rows) * np.cumsum(ratios)).astype(int)
+        milestones[-1] = len(rows)
+        colors[rows] = np.searchsorted(milestones, np.arange(len(rows)), side="right")
+    return colors
+
+
+class ColoredMNIST(Dataset):
+    """Colored MNIST (LfF/GBA): 10 digits, colour classes correlated with them in training.
+
+    Frame columns: `digit` (0-9), `color` (colour class 0-9), `bias` (= color), `aligned`
+    (color == digit), `is_test`, `source_index` (row in its IDX file) and the drawn colour
+    `red`, `green`, `blue`. Protocol `lff`: train = MNIST train (val: a seeded 10% of it),
+    test = t10k. With option `source: t10k` only the two t10k files are used and split seeded
+    70/30 into a training pool and a test part (for machines without the training files).
+    """
+
+    name = "colored_mnist"
+    description = "Colored MNIST (LfF protocol): digits with a colour bias, skew and noise as options"
+    kind = "image"
+    protocols = ("lff",)
+    label = "digit"
+    folder = "mnist"
+    files = tuple(
+        RemoteFile(f"mnist/{name}", MIRROR + name, SHA256.get(name))
+        for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+    )
+    options = {
+        "skew": Option(0.01, "share of bias-conflicting training images (LfF: 0.005-0.05)"),
+        "severity": Option(4, "colour noise level 1..5 (sigma 0.05, 0.02, 0.01, 0.005, 0.002)"),
+        "test_aligned": Option(0.1, "aligned share in the test split (0.1 = colours independent of digit)"),
+        "val_fraction": Option(0.1, "share of the training pool used for validation"),
+        "source": Option("full", "'full' (train + t10k files) or 't10k' (only the test files, split 70/30)"),
+    }
+
+    def _needed(self) -> tuple[RemoteFile, ...]:
+        source = self.settings["source"]
+        if source not in ("full", "t10k"):
+            raise FairbenchError(f"colored_mnist: option source must be 'full' or 't10k', not {source!r}")
+        if source == "t10k":
+            return tuple(f for f in self.files if "t10k" in f.path)
+        return self.files
+
+    def ensure_files(self, allow_download: bool = True) -> None:
+        needed = self._needed()
+        try:
+            if allow_download and any(not (self.data_dir / f.path).exists() for f in needed):
+                from fairbench.data.catalog import fetch
+
+                fetch(self.name, self.data_dir, files=needed)
+            ensure(needed, self.data_dir, self.name, allow_download=False)
+        except FairbenchError as error:
+            if all((self.data_dir / f.path).exists() for f in self.files if "t10k" in f.path):
+                raise FairbenchError(
+                    f"{error} (or set option source: t10k to use the test files only)"
+                ) from None
+            raise
+
+    def column_names(self) -> list[str]:
+        return ["digit", "color", "bias", "aligned", "is_test", "source_index", "red", "green", "blue"]
+
+    def _check_options(self) -> tuple[float, float]:
+        skew, severity = float(self.settings["skew"]), int(self.settings["severity"])
+        if not 0 <= skew <= 1:
+            raise FairbenchError(f"colored_mnist: option skew must be in [0, 1], not {skew}")
+        if severity not in range(1, 6):
+            raise FairbenchError(f"colored_mnist: option severity must be 1..5, not {severity}")
+        return skew, SIGMA[severity - 1]
+
+    def _parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(labels, source_index, is_test) per IDX file pair, in frame order."""
+        test = read_idx(self.root / TEST_LABELS).astype(np.int64)
+        if self.settings["source"] == "t10k":
+            return [(test, np.arange(len(test)), np.zeros(len(test), dtype=np.int64))]
+        train = read_idx(self.root / TRAIN_LABELS).astype(np.int64)
+        return [
+            (train, np.arange(len(train)), np.zeros(len(train), dtype=np.int64)),
+            (test, np.arange(len(test)), np.ones(len(test), dtype=np.int64)),
+        ]
+
+    def read_frame(self, seed: int) -> pd.DataFrame:
+        skew, sigma = self._check_options()
+        self._needed()
+        parts = self._parts()
+        digits = np.concatenate([p[0] for p in parts])
+        source_index = np.concatenate([p[1] for p in parts])
+        is_test = np.concatenate([p[2] for p in parts])
+        rng = np.random.default_rng([seed, 20200706])
+        if self.settings["source"] == "t10k":
+            held = stratified_split(digits, {"pool": 0.7, "test": 0.3}, seed)["test"]
+            is_test[held] = 1
+        colors = np.empty_like(digits)
+        for flag, ratio in ((0, 1 - skew), (1, float(self.settings["test_aligned"]))):
+            rows = np.flatnonzero(is_test == flag)
+            colors[rows] = assign_colors(digits[rows], ratio, rng)
+        drawn = np.clip(COLORS[colors] + rng.normal(scale=sigma, size=(len(digits), 3)), 0.0, 1.0)
+        return pd.DataFrame(
+            {
+                "digit": digits, "color": colors, "bias": colors,
+                "aligned": (colors == digits).astype(np.int64), "is_test": is_test,
+                "source_index": source_index, "red": drawn[:, 0], "green": drawn[:, 1], "blue": drawn[:, 2],
+            }
+        )  # fmt: skip
+
+    def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
+        is_test = frame["is_test"].to_numpy() == 1
+        strata = frame["digit"].to_numpy() * 2 + frame["aligned"].to_numpy()
+        train, val = carve_validation(
+            np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
+        )
+        return {"train": train, "val": val, "test": np.flatnonzero(is_test)}
+
+    def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:
+        """(N, 3, 28, 28) uint8: the drawn colour times the grey digit (LfF truncates to uint8)."""
+        sources = {0: TRAIN_IMAGES, 1: TEST_IMAGES}
+        if self.settings["source"] == "t10k":
+            sources = {0: TEST_IMAGES, 1: TEST_IMAGES}
+        grey = {name: read_idx(self.root / name) for name in set(sources.values())}
+        is_test = frame["is_test"].to_numpy()
+        index = frame["source_index"].to_numpy()
+        images = np.empty((len(frame), 28, 28), dtype=np.uint8)
+        for flag, name in sources.items():
+            rows = np.flatnonzero(is_test == flag)
+            images[rows] = grey[name][index[rows]]
+        color = frame[["red", "green", "blue"]].to_numpy(dtype=np.float32)
+        x = np.empty((len(frame), 3, 28, 28), dtype=np.uint8)
+        for start in range(0, len(frame), 8192):
+            rows = slice(start, start + 8192)
+            x[rows] = (color[rows, :, None, None] * images[rows, None].astype(np.float32)).astype(np.uint8)
+        return Inputs(x=x, feature_names=["rgb_28px"], feature_sources=[])

@@ -1,0 +1,125 @@
+"""Runs one work unit (a job, or a stack of jobs that train together) inside a worker process:
+data -> method -> scores -> metric rows. Exceptions become failed results, never crashes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fairbench import metrics
+from fairbench.artifacts import ArtifactCache
+from fairbench.data.base import TaskData, build_task, open_dataset
+from fairbench.methods.base import Outcome, RunContext
+from fairbench.plan import Job
+from fairbench.registry import METHODS
+
+_device = "cpu"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    data_dir: str | None
+    cache_dir: str
+    log_dir: str
+
+
+def init_worker(threads: int, devices: Any) -> None:
+    """Pool initializer: bound the threads so workers do not oversubscribe the cores, and take
+    a device slot (GPUs round-robin over workers)."""
+    global _device
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    _device = devices.get() if hasattr(devices, "get") else str(devices)
+
+
+@lru_cache(maxsize=8)
+def _task(
+    dataset: str, options: str, data_dir: str | None, protocol: str, target: str, sensitive: str, seed: int
+) -> TaskData:
+    import json
+
+    return build_task(
+        open_dataset(dataset, data_dir and Path(data_dir), json.loads(options)), protocol, target, sensitive, seed
+    )
+
+
+def _job_logger(unit: list[Job], log_dir: Path) -> tuple[logging.Logger, list[logging.Handler]]:
+    logger = logging.getLogger(f"fairbench.job.{unit[0].job_id}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handlers: list[logging.Handler] = []
+    for job in unit:  # a stacked unit writes its log into every member's file
+        handler = logging.FileHandler(log_dir / f"{job.job_id}.log", mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        handlers.append(handler)
+    return logger, handlers
+
+
+def metric_rows(data: TaskData, outcome: Outcome) -> list[tuple[str, str, float, dict]]:
+    """Rows (split, metric, value, tags): framework metrics from the scores, then the method's own."""
+    rows = []
+    keep = [i for i, source in enumerate(data.feature_sources) if source not in data.sensitive_columns]
+    for split, scores in outcome.scores.items():
+        index = data.splits[split]
+        if len(scores) != len(index):
+            raise ValueError(f"method returned {len(scores)} scores for the {split} split of {len(index)} rows")
+        features = data.x[index][:, keep] if data.kind == "tabular" and keep else None
+        bias = data.bias[index] if data.bias is not None else None
+        for name, value in metrics.evaluate(data.y[index], np.asarray(scores), data.g[index], features, bias).items():
+            rows.append((split, name, value, {}))
+    rows.extend((r.split, r.metric, r.value, r.tags) for r in outcome.metrics)
+    return rows
+
+
+def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
+    """Run the unit; one result dict per job (status, rows, info, timings, error)."""
+    log_dir = Path(settings.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logger, handlers = _job_logger(unit, log_dir)
+    first = unit[0]
+    started = time.time()
+    base = {"device": _device, "host": platform.node(), "started": started}
+    try:
+        import json
+
+        logger.info(
+            "unit of %d job(s): %s %s seed=%d on %s", len(unit), first.label, first.experiment, first.seed, _device
+        )
+        data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
+                     first.target, first.sensitive, first.seed)  # fmt: skip
+        ctx = RunContext(_device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir)
+        cls = METHODS.get(first.method)
+        if len(unit) == 1:
+            outcomes = [cls(first.params).run(data, ctx)]
+        else:
+            outcomes = cls.run_stacked([job.params for job in unit], data, ctx)
+        finished = time.time()
+        results = []
+        for job, outcome in zip(unit, outcomes):
+            rows = metric_rows(data, outcome)
+            results.append({**base, "job": job, "status": "done", "error": None, "rows": rows, "info": outcome.info,
+                            "finished": finished, "duration": (finished - started) / len(unit)})  # fmt: skip
+        logger.info("done in %.1fs", finished - started)
+        return results
+    except Exception as error:  # a failing job must not stop the suite
+        logger.error("failed:\n%s", traceback.format_exc())
+        finished = time.time()
+        message = f"{type(error).__name__}: {error}"
+        return [{**base, "job": job, "status": "failed", "error": message, "rows": [], "info": {},
+                 "finished": finished, "duration": finished - started} for job in unit]  # fmt: skip
+    finally:
+        for handler in handlers:
+            handler.close()
+            logger.removeHandler(handler)

@@ -1,0 +1,107 @@
+"""The method contract: declared hyperparameters, budgets, and one `run` per job.
+
+A method receives a `TaskData` and a `RunContext` and returns scores P(y = 1) for the val and
+test rows; the framework computes the metrics. Everything else (data, executors, the store)
+is someone else's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fairbench.artifacts import ArtifactCache
+from fairbench.data.base import TaskData
+from fairbench.errors import FairbenchError, did_you_mean
+
+
+@dataclass(frozen=True)
+class HParam:
+    """A hyperparameter: default (its type is the parameter's type), help, optional choices."""
+
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+    def coerce(self, value: Any, where: str) -> Any:
+        """Return `value` as this parameter's type, or raise a one-line error."""
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is tuple and isinstance(value, list):
+            value = tuple(value)
+        if self.default is not None and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise FairbenchError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise FairbenchError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+        return value
+
+
+@dataclass
+class MetricRow:
+    """A metric a method reports itself, with tags that become table columns."""
+
+    split: str
+    metric: str
+    value: float
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What a run returns: scores per split (aligned with `data.splits[split]`), extra metric
+    rows, and free-form info (e.g. the selected epoch) kept in the job's record."""
+
+    scores: dict[str, np.ndarray]
+    metrics: list[MetricRow] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    device: str
+    seed: int
+    cache: ArtifactCache
+    log: logging.Logger
+    workdir: Path
+
+
+class Method:
+    """Base class of every method: set the class attributes, implement `run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    hparams: ClassVar[dict[str, HParam]] = {}
+    # Named training budgets: parameter overrides applied under `budget: <name>` in a suite.
+    budgets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
+    # Parameters whose values may train together in one stacked run (`run_stacked`).
+    stackable: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        raise NotImplementedError
+
+    @classmethod
+    def run_stacked(cls, params: list[dict[str, Any]], data: TaskData, ctx: RunContext) -> list[Outcome]:
+        """Run several members that differ only in `stackable` parameters; by default one by one."""
+        return [cls(p).run(data, ctx) for p in params]
+
+    @classmethod
+    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
+        """Defaults, then the budget's overrides (none if the method lacks that budget), then
+        `params`; checked and typed."""
+        resolved = {name: hp.default for name, hp in cls.hparams.items()}
+        resolved |= cls.budgets.get(budget, {})
+        for name, value in params.items():
+            if name not in cls.hparams:
+                raise FairbenchError(
+                    f"{where}method '{cls.name}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}"
+                )
+            resolved[name] = cls.hparams[name].coerce(value, f"{where}{name}")
+        return resolved

@@ -1,0 +1,82 @@
+"""Shared implementation of ERM, ADT and GRAD-Pred: one branched net, one loop; the methods
+differ in their declared defaults (architecture, reversal weight, optimiser, selection rule)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from fairbench import metrics
+from fairbench.data.base import TaskData
+from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.nets.branched import ARCHITECTURES, build_branched
+from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
+
+SELECTION = ("acc", "disc", "last")
+
+
+def common_hparams(**defaults: Any) -> dict[str, HParam]:
+    """The hyperparameters every branched method has, with per-method defaults."""
+    return {
+        "arch": HParam(defaults["arch"], "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4)", ARCHITECTURES),
+        "epochs": HParam(defaults["epochs"], "training epochs"),
+        "lr": HParam(defaults["lr"], "Adam learning rate"),
+        "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),
+        "beta2": HParam(defaults.get("beta2", 0.999), "Adam beta2"),
+        "batch_size": HParam(defaults["batch_size"], "minibatch size"),
+        "select": HParam(
+            defaults["select"],
+            "checkpoint selection on validation: acc (best accuracy) | disc (lowest discrimination, "
+            "ties by accuracy; GRAD) | last",
+            SELECTION,
+        ),
+    }
+
+
+class BranchedMethod(Method):
+    """Task loss + lam x attribute loss, the attribute branch behind gradient reversal."""
+
+    adversarial: ClassVar[bool] = True
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        generator = seed_everything(ctx.seed)
+        model = build_branched(p["arch"], tuple(data.x.shape[1:]), self.adversarial).to(ctx.device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
+        x = to_float(data.x, ctx.device)
+        y = torch.from_numpy(data.y).to(ctx.device)
+        g = torch.from_numpy(data.g).to(ctx.device)
+        train = torch.from_numpy(data.splits["train"]).to(ctx.device)
+        val_rows = data.splits["val"]
+        lam = float(p.get("lam", 0.0))
+
+        def train_epoch(epoch: int) -> None:
+            for batch in minibatches(len(train), p["batch_size"], generator):
+                rows = train[batch.to(ctx.device)]
+                if len(rows) < 2:  # batch norm needs two rows
+                    continue
+                task, attribute = model(as_input(x[rows]))
+                loss = F.cross_entropy(task, y[rows])
+                if attribute is not None:
+                    loss = loss + lam * F.cross_entropy(attribute, g[rows])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+
+        def score(epoch: int) -> tuple[float, ...]:
+            if p["select"] == "last":
+                return (-epoch,)
+            scores = predict_proba(model, x[torch.from_numpy(val_rows).to(ctx.device)])
+            accuracy = metrics.acc(data.y[val_rows], metrics.hard(scores))
+            if p["select"] == "acc":
+                return (-accuracy,)
+            return (metrics.discrimination(scores, data.g[val_rows]), -accuracy)
+
+        epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
+        scores = {
+            split: predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
+            for split in ("val", "test")
+        }
+        return Outcome(scores=scores, info={"selected_epoch": epoch})

@@ -1,0 +1,1 @@
+"""Network definitions: the papers' MLPs and conv encoders, and the branched classifier."""

@@ -1,0 +1,103 @@
+"""Expand a suite into jobs: experiments x methods x grid points x seeds, each with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fairbench import STORE_FORMAT
+from fairbench.registry import DATASETS, METHODS
+from fairbench.suite import Suite
+
+
+@dataclass
+class Job:
+    """One training run. `job_id` hashes everything that determines its numbers."""
+
+    suite: str
+    experiment: str
+    dataset: str
+    protocol: str
+    target: str
+    sensitive: str
+    options: dict[str, Any]
+    method: str
+    label: str
+    params: dict[str, Any]
+    seed: int
+    budget: str
+    job_id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.job_id:
+            self.job_id = job_hash(self.identity())
+
+    def identity(self) -> dict[str, Any]:
+        """What the id hashes: not the suite's name, so identical jobs of two suites share an id."""
+        return {
+            "format": STORE_FORMAT,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "target": self.target,
+            "sensitive": self.sensitive,
+            "options": self.options,
+            "method": self.method,
+            "label": self.label,
+            "params": self.params,
+            "seed": self.seed,
+            "budget": self.budget,
+        }
+
+    def stack_key(self) -> str:
+        """Jobs with equal keys may train together: same everything but the stackable params."""
+        stackable = METHODS.get(self.method).stackable
+        fixed = {k: v for k, v in self.params.items() if k not in stackable}
+        return job_hash({**self.identity(), "params": fixed, "label": None})
+
+
+def job_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def expand(suite: Suite) -> list[Job]:
+    """All jobs of a suite, in suite order (experiment, method, grid point, seed)."""
+    jobs = []
+    for experiment in suite.experiments:
+        protocol = DATASETS.get(experiment.dataset).protocols[0] if experiment.protocol is None else experiment.protocol
+        for spec in suite.methods:
+            cls = METHODS.get(spec.method)
+            names = list(spec.grid)
+            for point in itertools.product(*(spec.grid[n] for n in names)):
+                params = cls.resolve({**spec.params, **dict(zip(names, point))}, suite.budget)
+                for seed in suite.seeds:
+                    jobs.append(
+                        Job(
+                            suite=suite.name,
+                            experiment=experiment.id,
+                            dataset=experiment.dataset,
+                            protocol=protocol,
+                            target=experiment.target,
+                            sensitive=experiment.sensitive,
+                            options=experiment.options,
+                            method=spec.method,
+                            label=spec.label or spec.method,
+                            params=params,
+                            seed=seed,
+                            budget=suite.budget,
+                        )
+                    )
+    return jobs
+
+
+def group_units(jobs: list[Job], stack: bool) -> list[list[Job]]:
+    """Work units for the executor: stacked groups (in first-member order) or one job each."""
+    if not stack:
+        return [[job] for job in jobs]
+    units: dict[str, list[Job]] = {}
+    for job in jobs:
+        key = job.stack_key() if METHODS.get(job.method).stackable else job.job_id
+        units.setdefault(key, []).append(job)
+    return list(units.values())

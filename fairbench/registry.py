@@ -1,0 +1,105 @@
+"""One lazy registry for methods and datasets: built-ins by import path, plugins by entry point.
+
+Nothing is imported until a name is asked for, so `fairbench ls` and `validate` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from typing import Any
+
+from fairbench.errors import FairbenchError, did_you_mean
+
+
+class Registry:
+    """Maps names to classes, loaded on first use.
+
+    Built-ins are "module:attribute" strings; plugins come from the entry-point group
+    (a built-in of the same name wins, so a plugin cannot silently shadow one).
+    """
+
+    def __init__(self, kind: str, group: str, builtins: dict[str, str]) -> None:
+        self.kind = kind
+        self.group = group
+        self._targets: dict[str, str] = dict(builtins)
+        self._origin: dict[str, str] = {name: "built-in" for name in builtins}
+        self._loaded: dict[str, Any] = {}
+        self._scanned = False
+
+    def _scan_entry_points(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        for ep in entry_points(group=self.group):
+            if ep.name not in self._targets:
+                self._targets[ep.name] = ep.value
+                self._origin[ep.name] = f"plugin ({ep.dist.name if ep.dist else ep.value})"
+
+    def register(self, name: str, obj: Any) -> None:
+        """Register an already-imported class (for code that defines methods at run time)."""
+        self._targets[name] = f"<object {obj!r}>"
+        self._origin[name] = "registered"
+        self._loaded[name] = obj
+
+    def names(self) -> list[str]:
+        self._scan_entry_points()
+        return sorted(self._targets)
+
+    def origin(self, name: str) -> str:
+        self._scan_entry_points()
+        return self._origin[name]
+
+    def __contains__(self, name: str) -> bool:
+        self._scan_entry_points()
+        return name in self._targets
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> Any:
+        """Return the class registered as `name`; unknown names get a "did you mean"."""
+        if name in self._loaded:
+            return self._loaded[name]
+        self._scan_entry_points()
+        if name not in self._targets:
+            raise FairbenchError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._targets)}")
+        module_name, _, attribute = self._targets[name].partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise FairbenchError(
+                f"{self.kind} '{name}' ({self._origin[name]}) failed to load from '{self._targets[name]}': {error}"
+            ) from error
+        self._loaded[name] = obj
+        return obj
+
+
+# Adding a built-in is one line here plus its module.
+METHODS = Registry(
+    "method",
+    "fairbench.methods",
+    {
+        "erm": "fairbench.methods.erm:ERM",
+        "adt": "fairbench.methods.adt:ADT",
+        "grad_pred": "fairbench.methods.grad_pred:GradPred",
+        "dvge": "fairbench.methods.dvge:DVGE",
+        "removal": "fairbench.methods.removal:Removal",
+    },
+)
+
+DATASETS = Registry(
+    "dataset",
+    "fairbench.datasets",
+    {
+        "synthetic": "fairbench.data.synthetic:Synthetic",
+        "adult": "fairbench.data.adult:Adult",
+        "german": "fairbench.data.german:StatlogGerman",
+        "south_german_credit": "fairbench.data.south_german_credit:SouthGermanCredit",
+        "synthetic_images": "fairbench.data.synthetic_images:SyntheticImages",
+        "celeba": "fairbench.data.celeba:CelebA",
+        "colored_mnist": "fairbench.data.colored_mnist:ColoredMNIST",
+        "cifar10s": "fairbench.data.cifar10s:CIFAR10S",
+    },
+)

@@ -1,0 +1,24 @@
+"""Reports: Pareto fronts, critical-difference diagrams, ablation and summary tables, HTML.
+
+Reads only the results store (fairbench.store.load_results / load_jobs). Public names load
+lazily so that `from fairbench.report.cli import report` stays cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Options": "build", "build_report": "build", "ablation_tables": "ablation", "critical_difference": "cd",
+    "friedman_statistic": "cd", "nemenyi_cd": "cd", "hypervolume": "pareto", "pareto_front": "pareto",
+    "pareto_points": "pareto", "select_points": "tables", "summary_tables": "tables",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fairbench.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"fairbench.report.{_EXPORTS[name]}"), name)

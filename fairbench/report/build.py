@@ -1,0 +1,318 @@
+"""Build one results folder's report: run the analyses, write files, collect sections for the
+console and the HTML page. The click command in cli.py only parses options and calls this.
+
+Files written under the output folder (default `<results>/report/`):
+    pareto_<experiment>_<x>-<y>.<fmt>   one figure per experiment and metric pair
+    pareto_fronts.{csv,md}              the front points (seed means and std)
+    hypervolume.{csv,md}                hypervolume per experiment x pair x label, reference point
+    cd_diagram.<fmt>, cd.{md,csv}       critical-difference analysis (ranks, statistics)
+    ablation_<experiment>_<classifier>.{md,tex,csv}
+    summary.{md,tex,csv}
+    report.html                         everything above in one self-contained page
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import yaml
+
+from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.report import ablation as ablation_mod
+from fairbench.report import cd as cd_mod
+from fairbench.report import pareto as pareto_mod
+from fairbench.report import tables as tables_mod
+from fairbench.report.choices import PARTS
+from fairbench.report.common import fmt_num, markdown_table, slug, untagged
+from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
+from fairbench.store import load_jobs, load_results
+
+DEFAULT_PAIRS = [("dp", "acc"), ("eo", "acc")]
+
+
+@dataclass
+class Options:
+    """What to build; parts=None means everything the results support."""
+
+    parts: set[str] | None = None
+    out: Path | None = None
+    formats: tuple[str, ...] = ("png",)
+    pairs: list[tuple[str, str]] | None = None
+    cd_test: str = "nemenyi"
+    alpha: float = 0.05
+    selection: str = "best-val-acc"
+    acc_floor: float | None = None
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    console: bool = True  # long tables go to the files and the HTML page only
+
+
+@dataclass
+class Figure:
+    title: str
+    png: bytes | None
+    paths: list[Path]
+
+
+@dataclass
+class Section:
+    title: str
+    notes: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    folder: Path
+    out: Path
+    sections: list[Section] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """'dp:acc,eo:acc' -> [('dp', 'acc'), ('eo', 'acc')]."""
+    pairs = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        parts = [p.strip() for p in item.split(":")]
+        if len(parts) != 2 or not all(parts):
+            raise FairbenchError(f"--pairs: {item!r} is not of the form x:y (e.g. dp:acc)")
+        pairs.append((parts[0], parts[1]))
+    if not pairs:
+        raise FairbenchError("--pairs: no metric pair given (e.g. --pairs dp:acc,eo:acc)")
+    return pairs
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise FairbenchError(f"--format: unknown figure format {fmt!r}{did_you_mean(fmt, FORMATS)}")
+    if not formats:
+        raise FairbenchError("--format: give at least one of png, pdf, svg")
+    return formats
+
+
+def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
+    """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
+    path = folder / "suite.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text()) if path.exists() else None
+        pairs = spec.get("report", {}).get("pareto") if isinstance(spec, dict) else None
+        return [(str(a), str(b)) for a, b in pairs] if pairs else None
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return None  # a malformed optional key must not stop the report; defaults apply
+
+
+def _write(report: Report, name: str, text: str) -> None:
+    path = report.out / name
+    path.write_text(text)
+    report.files.append(path)
+
+
+def _write_csv(report: Report, name: str, frame: pd.DataFrame) -> None:
+    path = report.out / name
+    frame.to_csv(path, index=False, float_format="%.6g")
+    report.files.append(path)
+
+
+def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png: bool) -> Figure:
+    paths = save_figure(fig, report.out / stem, opts.formats)
+    report.files.extend(paths)
+    data = None
+    if want_png:  # reuse the PNG file when one was written: rendering twice doubles the cost
+        png = [p for p in paths if p.suffix == ".png"]
+        data = png[0].read_bytes() if png else png_bytes(fig)
+    plt.close(fig)
+    return Figure(title, data, paths)
+
+
+def build_report(folder: Path, opts: Options) -> Report:
+    """Run every requested analysis on one results folder and write its files."""
+    folder = Path(folder)
+    df = load_results(folder)
+    if df.empty:
+        raise FairbenchError(f"{folder} holds no finished jobs to report on")
+    explicit = opts.parts is not None
+    parts = set(PARTS) if opts.parts is None else set(opts.parts)
+    if "html" in parts and explicit and parts == {"html"}:
+        parts = set(PARTS)  # --html alone: the page with everything the results support
+    report = Report(folder, Path(opts.out) if opts.out else folder / "report")
+    report.out.mkdir(parents=True, exist_ok=True)
+    want_png = "html" in parts
+    metrics = set(untagged(df)["metric"])
+
+    hv_frames: list[pd.DataFrame] = []
+    if parts & {"pareto", "cd"}:
+        pairs = opts.pairs or suite_pairs(folder) or DEFAULT_PAIRS
+        usable = []
+        for x, y in pairs:
+            missing = [m for m in (x, y) if m not in metrics]
+            if missing and opts.pairs:
+                raise FairbenchError(
+                    f"--pairs: metric {missing[0]!r} is not in {folder}{did_you_mean(missing[0], metrics)}"
+                )
+            if not missing:
+                usable.append((x, y))
+        section = Section("Pareto fronts")
+        if not usable:
+            section.notes.append(
+                f"no metric pair of {', '.join(f'{x}:{y}' for x, y in pairs)} is in the results"
+            )
+        front_frames = []
+        for x, y in usable:
+            points = pareto_mod.pareto_points(df, x, y)
+            if points.empty:
+                continue
+            hv = pareto_mod.hypervolume_table(points, x, y)
+            hv_frames.append(hv)
+            front = pareto_mod.front_table(points).assign(pair=f"{x}-{y}")
+            front_frames.append(front)
+            if "pareto" in parts:
+                for exp, sub in points.groupby("experiment", sort=True):
+                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)")
+                    section.figures.append(
+                        _figure(
+                            report,
+                            fig,
+                            f"pareto_{slug(exp)}_{slug(x)}-{slug(y)}",
+                            f"{exp}: {x} vs {y}",
+                            opts,
+                            want_png,
+                        )
+                    )
+        if "pareto" in parts and front_frames:
+            fronts = pd.concat(front_frames, ignore_index=True)
+            hv_all = pd.concat(hv_frames, ignore_index=True)
+            cols = ["experiment", "pair", "label", "point", "x", "x_std", "y", "y_std", "n"]
+            _write_csv(report, "pareto_fronts.csv", fronts[cols])
+            front_rows = [
+                [
+                    r.experiment,
+                    r.pair,
+                    r.label,
+                    r.point,
+                    fmt_num(r.x),
+                    fmt_num(r.x_std),
+                    fmt_num(r.y),
+                    fmt_num(r.y_std),
+                    str(r.n),
+                ]
+                for r in fronts[cols].itertuples()
+            ]
+            _write(report, "pareto_fronts.md", markdown_table(cols, front_rows))
+            _write_csv(report, "hypervolume.csv", hv_all)
+            hv_header = ["experiment", "pair", "label", "hypervolume", "front/points", "reference (x, y)"]
+            hv_rows = [
+                [
+                    r.experiment,
+                    r.pair,
+                    r.label,
+                    f"{r.hypervolume:.5f}",
+                    f"{r.n_front}/{r.n_points}",
+                    f"({r.ref_x:.4f}, {r.ref_y:.4f})",
+                ]
+                for r in hv_all.itertuples()
+            ]
+            _write(report, "hypervolume.md", markdown_table(hv_header, hv_rows))
+            section.tables.append(
+                Table(
+                    "Hypervolume (reference: the experiment's worst gap and accuracy, "
+                    "pushed out by 10% of their range)",
+                    hv_header,
+                    hv_rows,
+                )
+            )
+            section.tables.append(Table("Front points (seed mean and std)", cols, front_rows, console=False))
+        if "pareto" in parts:
+            report.sections.append(section)
+
+    if "cd" in parts:
+        report.sections.append(_cd_section(report, hv_frames, opts, want_png))
+
+    if "ablation" in parts:
+        tables = ablation_mod.ablation_tables(df)
+        section = Section("Ablation: sensitive-attribute accuracy")
+        if not tables:
+            if explicit and "ablation" in opts.parts:
+                raise FairbenchError(
+                    f"--ablation: {folder} has no test-split 'sens_acc' rows (DVGE ablation results); "
+                    f"run a suite with the DVGE ablation or drop --ablation"
+                )
+        else:
+            for t in tables:
+                stem = f"ablation_{slug(t.experiment)}_{slug(t.sens_classifier)}"
+                _write(report, stem + ".md", t.markdown())
+                _write(report, stem + ".tex", t.latex())
+                _write_csv(report, stem + ".csv", t.csv_frame())
+                section.tables.append(Table(t.caption, ["Encoder", *t.columns], t.text_rows()))
+            report.sections.append(section)
+
+    if "tables" in parts:
+        try:
+            summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor)
+        except ValueError as exc:
+            raise FairbenchError(f"--selection: {exc}") from None
+        section = Section("Summary")
+        _write(report, "summary.md", "\n".join(t.markdown() for t in summaries))
+        _write(report, "summary.tex", "\n".join(t.latex() for t in summaries))
+        _write_csv(report, "summary.csv", tables_mod.summary_csv(summaries))
+        section.tables += [Table(t.caption, t.header, t.text_rows()) for t in summaries]
+        report.sections.append(section)
+
+    if "html" in parts:
+        from fairbench.report.html import render_html
+
+        page = render_html(report, load_jobs(folder))
+        _write(report, "report.html", page)
+    return report
+
+
+def _cd_section(report: Report, hv_frames: list[pd.DataFrame], opts: Options, want_png: bool) -> Section:
+    section = Section("Critical-difference diagram")
+    if not hv_frames:
+        section.notes.append("Critical-difference diagram skipped: no hypervolumes (no usable metric pair)")
+        return section
+    hv = pd.concat(hv_frames, ignore_index=True)
+    scores = hv.pivot_table(
+        index=["experiment", "pair"], columns="label", values="hypervolume", aggfunc="first"
+    )
+    result = cd_mod.critical_difference(scores, test=opts.cd_test, alpha=opts.alpha)
+    section.notes.append(result.summary())
+    lines = [f"# Critical-difference analysis ({result.test})", "", result.summary(), ""]
+    if not result.skipped:
+        header = ["rank", "method", "average rank"]
+        rows = [[str(i + 1), str(m), f"{r:.3f}"] for i, (m, r) in enumerate(result.avg_ranks.items())]
+        section.tables.append(Table("Average ranks by hypervolume (1 = best)", header, rows))
+        lines.append(markdown_table(header, rows))
+        _write_csv(
+            report, "cd.csv", result.avg_ranks.rename("average_rank").rename_axis("label").reset_index()
+        )
+        fig = cd_mod.plot_cd(result)
+        section.figures.append(
+            _figure(report, fig, "cd_diagram", "Critical-difference diagram", opts, want_png)
+        )
+    stats = {
+        "test": result.test,
+        "alpha": result.alpha,
+        "n_blocks": result.n_blocks,
+        "methods": result.methods,
+        "chi2": result.chi2,
+        "p_value": result.p_value,
+        "ff": result.ff,
+        "ff_p_value": result.ff_p_value,
+        "cd": result.cd,
+        "skipped": result.skipped,
+    }
+    lines += ["", "```json", json.dumps(stats, indent=1, default=str), "```", ""]
+    _write(report, "cd.md", "\n".join(lines))
+    return section

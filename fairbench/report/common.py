@@ -1,0 +1,166 @@
+"""Shared helpers of the reports: hyperparameter points, seed averaging, table rendering.
+
+A *hyperparameter point* is the set of all `param_<name>` values of one (experiment, label)
+group; the seeds of a point are averaged and their spread (sample std, ddof=1; 0 for one seed)
+kept. Reports other than the ablation use the *untagged* metric rows only (tag columns all
+empty): tagged rows (e.g. DVGE's `sens_acc` per `sens_classifier`) are method diagnostics,
+not the model's own scores, and would otherwise be averaged into the wrong numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fairbench.metrics import HIGHER_IS_BETTER
+from fairbench.store import TABLE_COLUMNS
+
+GROUP = ["experiment", "label"]
+
+
+def param_columns(df: pd.DataFrame) -> list[str]:
+    return sorted(c for c in df.columns if c.startswith("param_"))
+
+
+def tag_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in TABLE_COLUMNS and not c.startswith("param_")]
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric in HIGHER_IS_BETTER
+
+
+def _fmt_param(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) >= 1 else f"{value:g}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def point_keys(df: pd.DataFrame) -> pd.Series:
+    """A readable key per row naming its hyperparameter point, e.g. "eta1=0.1, eta2=0.4".
+
+    Columns a group never sets (all empty) are left out; a label without hyperparameters gets
+    the key "default".
+    """
+    cols = param_columns(df)
+    parts = []
+    for col in cols:
+        values = df[col].map(_fmt_param)
+        parts.append(np.where(values == "", "", col[len("param_") :] + "=" + values))
+    if not parts:
+        return pd.Series("default", index=df.index)
+    keys = pd.Series([", ".join(p for p in row if p) for row in zip(*parts, strict=True)], index=df.index)
+    return keys.replace("", "default")
+
+
+def untagged(df: pd.DataFrame) -> pd.DataFrame:
+    tags = tag_columns(df)
+    if not tags:
+        return df
+    return df[df[tags].isna().all(axis=1)]
+
+
+def point_stats(df: pd.DataFrame, split: str, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Seed-averaged metrics per (experiment, label, point) on one split.
+
+    Returns one row per experiment x label x point x metric with columns
+    experiment, label, point, metric, mean, std, n (number of seeds).
+    """
+    rows = untagged(df)
+    rows = rows[rows["split"] == split]
+    if metrics is not None:
+        rows = rows[rows["metric"].isin(list(metrics))]
+    if rows.empty:
+        return pd.DataFrame(columns=[*GROUP, "point", "metric", "mean", "std", "n"])
+    # A job without a label is reported under its method's name.
+    rows = rows.assign(point=point_keys(rows), label=rows["label"].fillna(rows["method"]))
+    stats = (
+        rows.groupby([*GROUP, "point", "metric"], sort=True)["value"]
+        .agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n="count")
+        .reset_index()
+    )
+    return stats
+
+
+def wide_points(stats: pd.DataFrame) -> pd.DataFrame:
+    """point_stats pivoted: one row per (experiment, label, point), columns <metric>/<metric>_std."""
+    if stats.empty:
+        return pd.DataFrame(columns=[*GROUP, "point"])
+    mean = stats.pivot_table(index=[*GROUP, "point"], columns="metric", values="mean", aggfunc="first")
+    std = stats.pivot_table(index=[*GROUP, "point"], columns="metric", values="std", aggfunc="first")
+    n = stats.groupby([*GROUP, "point"])["n"].max().rename("n")
+    std.columns = [f"{c}__std" for c in std.columns]
+    return pd.concat([mean, std, n], axis=1).reset_index()
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def fmt_num(value: float, digits: int = 3) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def fmt_mean_std(mean: float, std: float, n: int, digits: int = 3) -> str:
+    if mean is None or pd.isna(mean):
+        return "-"
+    if n is None or pd.isna(n) or n < 2:
+        return fmt_num(mean, digits)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table (written by hand: pandas needs `tabulate` for this)."""
+
+    def cell(value: str) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    out = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+    return out.replace("±", r"$\pm$").replace("η1", r"$\eta_1$").replace("η", r"$\eta$")
+
+
+def latex_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str = "") -> str:
+    """A booktabs tabular (written by hand so that no jinja2 dependency is needed)."""
+    spec = "l" + "r" * (len(header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(r"\caption{" + latex_escape(caption) + "}")
+    lines += [
+        r"\begin{tabular}{" + spec + "}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
+    ]
+    lines.append(r"\midrule")
+    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of an experiment or label name."""
+    out = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+    return out.strip("_") or "x"

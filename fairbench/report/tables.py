@@ -1,0 +1,166 @@
+"""Summary tables: per experiment x method label, mean +/- std over seeds of every test metric at
+one hyperparameter point chosen on the validation split (never on test).
+
+Selection rules (per experiment x label, on seed-averaged validation metrics):
+- `best-val-acc`: the point with the highest validation accuracy (ties: lower validation dp,
+  then the point's name);
+- `gap-floor`: among points whose validation accuracy is >= the floor, the lowest validation
+  dp (ties: higher accuracy, then name). A label with no such point is listed with a note.
+A label with a single point needs no selection (it has nothing to choose from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fairbench.report.choices import SELECTION_RULES
+from fairbench.report.common import (
+    GROUP,
+    fmt_mean_std,
+    latex_table,
+    markdown_table,
+    point_keys,
+    point_stats,
+    untagged,
+    wide_points,
+)
+
+RULES = SELECTION_RULES
+METRIC_ORDER = [
+    "acc",
+    "dp",
+    "eo",
+    "eo_joint",
+    "eodds_sum",
+    "eodds_max",
+    "discrimination",
+    "consistency",
+    "delta",
+    "acc_aligned",
+    "acc_conflicting",
+    "acc_mean",
+    "bias_gap",
+    "acc_unbiased",
+    "dp_perfect",
+]
+
+
+def select_points(
+    df: pd.DataFrame, rule: str = "best-val-acc", acc_floor: float | None = None
+) -> pd.DataFrame:
+    """The chosen point per (experiment, label): columns experiment, label, point, val_acc, val_dp, note.
+
+    `point` is None (and `note` says why) where nothing could be chosen.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(RULES)}")
+    if rule == "gap-floor" and acc_floor is None:
+        raise ValueError("the gap-floor rule needs an accuracy floor")
+    rows = untagged(df)
+    rows = rows.assign(point=point_keys(rows), label=rows["label"].fillna(rows["method"]))
+    all_points = rows[[*GROUP, "point"]].drop_duplicates()
+    val = wide_points(point_stats(df, "val", ["acc", "dp"]))
+    val = val.reindex(columns=[*GROUP, "point", "acc", "dp"])
+    out = []
+    for (exp, label), pts in all_points.groupby(GROUP, sort=True):
+        cand = pts.merge(val, on=[*GROUP, "point"], how="left")
+        chosen, note = None, ""
+        if len(cand) == 1:
+            chosen, note = cand.iloc[0], "single point"
+        elif cand["acc"].isna().all():
+            note = "no validation accuracy to select with"
+        elif rule == "best-val-acc":
+            chosen = (
+                cand.dropna(subset=["acc"])
+                .sort_values(["acc", "dp", "point"], ascending=[False, True, True], na_position="last")
+                .iloc[0]
+            )
+        else:
+            ok = cand[(cand["acc"] >= acc_floor) & cand["dp"].notna()]
+            if ok.empty:
+                note = f"no point reaches validation accuracy >= {acc_floor:g}"
+            else:
+                chosen = ok.sort_values(["dp", "acc", "point"], ascending=[True, False, True]).iloc[0]
+        out.append(
+            {
+                "experiment": exp,
+                "label": label,
+                "point": None if chosen is None else chosen["point"],
+                "val_acc": None if chosen is None else chosen["acc"],
+                "val_dp": None if chosen is None else chosen["dp"],
+                "note": note,
+            }
+        )
+    return pd.DataFrame(out, columns=[*GROUP, "point", "val_acc", "val_dp", "note"])
+
+
+def _metric_order(metrics: list[str]) -> list[str]:
+    known = [m for m in METRIC_ORDER if m in metrics]
+    return known + sorted(m for m in metrics if m not in METRIC_ORDER)
+
+
+@dataclass
+class SummaryTable:
+    """One experiment's summary: `cells` (label, point, metric, mean, std, n) and `selection`."""
+
+    experiment: str
+    rule: str
+    cells: pd.DataFrame
+    selection: pd.DataFrame
+
+    @property
+    def metrics(self) -> list[str]:
+        return _metric_order(sorted(self.cells["metric"].unique()))
+
+    @property
+    def header(self) -> list[str]:
+        return ["Method", "Selected point", "Seeds", *self.metrics]
+
+    def text_rows(self) -> list[list[str]]:
+        rows = []
+        for sel in self.selection.itertuples():
+            sub = self.cells[self.cells["label"] == sel.label]
+            if sel.point is None or sub.empty:
+                rows.append([str(sel.label), f"({sel.note})", "0", *["-" for _ in self.metrics]])
+                continue
+            by_metric = {r.metric: fmt_mean_std(r.mean, r.std, r.n) for r in sub.itertuples()}
+            seeds = str(int(sub["n"].max()))
+            rows.append(
+                [str(sel.label), str(sel.point), seeds, *[by_metric.get(m, "-") for m in self.metrics]]
+            )
+        return rows
+
+    @property
+    def caption(self) -> str:
+        return f"{self.experiment}: test metrics (mean ± std over seeds) at the point chosen by {self.rule}"
+
+    def markdown(self) -> str:
+        return f"**{self.caption}**\n\n" + markdown_table(self.header, self.text_rows())
+
+    def latex(self) -> str:
+        return latex_table(self.header, self.text_rows(), caption=self.caption)
+
+
+def summary_tables(
+    df: pd.DataFrame, rule: str = "best-val-acc", acc_floor: float | None = None
+) -> list[SummaryTable]:
+    """Summary tables, one per experiment, at the points chosen by `rule`."""
+    selection = select_points(df, rule, acc_floor)
+    test = point_stats(df, "test")
+    rule_name = rule if rule != "gap-floor" else f"gap-floor (val acc >= {acc_floor:g})"
+    tables = []
+    for exp, sel in selection.groupby("experiment", sort=True):
+        chosen = sel.dropna(subset=["point"])[[*GROUP, "point"]]
+        cells = test.merge(chosen, on=[*GROUP, "point"], how="inner")
+        tables.append(
+            SummaryTable(str(exp), rule_name, cells.reset_index(drop=True), sel.reset_index(drop=True))
+        )
+    return tables
+
+
+def summary_csv(tables: list[SummaryTable]) -> pd.DataFrame:
+    """All summary cells in one tidy frame: experiment, label, point, metric, mean, std, n."""
+    frames = [t.cells[[*GROUP, "point", "metric", "mean", "std", "n"]] for t in tables]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,140 @@
+"""The results store: one SQLite file per results folder, and the tidy export.
+
+SQLite gives crash safety (one transaction per finished job: kill -9 loses nothing finished)
+and lets reports query. The tidy table has one row per job x split x metric, every
+hyperparameter its own `param_<name>` column and every metric tag its own column.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fairbench import STORE_FORMAT, __version__
+from fairbench.errors import FairbenchError
+
+STORE_FILE = "fairbench.sqlite"
+JOB_COLUMNS = ["suite", "experiment", "dataset", "protocol", "target", "sensitive", "method", "label", "budget", "seed"]
+TABLE_COLUMNS = [*JOB_COLUMNS, "split", "metric", "value", "job_id"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, suite TEXT, experiment TEXT, dataset TEXT, protocol TEXT,
+    target TEXT, sensitive TEXT, method TEXT, label TEXT, budget TEXT, seed INTEGER,
+    params TEXT, options TEXT, status TEXT, error TEXT, info TEXT, started REAL, finished REAL,
+    duration REAL, device TEXT, host TEXT, versions TEXT, git_rev TEXT, log TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT, split TEXT, metric TEXT, value REAL, tags TEXT,
+    FOREIGN KEY (job_id) REFERENCES jobs (job_id)
+);
+CREATE INDEX IF NOT EXISTS metrics_job ON metrics (job_id);
+"""
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a results folder written in another store format (before anything is written)."""
+    path = Path(folder) / STORE_FILE
+    if not path.exists():
+        return
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    except sqlite3.DatabaseError:
+        row = None
+    if row is None or int(row[0]) != STORE_FORMAT:
+        found = "an unknown format" if row is None else f"store format {row[0]}"
+        raise FairbenchError(
+            f"{path} was written by {found}; this fairbench {__version__} writes format {STORE_FORMAT}: "
+            f"choose another --results folder or move that one away"
+        )
+
+
+class Store:
+    """Read and write one results folder's store."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        check_folder(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / STORE_FILE
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        with self.db:
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (__version__,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def done_ids(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT job_id FROM jobs WHERE status = 'done'")}
+
+    def record(self, job: dict[str, Any], metric_rows: Iterable[tuple[str, str, float, dict]]) -> None:
+        """Write one finished (or failed) job and its metric rows in a single transaction."""
+        record = dict(job)
+        for key in ("params", "options", "info", "versions"):
+            record[key] = json.dumps(record.get(key, {}), sort_keys=True, default=str)
+        columns = list(record)
+        with self.db:
+            self.db.execute("DELETE FROM metrics WHERE job_id = ?", (job["job_id"],))
+            self.db.execute(
+                f"INSERT OR REPLACE INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [record[c] for c in columns],
+            )
+            self.db.executemany(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)",
+                [(job["job_id"], s, m, float(v), json.dumps(t, sort_keys=True)) for s, m, v, t in metric_rows],
+            )
+
+    def export(self) -> pd.DataFrame:
+        """Write results.parquet and results.csv next to the store; return the table."""
+        table = tidy_table(self.db)
+        for name, write in (("results.parquet", table.to_parquet), ("results.csv", table.to_csv)):
+            staging = self.folder / (name + ".tmp")
+            write(staging, index=False)
+            staging.replace(self.folder / name)
+        return table
+
+
+def _json_cell(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+def tidy_table(db: sqlite3.Connection) -> pd.DataFrame:
+    """The long table of finished jobs: job columns, split, metric, value, job_id, params, tags."""
+    jobs = pd.read_sql_query(f"SELECT job_id, {', '.join(JOB_COLUMNS)}, params FROM jobs WHERE status = 'done'", db)
+    rows = pd.read_sql_query("SELECT job_id, split, metric, value, tags FROM metrics", db)
+    table = rows.merge(jobs, on="job_id", how="inner")
+    params = pd.DataFrame(
+        [{f"param_{k}": _json_cell(v) for k, v in json.loads(p).items()} for p in table["params"]],
+        index=table.index,
+    )
+    tags = pd.DataFrame([json.loads(t) for t in table["tags"]], index=table.index)
+    table = pd.concat([table[TABLE_COLUMNS], params.reindex(sorted(params.columns), axis=1), tags], axis=1)
+    return table.sort_values(["experiment", "label", "job_id", "split", "metric"], kind="stable").reset_index(drop=True)
+
+
+def load_results(folder: Path) -> pd.DataFrame:
+    """The tidy table of a results folder (read from the store, so it is always current)."""
+    path = Path(folder) / STORE_FILE
+    if not path.exists():
+        raise FairbenchError(f"{folder} holds no results ({STORE_FILE} not found); run 'fairbench run' first")
+    check_folder(Path(folder))
+    with closing(sqlite3.connect(path)) as db:
+        return tidy_table(db)
+
+
+def load_jobs(folder: Path) -> pd.DataFrame:
+    """One row per job with its provenance (status, timings, device, versions, git revision)."""
+    check_folder(Path(folder))
+    with closing(sqlite3.connect(Path(folder) / STORE_FILE)) as db:
+        return pd.read_sql_query("SELECT * FROM jobs ORDER BY experiment, label, job_id", db)

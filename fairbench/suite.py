@@ -1,0 +1,219 @@
+"""Suite files: schema (pydantic), `include:`, `--set` overrides, and checks against the registries.
+
+Every error names the file, the line and the key, and suggests the closest valid name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.expressions import Expression
+from fairbench.yamlio import Lines, load_yaml, locate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class ExperimentSpec(_Strict):
+    """One dataset task: which data, split protocol, target and sensitive group."""
+
+    dataset: str
+    target: str
+    sensitive: str
+    protocol: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.name or f"{self.dataset}/{self.target}/{self.sensitive}"
+
+
+class MethodSpec(_Strict):
+    """One method entry: fixed `params` and a `grid` whose product is expanded into jobs."""
+
+    method: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class Suite(_Strict):
+    name: str
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    experiments: list[ExperimentSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    budget: str = "paper"
+    stack: bool = True
+    report: dict[str, Any] = Field(default_factory=dict)
+
+
+_MODELS: dict[str, type[BaseModel]] = {"experiments": ExperimentSpec, "methods": MethodSpec}
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Deep-merge mappings (the including file wins); anything else is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base.get(key), value) if key in base else value
+        return out
+    return over
+
+
+def _load_with_includes(path: Path, lines: Lines, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise FairbenchError(f"{path}: include cycle ({' -> '.join(p.name for p in (*seen, path))})")
+    data, own_lines = load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FairbenchError(f"{path}:1: a suite must be a mapping of keys (name, experiments, methods, ...)")
+    includes = data.pop("include", [])
+    includes = [includes] if isinstance(includes, str) else includes
+    merged: dict[str, Any] = {}
+    for include in includes:
+        target = (path.parent / str(include)).resolve()
+        if not target.exists():
+            where = locate(own_lines, ("include",), str(path))
+            raise FairbenchError(f"{where}: include: file '{include}' not found (looked in {path.parent})")
+        merged = _merge(merged, _load_with_includes(target, lines, (*seen, path)))
+    lines.update(own_lines)
+    return _merge(merged, data)
+
+
+def apply_override(data: dict[str, Any], assignment: str, lines: Lines) -> None:
+    """Apply one `--set key.sub=value` (value parsed as YAML; list indices as numbers)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise FairbenchError(f"--set '{assignment}': expected KEY=VALUE, e.g. --set seeds=[0]")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise FairbenchError(f"--set '{assignment}': the value is not valid YAML") from None
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            if isinstance(node, dict) and isinstance(part, str):
+                node = node.setdefault(part, {})
+            else:
+                raise FairbenchError(
+                    f"--set '{assignment}': '{'.'.join(map(str, parts[: depth + 1]))}' not found"
+                ) from None
+    try:
+        node[parts[-1]] = value
+    except (IndexError, TypeError):
+        raise FairbenchError(f"--set '{assignment}': cannot set '{key}'") from None
+    prefix = tuple(parts)
+    for path in [p for p in lines if p[: len(prefix)] == prefix]:
+        del lines[path]  # the file's lines for what the override replaced no longer apply
+    lines[prefix] = (f"--set {assignment}", 0)
+
+
+def _pydantic_error(error: ValidationError, lines: Lines, file: str) -> FairbenchError:
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    where = locate(lines, loc, file)
+    key = ".".join(map(str, loc)) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        model = _MODELS.get(loc[0], Suite) if len(loc) > 1 else Suite
+        return FairbenchError(f"{where}: unknown key '{key}'{did_you_mean(str(loc[-1]), model.model_fields)}")
+    if first["type"] == "missing":
+        return FairbenchError(f"{where}: missing required key '{key}'")
+    return FairbenchError(f"{where}: {key}: {first['msg']} (got {first.get('input')!r})")
+
+
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Suite, Lines]:
+    """Read, merge, override and validate a suite file (schema and registry checks)."""
+    path = Path(path)
+    if not path.exists():
+        raise FairbenchError(f"suite file '{path}' not found")
+    lines: Lines = {}
+    data = _load_with_includes(path, lines)
+    for assignment in overrides:
+        apply_override(data, assignment, lines)
+    data.setdefault("name", path.stem)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as error:
+        raise _pydantic_error(error, lines, str(path)) from None
+    check_suite(suite, lines, str(path))
+    return suite, lines
+
+
+def check_suite(suite: Suite, lines: Lines, file: str) -> None:
+    """Check names against the registries: datasets, protocols, options, columns, methods,
+    parameters, budgets and grids."""
+    from fairbench.registry import DATASETS, METHODS
+
+    def fail(path: tuple[Any, ...], message: str) -> FairbenchError:
+        return FairbenchError(f"{locate(lines, path, file)}: {message}")
+
+    for i, exp in enumerate(suite.experiments):
+        at = ("experiments", i)
+        if exp.dataset not in DATASETS:
+            raise fail(
+                (*at, "dataset"), f"unknown dataset '{exp.dataset}'{did_you_mean(exp.dataset, DATASETS.names())}"
+            )
+        try:
+            dataset = DATASETS.get(exp.dataset)(None, **exp.options)
+            dataset.check_protocol(exp.protocol)
+        except FairbenchError as error:
+            raise fail((*at, "options" if exp.options else "protocol"), str(error)) from None
+        columns = dataset.column_names()
+        for role in ("target", "sensitive"):
+            try:
+                Expression(getattr(exp, role)).validate(columns, f"{role}: ")
+            except FairbenchError as error:
+                raise fail((*at, role), f"dataset '{exp.dataset}' {error}") from None
+    for i, spec in enumerate(suite.methods):
+        at = ("methods", i)
+        if spec.method not in METHODS:
+            raise fail((*at, "method"), f"unknown method '{spec.method}'{did_you_mean(spec.method, METHODS.names())}")
+        cls = METHODS.get(spec.method)
+        for name, values in spec.grid.items():
+            if name not in cls.hparams:
+                raise fail(
+                    (*at, "grid", name),
+                    f"method '{spec.method}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}",
+                )
+            if not values:
+                raise fail((*at, "grid", name), f"grid '{name}' is empty; give at least one value")
+            for j, value in enumerate(values):
+                try:
+                    cls.hparams[name].coerce(value, f"grid.{name}")
+                except FairbenchError as error:
+                    raise fail((*at, "grid", name, j), str(error)) from None
+        for name in spec.params:
+            if name in spec.grid:
+                raise fail((*at, "params", name), f"'{name}' is in both params and grid; keep one")
+        try:
+            cls.resolve(spec.params, suite.budget)
+        except FairbenchError as error:
+            bad = next((n for n in spec.params if n in str(error)), None)
+            raise fail((*at, "params", bad) if bad else ("budget",), str(error)) from None
+    budgets = {"paper"}.union(*(METHODS.get(spec.method).budgets for spec in suite.methods))
+    if suite.budget not in budgets:
+        suggestion = did_you_mean(suite.budget, budgets)
+        raise fail(("budget",), f"no method of this suite has a budget '{suite.budget}'{suggestion}")
+    ids = [exp.id for exp in suite.experiments]
+    for index, exp_id in enumerate(ids):
+        if ids.index(exp_id) != index:
+            raise fail(("experiments", index), f"experiment '{exp_id}' appears twice; give each a distinct 'name'")
+    labels = [spec.label or spec.method for spec in suite.methods]
+    duplicates = {label for label in labels if labels.count(label) > 1}
+    if duplicates:
+        name = sorted(duplicates)[0]
+        index = labels.index(name)
+        raise fail(("methods", index), f"label '{name}' is used by several methods; give each a distinct 'label'")

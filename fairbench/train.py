@@ -1,0 +1,73 @@
+"""Shared training pieces: seeding, minibatches, epoch loops with validation-based selection."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches covering all n rows once (the last batch may be smaller)."""
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def to_float(x: np.ndarray, device: str) -> torch.Tensor:
+    """Inputs to the device once: images stay uint8 there and are scaled per batch."""
+    tensor = torch.from_numpy(np.ascontiguousarray(x))
+    return tensor.to(device) if tensor.dtype == torch.uint8 else tensor.float().to(device)
+
+
+def as_input(batch: torch.Tensor) -> torch.Tensor:
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """P(y = 1) from a model whose first output is 2-class logits."""
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        logits = model(as_input(x[start : start + batch_size]))
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+    return torch.cat(out).numpy()
+
+
+def train_with_selection(
+    model: torch.nn.Module,
+    epochs: int,
+    train_epoch: Callable[[int], None],
+    score: Callable[[int], tuple[float, ...]],
+    log: Callable[[str], Any] = print,
+) -> tuple[int, list[tuple[float, ...]]]:
+    """Train `epochs` epochs; after each, `score(epoch)` (lower is better, compared as tuples) picks
+    the checkpoint to keep. Returns the selected epoch (1-based) and every epoch's score."""
+    best: tuple[float, ...] | None = None
+    best_epoch, best_state, history = 0, None, []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        train_epoch(epoch)
+        model.eval()
+        current = score(epoch)
+        history.append(current)
+        log(f"epoch {epoch}/{epochs} score {tuple(round(v, 5) for v in current)}")
+        if best is None or current < best:
+            best, best_epoch, best_state = current, epoch, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best_epoch, history

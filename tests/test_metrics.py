@@ -1,0 +1,61 @@
+"""Every metric against fairlearn (where it has one) or a direct transcription, on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fairbench import metrics
+
+fairlearn = pytest.importorskip("fairlearn.metrics", reason="fairlearn is a dev dependency")
+
+
+def _random(seed: int, n: int = 500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2, n), rng.random(n), (rng.random(n) < rng.uniform(0.2, 0.8)).astype(int)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_against_fairlearn(seed: int) -> None:
+    y, p, g = _random(seed)
+    yh = metrics.hard(p)
+    out = metrics.evaluate(y, p, g)
+    assert out["acc"] == pytest.approx(np.mean(y == yh))
+    assert out["dp"] == pytest.approx(fairlearn.demographic_parity_difference(y, yh, sensitive_features=g))
+    assert out["eodds_max"] == pytest.approx(fairlearn.equalized_odds_difference(y, yh, sensitive_features=g))
+    frame = fairlearn.MetricFrame(
+        metrics={"tpr": fairlearn.true_positive_rate, "fpr": fairlearn.false_positive_rate,
+                 "sel": fairlearn.selection_rate},
+        y_true=y, y_pred=yh, sensitive_features=g,
+    )  # fmt: skip
+    gaps = frame.difference()
+    assert out["eo"] == pytest.approx(gaps["tpr"])
+    assert out["eodds_sum"] == pytest.approx(gaps["tpr"] + gaps["fpr"])
+    assert out["dp_perfect"] == pytest.approx(fairlearn.demographic_parity_difference(y, y, sensitive_features=g))
+    # Discrimination: fairlearn's selection-rate gap applied to the scores themselves
+    assert out["discrimination"] == pytest.approx(abs(p[g == 1].mean() - p[g == 0].mean()))
+    assert out["delta"] == pytest.approx(out["acc"] - out["discrimination"])
+    joint = (yh == 1) & (y == 1)
+    assert out["eo_joint"] == pytest.approx(abs(joint[g == 1].mean() - joint[g == 0].mean()))
+
+
+def test_consistency_is_brute_force_knn() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 6))
+    yh = rng.integers(0, 2, 300)
+    distances = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    neighbours = np.argsort(distances, axis=1)[:, :10]
+    expected = 1 - np.mean(np.abs(yh - yh[neighbours].mean(axis=1)))
+    assert metrics.consistency(x, yh, chunk=64) == pytest.approx(expected)
+    assert metrics.consistency(x, np.ones(300, dtype=int)) == 1.0
+
+
+def test_bias_accuracies() -> None:
+    y = np.array([0, 0, 1, 1, 1, 0])
+    yh = np.array([0, 1, 1, 0, 1, 0])
+    bias = np.array([0, 1, 1, 0, 1, 0])  # aligned where bias == y: rows 0, 2, 4, 5
+    out = metrics.acc_by_bias(y, yh, bias)
+    assert out["acc_aligned"] == 1.0 and out["acc_conflicting"] == 0.0
+    assert out["acc_mean"] == 0.5 and out["bias_gap"] == 1.0
+    assert out["acc_unbiased"] == pytest.approx(np.mean([1.0, 0.0, 0.0, 1.0]))
