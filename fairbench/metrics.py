@@ -82,10 +82,12 @@ def dp_perfect(y: np.ndarray, g: np.ndarray) -> float:
     return dp(y, g)
 
 
-def acc_by_bias(y: np.ndarray, yh: np.ndarray, bias: np.ndarray) -> dict[str, float]:
-    """GBA / LfF accuracies: bias-aligned (bias == y), conflicting, their mean and gap, and the
-    mean accuracy over the (y, bias) cells."""
-    aligned = bias == y
+def acc_by_bias(
+    y: np.ndarray, yh: np.ndarray, bias: np.ndarray, aligned: np.ndarray | None = None
+) -> dict[str, float]:
+    """GBA / LfF accuracies: bias-aligned, conflicting, their mean and gap, and the mean accuracy
+    over the (y, bias) cells. Aligned means bias == y unless the dataset says (`aligned`)."""
+    aligned = (bias == y) if aligned is None else np.asarray(aligned, dtype=bool)
     correct = (yh == y).astype(np.float64)
     a, c = _rate(correct, aligned), _rate(correct, ~aligned)
     cells = [_rate(correct, (y == ly) & (bias == lb)) for ly in np.unique(y) for lb in np.unique(bias)]
@@ -104,6 +106,7 @@ def evaluate(
     g: np.ndarray,
     features: np.ndarray | None = None,
     bias: np.ndarray | None = None,
+    aligned: np.ndarray | None = None,
 ) -> dict[str, float]:
     """All metrics that the given inputs support, by name."""
     y, g = np.asarray(y), np.asarray(g)
@@ -122,7 +125,7 @@ def evaluate(
     if features is not None and features.ndim == 2 and features.shape[1] > 0 and len(y) > 10:
         out["consistency"] = consistency(features, yh)
     if bias is not None:
-        out.update(acc_by_bias(y, yh, np.asarray(bias)))
+        out.update(acc_by_bias(y, yh, np.asarray(bias), aligned))
     return out
 
 

@@ -59,3 +59,6 @@ def test_bias_accuracies() -> None:
     assert out["acc_aligned"] == 1.0 and out["acc_conflicting"] == 0.0
     assert out["acc_mean"] == 0.5 and out["bias_gap"] == 1.0
     assert out["acc_unbiased"] == pytest.approx(np.mean([1.0, 0.0, 0.0, 1.0]))
+    # a dataset's own aligned flags win over bias == y (e.g. a binary target over colour classes)
+    flags = np.array([True, True, False, False, False, False])
+    assert metrics.acc_by_bias(y, yh, bias, flags)["acc_aligned"] == 0.5

@@ -71,6 +71,8 @@ class TaskData:
     # artifact trained without labels (an encoder) is shared between tasks.
     input_key: str
     bias: np.ndarray | None = None
+    # Per-sample "bias-aligned" flag where the dataset defines it (else bias == y is used).
+    aligned: np.ndarray | None = None
 
     def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, g) of one split."""
@@ -186,6 +188,7 @@ def build_task(dataset: Dataset, protocol: str | None, target: str, sensitive: s
         ).encode()
     ).hexdigest()[:16]
     bias = frame["bias"].to_numpy() if "bias" in frame.columns else None
+    aligned = frame["aligned"].to_numpy().astype(bool) if "aligned" in frame.columns else None
     return TaskData(
         dataset=dataset.name,
         kind=dataset.kind,
@@ -202,4 +205,5 @@ def build_task(dataset: Dataset, protocol: str | None, target: str, sensitive: s
         attributes=frame,
         input_key=input_key,
         bias=bias,
+        aligned=aligned,
     )

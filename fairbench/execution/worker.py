@@ -77,7 +77,9 @@ def metric_rows(data: TaskData, outcome: Outcome) -> list[tuple[str, str, float,
             raise ValueError(f"method returned {len(scores)} scores for the {split} split of {len(index)} rows")
         features = data.x[index][:, keep] if data.kind == "tabular" and keep else None
         bias = data.bias[index] if data.bias is not None else None
-        for name, value in metrics.evaluate(data.y[index], np.asarray(scores), data.g[index], features, bias).items():
+        aligned = data.aligned[index] if data.aligned is not None else None
+        values = metrics.evaluate(data.y[index], np.asarray(scores), data.g[index], features, bias, aligned)
+        for name, value in values.items():
             rows.append((split, name, value, {}))
     rows.extend((r.split, r.metric, r.value, r.tags) for r in outcome.metrics)
     return rows

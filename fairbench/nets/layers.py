@@ -53,8 +53,8 @@ def dvge_mlp(in_dim: int = 10, out_dim: int = 2, width: int = 1000, depth: int =
 
 
 def dvge_tabular_encoder(in_dim: int, out_dim: int, width: int = 1000) -> nn.Sequential:
-    """DVGE Table 4 encoder: in-1000x4-out with LeakyReLU(0.2) (out = 2 z_dim for a VAE)."""
-    return mlp([in_dim, width, width, width, width, out_dim], activation="leaky_relu")
+    """DVGE Table 4 encoder: in-1000x5-out with LeakyReLU(0.2) (out = 2 z_dim for a VAE)."""
+    return mlp([in_dim, *[width] * 5, out_dim], activation="leaky_relu")
 
 
 def dvge_conv_encoder(out_dim: int, channels: int = 3) -> nn.Sequential:

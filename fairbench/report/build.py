@@ -54,6 +54,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     console: bool = True  # long tables go to the files and the HTML page only
+    html: bool = True  # a compact console copy of a long table stays off the page
 
 
 @dataclass
@@ -266,7 +267,10 @@ def build_report(folder: Path, opts: Options) -> Report:
         _write(report, "summary.md", "\n".join(t.markdown() for t in summaries))
         _write(report, "summary.tex", "\n".join(t.latex() for t in summaries))
         _write_csv(report, "summary.csv", tables_mod.summary_csv(summaries))
-        section.tables += [Table(t.caption, t.header, t.text_rows()) for t in summaries]
+        for t in summaries:
+            section.tables.append(Table(t.caption, t.header, t.text_rows(), console=False))
+            compact = [m for m in tables_mod.CONSOLE_METRICS if m in t.metrics]
+            section.tables.append(Table(t.caption, t.header_for(compact), t.text_rows(compact), html=False))
         report.sections.append(section)
 
     if "html" in parts:

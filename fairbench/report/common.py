@@ -44,18 +44,24 @@ def _fmt_param(value: object) -> str:
 def point_keys(df: pd.DataFrame) -> pd.Series:
     """A readable key per row naming its hyperparameter point, e.g. "eta1=0.1, eta2=0.4".
 
-    Columns a group never sets (all empty) are left out; a label without hyperparameters gets
-    the key "default".
+    Only parameters that vary within the row's (experiment, label) group are named: the others
+    are the same at every point. A group with a single point gets the key "default".
     """
     cols = param_columns(df)
-    parts = []
-    for col in cols:
-        values = df[col].map(_fmt_param)
-        parts.append(np.where(values == "", "", col[len("param_") :] + "=" + values))
-    if not parts:
-        return pd.Series("default", index=df.index)
-    keys = pd.Series([", ".join(p for p in row if p) for row in zip(*parts, strict=True)], index=df.index)
-    return keys.replace("", "default")
+    keys = pd.Series("default", index=df.index)
+    if not cols:
+        return keys
+    for _, group in df.groupby([c for c in GROUP if c in df.columns], sort=False, dropna=False):
+        varying = [c for c in cols if group[c].map(_fmt_param).nunique() > 1]
+        if not varying:
+            continue
+        values = [group[c].map(_fmt_param) for c in varying]
+        names = [c[len("param_") :] for c in varying]
+        keys.loc[group.index] = [
+            ", ".join(f"{n}={v}" for n, v in zip(names, row, strict=True) if v != "") or "default"
+            for row in zip(*values, strict=True)
+        ]
+    return keys
 
 
 def untagged(df: pd.DataFrame) -> pd.DataFrame:

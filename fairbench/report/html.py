@@ -140,7 +140,7 @@ def render_html(report: Report, jobs: pd.DataFrame) -> str:
                 f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(fig.title)}'>"
                 f"<figcaption>{html.escape(fig.title)}</figcaption></figure>"
             )
-        body += [_table(t) for t in section.tables]
+        body += [_table(t) for t in section.tables if t.html]
     body += ["<h2>Provenance</h2>", _provenance(jobs)]
     return (
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

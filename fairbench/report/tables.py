@@ -96,6 +96,10 @@ def select_points(
     return pd.DataFrame(out, columns=[*GROUP, "point", "val_acc", "val_dp", "note"])
 
 
+# The metrics printed on the console; the files and the HTML page carry all of them.
+CONSOLE_METRICS = ["acc", "dp", "eo", "discrimination", "consistency", "sens_acc", "acc_conflicting"]
+
+
 def _metric_order(metrics: list[str]) -> list[str]:
     known = [m for m in METRIC_ORDER if m in metrics]
     return known + sorted(m for m in metrics if m not in METRIC_ORDER)
@@ -116,19 +120,24 @@ class SummaryTable:
 
     @property
     def header(self) -> list[str]:
-        return ["Method", "Selected point", "Seeds", *self.metrics]
+        return self.header_for(self.metrics)
 
-    def text_rows(self) -> list[list[str]]:
+    def header_for(self, metrics: list[str]) -> list[str]:
+        return ["Method", "Selected point", "Seeds", *metrics]
+
+    def text_rows(self, metrics: list[str] | None = None) -> list[list[str]]:
+        """Rows of the table, with every metric or only `metrics`."""
+        metrics = self.metrics if metrics is None else metrics
         rows = []
         for sel in self.selection.itertuples():
             sub = self.cells[self.cells["label"] == sel.label]
             if sel.point is None or sub.empty:
-                rows.append([str(sel.label), f"({sel.note})", "0", *["-" for _ in self.metrics]])
+                rows.append([str(sel.label), f"({sel.note})", "0", *["-" for _ in metrics]])
                 continue
             by_metric = {r.metric: fmt_mean_std(r.mean, r.std, r.n) for r in sub.itertuples()}
             seeds = str(int(sub["n"].max()))
             rows.append(
-                [str(sel.label), str(sel.point), seeds, *[by_metric.get(m, "-") for m in self.metrics]]
+                [str(sel.label), str(sel.point), seeds, *[by_metric.get(m, "-") for m in metrics]]
             )
         return rows
 

@@ -1,0 +1,307 @@
+"""DVGE: debiasing via gradient-based explanation on a frozen VAE code (papers/dvge.md).
+
+Pipeline, every stage a cached artifact except the last:
+1. encoder f (FactorVAE -> DVGE-D, vanilla VAE -> DVGE-N), trained without labels;
+2. sensitive classifier d on z, and its focus F_d(z) for every row (fixed: d and z are frozen);
+3. downstream g trained on z' = z + Clip_eps(eta1 F_d(z) - eta2 F_g(z)), eps = 0.1 |z| per
+   sample and dimension (eqs. 8-9), F_g from the current g each step; inference on z itself.
+
+The members of an eta grid train together as one stacked model (`run_stacked`); `run` is the
+same code with one member, so a member's result does not depend on what it was stacked with.
+
+With `ablation: true`, members with eta2 = 0 also report the paper's Tables 1/2/5/6 rows
+(metric `sens_acc`, see `ablation_rows`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from fairbench.data.base import TaskData
+from fairbench.encoders import (
+    Latents,
+    Recipe,
+    encoder_label,
+    latent_codes,
+    resolve_encoder,
+    sensitive_classifier,
+)
+from fairbench.encoders.sensitive import DTYPES, SensitiveClassifier, sensitive_dims, zero_dims
+from fairbench.errors import FairbenchError
+from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
+from fairbench.stacked import (
+    FOCI,
+    StackedMLP,
+    accuracy,
+    clip_perturbation,
+    fit_stacked,
+    stream,
+)
+
+LATENTS = ("mean", "sample")
+PRECISIONS = tuple(DTYPES)
+
+# What DVGE, removal and the ablation share: the encoder and the MLP recipe (Appendix B).
+SHARED_HPARAMS: dict[str, HParam] = {
+    "encoder": HParam(
+        {"name": "factor_vae", "gamma": 6.4},
+        "encoder config: name factor_vae (DVGE-D) | vanilla_vae (DVGE-N), and its settings "
+        "(gamma, z_dim, width, likelihood, batch_size, lr, beta1, beta2, lr_d, beta1_d, beta2_d)",
+    ),
+    "encoder_iters": HParam(1_000_000, "encoder training iterations (paper: 1e6, batch 64)"),
+    "latent": HParam(
+        "mean", "code fed to d and g: posterior mean | one seeded sample (released code)", LATENTS
+    ),
+    "epochs": HParam(100, "epochs of the downstream model g"),
+    "sens_epochs": HParam(120, "epochs of the sensitive classifier d (best validation accuracy kept)"),
+    "lr": HParam(1e-5, "Adam learning rate of d and g"),
+    "beta1": HParam(0.5, "Adam beta1 of d and g"),
+    "beta2": HParam(0.9, "Adam beta2 of d and g"),
+    "batch_size": HParam(64, "minibatch size of d and g"),
+    "width": HParam(1000, "hidden width of the 10-1000x5-2 MLPs d and g (smaller only for tests)"),
+    "select": HParam("acc", "checkpoint of g: best validation accuracy | last epoch", ("acc", "last")),
+    "max_steps_per_epoch": HParam(0, "cap on minibatches per epoch (0 = a full pass; quick budgets)"),
+    "precision": HParam("float32", "dtype of d and g (float64 for exactness tests)", PRECISIONS),
+}
+
+SHARED_BUDGETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # CPU smoke runs: fewer iterations and epochs, and a larger step so that g and d still
+    # learn in a few hundred steps (as the other methods' quick budgets do).
+    "quick": {"encoder_iters": 1000, "epochs": 30, "sens_epochs": 30, "lr": 1e-4, "max_steps_per_epoch": 50},
+}
+
+
+def recipe(params: dict[str, Any], epochs: int) -> Recipe:
+    return Recipe(
+        epochs=epochs,
+        lr=params["lr"],
+        beta1=params["beta1"],
+        beta2=params["beta2"],
+        batch_size=params["batch_size"],
+        width=params["width"],
+        precision=params["precision"],
+        select=params["select"],
+        max_steps_per_epoch=params["max_steps_per_epoch"],
+    )
+
+
+def sens_recipe(params: dict[str, Any]) -> Recipe:
+    """d's recipe: always best validation accuracy (paper), whatever g's selection rule."""
+    return Recipe(**{**recipe(params, params["sens_epochs"]).__dict__, "select": "acc"})
+
+
+class TaskTensors:
+    """The task on the device: codes, labels, split rows."""
+
+    def __init__(self, data: TaskData, codes: np.ndarray, precision: str, device: str) -> None:
+        self.z = torch.from_numpy(np.ascontiguousarray(codes)).to(device, DTYPES[precision])
+        self.y = torch.from_numpy(data.y).to(device)
+        self.g = torch.from_numpy(data.g).to(device)
+        self.rows = {s: torch.from_numpy(data.splits[s]).to(device) for s in ("train", "val", "test")}
+
+
+def scores_of(
+    model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor], m: int
+) -> dict[str, np.ndarray]:
+    """P(y = 1) of member m for the val and test rows (unperturbed codes)."""
+    out = {}
+    for split in ("val", "test"):
+        logits = model.logits(z, rows[split])[m]
+        out[split] = torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
+    return out
+
+
+def check_stack(params_list: list[dict[str, Any]], stackable: tuple[str, ...]) -> None:
+    fixed = [{k: v for k, v in p.items() if k not in stackable} for p in params_list]
+    if any(f != fixed[0] for f in fixed):
+        raise FairbenchError("run_stacked: members differ in parameters that cannot train together")
+
+
+class DVGE(Method):
+    name = "dvge"
+    description = (
+        "DVGE: perturb a frozen VAE code with the sensitive (and task) gradient focus while training g"
+    )
+    hparams = {
+        **SHARED_HPARAMS,
+        "eta1": HParam(0.1, "weight of the sensitive focus F_d (debiasing)"),
+        "eta2": HParam(0.4, "weight of the downstream focus F_g (accuracy)"),
+        "focus": HParam(
+            "logit",
+            "focus F: logit = gradient of the predicted class's logit (DESIGN, released code); "
+            "loss = gradient of the cross-entropy against the prediction (paper section 4.4's rationale)",
+            ("logit", "loss"),
+        ),
+        "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code"),
+        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension"),
+        "ablation": HParam(
+            False, "also report sens_acc rows (paper Tables 1/2/5/6) for members with eta2 = 0"
+        ),
+        "removed_dims": HParam(0, "ablation reference: dims zeroed (0 = one per sensitive attribute)"),
+    }
+    budgets = SHARED_BUDGETS
+    stackable = ("eta1", "eta2")
+
+    @classmethod
+    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
+        """Also fills and checks the encoder config, so a typo fails at validation time."""
+        resolved = super().resolve(params, budget, where)
+        resolved["encoder"] = resolve_encoder(resolved["encoder"], where)
+        return resolved
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        return type(self).run_stacked([self.params], data, ctx)[0]
+
+    @classmethod
+    def run_stacked(cls, params_list: list[dict[str, Any]], data: TaskData, ctx: RunContext) -> list[Outcome]:
+        """Train one g per member (one stacked model); members differ only in eta1/eta2.
+
+        Every member draws its initial weights and batch order from the stream (ctx.seed,
+        "downstream"): all etas of a seed share them (common random numbers, as the released
+        code, which seeds every run alike), so the grid's differences are the etas' alone and a
+        member's outcome is the same stacked or solo.
+        """
+        check_stack(params_list, cls.stackable)
+        p = params_list[0]
+        latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
+        d = sensitive_classifier(data, latents, p["latent"], sens_recipe(p), ctx)
+        t = TaskTensors(data, latents.codes(p["latent"]), p["precision"], ctx.device)
+        focus_d = torch.from_numpy(d.focus[p["focus"]]).to(ctx.device, t.z.dtype)
+        focus_fn = FOCI[p["focus"]]
+        members = len(params_list)
+        shape = (members, 1, 1)
+        eta1 = torch.tensor([q["eta1"] for q in params_list], dtype=t.z.dtype, device=ctx.device).view(shape)
+        eta2 = torch.tensor([q["eta2"] for q in params_list], dtype=t.z.dtype, device=ctx.device).view(shape)
+        task_focus = any(q["eta2"] != 0 for q in params_list)
+        rec = recipe(p, p["epochs"])
+        model = rec.model(t.z.shape[1], members, ctx.device)
+        generators = [stream(ctx.seed, "downstream") for _ in params_list]
+        model.reset(generators)
+
+        def perturb(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            v = eta1 * focus_d[rows]
+            if task_focus:
+                # x - 0 * F_g == x exactly, so eta2 = 0 members are unaffected by stacking.
+                v = v - eta2 * focus_fn(model, z)
+            if p["clip"]:
+                v = clip_perturbation(v, z, p["clip_ratio"])
+            return z + v
+
+        fit = fit_stacked(
+            model, t.z, t.y, t.rows["train"], t.rows["val"], generators,
+            perturb=perturb, log=ctx.log.debug, **rec.fit_kwargs(),
+        )  # fmt: skip
+        label = encoder_label(latents.config)
+        ablation = [m for m, q in enumerate(params_list) if q["ablation"] and q["eta2"] == 0]
+        rows_by_member: list[list[MetricRow]] = []
+        removed: tuple[int, ...] = ()
+        if ablation:
+            rows_by_member, removed = ablation_rows(
+                data, latents, d, t, [params_list[m] for m in ablation], ctx
+            )
+        outcomes = []
+        for m in range(members):
+            metrics = rows_by_member[ablation.index(m)] if m in ablation else []
+            extra = {"ablation_removed_dims": list(removed)} if m in ablation else {}
+            info = {
+                "encoder_label": label,
+                "encoder_artifact": latents.key,
+                "encoder_built_now": latents.built_now,
+                "sens_classifier_artifact": d.folder.name,
+                "sens_val_acc": d.val_acc,
+                "sens_test_acc": d.test_acc,
+                "selected_epoch": fit.selected_epoch[m],
+                "val_acc": fit.val_acc[m],
+                **extra,
+            }
+            outcomes.append(Outcome(scores=scores_of(model, t.z, t.rows, m), metrics=metrics, info=info))
+        return outcomes
+
+
+def perturbed_codes(
+    z: torch.Tensor, focus_d: torch.Tensor, eta1: torch.Tensor, clip: bool, ratio: float
+) -> torch.Tensor:
+    """z' = z + Clip(eta1 F_d(z)) for every row and member: (N, D), (M,) -> (M, N, D).
+    With eta2 = 0 the perturbation is fixed per sample, so z' is computed once."""
+    v = eta1.view(-1, 1, 1) * focus_d.unsqueeze(0)
+    if clip:
+        v = clip_perturbation(v, z.unsqueeze(0), ratio)
+    return z.unsqueeze(0) + v
+
+
+def ablation_rows(
+    data: TaskData,
+    latents: Latents,
+    d: SensitiveClassifier,
+    t: TaskTensors,
+    params_list: list[dict[str, Any]],
+    ctx: RunContext,
+) -> tuple[list[list[MetricRow]], tuple[int, ...]]:
+    """Paper Tables 1/2 (retrained) and 5/6 (fixed) for each member (eta2 = 0), in order.
+
+    Rows: metric `sens_acc` (split val and test) with tags
+      variant = "dvge" | "no_removal" | "dims_removed",
+      sens_classifier = "retrained" | "fixed", encoder_label = "DVGE-D" | "DVGE-N";
+    plus `sens_acc_max` (test, variant dvge, retrained): the highest test accuracy over the
+    retrained classifier's epochs, the paper's "highest accuracy" reading (not a selection).
+    The reference rows (no_removal, dims_removed) do not depend on eta1 and repeat, with equal
+    values, in every member's rows. Also returns the zeroed dims.
+    """
+    p = params_list[0]
+    label = encoder_label(latents.config)
+    rec = sens_recipe(p)
+    members = len(params_list)
+    eta1 = torch.tensor([q["eta1"] for q in params_list], dtype=t.z.dtype, device=t.z.device)
+    focus_d = torch.from_numpy(d.focus[p["focus"]]).to(t.z.device, t.z.dtype)
+    z_prime = perturbed_codes(t.z, focus_d, eta1, p["clip"], p["clip_ratio"])
+
+    # Retrained: a new sensitive classifier per eta1 on z' (stacked), selected on z' of val.
+    model = rec.model(t.z.shape[1], members, ctx.device)
+    generators = [stream(ctx.seed, "retrained_sensitive_classifier") for _ in params_list]
+    model.reset(generators)
+    fit = fit_stacked(
+        model, z_prime, t.g, t.rows["train"], t.rows["val"], generators,
+        monitor={"test": t.rows["test"]}, log=ctx.log.debug, **rec.fit_kwargs(),
+    )  # fmt: skip
+    retrained = {s: accuracy(model, z_prime, t.g, t.rows[s]).tolist() for s in ("val", "test")}
+    best_test = np.max(np.asarray(fit.history["test"]), axis=0).tolist()
+    # Fixed: the original best d on z'.
+    fixed = {
+        s: [accuracy(d.model, z_prime[m], t.g, t.rows[s]).item() for m in range(members)]
+        for s in ("val", "test")
+    }
+
+    # References: d on z (no removal, both readings); the sensitive dims zeroed, d re-trained
+    # on it (a cached artifact, shared by all members) and d itself evaluated on it.
+    codes = latents.codes(p["latent"])
+    count = p["removed_dims"] or max(1, len(data.sensitive_columns))
+    dims = sensitive_dims(codes, data.g, data.splits["train"], count)
+    removed = sensitive_classifier(data, latents, p["latent"], rec, ctx, removed=dims)
+    z_removed = torch.from_numpy(zero_dims(codes, dims)).to(t.z.device, t.z.dtype)
+    reference = {
+        s: {
+            ("no_removal", "retrained"): accuracy(d.model, t.z, t.g, t.rows[s]).item(),
+            ("no_removal", "fixed"): accuracy(d.model, t.z, t.g, t.rows[s]).item(),
+            ("dims_removed", "retrained"): accuracy(removed.model, z_removed, t.g, t.rows[s]).item(),
+            ("dims_removed", "fixed"): accuracy(d.model, z_removed, t.g, t.rows[s]).item(),
+        }
+        for s in ("val", "test")
+    }
+    out = []
+    for m in range(members):
+        rows = []
+        for split in ("val", "test"):
+            for kind, values in (("retrained", retrained), ("fixed", fixed)):
+                tags = {"variant": "dvge", "sens_classifier": kind, "encoder_label": label}
+                rows.append(MetricRow(split, "sens_acc", values[split][m], tags))
+            for (variant, kind), value in reference[split].items():
+                tags = {"variant": variant, "sens_classifier": kind, "encoder_label": label}
+                rows.append(MetricRow(split, "sens_acc", value, tags))
+        tags = {"variant": "dvge", "sens_classifier": "retrained", "encoder_label": label}
+        rows.append(MetricRow("test", "sens_acc_max", best_test[m], tags))
+        out.append(rows)
+    return out, dims

@@ -1,0 +1,64 @@
+"""Sensitive dimensions removed (Creager et al. 2019; DVGE's comparison): g trained and
+evaluated on the frozen VAE code with its sensitive dimensions zeroed.
+
+For encoders without designated sensitive dimensions (vanilla VAE, FactorVAE) those are the
+dims most correlated (|Pearson r|) with the sensitive group on the train split; how many is
+`removed_dims` (default: one per attribute the sensitive expression reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fairbench.data.base import TaskData
+from fairbench.encoders import encoder_label, latent_codes, resolve_encoder, sensitive_dims
+from fairbench.encoders.sensitive import zero_dims
+from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.dvge import SHARED_BUDGETS, SHARED_HPARAMS, TaskTensors, recipe, scores_of
+from fairbench.stacked import fit_stacked, stream
+
+
+class Removal(Method):
+    name = "removal"
+    description = "baseline: train g on the VAE code with the sensitive dimensions zeroed"
+    hparams = {
+        **{k: v for k, v in SHARED_HPARAMS.items() if k != "sens_epochs"},
+        "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)"),
+    }
+    budgets = {name: {k: v for k, v in b.items() if k != "sens_epochs"} for name, b in SHARED_BUDGETS.items()}
+
+    @classmethod
+    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
+        resolved = super().resolve(params, budget, where)
+        resolved["encoder"] = resolve_encoder(resolved["encoder"], where)
+        return resolved
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
+        codes = latents.codes(p["latent"])
+        count = p["removed_dims"] or max(1, len(data.sensitive_columns))
+        dims = sensitive_dims(codes, data.g, data.splits["train"], count)
+        t = TaskTensors(data, zero_dims(codes, dims), p["precision"], ctx.device)
+        rec = recipe(p, p["epochs"])
+        model = rec.model(t.z.shape[1], 1, ctx.device)
+        generator = stream(ctx.seed, "downstream")
+        model.reset([generator])
+        fit = fit_stacked(
+            model,
+            t.z,
+            t.y,
+            t.rows["train"],
+            t.rows["val"],
+            [generator],
+            log=ctx.log.debug,
+            **rec.fit_kwargs(),
+        )
+        info = {
+            "encoder_label": encoder_label(latents.config),
+            "encoder_artifact": latents.key,
+            "removed_dims": list(dims),
+            "selected_epoch": fit.selected_epoch[0],
+            "val_acc": fit.val_acc[0],
+        }
+        return Outcome(scores=scores_of(model, t.z, t.rows, 0), info=info)

@@ -1,0 +1,219 @@
+"""DVGE and the removal baseline: perturbation, inference, stacking, artifacts, ablation rows."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import fairbench.methods.dvge as dvge_module
+from fairbench import metrics
+from fairbench.artifacts import ArtifactCache
+from fairbench.data.base import build_task, open_dataset
+from fairbench.encoders import sensitive_dims
+from fairbench.errors import FairbenchError
+from fairbench.methods.base import RunContext
+from fairbench.methods.dvge import DVGE
+from fairbench.methods.removal import Removal
+from fairbench.registry import METHODS
+from fairbench.stacked import predicted_logit_focus
+
+# Tiny, float64, but the real recipe otherwise (the MLPs are 10-16x5-2 instead of 10-1000x5-2).
+TINY: dict[str, Any] = {
+    "encoder": {"name": "factor_vae", "width": 16},
+    "encoder_iters": 30,
+    "epochs": 3,
+    "sens_epochs": 3,
+    "lr": 1e-3,
+    "width": 16,
+    "precision": "float64",
+}
+
+
+def _ctx(root: Path, seed: int = 0) -> RunContext:
+    return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
+
+
+def _table(sensitive: str = "s", target: str = "y"):
+    return build_task(open_dataset("synthetic", None, {"n": 300}), None, target, sensitive, 0)
+
+
+def _params(**overrides: Any) -> dict[str, Any]:
+    return DVGE.resolve({**TINY, **overrides}, "paper")
+
+
+def test_registered_with_budgets_and_checked_encoder() -> None:
+    assert METHODS.get("dvge") is DVGE and METHODS.get("removal") is Removal
+    assert DVGE.stackable == ("eta1", "eta2")
+    paper = DVGE.resolve({}, "paper")
+    assert paper["encoder"]["name"] == "factor_vae" and paper["encoder"]["gamma"] == 6.4
+    assert (paper["epochs"], paper["sens_epochs"], paper["lr"], paper["batch_size"]) == (100, 120, 1e-5, 64)
+    assert (paper["beta1"], paper["beta2"], paper["width"], paper["encoder_iters"]) == (0.5, 0.9, 1000, 1_000_000)
+    assert DVGE.resolve({}, "quick")["encoder_iters"] < 1_000_000
+    with pytest.raises(FairbenchError, match="gamma"):
+        DVGE.resolve({"encoder": {"name": "factor_vae", "gama": 1.0}}, "paper")
+
+
+def test_stacked_grid_equals_solo_runs(tmp_path: Path) -> None:
+    data = _table()
+    grid = [_params(eta1=e1, eta2=e2, ablation=True) for e1, e2 in ((0.1, 0.0), (1.0, 0.0), (0.5, 0.4), (2.0, 2.0))]
+    stacked = DVGE.run_stacked(grid, data, _ctx(tmp_path))
+    for params, outcome in zip(grid, stacked, strict=True):
+        solo = DVGE(params).run(data, _ctx(tmp_path))
+        for split in ("val", "test"):
+            np.testing.assert_allclose(outcome.scores[split], solo.scores[split], rtol=0, atol=1e-12)
+        assert [(r.split, r.metric, r.tags) for r in outcome.metrics] == [
+            (r.split, r.metric, r.tags) for r in solo.metrics
+        ]
+        np.testing.assert_allclose([r.value for r in outcome.metrics], [r.value for r in solo.metrics], atol=1e-12)
+        assert outcome.info["selected_epoch"] == solo.info["selected_epoch"]
+    # Ablation rows only for eta2 = 0 members.
+    assert [bool(o.metrics) for o in stacked] == [True, True, False, False]
+
+
+def _capture_fit(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    real = dvge_module.fit_stacked
+
+    def spy(model, features, labels, *args, **kwargs):
+        result = real(model, features, labels, *args, **kwargs)
+        calls.append({"model": model, "features": features, "perturb": kwargs.get("perturb")})
+        return result
+
+    monkeypatch.setattr(dvge_module, "fit_stacked", spy)
+    return calls
+
+
+def test_inference_uses_the_unperturbed_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _table()
+    calls = _capture_fit(monkeypatch)
+    outcome = DVGE(_params(eta1=5.0, eta2=5.0, clip=False)).run(data, _ctx(tmp_path))
+    model, z = calls[0]["model"], calls[0]["features"]
+    for split in ("val", "test"):
+        rows = torch.from_numpy(data.splits[split])
+        with torch.no_grad():
+            expected = torch.softmax(model(z[rows].unsqueeze(0))[0], -1)[:, 1].numpy()
+        np.testing.assert_allclose(outcome.scores[split], expected, atol=1e-12)
+        assert outcome.scores[split].shape == (len(rows),)
+
+
+def test_training_perturbation_is_clipped_and_follows_eq_8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _table()
+    calls = _capture_fit(monkeypatch)
+    DVGE(_params(eta1=3.0, eta2=0.7)).run(data, _ctx(tmp_path))
+    DVGE(_params(eta1=3.0, eta2=0.7, clip=False)).run(data, _ctx(tmp_path))
+    clipped, free = calls[0], calls[1]
+    rows = torch.arange(40).unsqueeze(0)
+    z = clipped["features"][rows]
+    moved = clipped["perturb"](z, rows) - z
+    assert (moved.abs() <= 0.1 * z.abs() + 1e-12).all()
+    assert (moved.abs() > 0).any()
+    # Without the clip: z' - z = eta1 F_d(z) - eta2 F_g(z) exactly (the released code).
+    focus_d = torch.from_numpy(np.load(next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy"))))
+    expected = 3.0 * focus_d[rows] - 0.7 * predicted_logit_focus(free["model"], z)
+    torch.testing.assert_close(free["perturb"](z, rows) - z, expected)
+
+
+def test_sensitive_focus_is_cached_and_shared_across_targets(tmp_path: Path) -> None:
+    first = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
+    assert first.info["encoder_built_now"]
+    other = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(target="proxy > 0.5"), _ctx(tmp_path))
+    # The encoder key holds no target or group; the classifier's holds the group only.
+    # (A new target drops its columns from the inputs, hence a new input_key here; the group
+    # alone never does.)
+    third = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(sensitive="proxy > 0.5"), _ctx(tmp_path))
+    assert not third.info["encoder_built_now"]
+    assert third.info["encoder_artifact"] == first.info["encoder_artifact"]
+    assert third.info["sens_classifier_artifact"] != first.info["sens_classifier_artifact"]
+    assert other.info["encoder_label"] == "DVGE-D"
+
+
+def test_stored_focus_is_the_classifiers_predicted_logit_gradient(tmp_path: Path) -> None:
+    DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
+    folder = next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy")).parent
+    state = torch.load(folder / "classifier.pt")
+    from fairbench.stacked import StackedMLP
+
+    d = StackedMLP([10, 16, 16, 16, 16, 16, 2], 1, dtype=torch.float64)
+    d.load_state_dict(state)
+    z = torch.from_numpy(np.load(next((tmp_path / "encoder").glob("*/mean.npy")))).double()[:20]
+    focus = np.load(folder / "focus_logit.npy")[:20]
+    np.testing.assert_allclose(focus, predicted_logit_focus(d, z.unsqueeze(0))[0].numpy(), atol=1e-12)
+    # And numerically: d's predicted logit moves by the focus.
+    h, row, dim = 1e-6, 3, 2
+    with torch.no_grad():
+        cls = d(z[row].view(1, 1, -1)).argmax().item()
+        up, down = z[row].clone(), z[row].clone()
+        up[dim] += h
+        down[dim] -= h
+        numeric = (d(up.view(1, 1, -1))[0, 0, cls] - d(down.view(1, 1, -1))[0, 0, cls]) / (2 * h)
+    assert abs(numeric.item() - focus[row, dim]) < 1e-6
+
+
+def test_ablation_rows_and_tags(tmp_path: Path) -> None:
+    outcome = DVGE(_params(eta1=0.3, eta2=0.0, ablation=True)).run(_table(), _ctx(tmp_path))
+    rows = {(r.split, r.metric, r.tags["variant"], r.tags["sens_classifier"]): r for r in outcome.metrics}
+    for split in ("val", "test"):
+        for variant in ("dvge", "no_removal", "dims_removed"):
+            for kind in ("retrained", "fixed"):
+                row = rows[(split, "sens_acc", variant, kind)]
+                assert 0 <= row.value <= 1 and row.tags["encoder_label"] == "DVGE-D"
+    assert ("test", "sens_acc_max", "dvge", "retrained") in rows
+    no_removal = rows[("test", "sens_acc", "no_removal", "fixed")].value
+    assert no_removal == pytest.approx(outcome.info["sens_test_acc"])
+    assert len(outcome.info["ablation_removed_dims"]) == 1  # one sensitive attribute: s
+
+
+def test_sensitive_dims_are_the_most_correlated_on_train() -> None:
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 2, 500)
+    codes = rng.normal(size=(500, 6))
+    codes[:, 4] += 2.0 * g
+    codes[:, 1] -= 1.0 * g
+    assert sensitive_dims(codes, g, np.arange(500), 2) == (4, 1)
+    # Only train rows count.
+    codes[:100, 0] = 100 * g[:100]
+    assert sensitive_dims(codes, g, np.arange(100, 500), 1) == (4,)
+
+
+def test_removal_zeroes_the_sensitive_dims(tmp_path: Path) -> None:
+    params = Removal.resolve({k: v for k, v in TINY.items() if k != "sens_epochs"}, "paper")
+    data = _table(sensitive="s == 1 and proxy > 0")  # reads two attributes: two dims
+    outcome = Removal(params).run(data, _ctx(tmp_path))
+    assert len(outcome.info["removed_dims"]) == 2
+    assert outcome.scores["test"].shape == (len(data.splits["test"]),)
+
+
+def test_dvge_on_images(tmp_path: Path) -> None:
+    data = build_task(open_dataset("synthetic_images", None, {"n": 60}), None, "Attractive", "Male", 0)
+    params = _params(encoder={"name": "vanilla_vae"}, encoder_iters=2, eta1=0.5, eta2=0.1)
+    outcome = DVGE(params).run(data, _ctx(tmp_path))
+    assert outcome.info["encoder_label"] == "DVGE-N"
+    assert np.isfinite(outcome.scores["test"]).all()
+
+
+@pytest.mark.slow
+def test_real_south_german_credit_quick(tmp_path: Path) -> None:
+    """The quick budget on the real data: runs end to end and scores like a classifier."""
+    root = Path(os.environ.get("FAIRBENCH_DATA", "/nonexistent"))
+    if not (root / "south_german_credit" / "SouthGermanCredit.asc").exists():
+        pytest.skip("FAIRBENCH_DATA does not hold south_german_credit/SouthGermanCredit.asc")
+    data = build_task(open_dataset("south_german_credit", root), None, "kredit", "alter > 25", 0)
+    grid = [DVGE.resolve({"eta1": e, "eta2": 0.0}, "quick") for e in (0.1, 1.0)]
+    outcomes = DVGE.run_stacked(grid, data, _ctx(tmp_path))
+    test = data.splits["test"]
+    for outcome in outcomes:
+        assert metrics.acc(data.y[test], metrics.hard(outcome.scores["test"])) > 0.6
+
+
+def test_loss_focus_convention_runs_and_differs(tmp_path: Path) -> None:
+    data = _table()
+    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, _ctx(tmp_path))
+    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="loss")).run(data, _ctx(tmp_path))
+    assert logit.info["sens_classifier_artifact"] == loss.info["sens_classifier_artifact"]
+    assert not np.array_equal(logit.scores["test"], loss.scores["test"])
