@@ -556,3 +556,21 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     assert found, "the probe script did not run"
     widths = [int(w) for w in found.group(1).split(",")]
     assert len(widths) == 7 and all(w > 300 for w in widths), widths
+
+
+def test_ablation_reads_the_dvge_methods_rows():
+    """The dvge method tags its eta rows variant="dvge" and repeats the reference rows per member."""
+    from fairbench.report.ablation import ablation_tables
+
+    rows = []
+    for eta1, fixed in ((0.1, 0.8), (0.5, 0.7), (1.0, 0.6)):
+        base = {"experiment": "e", "label": "DVGE-N", "method": "dvge", "seed": 0, "split": "test",
+                "metric": "sens_acc", "param_eta1": eta1, "param_eta2": 0.0, "sens_classifier": "fixed"}  # fmt: skip
+        rows += [
+            {**base, "variant": "dvge", "value": fixed},
+            {**base, "variant": "no_removal", "value": 0.82},
+            {**base, "variant": "dims_removed", "value": 0.79},
+        ]
+    (table,) = ablation_tables(pd.DataFrame(rows))
+    assert table.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 0.5", "η1 = 1"]
+    assert table.text_rows() == [["DVGE-N", "0.820", "0.790", "0.800", "0.700", "0.600"]]

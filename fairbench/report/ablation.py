@@ -8,9 +8,10 @@ Exactly what is read from the tidy table (rows of other metrics are ignored):
   reference row, which does not depend on the classifier protocol) goes into every table of
   its experiment;
 - tag column `variant` ("no_removal" | "dims_removed"): the reference columns "No removal" and
-  "Sens. dims removed"; other non-empty values become columns of their own, after those two;
-- rows with an empty `variant`: the eta1 columns, eta1 taken from a tag column `eta1` where
-  present, else from `param_eta1`; rows with neither a variant nor an eta1 are ignored;
+  "Sens. dims removed"; other values without an eta1 become columns of their own, after those two;
+- rows with another `variant` (the dvge method tags its own rows "dvge") or none, and an eta1:
+  the eta1 columns, eta1 taken from a tag column `eta1` where present, else from `param_eta1`;
+  rows with neither a variant nor an eta1 are ignored;
 - where `param_eta2` exists and some eta rows have eta2 == 0 (the paper's ablation setting),
   only those are used;
 - rows: the method `label` (e.g. DVGE-D, DVGE-N). Cells: mean +/- std over seeds (repeated
@@ -46,7 +47,7 @@ def ablation_cells(df: pd.DataFrame) -> pd.DataFrame:
         if col in rows:
             value = pd.to_numeric(rows[col], errors="coerce")
             eta = value.where(value.notna(), eta)
-    is_ref = variant.notna()
+    is_ref = variant.isin(list(REFERENCE_COLUMNS)) | (variant.notna() & eta.isna())
     is_eta = ~is_ref & eta.notna()
     if "param_eta2" in rows:
         eta2 = pd.to_numeric(rows["param_eta2"], errors="coerce")
