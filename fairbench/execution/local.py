@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,10 +30,6 @@ def resolve_devices(device: str, workers: int) -> list[str]:
             raise FairbenchError("--device cuda: no CUDA device is visible; use --device cpu or auto")
         return [f"cuda:{i % count}" for i in range(workers)]
     return [device] * workers
-
-
-def threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _describe(unit: list[Job]) -> str:
@@ -70,7 +65,7 @@ def execute(
             progress.advance(bar, len(results))
 
         if workers == 1:
-            init_worker(threads or threads_per_worker(1), devices[0])
+            init_worker(threads or 1, devices[0])
             for unit in units:
                 show([unit])
                 finish(run_unit(unit, settings))
@@ -82,7 +77,7 @@ def execute(
         for slot in devices:
             slots.put(slot)
         with ProcessPoolExecutor(
-            workers, context, init_worker, (threads or threads_per_worker(workers), slots)
+            workers, context, init_worker, (threads or 1, slots)
         ) as pool:
             pending: dict[Future, list[Job]] = {pool.submit(run_unit, unit, settings): unit for unit in units}
             while pending:
