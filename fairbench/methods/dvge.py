@@ -121,7 +121,18 @@ def check_stack(params_list: list[dict[str, Any]], stackable: tuple[str, ...]) -
         raise FairbenchError("run_stacked: members differ in parameters that cannot train together")
 
 
-class DVGE(Method):
+class LatentCodeMethod(Method):
+    """A method trained on a cached encoder's latent codes (dvge, removal)."""
+
+    @classmethod
+    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
+        """Also fills and checks the encoder config, so a typo fails at validation time."""
+        resolved = super().resolve(params, budget, where)
+        resolved["encoder"] = resolve_encoder(resolved["encoder"], where)
+        return resolved
+
+
+class DVGE(LatentCodeMethod):
     name = "dvge"
     description = (
         "DVGE: perturb a frozen VAE code with the sensitive (and task) gradient focus while training g"
@@ -145,13 +156,6 @@ class DVGE(Method):
     }
     budgets = SHARED_BUDGETS
     stackable = ("eta1", "eta2")
-
-    @classmethod
-    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
-        """Also fills and checks the encoder config, so a typo fails at validation time."""
-        resolved = super().resolve(params, budget, where)
-        resolved["encoder"] = resolve_encoder(resolved["encoder"], where)
-        return resolved
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return type(self).run_stacked([self.params], data, ctx)[0]

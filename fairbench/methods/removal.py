@@ -8,17 +8,22 @@ dims most correlated (|Pearson r|) with the sensitive group on the train split; 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fairbench.data.base import TaskData
-from fairbench.encoders import encoder_label, latent_codes, resolve_encoder, sensitive_dims
+from fairbench.encoders import encoder_label, latent_codes, sensitive_dims
 from fairbench.encoders.sensitive import zero_dims
-from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.dvge import SHARED_BUDGETS, SHARED_HPARAMS, TaskTensors, recipe, scores_of
+from fairbench.methods.base import HParam, Outcome, RunContext
+from fairbench.methods.dvge import (
+    SHARED_BUDGETS,
+    SHARED_HPARAMS,
+    LatentCodeMethod,
+    TaskTensors,
+    recipe,
+    scores_of,
+)
 from fairbench.stacked import fit_stacked, stream
 
 
-class Removal(Method):
+class Removal(LatentCodeMethod):
     name = "removal"
     description = "baseline: train g on the VAE code with the sensitive dimensions zeroed"
     hparams = {
@@ -26,12 +31,6 @@ class Removal(Method):
         "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)"),
     }
     budgets = {name: {k: v for k, v in b.items() if k != "sens_epochs"} for name, b in SHARED_BUDGETS.items()}
-
-    @classmethod
-    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
-        resolved = super().resolve(params, budget, where)
-        resolved["encoder"] = resolve_encoder(resolved["encoder"], where)
-        return resolved
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
