@@ -3,6 +3,7 @@ data -> method -> scores -> metric rows. Exceptions become failed results, never
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -47,8 +48,6 @@ def init_worker(threads: int, devices: Any) -> None:
 def _task(
     dataset: str, options: str, data_dir: str | None, protocol: str, target: str, sensitive: str, seed: int
 ) -> TaskData:
-    import json
-
     return build_task(
         open_dataset(dataset, data_dir and Path(data_dir), json.loads(options)), protocol, target, sensitive, seed
     )
@@ -94,8 +93,6 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
     started = time.time()
     base = {"device": _device, "host": platform.node(), "started": started}
     try:
-        import json
-
         logger.info(
             "unit of %d job(s): %s %s seed=%d on %s", len(unit), first.label, first.experiment, first.seed, _device
         )
