@@ -1,9 +1,10 @@
-"""Shared fixtures: an isolated artifact cache, the real-data folder, and an in-process CLI."""
+"""Shared fixtures: an isolated artifact cache, the real-data folder, golden files and an in-process CLI."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +21,46 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("FAIRBENCH_OFFLINE", "1")
 
 
+def real_data_folder(*needed: str) -> Path:
+    """The real data folder holding every path in `needed`, or skip saying how to provide it.
+
+    $FAIRBENCH_DATA if set, else ../shared/data beside the repository (where every developer
+    and CI run has it), so a plain `python -m pytest` runs the real-data tests.
+    """
+    folder = Path(os.environ.get("FAIRBENCH_DATA") or SHARED_DATA)
+    absent = [path for path in needed if not (folder / path).exists()]
+    if absent:
+        pytest.skip(
+            f"real data absent: set FAIRBENCH_DATA to a folder holding {', '.join(absent)} "
+            f"(as ../shared/data does; {folder} lacks it)"
+        )
+    return folder
+
+
 @pytest.fixture
-def real_data() -> Path:
-    """The real data folder from $FAIRBENCH_DATA (CI points it at ../shared/data)."""
-    folder = os.environ.get("FAIRBENCH_DATA")
-    if not folder or not Path(folder).is_dir():
-        pytest.skip("real data absent: set FAIRBENCH_DATA to a folder laid out like ../shared/data")
-    return Path(folder)
+def real_data() -> Callable[..., Path]:
+    """`real_data("uci_adult/")` returns the real data folder, or skips the test saying what is needed."""
+    return real_data_folder
+
+
+@pytest.fixture
+def golden() -> Callable[[Path, str], None]:
+    """`golden(path, text)`: compare with a golden file (see `check_golden`)."""
+    return check_golden
+
+
+def check_golden(path: Path, text: str) -> None:
+    """Compare `text` with the golden file `path`; FAIRBENCH_UPDATE_GOLDEN=1 (and only that)
+    rewrites it, after you have checked the diff by eye."""
+    if os.environ.get("FAIRBENCH_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if not path.exists():
+        pytest.fail(
+            f"golden file {path} is missing; create it with FAIRBENCH_UPDATE_GOLDEN=1 python -m pytest "
+            f"{Path(os.environ.get('PYTEST_CURRENT_TEST', 'tests').split('::')[0])} and check it by eye"
+        )
+    assert text == path.read_text(), f"{path.name} differs from its golden file (see the diff above)"
 
 
 @dataclass

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import http.server
 import json
-import os
 import tarfile
 import threading
 from pathlib import Path
@@ -41,8 +40,6 @@ except ImportError:  # pragma: no cover
         make_cifar10,
         make_mnist,
     )
-
-SHARED = Path(os.environ.get("FAIRBENCH_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="module")
@@ -311,12 +308,9 @@ def test_colored_mnist_bad_inputs(tmp_path: Path) -> None:
         open_dataset("colored_mnist", tmp_path).ensure_files(allow_download=False)
 
 
-@pytest.mark.skipif(
-    not (SHARED / "mnist" / colored_mnist.TEST_IMAGES).exists(),
-    reason=f"the real MNIST test set is not at {SHARED}/mnist (set FAIRBENCH_DATA to the shared data folder)",
-)
-def test_colored_mnist_on_real_mnist_test_set() -> None:
-    dataset = open_dataset("colored_mnist", SHARED, {"source": "t10k", "skew": 0.01, "severity": 4})
+def test_colored_mnist_on_real_mnist_test_set(real_data) -> None:
+    root = real_data(f"mnist/{colored_mnist.TEST_IMAGES}", f"mnist/{colored_mnist.TEST_LABELS}")
+    dataset = open_dataset("colored_mnist", root, {"source": "t10k", "skew": 0.01, "severity": 4})
     task = build_task(dataset, "lff", "digit >= 5", "color >= 5", 0)
     assert task.x.shape == (10000, 3, 28, 28)
     assert abs(len(task.splits["test"]) - 3000) <= 5 and sum(len(v) for v in task.splits.values()) == 10000
@@ -329,7 +323,7 @@ def test_colored_mnist_on_real_mnist_test_set() -> None:
     nearest = np.argmin(((brightest[:, None, :] - colored_mnist.COLORS[None]) ** 2).sum(-1), axis=1)
     assert (nearest == frame.color.to_numpy()).mean() > 0.99
     # the labels and colours follow the real files
-    labels = colored_mnist.read_idx(SHARED / "mnist" / colored_mnist.TEST_LABELS)
+    labels = colored_mnist.read_idx(root / "mnist" / colored_mnist.TEST_LABELS)
     np.testing.assert_array_equal(frame.digit.to_numpy(), labels)
 
 

@@ -14,9 +14,11 @@ from fairbench.data.download import RemoteFile, ensure, sha256_of
 from fairbench.errors import FairbenchError
 from fairbench.metrics import dp_perfect
 
+SGC = "south_german_credit/SouthGermanCredit.asc"
 
-def test_south_german_credit(real_data: Path) -> None:
-    dataset = open_dataset("south_german_credit", real_data)
+
+def test_south_german_credit(real_data) -> None:
+    dataset = open_dataset("south_german_credit", real_data(SGC))
     frame = dataset.frame()
     assert frame.shape == (1000, 21)
     assert (frame["kredit"] == 1).sum() == 700 and (frame["kredit"] == 0).sum() == 300
@@ -33,18 +35,19 @@ def test_south_german_credit(real_data: Path) -> None:
     assert all(task.y[rows].mean() == pytest.approx(0.7, abs=0.01) for rows in task.splits.values())
 
 
-def test_statlog_german(real_data: Path) -> None:
-    frame = open_dataset("german", real_data).frame()
+def test_statlog_german(real_data) -> None:
+    frame = open_dataset("german", real_data("statlog_german/german.data")).frame()
     assert frame.shape[0] == 1000 and frame["credit"].sum() == 700
     assert (frame["foreign_worker"] == "A201").sum() == 963
     assert set(frame["sex"]) == {"male", "female"} and (frame["sex"] == "female").sum() == 310
 
 
-def test_adult(real_data: Path) -> None:
+def test_adult(real_data) -> None:
     files = ("adult.data", "adult.test")
-    raw = [len((real_data / "uci_adult" / name).read_text().strip().splitlines()) for name in files]
+    root = real_data(*(f"uci_adult/{name}" for name in files))
+    raw = [len((root / "uci_adult" / name).read_text().strip().splitlines()) for name in files]
     assert raw == [32561, 16282]  # adult.test: one junk line first
-    dataset = open_dataset("adult", real_data)
+    dataset = open_dataset("adult", root)
     frame = dataset.frame()
     assert len(frame) == 45222  # complete rows of both files
     assert frame["income"].isin([0, 1]).all() and frame["income"].sum() == 11208
@@ -54,8 +57,8 @@ def test_adult(real_data: Path) -> None:
     assert "income" not in {source for source in task.feature_sources}
 
 
-def test_describe_reports_groups_and_dp_perfect(real_data: Path) -> None:
-    rows = describe_task("south_german_credit", "kredit", "alter > 25", None, 0, real_data, {}, "all")
+def test_describe_reports_groups_and_dp_perfect(real_data) -> None:
+    rows = describe_task("south_german_credit", "kredit", "alter > 25", None, 0, real_data(SGC), {}, "all")
     assert (
         rows[0]["n"] == 1000 and rows[0]["n_group1"] == 810 and rows[0]["dp_perfect"] == pytest.approx(0.1494, abs=5e-5)
     )
@@ -110,3 +113,26 @@ def test_download_checks_sha256_and_offline_says_what_to_do(tmp_path: Path, monk
     monkeypatch.setenv("FAIRBENCH_OFFLINE", "1")
     with pytest.raises(FairbenchError, match=r"ds/third.csv is missing; run 'fairbench data fetch ds'"):
         ensure((RemoteFile("ds/third.csv", source.as_uri()),), tmp_path / "data", "ds")
+
+
+def test_real_data_found_beside_the_repository_and_skips_say_what_to_set(tmp_path: Path) -> None:
+    """The README's plain `python -m pytest` runs the real-data tests: without $FAIRBENCH_DATA
+    they read ../shared/data; a folder without the files skips, naming the files and the variable."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root.parent / "shared" / "data" / "statlog_german" / "german.data").exists():
+        pytest.skip(f"no real data beside the repository ({root.parent / 'shared' / 'data'})")
+
+    def pytest_run(**env: str) -> str:
+        base = {k: v for k, v in os.environ.items() if k != "FAIRBENCH_DATA"}
+        command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                   "tests/test_datasets_tabular.py::test_statlog_german"]  # fmt: skip
+        return subprocess.run(command, env={**base, **env}, cwd=root, capture_output=True, text=True).stdout
+
+    assert "1 passed" in pytest_run()
+    skipped = pytest_run(FAIRBENCH_DATA=str(tmp_path))
+    assert "1 skipped" in skipped
+    assert "set FAIRBENCH_DATA to a folder holding statlog_german/german.data" in skipped

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +197,9 @@ def test_dvge_on_images(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_south_german_credit_quick(tmp_path: Path) -> None:
+def test_real_south_german_credit_quick(tmp_path: Path, real_data) -> None:
     """The quick budget on the real data: runs end to end and scores like a classifier."""
-    root = Path(os.environ.get("FAIRBENCH_DATA", "/nonexistent"))
-    if not (root / "south_german_credit" / "SouthGermanCredit.asc").exists():
-        pytest.skip("FAIRBENCH_DATA does not hold south_german_credit/SouthGermanCredit.asc")
+    root = real_data("south_german_credit/SouthGermanCredit.asc")
     data = build_task(open_dataset("south_german_credit", root), None, "kredit", "alter > 25", 0)
     grid = [DVGE.resolve({"eta1": e, "eta2": 0.0}, "quick") for e in (0.1, 1.0)]
     outcomes = DVGE.run_stacked(grid, data, _ctx(tmp_path))

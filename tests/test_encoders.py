@@ -136,10 +136,8 @@ def test_encoder_cache_survives_a_new_process(tmp_path: Path) -> None:
     assert not latent_codes(_table("proxy > 0.5"), TINY, 5, _ctx(tmp_path)).built_now
 
 
-def test_real_south_german_credit_encodes(tmp_path: Path) -> None:
-    root = Path(os.environ.get("FAIRBENCH_DATA", "/nonexistent"))
-    if not (root / "south_german_credit" / "SouthGermanCredit.asc").exists():
-        pytest.skip("FAIRBENCH_DATA does not hold south_german_credit/SouthGermanCredit.asc")
+def test_real_south_german_credit_encodes(tmp_path: Path, real_data) -> None:
+    root = real_data("south_german_credit/SouthGermanCredit.asc")
     data = build_task(open_dataset("south_german_credit", root), None, "kredit", "alter > 25", 0)
     latents = latent_codes(data, {"name": "vanilla_vae", "width": 32}, 20, _ctx(tmp_path))
     assert latents.mean.shape == (1000, 10) and np.isfinite(latents.mean).all()

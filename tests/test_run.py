@@ -25,16 +25,14 @@ def _table(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(folder / "results.parquet").sort_values(VALUE_COLUMNS[:3]).reset_index(drop=True)
 
 
-def test_run_exports_golden_columns_and_resumes_for_free(tiny_suite: Path, tmp_path: Path, fairbench) -> None:
+def test_run_exports_golden_columns_and_resumes_for_free(tiny_suite: Path, tmp_path: Path, fairbench, golden) -> None:
     out = tmp_path / "out"
     result = fairbench("run", tiny_suite, "--results", out)
     assert result.code == 0, result.err
     table = pd.read_parquet(out / "results.parquet")
     csv = pd.read_csv(out / "results.csv")
     columns = "\n".join(table.columns) + "\n"
-    if os.environ.get("FAIRBENCH_UPDATE_GOLDEN"):
-        GOLDEN.write_text(columns)
-    assert columns == GOLDEN.read_text()
+    golden(GOLDEN, columns)
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
     assert table["job_id"].nunique() == 6 and set(table["split"]) == {"val", "test"}
     assert {"acc", "dp", "eo", "eo_joint", "eodds_sum", "eodds_max", "discrimination", "consistency", "delta",
