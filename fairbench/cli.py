@@ -55,7 +55,14 @@ def cli() -> None:
 @_DATA_DIR
 def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], workers: int, device: str,
         threads: int, force: bool, dry_run: bool, no_stack: bool, data_dir: Path | None) -> int:  # fmt: skip
-    """Run every job of SUITE_FILE not already done. Exit 0: all done; 1: some failed."""
+    """Run every job of SUITE_FILE not already done.
+
+    \b
+    Exit codes:
+      0  every job done
+      1  some jobs failed (the rest finish; tracebacks in RESULTS/logs/)
+      2  bad input (suite, option, missing data): one line on stderr, nothing run
+    """
     from fairbench.plan import expand, group_units
     from fairbench.runner import plan_table, run_suite
     from fairbench.store import STORE_FILE, Store

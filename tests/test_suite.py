@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fairbench.errors import FairbenchError
 from fairbench.plan import expand, group_units
@@ -17,6 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_shipped_suites_validate(path: Path) -> None:
     suite, _ = load_suite(path)
     assert expand(suite)
+    # `fairbench ls suites` shows the file's own description (an include's is not read)
+    assert (yaml.safe_load(path.read_text()) or {}).get("description"), f"{path.name} has no description"
+
+
+def test_quickstart_time_agrees_with_readme() -> None:
+    """The time the suite states is the one the README states (measured: see the README)."""
+    description = yaml.safe_load((ROOT / "suites" / "quickstart.yaml").read_text())["description"]
+    stated = re.search(r"about \d+ (?:seconds|minutes?)", description)
+    assert stated, description
+    assert f"quickstart runs offline in {stated.group()}" in " ".join((ROOT / "README.md").read_text().split())
 
 
 def test_grid_expansion_counts_and_resolution(tiny_suite: Path) -> None:
@@ -92,8 +104,6 @@ methods:
 
 
 def _bad_suite(tmp_path: Path, text: str) -> Path:
-    import yaml
-
     path = tmp_path / "bad.yaml"
     try:
         override = yaml.safe_load(text)
@@ -106,6 +116,14 @@ def _bad_suite(tmp_path: Path, text: str) -> Path:
     rest = {k: v for k, v in data.items() if k not in override}
     path.write_text(yaml.safe_dump(rest, sort_keys=False) + text)
     return path
+
+
+def test_run_help_lists_every_exit_code(fairbench) -> None:
+    result = fairbench("run", "--help")
+    assert result.code == 0
+    codes = re.findall(r"^\s+([0-9])\s+\S", result.out, flags=re.MULTILINE)
+    assert codes == ["0", "1", "2"], result.out
+    assert "bad input" in result.out
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
