@@ -16,8 +16,9 @@ from fairbench.errors import FairbenchError, did_you_mean
 class Registry:
     """Maps names to classes, loaded on first use.
 
-    Built-ins are "module:attribute" strings; plugins come from the entry-point group
-    (a built-in of the same name wins, so a plugin cannot silently shadow one).
+    Built-ins are "module:attribute" strings; plugins come from the entry-point group. A plugin
+    named like a built-in or like another plugin is an error when the group is scanned (as in
+    lm-eval's registry): silently picking one would run code the suite did not ask for.
     """
 
     def __init__(self, kind: str, group: str, builtins: dict[str, str]) -> None:
@@ -31,11 +32,17 @@ class Registry:
     def _scan_entry_points(self) -> None:
         if self._scanned:
             return
-        self._scanned = True
         for ep in entry_points(group=self.group):
-            if ep.name not in self._targets:
-                self._targets[ep.name] = ep.value
-                self._origin[ep.name] = f"plugin ({ep.dist.name if ep.dist else ep.value})"
+            origin = f"plugin ({ep.dist.name if ep.dist else ep.value})"
+            if ep.name in self._targets and self._targets[ep.name] != ep.value:
+                raise FairbenchError(
+                    f"{origin} registers {self.kind} '{ep.name}' (entry point {self.group}: {ep.value}), "
+                    f"which is already the {self._origin[ep.name]} {self.kind} '{ep.name}' "
+                    f"({self._targets[ep.name]}); rename it in the plugin's entry points or uninstall it"
+                )
+            self._targets[ep.name] = ep.value
+            self._origin[ep.name] = origin
+        self._scanned = True
 
     def register(self, name: str, obj: Any) -> None:
         """Register an already-imported class (for code that defines methods at run time)."""
