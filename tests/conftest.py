@@ -63,6 +63,29 @@ def check_golden(path: Path, text: str) -> None:
     assert text == path.read_text(), f"{path.name} differs from its golden file (see the diff above)"
 
 
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> Callable[..., Path]:
+    """`plugin_site(dist, {group: {name: "module:attr"}}, **modules)` installs a distribution
+    into a fresh folder the way pip leaves it (`<dist>.dist-info/` with METADATA and
+    entry_points.txt, plus the given top-level modules' source); returns the folder, to put
+    on sys.path or PYTHONPATH."""
+
+    def install(dist: str, entry_points: dict[str, dict[str, str]], **modules: str) -> Path:
+        site = tmp_path / "site" / dist
+        info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        groups = [
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in names.items()) for group, names in entry_points.items()
+        ]
+        (info / "entry_points.txt").write_text("\n".join(groups))
+        for module, source in modules.items():
+            (site / f"{module}.py").write_text(source)
+        return site
+
+    return install
+
+
 @dataclass
 class Result:
     code: int

@@ -7,6 +7,8 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
+import re
 import tarfile
 import threading
 from pathlib import Path
@@ -221,14 +223,14 @@ def test_import_celeba_drive_layout(tmp_path: Path, celeba_master: Path) -> None
     shutil.copy(celeba_master / celeba.PARTITION_FILE, drive / "Eval")
     data = tmp_path / "data"
     with pytest.raises(FairbenchError, match="not the official 75e246fa"):
-        catalog.import_celeba(drive, data)
-    lines = catalog.import_celeba(drive, data, verify=False)
+        catalog.import_files("celeba", drive, data)
+    lines = catalog.import_files("celeba", drive, data, verify=False)
     assert (data / "celeba" / celeba.IMAGES).is_symlink() and "linked" in lines[1]
-    assert catalog.import_celeba(drive, data, verify=False)[1].endswith("already in place")
+    assert catalog.import_files("celeba", drive, data, verify=False)[1].endswith("already in place")
     assert build_task(_celeba(data), "official", "Attractive", "Male", 0).x.shape[0] == 40
     assert catalog.dataset_status("celeba", data).state == "present"
     copied = tmp_path / "copied"
-    catalog.import_celeba(drive, copied, copy=True, verify=False)
+    catalog.import_files("celeba", drive, copied, copy=True, verify=False)
     assert not (copied / "celeba" / celeba.IMAGES).is_symlink()
     assert len(list((copied / "celeba" / celeba.IMAGES).iterdir())) == 40
 
@@ -240,14 +242,14 @@ def test_import_celeba_reports_problems(tmp_path: Path, celeba_master: Path) -> 
     shutil.copytree(celeba_master, src)
     (src / celeba.IMAGES / "000004.jpg").unlink()
     with pytest.raises(FairbenchError, match=r"1 of 40 images missing .*000004\.jpg"):
-        catalog.import_celeba(src.parent, tmp_path / "data", verify=False)
+        catalog.import_files("celeba", src.parent, tmp_path / "data", verify=False)
     (src / celeba.IMAGES / "000004.jpg").write_bytes(b"")
     with pytest.raises(FairbenchError, match=r"1 of 40 images empty"):
-        catalog.import_celeba(src, tmp_path / "data", verify=False)
+        catalog.import_files("celeba", src, tmp_path / "data", verify=False)
     shutil.rmtree(src / celeba.IMAGES)
     (src / "img_align_celeba.zip").write_bytes(b"PK")
     with pytest.raises(FairbenchError, match="unzip it"):
-        catalog.import_celeba(src, tmp_path / "data", verify=False)
+        catalog.import_files("celeba", src, tmp_path / "data", verify=False)
     with pytest.raises(FairbenchError, match="cannot be downloaded automatically.*data import celeba"):
         catalog.fetch("celeba", tmp_path / "data")
 
@@ -513,3 +515,65 @@ def test_commands(tmp_path: Path, celeba_master: Path) -> None:
     )
     result = runner.invoke(fetch, ["celeba", "--data-dir", str(data)])
     assert isinstance(result.exception, FairbenchError)
+
+
+TOY_PLUGIN = '''
+import gzip
+
+import pandas as pd
+
+from fairbench.data.base import data_dir_from_env
+from fairbench.data.download import RemoteFile, download
+from fairbench.data.tabular import TabularDataset
+
+
+class Toy(TabularDataset):
+    """A plugin dataset published gzipped: its own fetch unpacks it."""
+
+    name = "toy"
+    description = "a plugin table published as toy.csv.gz"
+    protocols = ("random",)
+    label = "y"
+    folder = "toy"
+    files = (RemoteFile("toy/toy.csv", "{url}toy.csv.gz"),)
+    continuous = ("x",)
+
+    @classmethod
+    def fetch(cls, data_dir=None, files=None):
+        root = data_dir_from_env(data_dir)
+        packed = download(RemoteFile("toy/toy.csv.gz", cls.files[0].url, "{sha256}"), root, cls.name)
+        (root / "toy" / "toy.csv").write_bytes(gzip.decompress(packed.read_bytes()))
+        return [f"toy: unpacked {{packed.name}}"]
+
+    def read_frame(self, seed):
+        return pd.read_csv(self.root / "toy.csv")
+'''
+
+
+def test_plugin_dataset_gets_data_commands_for_free(tmp_path: Path, server, plugin_site) -> None:
+    """`data ls | fetch | describe` ask the plugin's own class: no code in fairbench for it."""
+    import subprocess
+    import sys
+
+    url, served = server
+    rows = "x,y\n" + "".join(f"{i / 10 - 1},{i % 2}\n" for i in range(20))
+    (served / "toy.csv.gz").write_bytes(gzip.compress(rows.encode()))
+    sha256 = hashlib.sha256((served / "toy.csv.gz").read_bytes()).hexdigest()
+    site = plugin_site("fairbench-toy", {"fairbench.datasets": {"toy": "fairbench_toy:Toy"}},
+                       fairbench_toy=TOY_PLUGIN.format(url=url, sha256=sha256))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "COLUMNS": "200"}
+    data = tmp_path / "data"
+
+    def fairbench(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "fairbench", "data", *args, "--data-dir", str(data)]
+        return subprocess.run(command, env=env, capture_output=True, text=True)
+
+    listing = fairbench("ls").stdout
+    assert re.search(r"^toy +tabular +missing", listing, re.MULTILINE), listing
+    assert "to get it: fairbench data fetch toy" in listing
+    fetched = fairbench("fetch", "toy")
+    assert fetched.returncode == 0 and fetched.stdout.strip() == "toy: unpacked toy.csv.gz", fetched.stderr
+    assert (data / "toy" / "toy.csv").read_text() == rows
+    assert re.search(r"^toy +tabular +present", fairbench("ls").stdout, re.MULTILINE)
+    described = fairbench("describe", "toy", "--target", "y", "--sensitive", "x > 0", "--json")
+    assert described.returncode == 0 and json.loads(described.stdout)[0]["n"] == 20, described.stderr

@@ -41,19 +41,9 @@ def test_every_builtin_declares_its_contract() -> None:
         assert cls.name == name and cls.description and cls.protocols and cls().column_names()
 
 
-def _install_entry_points(site: Path, dist: str, group: str, names: dict[str, str]) -> None:
-    """Install a distribution the way pip leaves it: `<dist>.dist-info/` with METADATA and
-    entry_points.txt in a folder on the path (no code: the clash is found before loading)."""
-    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-    lines = "".join(f"{name} = {target}\n" for name, target in names.items())
-    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}")
-
-
-def test_plugin_named_like_a_builtin_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _install_entry_points(tmp_path, "fairbench-shadow", "fairbench.methods", {"erm": "fairbench_shadow:ERM"})
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_plugin_named_like_a_builtin_is_an_error(plugin_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = plugin_site("fairbench-shadow", {"fairbench.methods": {"erm": "fairbench_shadow:ERM"}})
+    monkeypatch.syspath_prepend(str(site))
     registry = Registry("method", "fairbench.methods", {"erm": "fairbench.methods.erm:ERM"})
     message = (
         "plugin (fairbench-shadow) registers method 'erm' (entry point fairbench.methods: fairbench_shadow:ERM), "
@@ -63,17 +53,17 @@ def test_plugin_named_like_a_builtin_is_an_error(tmp_path: Path, monkeypatch: py
         with pytest.raises(FairbenchError, match=re.escape(message)):
             use()
     # the real command: one line, exit 2
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     listing = subprocess.run([sys.executable, "-m", "fairbench", "ls", "methods"], env=env, capture_output=True,
                              text=True)  # fmt: skip
     assert listing.returncode == 2 and len(listing.stderr.strip().splitlines()) == 1, listing.stderr
     assert "fairbench-shadow" in listing.stderr and "built-in method 'erm'" in listing.stderr
 
 
-def test_two_plugins_with_one_name_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_plugins_with_one_name_is_an_error(plugin_site, monkeypatch: pytest.MonkeyPatch) -> None:
     for dist in ("fairbench-one", "fairbench-two"):
-        _install_entry_points(tmp_path / dist, dist, "fairbench.datasets", {"toy": f"{dist.replace('-', '_')}:Toy"})
-        monkeypatch.syspath_prepend(str(tmp_path / dist))
+        site = plugin_site(dist, {"fairbench.datasets": {"toy": f"{dist.replace('-', '_')}:Toy"}})
+        monkeypatch.syspath_prepend(str(site))
     registry = Registry("dataset", "fairbench.datasets", {})
     with pytest.raises(FairbenchError, match=r"plugin \(fairbench-(one|two)\) registers dataset 'toy' .* already the "
                        r"plugin \(fairbench-(one|two)\) dataset 'toy'"):  # fmt: skip

@@ -1,7 +1,9 @@
 """The dataset contract and the task data that methods receive.
 
 A dataset provides an attribute table (one row per sample), its split protocols and the model
-inputs. `build_task` turns (dataset, protocol, target, sensitive, seed) into a `TaskData`.
+inputs, and says how to get and check its own files (`fetch`, `status`, `import_files`: what
+`fairbench data` runs for every registered dataset, plugins included). `build_task` turns
+(dataset, protocol, target, sensitive, seed) into a `TaskData`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from fairbench.data.download import RemoteFile, ensure
+from fairbench.data.download import RemoteFile, download, ensure
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.expressions import Expression
 
@@ -38,6 +40,23 @@ class Option:
 
     default: Any
     help: str
+
+
+@dataclass
+class DatasetStatus:
+    """What `fairbench data ls` shows for one dataset."""
+
+    name: str
+    kind: str
+    state: str  # present | partial | missing | generated | broken
+    location: str
+    missing: list[str] = field(default_factory=list)
+    action: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("present", "generated")
 
 
 @dataclass
@@ -111,9 +130,61 @@ class Dataset:
     def root(self) -> Path:
         return self.data_dir / self.folder
 
+    def required_files(self) -> tuple[RemoteFile, ...]:
+        """The files these options read (all of `files` unless an option says otherwise)."""
+        return self.files
+
     def ensure_files(self, allow_download: bool = True) -> None:
         """Check the official files are present, downloading missing ones."""
-        ensure(self.files, self.data_dir, self.name, allow_download)
+        ensure(self.required_files(), self.data_dir, self.name, allow_download)
+
+    @classmethod
+    def fetch(cls, data_dir: Path | None = None, files: tuple[RemoteFile, ...] | None = None) -> list[str]:
+        """Download the missing ones of `files` (default: all of `files`) into the data folder,
+        checksummed and resumable; returns one report line per file."""
+        root = data_dir_from_env(data_dir)
+        if not cls.files:
+            return [f"{cls.name}: generated on the fly, nothing to fetch"]
+        lines = []
+        for file in cls.files if files is None else files:
+            target = root / file.path
+            if target.exists():
+                lines.append(f"{cls.name}: {target} present")
+                continue
+            download(file, root, cls.name)
+            lines.append(f"{cls.name}: {target} downloaded" + (" (sha256 ok)" if file.sha256 else ""))
+        return lines
+
+    @classmethod
+    def status(cls, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> DatasetStatus:
+        """Which files the dataset (with `options`) needs are present, and what to do about the
+        missing ones; reads no data and downloads nothing."""
+        root = data_dir_from_env(data_dir)
+        try:
+            needed = cls(root, **(options or {})).required_files()
+        except FairbenchError as error:
+            return DatasetStatus(cls.name, cls.kind, "broken", str(root), action=str(error))
+        if not cls.files:
+            return DatasetStatus(cls.name, cls.kind, "generated", "(generated, no files)")
+        status = DatasetStatus(cls.name, cls.kind, "present", str(root / cls.folder))
+        status.missing = [file.path for file in needed if not (root / file.path).exists()]
+        if status.missing:
+            status.state = "partial" if len(status.missing) < len(needed) else "missing"
+            folders = {str(Path(path).parent) for path in status.missing}
+            if len(status.missing) > 2 and len(folders) == 1:
+                status.missing = [f"{folders.pop()}/ ({len(status.missing)} files)"]
+            status.action = f"fairbench data fetch {cls.name}"
+        return status
+
+    @classmethod
+    def import_files(
+        cls, src: Path, data_dir: Path | None = None, copy: bool = False, verify: bool = True
+    ) -> list[str]:
+        """Check a user's own copy at `src` and link (or copy) it into the data folder; for
+        datasets that cannot be downloaded."""
+        raise FairbenchError(
+            f"'data import' is for datasets that cannot be downloaded; use 'fairbench data fetch {cls.name}'"
+        )
 
     def column_names(self) -> list[str]:
         """Attribute columns usable in targets and sensitive expressions (no data read)."""

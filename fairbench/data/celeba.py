@@ -10,12 +10,15 @@ Attribute-only work (column names, the frame, `data describe`) reads only the tw
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fairbench.data.base import Dataset, Inputs, Option
+from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
+from fairbench.data.download import RemoteFile, md5_of
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
 from fairbench.errors import FairbenchError
 
@@ -117,6 +120,26 @@ def read_partition(path: Path, files: np.ndarray) -> np.ndarray:
     return codes
 
 
+def _find(src: Path, name: str, subfolders: tuple[str, ...]) -> Path | None:
+    for sub in ("", "celeba", *subfolders):
+        candidate = src / sub / name
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _image_sizes(folder: Path) -> dict[str, int]:
+    """Byte size of every file in `folder` (one directory scan; dangling links left out)."""
+    sizes: dict[str, int] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                sizes[entry.name] = entry.stat().st_size
+            except OSError:
+                continue
+    return sizes
+
+
 class CelebA(Dataset):
     """CelebA (Liu et al. 2015), official files; images cached once as uint8 (N, 3, size, size).
 
@@ -178,13 +201,7 @@ class CelebA(Dataset):
         folder = self.root / IMAGES
         if not folder.is_dir():
             raise FairbenchError(f"celeba: image folder {folder} is missing; {HOW_TO_GET}")
-        present: dict[str, int] = {}
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                try:
-                    present[entry.name] = entry.stat().st_size
-                except OSError:  # a dangling link
-                    continue
+        present = _image_sizes(folder)
         missing = [f for f in files if f not in present]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -204,3 +221,112 @@ class CelebA(Dataset):
         folder = self.root / IMAGES
         x = cached_images(cache, [folder / f for f in files], prep, expected, self.name)
         return Inputs(x=x, feature_names=[f"image_{prep.key()}"], feature_sources=[])
+
+    @classmethod
+    def fetch(cls, data_dir: Path | None = None, files: tuple[RemoteFile, ...] | None = None) -> list[str]:
+        raise FairbenchError(
+            f"celeba cannot be downloaded automatically (its licence needs a click-through); {HOW_TO_GET}"
+        )
+
+    @classmethod
+    def status(cls, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> DatasetStatus:
+        """Both text files, the image count against the attribute file's, and the built caches."""
+        root = data_dir_from_env(data_dir) / cls.folder
+        status = DatasetStatus(cls.name, cls.kind, "present", str(root))
+        status.missing = [name for name in (ATTR_FILE, PARTITION_FILE) if not (root / name).exists()]
+        declared = None
+        if (root / ATTR_FILE).exists():
+            with open(root / ATTR_FILE, "rb") as handle:
+                try:
+                    declared = int(handle.readline().strip())
+                except ValueError:
+                    status.notes.append(f"{ATTR_FILE} line 1 is not a count")
+        images = root / IMAGES
+        if not images.is_dir():
+            status.missing.append(IMAGES + "/")
+        else:
+            with os.scandir(images) as entries:
+                found = sum(1 for entry in entries if entry.name.endswith(".jpg"))
+            if declared is not None and found < declared:
+                status.missing.append(f"{declared - found} of {declared} images")
+            status.notes.append(f"{found} images")
+            caches = sorted(p.stem.removeprefix("images_") for p in (root / "cache").glob("images_*.json"))
+            status.notes.append("cache: " + (", ".join(caches) or "not built yet"))
+        only_images = bool(status.missing) and all(m.endswith(("images", "/")) for m in status.missing)
+        status.state = "present" if not status.missing else ("partial" if only_images else "missing")
+        status.action = "" if not status.missing else HOW_TO_GET
+        return status
+
+    @classmethod
+    def import_files(
+        cls, src: Path, data_dir: Path | None = None, copy: bool = False, verify: bool = True
+    ) -> list[str]:
+        """Check a user's CelebA copy and link (or copy) it into `<data>/celeba/`.
+
+        Accepts the official folder (img_align_celeba/ and both text files side by side), its
+        parent, or the Google Drive layout (Img/, Anno/, Eval/). `verify` checks the md5 of the
+        two text files and the official count of 202599 images; structure and image presence
+        are always checked.
+        """
+        src = Path(src).expanduser()
+        if not src.is_dir():
+            raise FairbenchError(f"celeba: {src} is not a folder; give the folder that holds {IMAGES}/")
+        attr = _find(src, ATTR_FILE, ("Anno",))
+        part = _find(src, PARTITION_FILE, ("Eval",))
+        images = _find(src, IMAGES, ("Img",))
+        missing = [n for n, p in ((ATTR_FILE, attr), (PARTITION_FILE, part)) if p is None]
+        if images is None or not images.is_dir():
+            zipped = _find(src, IMAGES + ".zip", ("Img",))
+            if zipped is not None:
+                raise FairbenchError(f"celeba: found {zipped} but no {IMAGES}/; unzip it next to it first")
+            missing.append(IMAGES + "/")
+        if missing:
+            raise FairbenchError(f"celeba: {src} lacks {', '.join(missing)}; {HOW_TO_GET}")
+        assert attr is not None and part is not None and images is not None
+        frame = read_attributes(attr)
+        read_partition(part, frame["image"].to_numpy())
+        if verify:
+            for path in (attr, part):
+                got = md5_of(path)
+                if got != OFFICIAL_MD5[path.name]:
+                    raise FairbenchError(
+                        f"celeba: {path} has md5 {got}, not the official {OFFICIAL_MD5[path.name]}; "
+                        f"use the original file, or pass --skip-checksums for a modified copy"
+                    )
+            if len(frame) != OFFICIAL_COUNT:
+                raise FairbenchError(
+                    f"celeba: {attr} lists {len(frame)} images, not {OFFICIAL_COUNT}; "
+                    f"pass --skip-checksums to import a subset"
+                )
+        sizes = _image_sizes(images)
+        files = frame["image"].tolist()
+        absent = [f for f in files if f not in sizes]
+        empty = [f for f in files if sizes.get(f) == 0]
+        for what, bad in (("missing", absent), ("empty (0 bytes)", empty)):
+            if bad:
+                shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+                raise FairbenchError(
+                    f"celeba: {len(bad)} of {len(files)} images {what} in {images} ({shown}); "
+                    f"re-extract img_align_celeba.zip"
+                )
+        target = data_dir_from_env(data_dir) / cls.folder
+        target.mkdir(parents=True, exist_ok=True)
+        lines = [f"celeba: {len(files)} images and both text files check out in {src}"]
+        for source, name in ((images, IMAGES), (attr, ATTR_FILE), (part, PARTITION_FILE)):
+            dst = target / name
+            if dst.exists() or dst.is_symlink():
+                if dst.resolve() == source.resolve():
+                    lines.append(f"celeba: {dst} already in place")
+                    continue
+                raise FairbenchError(f"celeba: {dst} already exists; remove it first to import {source}")
+            if copy:
+                if source.is_dir():
+                    shutil.copytree(source, dst)
+                else:
+                    shutil.copy2(source, dst)
+                lines.append(f"celeba: copied {source} -> {dst}")
+            else:
+                dst.symlink_to(source.resolve(), target_is_directory=source.is_dir())
+                lines.append(f"celeba: linked {dst} -> {source.resolve()}")
+        lines.append("celeba: the 64x64 image cache is built on first use (all cores, a few minutes)")
+        return lines

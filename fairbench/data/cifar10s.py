@@ -10,13 +10,15 @@ PIL 'L' luma repeated over the three channels.
 from __future__ import annotations
 
 import pickle
+import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fairbench.data.base import Dataset, Inputs, Option
-from fairbench.data.download import RemoteFile, ensure
+from fairbench.data.base import Dataset, Inputs, Option, data_dir_from_env
+from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside
 from fairbench.data.images import to_grey_rgb
 from fairbench.data.splits import carve_validation
 from fairbench.errors import FairbenchError
@@ -84,10 +86,45 @@ class CIFAR10S(Dataset):
 
     def ensure_files(self, allow_download: bool = True) -> None:
         if allow_download and any(not (self.data_dir / f.path).exists() for f in self.files):
-            from fairbench.data.catalog import fetch
-
-            fetch(self.name, self.data_dir)
+            self.fetch(self.data_dir)
         ensure(self.files, self.data_dir, self.name, allow_download=False)
+
+    @classmethod
+    def fetch(cls, data_dir: Path | None = None, files: tuple[RemoteFile, ...] | None = None) -> list[str]:
+        """Download the official archive (md5-checked) and extract the batches, each md5-checked."""
+        root = data_dir_from_env(data_dir)
+        folder = root / FOLDER
+        members = MEMBER_MD5
+        if all((folder / member).exists() for member in members):
+            return [f"cifar10s: {folder} present"]
+        archive_path = "cifar10/cifar-10-python.tar.gz"
+        archive = root / archive_path
+        if not archive.exists():
+            try:
+                download(RemoteFile(archive_path, URL), root, "cifar10s", timeout=60.0)
+            except FairbenchError as error:
+                raise FairbenchError(f"{error}; then run 'fairbench data fetch cifar10s' to extract it") from None
+            if md5_of(archive) != ARCHIVE_MD5:
+                set_aside(archive, "md5", md5_of(archive), ARCHIVE_MD5, "cifar10s")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in members:
+                    info = tar.getmember(f"cifar-10-batches-py/{member}")
+                    source = tar.extractfile(info)
+                    if source is None:
+                        raise KeyError(member)
+                    part = folder / f"{member}.part"
+                    with source, open(part, "wb") as out:
+                        shutil.copyfileobj(source, out, 1 << 20)
+                    if md5_of(part) != members[member]:
+                        set_aside(part, "md5", md5_of(part), members[member], "cifar10s")
+                    part.replace(folder / member)
+        except (tarfile.TarError, KeyError, EOFError, OSError) as error:
+            raise FairbenchError(
+                f"cifar10s: cannot extract {archive} ({type(error).__name__}: {error}); delete it and fetch again"
+            ) from None
+        return [f"cifar10s: {folder} extracted from {archive.name} (md5 ok)"]
 
     def column_names(self) -> list[str]:
         return ["label", "class_name", "grey", "grey_major", "aligned", "bias", "is_test", "source_index"]

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairbench.data.base import Dataset, Inputs, Option
-from fairbench.data.download import RemoteFile, ensure
+from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
+from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside, sha256_of
 from fairbench.data.splits import carve_validation, stratified_split
 from fairbench.errors import FairbenchError
 
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
-# sha256 of the copies in the project's shared data (data/README.md); the catalog also accepts
+# sha256 of the copies in the project's shared data (data/README.md); `fetch` also accepts
 # the md5 torchvision lists for these files.
 SHA256 = {
     TEST_IMAGES: "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
@@ -109,7 +109,7 @@ class ColoredMNIST(Dataset):
         "source": Option("full", "'full' (train + t10k files) or 't10k' (only the test files, split 70/30)"),
     }
 
-    def _needed(self) -> tuple[RemoteFile, ...]:
+    def required_files(self) -> tuple[RemoteFile, ...]:
         source = self.settings["source"]
         if source not in ("full", "t10k"):
             raise FairbenchError(f"colored_mnist: option source must be 'full' or 't10k', not {source!r}")
@@ -118,12 +118,10 @@ class ColoredMNIST(Dataset):
         return self.files
 
     def ensure_files(self, allow_download: bool = True) -> None:
-        needed = self._needed()
+        needed = self.required_files()
         try:
             if allow_download and any(not (self.data_dir / f.path).exists() for f in needed):
-                from fairbench.data.catalog import fetch
-
-                fetch(self.name, self.data_dir, files=needed)
+                self.fetch(self.data_dir, files=needed)
             ensure(needed, self.data_dir, self.name, allow_download=False)
         except FairbenchError as error:
             if all((self.data_dir / f.path).exists() for f in self.files if "t10k" in f.path):
@@ -131,6 +129,30 @@ class ColoredMNIST(Dataset):
                     f"{error} (or set option source: t10k to use the test files only)"
                 ) from None
             raise
+
+    @classmethod
+    def fetch(cls, data_dir: Path | None = None, files: tuple[RemoteFile, ...] | None = None) -> list[str]:
+        """Download the IDX files, each checked against its sha256 or torchvision's md5."""
+        root = data_dir_from_env(data_dir)
+        lines = []
+        for file in cls.files if files is None else files:
+            target = root / file.path
+            if target.exists():
+                lines.append(f"{cls.name}: {target} present")
+                continue
+            download(RemoteFile(file.path, file.url), root, cls.name)
+            name = Path(file.path).name
+            if sha256_of(target) != SHA256.get(name) and md5_of(target) != MD5[name]:
+                set_aside(target, "md5", md5_of(target), MD5[name], cls.name)
+            lines.append(f"{cls.name}: {target} downloaded (checksum ok)")
+        return lines
+
+    @classmethod
+    def status(cls, data_dir: Path | None = None, options: dict | None = None) -> DatasetStatus:
+        status = super().status(data_dir, options)
+        if status.missing and all("train-" in m for m in status.missing):
+            status.notes.append("option source: t10k works now")
+        return status
 
     def column_names(self) -> list[str]:
         return ["digit", "color", "bias", "aligned", "is_test", "source_index", "red", "green", "blue"]
@@ -156,7 +178,7 @@ class ColoredMNIST(Dataset):
 
     def read_frame(self, seed: int) -> pd.DataFrame:
         skew, sigma = self._check_options()
-        self._needed()
+        self.required_files()
         parts = self._parts()
         digits = np.concatenate([p[0] for p in parts])
         source_index = np.concatenate([p[1] for p in parts])

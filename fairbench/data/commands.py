@@ -1,11 +1,11 @@
-"""`fairbench data fetch | import | ls`: thin click wrappers over `fairbench.data.catalog`."""
+"""`fairbench data fetch | import | ls`: thin click wrappers over `fairbench.data.catalog`
+(which asks each registered dataset, plugins included)."""
 
 from __future__ import annotations
 
 import click
 
 from fairbench.data import catalog
-from fairbench.errors import FairbenchError
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -33,12 +33,9 @@ def fetch(name: str, data_dir: str | None) -> None:
 )
 @_DATA_DIR
 def import_(name: str, path: str, copy: bool, skip_checksums: bool, data_dir: str | None) -> None:
-    """Check your copy of dataset NAME at PATH and link (or --copy) it into the data folder."""
-    if name != "celeba":
-        raise FairbenchError(
-            f"'data import' is for celeba, which cannot be downloaded; use 'fairbench data fetch {name}'"
-        )
-    for line in catalog.import_celeba(path, data_dir, copy=copy, verify=not skip_checksums):
+    """Check your copy of dataset NAME at PATH and link (or --copy) it into the data folder
+    (for datasets that cannot be downloaded, such as celeba)."""
+    for line in catalog.import_files(name, path, data_dir, copy=copy, verify=not skip_checksums):
         click.echo(line)
 
 

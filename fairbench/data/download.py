@@ -30,12 +30,31 @@ class RemoteFile:
     member: str | None = None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return _digest(path, "sha256")
+
+
+def md5_of(path: Path) -> str:
+    """md5 (not for security: only to compare with the checksums other projects publish)."""
+    return _digest(path, "md5")
+
+
+def set_aside(path: Path, what: str, got: str, want: str, dataset: str) -> None:
+    """Rename a file with a wrong checksum to `<name>.bad` (never used, never lost) and stop."""
+    bad = path.with_name(path.name + ".bad")
+    path.replace(bad)
+    raise FairbenchError(
+        f"{dataset}: {path.name} has {what} {got}, expected {want}; kept it as {bad} - "
+        f"delete it and fetch again, or copy a correct file to {path}"
+    )
 
 
 def _fetch(url: str, target: Path, timeout: float) -> None:
@@ -72,12 +91,7 @@ def download(file: RemoteFile, root: Path, dataset: str, timeout: float = 30.0) 
             f"download it by hand into {target.parent}/ or point --data-dir/FAIRBENCH_DATA at a copy"
         ) from None
     if file.sha256 and sha256_of(target) != file.sha256:
-        bad = target.with_name(target.name + ".bad")
-        target.replace(bad)
-        raise FairbenchError(
-            f"{dataset}: {file.url} has sha256 {sha256_of(bad)}, expected {file.sha256}; "
-            f"kept it as {bad} - fetch a correct copy by hand"
-        )
+        set_aside(target, "sha256", sha256_of(target), file.sha256, dataset)
     return target
 
 
