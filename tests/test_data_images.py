@@ -99,6 +99,22 @@ def test_celeba_attributes_need_no_images(celeba_root: Path) -> None:
     assert [r["split"] for r in rows] == ["all", "train", "val", "test"] and rows[0]["n"] == 40
 
 
+def test_describe_checks_only_the_split_asked_for(tmp_path: Path, fairbench) -> None:
+    """A partial download: attribute files for 32 images, all in the official train partition."""
+    make_celeba(tmp_path, ids=tuple(range(1, 33)))
+    args = ["data", "describe", "celeba", "--target", "Attractive", "--sensitive", "Male", "--data-dir", tmp_path]
+    every = fairbench(*args, "--split", "all", "--json")
+    assert every.code == 0, every.err
+    rows = {row["split"]: row for row in json.loads(every.out)}
+    assert [rows[s]["n"] for s in ("all", "train", "val", "test")] == [32, 32, 0, 0]
+    assert rows["train"]["n_group1"] == 16 and np.isnan(rows["test"]["base_rate"])
+    train = fairbench(*args, "--split", "train", "--json")
+    assert train.code == 0 and [row["n"] for row in json.loads(train.out)] == [32], train.err
+    test = fairbench(*args, "--split", "test")
+    assert test.code == 2 and len(test.err.strip().splitlines()) == 1, test.err
+    assert "celeba: the test split of protocol 'official' is empty (0 of the 32 rows here)" in test.err
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

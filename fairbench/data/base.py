@@ -223,10 +223,16 @@ def open_dataset(name: str, data_dir: Path | None = None, options: dict[str, Any
 
 
 def check_task(
-    dataset: Dataset, protocol: str | None, target: str, sensitive: str, seed: int
+    dataset: Dataset,
+    protocol: str | None,
+    target: str,
+    sensitive: str,
+    seed: int,
+    check: tuple[str, ...] = ("train", "test"),
 ) -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Evaluate target and group and split by protocol, checking that every split sees both
-    groups; needs only the attribute table. Returns (protocol, frame, y, g, splits)."""
+    """Evaluate target and group and split by protocol, checking that each split in `check`
+    ("all" = every row) has rows and sees both groups; needs only the attribute table.
+    Returns (protocol, frame, y, g, splits)."""
     protocol = dataset.check_protocol(protocol)
     frame = dataset.frame(seed)
     target_expr, group_expr = Expression(target), Expression(sensitive)
@@ -235,8 +241,14 @@ def check_task(
     y = target_expr.evaluate(frame).astype(np.int64)
     g = group_expr.evaluate(frame).astype(np.int64)
     splits = dataset.split(frame, protocol, seed)
-    for split in ("train", "test"):
-        rows = splits[split]
+    for split in check:
+        rows = np.arange(len(frame)) if split == "all" else splits[split]
+        if len(rows) == 0:
+            # a partial download (a subset of the files) can leave whole splits empty
+            raise FairbenchError(
+                f"{dataset.name}: the {split} split of protocol '{protocol}' is empty (0 of the {len(frame)} "
+                f"rows here); the data folder holds part of the dataset: use another split or get the rest"
+            )
         sizes = np.bincount(g[rows], minlength=2)
         if sizes.min() == 0:
             side = "an empty group" if sizes[1] == 0 else "every row"

@@ -17,8 +17,11 @@ def describe_task(
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per split: sizes, group sizes, base rates P(y=1 | g) and dp_perfect.
 
-    Needs only the attribute table, never the model inputs (images stay undecoded)."""
-    protocol, _, y, g, splits = check_task(open_dataset(dataset, data_dir, options), protocol, target, sensitive, seed)
+    Needs only the attribute table, never the model inputs (images stay undecoded). Only the
+    split asked for must have rows and both groups ("all": the whole table), so a partial
+    download can be described; with "all", an empty split shows n = 0 and NaN rates."""
+    task = check_task(open_dataset(dataset, data_dir, options), protocol, target, sensitive, seed, check=(split,))
+    protocol, _, y, g, splits = task
     parts = {"all": np.arange(len(y)), **splits} if split == "all" else {split: splits[split]}
     rows = []
     for name, index in parts.items():
@@ -26,7 +29,7 @@ def describe_task(
         rows.append({
             "split": name, "protocol": protocol, "n": int(len(index)),
             "n_group1": int(gg.sum()), "n_group0": int(len(gg) - gg.sum()),
-            "base_rate": float(yy.mean()),
+            "base_rate": float(yy.mean()) if len(yy) else float("nan"),
             "base_rate_group1": float(yy[gg == 1].mean()) if gg.any() else float("nan"),
             "base_rate_group0": float(yy[gg == 0].mean()) if (gg == 0).any() else float("nan"),
             "dp_perfect": dp_perfect(yy, gg),
