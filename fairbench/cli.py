@@ -50,7 +50,7 @@ def cli() -> None:
     help="Torch threads per worker. Small nets run fastest on one; use --workers to use more cores.",
 )
 @click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
-@click.option("--dry-run", is_flag=True, help="Print the expanded job plan and exit.")
+@click.option("--dry-run", is_flag=True, help="Print the plan, missing data and time estimates; run nothing.")
 @click.option("--no-stack", is_flag=True, help="Train stackable sweep members one by one.")
 @_DATA_DIR
 def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], workers: int, device: str,
@@ -63,9 +63,7 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], work
       1  some jobs failed (the rest finish; tracebacks in RESULTS/logs/)
       2  bad input (suite, option, missing data): one line on stderr, nothing run
     """
-    from fairbench.plan import expand, group_units
-    from fairbench.runner import plan_table, run_suite
-    from fairbench.store import STORE_FILE, Store
+    from fairbench.runner import dry_run_plan, run_suite
     from fairbench.suite import load_suite
 
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
@@ -73,14 +71,8 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], work
     suite, _ = load_suite(suite_file, overrides)
     results = results or Path("results") / suite.name
     if dry_run:
-        jobs = expand(suite)
-        done: set[str] = set()
-        if (results / STORE_FILE).exists() and not force:
-            store = Store(results)
-            done = store.done_ids()
-            store.close()
-        units = group_units([j for j in jobs if j.job_id not in done], suite.stack and not no_stack)
-        console.print(plan_table(jobs, done, units))
+        for part in dry_run_plan(suite, results, force=force, stack=suite.stack and not no_stack, data_dir=data_dir):
+            console.print(part)
         return 0
     outcome = run_suite(suite, results, workers=workers, device=device, threads=threads, force=force,
                         stack=False if no_stack else None, data_dir=data_dir, console=err_console)  # fmt: skip

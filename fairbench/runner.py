@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from fairbench.artifacts import default_cache_dir
-from fairbench.data.base import check_task, data_dir_from_env, open_dataset
+from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
 from fairbench.execution.local import execute
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
-from fairbench.store import Store, check_folder
+from fairbench.registry import DATASETS
+from fairbench.store import STORE_FILE, Store, check_folder, load_jobs
 from fairbench.suite import Suite
 
 SUMMARY_METRICS = ("acc", "dp", "eo", "discrimination")
@@ -33,22 +35,95 @@ def preflight(suite: Suite, data_dir: Path | None) -> None:
             check_task(dataset, experiment.protocol, experiment.target, experiment.sensitive, seed)
 
 
-def plan_table(jobs: list[Job], done: set[str], units: list[list[Job]]) -> Table:
-    """The dry-run table: one row per experiment x label with job counts."""
+def missing_data(suite: Suite, data_dir: Path | None) -> list[DatasetStatus]:
+    """The datasets (with the suite's options) whose files are not all in the data folder;
+    reads no data and downloads nothing."""
+    root = data_dir_from_env(data_dir)
+    statuses: dict[str, DatasetStatus] = {}
+    for experiment in suite.experiments:
+        key = json.dumps([experiment.dataset, experiment.options], sort_keys=True, default=str)
+        if key not in statuses:
+            statuses[key] = DATASETS.get(experiment.dataset).status(root, experiment.options)
+    return [status for status in statuses.values() if not status.usable]
+
+
+def job_seconds(results: Path) -> pd.DataFrame:
+    """Duration of every finished job in `results` (method, dataset, duration); empty if none."""
+    if not (results / STORE_FILE).exists():
+        return pd.DataFrame(columns=["method", "dataset", "duration"])
+    jobs = load_jobs(results)
+    return jobs.loc[(jobs["status"] == "done") & jobs["duration"].notna(), ["method", "dataset", "duration"]]
+
+
+def estimate(job: Job, finished: pd.DataFrame) -> tuple[float, str] | None:
+    """(seconds, basis) for one job: the median duration of finished jobs of its method on its
+    dataset, else of its method on any dataset; None without any."""
+    same = finished[finished["method"] == job.method]
+    here = same[same["dataset"] == job.dataset]
+    if len(here):
+        return float(here["duration"].median()), "same method and dataset"
+    if len(same):
+        return float(same["duration"].median()), "same method, other datasets"
+    return None
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min" if value < 3600 else f"{value / 3600:.1f} h"
+
+
+def plan_table(jobs: list[Job], done: set[str], units: list[list[Job]], finished: pd.DataFrame) -> Table:
+    """The dry-run table: one row per experiment x label with job counts and, from `finished`
+    (see `job_seconds`), the estimated time of the jobs to run (one worker)."""
     table = Table(
         title=f"{len(jobs)} jobs in {len(units)} work units ({len(done & {j.job_id for j in jobs})} already done)"
     )
-    for column in ("experiment", "method", "label", "grid points", "seeds", "jobs", "to run"):
-        table.add_column(column, justify="right" if column in ("grid points", "seeds", "jobs", "to run") else "left")
+    counts = ("grid points", "seeds", "jobs", "to run", "est. time")
+    for column in ("experiment", "method", "label", *counts):
+        table.add_column(column, justify="right" if column in counts else "left")
     groups: dict[tuple[str, str, str], list[Job]] = {}
     for job in jobs:
         groups.setdefault((job.experiment, job.method, job.label), []).append(job)
+    total, unknown = 0.0, set()
     for (experiment, method, label), members in groups.items():
         points = {str(sorted(j.params.items())) for j in members}
         seeds = {j.seed for j in members}
-        todo = sum(j.job_id not in done for j in members)
-        table.add_row(experiment, method, label, str(len(points)), str(len(seeds)), str(len(members)), str(todo))
+        todo = [j for j in members if j.job_id not in done]
+        guesses = [estimate(j, finished) for j in todo]
+        seconds = sum(g[0] for g in guesses if g)
+        total += seconds
+        unknown |= {j.method for j, g in zip(todo, guesses) if g is None}
+        shown = "-" if not todo else ("no estimate" if None in guesses else _seconds(seconds))
+        table.add_row(experiment, method, label, str(len(points)), str(len(seeds)), str(len(members)),
+                      str(len(todo)), shown)  # fmt: skip
+    notes = []
+    if total:
+        notes.append(f"about {_seconds(total)} of job time to run (the median duration of finished jobs of the "
+                     f"same method, on the same dataset where there are any, times the jobs)")  # fmt: skip
+    if unknown:
+        notes.append(f"no estimate for {', '.join(sorted(unknown))}: no finished jobs of it in the results folder")
+    table.caption = "; ".join(notes)
     return table
+
+
+def dry_run_plan(suite: Suite, results: Path, *, force: bool, stack: bool, data_dir: Path | None) -> list[str | Table]:
+    """What `run --dry-run` prints: the datasets still to get (nothing downloaded) and the plan
+    with time estimates from the finished jobs in `results`."""
+    jobs = expand(suite)
+    done: set[str] = set()
+    if (results / STORE_FILE).exists() and not force:
+        store = Store(results)
+        done = store.done_ids()
+        store.close()
+    units = group_units([j for j in jobs if j.job_id not in done], stack)
+    out: list[str | Table] = []
+    for status in missing_data(suite, data_dir):
+        missing = f" ({', '.join(status.missing)})" if status.missing else ""
+        out.append(f"[yellow]missing data[/]: {status.name}{missing} in {status.location}; to get it: {status.action}")
+        out.extend(f"  {note}" for note in status.notes)
+    out.append(plan_table(jobs, done, units, job_seconds(results)))
+    return out
 
 
 def summary_tables(table: pd.DataFrame) -> list[Table]:

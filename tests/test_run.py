@@ -45,6 +45,37 @@ def test_run_exports_golden_columns_and_resumes_for_free(tiny_suite: Path, tmp_p
     assert dry.code == 0 and "6 jobs" in dry.out and "(6 already done)" in dry.out
 
 
+def test_dry_run_names_missing_data_and_estimates_time(
+    tiny_suite: Path, tmp_path: Path, fairbench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fairbench.store import load_jobs
+
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("FAIRBENCH_OFFLINE")  # a dry run must not download even when it could
+    nodata, out = tmp_path / "nodata", tmp_path / "out"
+    nodata.mkdir()
+    experiments = ("experiments=[{dataset: synthetic, target: y, sensitive: s, options: {n: 600}}, "
+                   "{dataset: adult, target: income, sensitive: \"sex == 'Male'\"}]")  # fmt: skip
+    dry = fairbench("run", tiny_suite, "--results", out, "--data-dir", nodata, "--dry-run", "--set", experiments)
+    assert dry.code == 0, dry.err
+    missing = [line for line in dry.out.splitlines() if line.startswith("missing data")]
+    assert len(missing) == 1, dry.out
+    assert missing[0].startswith("missing data: adult (uci_adult/adult.data, uci_adult/adult.test)")
+    assert missing[0].endswith("to get it: fairbench data fetch adult")
+    assert not any(nodata.iterdir()) and not out.exists()  # nothing downloaded, nothing written
+    assert "no estimate for adt, erm: no finished jobs of it in the results folder" in " ".join(dry.out.split())
+
+    assert fairbench("run", tiny_suite, "--results", out).code == 0
+    jobs = load_jobs(out)
+    median = jobs.groupby("method")["duration"].median()
+    dry = fairbench("run", tiny_suite, "--results", out, "--dry-run", "--set", "seeds=[0, 1, 2]")
+    assert dry.code == 0 and "missing data" not in dry.out, dry.out
+    rows = {line.split("│")[2].strip(): line for line in dry.out.splitlines() if line.count("│") > 6}
+    assert rows["erm"].rstrip(" │").endswith(f"{median['erm']:.1f} s")  # seed 2: one erm job
+    assert rows["adt"].rstrip(" │").endswith(f"{2 * median['adt']:.1f} s")  # and two adt jobs
+    assert f"about {median['erm'] + 2 * median['adt']:.1f} s of job time to run" in " ".join(dry.out.split())
+
+
 def test_same_seed_same_numbers(tiny_suite: Path, tmp_path: Path, fairbench) -> None:
     for name in ("a", "b"):
         assert fairbench("run", tiny_suite, "--results", tmp_path / name, "--set", "seeds=[4]").code == 0
