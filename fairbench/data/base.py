@@ -151,9 +151,14 @@ class Dataset:
             if target.exists():
                 lines.append(f"{cls.name}: {target} present")
                 continue
-            download(file, root, cls.name)
-            lines.append(f"{cls.name}: {target} downloaded" + (" (sha256 ok)" if file.sha256 else ""))
+            lines.append(f"{cls.name}: {target} downloaded{cls.download_file(file, root)}")
         return lines
+
+    @classmethod
+    def download_file(cls, file: RemoteFile, root: Path) -> str:
+        """Download one file under `root` and check it; returns what was checked, e.g. " (sha256 ok)"."""
+        download(file, root, cls.name)
+        return " (sha256 ok)" if file.sha256 else ""
 
     @classmethod
     def status(cls, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> DatasetStatus:

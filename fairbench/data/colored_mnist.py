@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
+from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside, sha256_of
 from fairbench.data.splits import carve_validation, stratified_split
 from fairbench.errors import FairbenchError
@@ -131,21 +131,13 @@ class ColoredMNIST(Dataset):
             raise
 
     @classmethod
-    def fetch(cls, data_dir: Path | None = None, files: tuple[RemoteFile, ...] | None = None) -> list[str]:
-        """Download the IDX files, each checked against its sha256 or torchvision's md5."""
-        root = data_dir_from_env(data_dir)
-        lines = []
-        for file in cls.files if files is None else files:
-            target = root / file.path
-            if target.exists():
-                lines.append(f"{cls.name}: {target} present")
-                continue
-            download(RemoteFile(file.path, file.url), root, cls.name)
-            name = Path(file.path).name
-            if sha256_of(target) != SHA256.get(name) and md5_of(target) != MD5[name]:
-                set_aside(target, "md5", md5_of(target), MD5[name], cls.name)
-            lines.append(f"{cls.name}: {target} downloaded (checksum ok)")
-        return lines
+    def download_file(cls, file: RemoteFile, root: Path) -> str:
+        """Accept the file if it matches the shared copy's sha256 or torchvision's md5."""
+        target = download(RemoteFile(file.path, file.url), root, cls.name)
+        name = Path(file.path).name
+        if sha256_of(target) != SHA256.get(name) and md5_of(target) != MD5[name]:
+            set_aside(target, "md5", md5_of(target), MD5[name], cls.name)
+        return " (checksum ok)"
 
     @classmethod
     def status(cls, data_dir: Path | None = None, options: dict | None = None) -> DatasetStatus:
