@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,24 +48,17 @@ def missing_data(suite: Suite, data_dir: Path | None) -> list[DatasetStatus]:
     return [status for status in statuses.values() if not status.usable]
 
 
-def job_seconds(results: Path) -> pd.DataFrame:
-    """Duration of every finished job in `results` (method, dataset, duration); empty if none."""
-    if not (results / STORE_FILE).exists():
-        return pd.DataFrame(columns=["method", "dataset", "duration"])
-    jobs = load_jobs(results)
-    return jobs.loc[(jobs["status"] == "done") & jobs["duration"].notna(), ["method", "dataset", "duration"]]
-
-
-def estimate(job: Job, finished: pd.DataFrame) -> tuple[float, str] | None:
-    """(seconds, basis) for one job: the median duration of finished jobs of its method on its
-    dataset, else of its method on any dataset; None without any."""
-    same = finished[finished["method"] == job.method]
-    here = same[same["dataset"] == job.dataset]
-    if len(here):
-        return float(here["duration"].median()), "same method and dataset"
-    if len(same):
-        return float(same["duration"].median()), "same method, other datasets"
-    return None
+def job_estimator(results: Path) -> Callable[[Job], float | None]:
+    """Estimated seconds of a job from the finished jobs in `results`: the median duration of
+    its method on its dataset, else of its method on any dataset; None without any."""
+    by_dataset: dict[tuple[str, str], float] = {}
+    by_method: dict[str, float] = {}
+    if (results / STORE_FILE).exists():
+        jobs = load_jobs(results)
+        finished = jobs[(jobs["status"] == "done") & jobs["duration"].notna()]
+        by_dataset = finished.groupby(["method", "dataset"])["duration"].median().to_dict()
+        by_method = finished.groupby("method")["duration"].median().to_dict()
+    return lambda job: by_dataset.get((job.method, job.dataset), by_method.get(job.method))
 
 
 def _seconds(value: float) -> str:
@@ -73,9 +67,11 @@ def _seconds(value: float) -> str:
     return f"{value / 60:.1f} min" if value < 3600 else f"{value / 3600:.1f} h"
 
 
-def plan_table(jobs: list[Job], done: set[str], units: list[list[Job]], finished: pd.DataFrame) -> Table:
-    """The dry-run table: one row per experiment x label with job counts and, from `finished`
-    (see `job_seconds`), the estimated time of the jobs to run (one worker)."""
+def plan_table(
+    jobs: list[Job], done: set[str], units: list[list[Job]], estimate: Callable[[Job], float | None]
+) -> Table:
+    """The dry-run table: one row per experiment x label with job counts and the estimated
+    time of the jobs to run on one worker (see `job_estimator`)."""
     table = Table(
         title=f"{len(jobs)} jobs in {len(units)} work units ({len(done & {j.job_id for j in jobs})} already done)"
     )
@@ -90,8 +86,8 @@ def plan_table(jobs: list[Job], done: set[str], units: list[list[Job]], finished
         points = {str(sorted(j.params.items())) for j in members}
         seeds = {j.seed for j in members}
         todo = [j for j in members if j.job_id not in done]
-        guesses = [estimate(j, finished) for j in todo]
-        seconds = sum(g[0] for g in guesses if g)
+        guesses = [estimate(j) for j in todo]
+        seconds = sum(g for g in guesses if g is not None)
         total += seconds
         unknown |= {j.method for j, g in zip(todo, guesses) if g is None}
         shown = "-" if not todo else ("no estimate" if None in guesses else _seconds(seconds))
@@ -122,7 +118,7 @@ def dry_run_plan(suite: Suite, results: Path, *, force: bool, stack: bool, data_
         missing = f" ({', '.join(status.missing)})" if status.missing else ""
         out.append(f"[yellow]missing data[/]: {status.name}{missing} in {status.location}; to get it: {status.action}")
         out.extend(f"  {note}" for note in status.notes)
-    out.append(plan_table(jobs, done, units, job_seconds(results)))
+    out.append(plan_table(jobs, done, units, job_estimator(results)))
     return out
 
 

@@ -74,6 +74,11 @@ def test_dry_run_names_missing_data_and_estimates_time(
     assert rows["erm"].rstrip(" │").endswith(f"{median['erm']:.1f} s")  # seed 2: one erm job
     assert rows["adt"].rstrip(" │").endswith(f"{2 * median['adt']:.1f} s")  # and two adt jobs
     assert f"about {median['erm'] + 2 * median['adt']:.1f} s of job time to run" in " ".join(dry.out.split())
+    # no finished job on this dataset: the method's median on the others
+    images = "experiments=[{dataset: synthetic_images, target: Attractive, sensitive: Male}]"
+    dry = fairbench("run", tiny_suite, "--results", out, "--dry-run", "--set", images)
+    rows = {line.split("│")[2].strip(): line for line in dry.out.splitlines() if line.count("│") > 6}
+    assert rows["erm"].rstrip(" │").endswith(f"{2 * median['erm']:.1f} s"), dry.out
 
 
 def test_same_seed_same_numbers(tiny_suite: Path, tmp_path: Path, fairbench) -> None:

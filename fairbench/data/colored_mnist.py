@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,7 +141,7 @@ class ColoredMNIST(Dataset):
         return " (checksum ok)"
 
     @classmethod
-    def status(cls, data_dir: Path | None = None, options: dict | None = None) -> DatasetStatus:
+    def status(cls, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> DatasetStatus:
         status = super().status(data_dir, options)
         if status.missing and all("train-" in m for m in status.missing):
             status.notes.append("option source: t10k works now")
