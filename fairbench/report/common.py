@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fairbench.metrics import HIGHER_IS_BETTER
 from fairbench.store import TABLE_COLUMNS
 
 GROUP = ["experiment", "label"]
@@ -27,10 +26,6 @@ def param_columns(df: pd.DataFrame) -> list[str]:
 
 def tag_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in TABLE_COLUMNS and not c.startswith("param_")]
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric in HIGHER_IS_BETTER
 
 
 def _fmt_param(value: object) -> str:

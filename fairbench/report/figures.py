@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from fairbench.metrics import higher_is_better  # noqa: E402
 from fairbench.report.choices import FIGURE_FORMATS  # noqa: E402
-from fairbench.report.common import higher_is_better  # noqa: E402
 
 FORMATS = FIGURE_FORMATS
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]

@@ -3,8 +3,8 @@
 Inputs: the tidy table's untagged rows of the *test* split (as the papers' Figures 3-7 plot
 test results of every hyperparameter point), seeds averaged per hyperparameter point.
 
-Orientation: a metric in `fairbench.metrics.HIGHER_IS_BETTER` is maximised, any other (a gap)
-minimised. Internally every pair is mapped to (cost, benefit) = (x or -x, y or -y) so that one
+Orientation: a metric registered as higher-is-better (`fairbench.metrics`) is maximised, any
+other (a gap) minimised. Internally every pair is mapped to (cost, benefit) = (x or -x, y or -y) so that one
 front/hypervolume routine serves any two metrics.
 
 Reference point of the hypervolume: per experiment and metric pair, the worst x and the worst
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairbench.report.common import GROUP, higher_is_better, point_stats, wide_points
+from fairbench.metrics import higher_is_better
+from fairbench.report.common import GROUP, point_stats, wide_points
 
 MARGIN = 0.1
 
