@@ -28,6 +28,7 @@ def cli() -> None:
     \b
       fairbench run suites/quickstart.yaml     run a suite (resumes; --dry-run shows the plan)
       fairbench report --pareto                figures and tables from ./results
+      fairbench rescore results/quickstart     recompute metrics from kept predictions
       fairbench ls methods|datasets|suites     what is available
       fairbench validate SUITE...              check suite files without running
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
@@ -128,6 +129,29 @@ def ls_(what: str, suites_dir: Path) -> int:
                 description = "[red](malformed YAML)"
             table.add_row(str(path), str(description))
     console.print(table)
+    return 0
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@_DATA_DIR
+def rescore(results: tuple[Path, ...], data_dir: Path | None) -> int:
+    """Recompute every metric of every finished job in RESULTS folders from its kept predictions.
+
+    No training: scores come from <results>/predictions/; the dataset is read only for tabular
+    tasks (consistency needs their features). Method-reported rows (sens_acc) stay as they are.
+    Rewrites the store's metric rows and results.parquet/csv.
+    """
+    from fairbench.rescore import rescore as rescore_folder
+    from fairbench.store import STORE_FILE
+
+    for folder in results:
+        if not (folder / STORE_FILE).exists():
+            raise FairbenchError(f"{folder} is not a results folder ({STORE_FILE} not found)")
+    for folder in results:
+        counts = rescore_folder(folder, data_dir)
+        done = f"rescored {counts['jobs']} finished jobs ({counts['rows']} metric rows)"
+        console.print(f"{folder}: {done}", soft_wrap=True)
     return 0
 
 

@@ -282,14 +282,13 @@ def evaluate(
     aligned: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every registered metric that the given inputs support, by name."""
-    given = inputs(y, p, g, features, bias, aligned)
-    return compute(given, computable(given))
+    return evaluate_inputs(inputs(y, p, g, features, bias, aligned))
 
 
-def computable(given: dict[str, np.ndarray]) -> list[Metric]:
-    """The registered metrics whose every input is in `given`."""
-    return [m for m in registered().values() if m.compute is not None and all(n in given for n in m.needs)]
-
-
-def compute(given: dict[str, np.ndarray], chosen: list[Metric]) -> dict[str, float]:
-    return {m.name: float(m.compute(*(given[n] for n in m.needs))) for m in chosen}
+def evaluate_inputs(given: dict[str, np.ndarray]) -> dict[str, float]:
+    """Every registered metric whose inputs are all in `given` (see `inputs`), by name."""
+    return {
+        m.name: float(m.compute(*(given[n] for n in m.needs)))
+        for m in registered().values()
+        if m.compute is not None and all(n in given for n in m.needs)
+    }

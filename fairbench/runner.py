@@ -12,6 +12,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import check_task, data_dir_from_env, open_dataset
 from fairbench.execution.local import execute
@@ -111,6 +112,8 @@ def run_suite(
                    "device": result["device"], "host": result["host"],
                    "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
             store.record(row, result["rows"])
+            if result["status"] == "done":  # after the row is committed: see fairbench.predictions
+                predictions.save(results, job.job_id, result["predictions"], result["finished"])
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
