@@ -285,10 +285,11 @@ def evaluate(
     return evaluate_inputs(inputs(y, p, g, features, bias, aligned))
 
 
-def evaluate_inputs(given: dict[str, np.ndarray]) -> dict[str, float]:
-    """Every registered metric whose inputs are all in `given` (see `inputs`), by name."""
+def evaluate_inputs(given: dict[str, np.ndarray], names: set[str] | None = None) -> dict[str, float]:
+    """Every registered metric (or only those in `names`) whose inputs are all in `given` (see
+    `inputs`), by name."""
     return {
         m.name: float(m.compute(*(given[n] for n in m.needs)))
         for m in registered().values()
-        if m.compute is not None and all(n in given for n in m.needs)
+        if m.compute is not None and all(n in given for n in m.needs) and (names is None or m.name in names)
     }
