@@ -24,6 +24,7 @@ import yaml
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.report import ablation as ablation_mod
 from fairbench.report import cd as cd_mod
+from fairbench.report import intervals as intervals_mod
 from fairbench.report import pareto as pareto_mod
 from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
@@ -46,6 +47,9 @@ class Options:
     alpha: float = 0.05
     selection: str = "best-val-acc"
     acc_floor: float | None = None
+    ci: float | None = None  # bootstrap interval level (e.g. 0.95) in the summary tables
+    bootstrap: int = 1000  # bootstrap replicates per job
+    ci_bars: bool = False  # Pareto error bars: the bootstrap interval instead of the seed std
 
 
 @dataclass
@@ -151,6 +155,9 @@ def build_report(folder: Path, opts: Options) -> Report:
     report.out.mkdir(parents=True, exist_ok=True)
     want_png = "html" in parts
     metrics = set(untagged(df)["metric"])
+    intervals = None
+    if opts.ci is not None and ("tables" in parts or (opts.ci_bars and "pareto" in parts)):
+        intervals = intervals_mod.point_intervals(folder, df, "test", opts.ci, opts.bootstrap)
 
     hv_frames: list[pd.DataFrame] = []
     if parts & {"pareto", "cd"}:
@@ -171,7 +178,8 @@ def build_report(folder: Path, opts: Options) -> Report:
             )
         front_frames = []
         for x, y in usable:
-            points = pareto_mod.pareto_points(df, x, y)
+            bars = intervals if opts.ci_bars else None
+            points = pareto_mod.pareto_points(df, x, y, intervals=bars)
             if points.empty:
                 continue
             hv = pareto_mod.hypervolume_table(points, x, y)
@@ -180,7 +188,8 @@ def build_report(folder: Path, opts: Options) -> Report:
             front_frames.append(front)
             if "pareto" in parts:
                 for exp, sub in points.groupby("experiment", sort=True):
-                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)")
+                    level = opts.ci if bars is not None else None
+                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)", level=level)
                     section.figures.append(
                         _figure(
                             report,
@@ -260,7 +269,7 @@ def build_report(folder: Path, opts: Options) -> Report:
 
     if "tables" in parts:
         try:
-            summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor)
+            summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor, intervals, opts.ci)
         except ValueError as exc:
             raise FairbenchError(f"--selection: {exc}") from None
         section = Section("Summary")

@@ -75,6 +75,21 @@ def print_report(report, console: Console) -> None:  # report: fairbench.report.
     help="How the summary picks each method's hyperparameter point (validation split).",
 )
 @click.option("--acc-floor", type=float, default=None, help="Validation-accuracy floor for gap-floor.")
+@click.option(
+    "--ci",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Bootstrap confidence intervals at this level (e.g. 0.95) in the summary tables, from the "
+    "kept predictions (rows resampled within each sensitive group).",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates per job for --ci.",
+)
+@click.option("--ci-bars", is_flag=True, help="Pareto error bars show the --ci interval instead of the seed std.")
 def report(
     results: tuple[Path, ...],
     pareto: bool,
@@ -88,6 +103,9 @@ def report(
     cd_test: str,
     selection: str,
     acc_floor: float | None,
+    ci: float | None,
+    bootstrap: int,
+    ci_bars: bool,
 ) -> None:
     """Figures and tables from RESULTS folders (default: every folder under ./results)."""
     # Imported here: scipy/matplotlib take seconds to load and other commands do not need them.
@@ -105,6 +123,8 @@ def report(
         raise FairbenchError("--selection gap-floor needs --acc-floor F (a validation accuracy, e.g. 0.7)")
     if acc_floor is not None and not 0 <= acc_floor <= 1:
         raise FairbenchError(f"--acc-floor must be between 0 and 1, got {acc_floor}")
+    if ci_bars and ci is None:
+        raise FairbenchError("--ci-bars needs --ci LEVEL (e.g. --ci 0.95)")
     chosen = {
         n
         for n, on in (
@@ -123,6 +143,9 @@ def report(
         cd_test=cd_test,
         selection=selection,
         acc_floor=acc_floor,
+        ci=ci,
+        bootstrap=bootstrap,
+        ci_bars=ci_bars,
     )
     console = Console()
     names = [f.resolve().name for f in folders]

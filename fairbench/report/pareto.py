@@ -78,10 +78,13 @@ def _oriented(x: np.ndarray, y: np.ndarray, x_metric: str, y_metric: str) -> np.
     return np.column_stack([cost, benefit])
 
 
-def pareto_points(df: pd.DataFrame, x_metric: str, y_metric: str, split: str = "test") -> pd.DataFrame:
+def pareto_points(
+    df: pd.DataFrame, x_metric: str, y_metric: str, split: str = "test", intervals: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Seed-averaged points per (experiment, label, point) with spread and front membership.
 
-    Columns: experiment, label, point, x, x_std, y, y_std, n, on_front.
+    Columns: experiment, label, point, x, x_std, y, y_std, n, on_front; with `intervals`
+    (report.intervals.point_intervals) also x_low, x_high, y_low, y_high.
     """
     stats = point_stats(df, split, [x_metric, y_metric])
     cols = [*GROUP, "point", "x", "x_std", "y", "y_std", "n", "on_front"]
@@ -106,7 +109,13 @@ def pareto_points(df: pd.DataFrame, x_metric: str, y_metric: str, split: str = "
         out.loc[idx, "on_front"] = pareto_front(
             _oriented(sub["x"].to_numpy(), sub["y"].to_numpy(), x_metric, y_metric)
         )
-    return out[cols].reset_index(drop=True)
+    out = out[cols]
+    if intervals is not None:
+        for axis, metric in (("x", x_metric), ("y", y_metric)):
+            bounds = intervals[intervals["metric"] == metric].drop(columns="metric")
+            bounds = bounds.rename(columns={"ci_low": f"{axis}_low", "ci_high": f"{axis}_high"})
+            out = out.merge(bounds, on=[*GROUP, "point"], how="left")
+    return out.reset_index(drop=True)
 
 
 @dataclass(frozen=True)
