@@ -29,7 +29,7 @@ def cli() -> None:
       fairbench run suites/quickstart.yaml     run a suite (resumes; --dry-run shows the plan)
       fairbench report --pareto                figures and tables from ./results
       fairbench rescore results/quickstart     recompute metrics from kept predictions
-      fairbench ls methods|datasets|suites     what is available
+      fairbench ls methods|datasets|metrics    what is available (and suites)
       fairbench validate SUITE...              check suite files without running
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
     """
@@ -96,11 +96,11 @@ def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
 
 
 @cli.command(name="ls")
-@click.argument("what", type=click.Choice(["methods", "datasets", "suites"]))
+@click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics"]))
 @click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
               show_default=True, help="Where `ls suites` looks.")  # fmt: skip
 def ls_(what: str, suites_dir: Path) -> int:
-    """List methods (with parameters and defaults), datasets, or suites."""
+    """List methods (with parameters and defaults), datasets, suites, or metrics."""
     from fairbench.registry import DATASETS, METHODS
 
     table = Table(title=what, show_lines=what != "suites")
@@ -117,6 +117,14 @@ def ls_(what: str, suites_dir: Path) -> int:
         for name in DATASETS.names():
             cls = DATASETS.get(name)
             table.add_row(name, DATASETS.origin(name), cls.kind, ", ".join(cls.protocols), cls.description)
+    elif what == "metrics":
+        from fairbench.metrics import registered
+
+        for column in ("name", "origin", "better", "needs"):
+            table.add_column(column)
+        for name, entry in sorted(registered().items()):
+            needs = ", ".join(entry.needs) if entry.compute else "(reported by a method)"
+            table.add_row(name, entry.origin, "higher" if entry.higher_is_better else "lower", needs)
     else:
         import yaml
 

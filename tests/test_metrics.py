@@ -89,7 +89,7 @@ def positive_rate(yh):
 '''
 
 
-def test_plugin_metric_from_an_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plugin_metric_from_an_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch, fairbench) -> None:
     """A real entry point (a dist-info folder on sys.path) adds a metric that `evaluate` computes."""
     (tmp_path / "fb_metric_plugin.py").write_text(PLUGIN)
     info = tmp_path / "fb_metric_plugin-0.1.dist-info"
@@ -103,3 +103,6 @@ def test_plugin_metric_from_an_entry_point(tmp_path, monkeypatch: pytest.MonkeyP
     out = metrics.evaluate(y, p, g)
     assert out["positive_rate"] == pytest.approx(np.mean(p >= 0.5))
     assert metrics.get("positive_rate").origin == "plugin (fb_metric_plugin)"
+    monkeypatch.setenv("COLUMNS", "200")
+    listed = fairbench("ls", "metrics").out
+    assert "positive_rate" in listed and "plugin (fb_metric_plugin)" in listed and "reported by a method" in listed
