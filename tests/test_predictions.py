@@ -109,3 +109,30 @@ def test_only_finished_jobs_keep_predictions(tiny_suite: Path, tmp_path: Path, f
         status = dict(db.execute("SELECT job_id, status FROM jobs").fetchall())
     kept = {p.stem for p in (tmp_path / "out" / "predictions").iterdir()}
     assert sorted(status.values()) == ["done", "failed"] and kept == {j for j, s in status.items() if s == "done"}
+
+
+class Once(Leaky):
+    """Succeeds on its first run in this process, fails on every later one."""
+
+    name = "once"
+    runs = 0
+
+    def run(self, data, ctx):
+        Once.runs += 1
+        if Once.runs > 1:
+            raise RuntimeError("the rerun fails")
+        return super().run(data, ctx)
+
+
+def test_a_failed_forced_rerun_keeps_the_good_predictions(tiny_suite: Path, tmp_path: Path, fairbench) -> None:
+    METHODS.register("once", Once)
+    args = ("run", tiny_suite, "--results", tmp_path / "out", "--set", "methods=[{method: once}]", "--set",
+            "seeds=[0]")  # fmt: skip
+    try:
+        assert fairbench(*args).code == 0
+        (kept,) = (tmp_path / "out" / "predictions").iterdir()
+        good = kept.read_bytes()
+        assert fairbench(*args, "--force").code == 1
+    finally:
+        METHODS._targets.pop("once"), METHODS._loaded.pop("once")
+    assert [p.read_bytes() for p in (tmp_path / "out" / "predictions").iterdir()] == [good]
