@@ -141,6 +141,13 @@ def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png:
     return Figure(title, data, paths)
 
 
+def _selection(df: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    try:
+        return tables_mod.select_points(df, opts.selection, opts.acc_floor)
+    except ValueError as exc:
+        raise FairbenchError(f"--selection: {exc}") from None
+
+
 def build_report(folder: Path, opts: Options) -> Report:
     """Run every requested analysis on one results folder and write its files."""
     folder = Path(folder)
@@ -157,7 +164,9 @@ def build_report(folder: Path, opts: Options) -> Report:
     metrics = set(untagged(df)["metric"])
     intervals = None
     if opts.ci is not None and ("tables" in parts or (opts.ci_bars and "pareto" in parts)):
-        intervals = intervals_mod.point_intervals(folder, df, "test", opts.ci, opts.bootstrap)
+        # Error bars need every point; the tables only the selected ones (bootstrapping is the cost).
+        selected = None if opts.ci_bars and "pareto" in parts else _selection(df, opts)
+        intervals = intervals_mod.point_intervals(folder, df, "test", opts.ci, opts.bootstrap, points=selected)
 
     hv_frames: list[pd.DataFrame] = []
     if parts & {"pareto", "cd"}:
@@ -268,10 +277,8 @@ def build_report(folder: Path, opts: Options) -> Report:
             report.sections.append(section)
 
     if "tables" in parts:
-        try:
-            summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor, intervals, opts.ci)
-        except ValueError as exc:
-            raise FairbenchError(f"--selection: {exc}") from None
+        _selection(df, opts)  # a bad rule fails here with the option's name
+        summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor, intervals, opts.ci)
         section = Section("Summary")
         _write(report, "summary.md", "\n".join(t.markdown() for t in summaries))
         _write(report, "summary.tex", "\n".join(t.latex() for t in summaries))

@@ -54,17 +54,26 @@ def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]
 
 
 def point_intervals(
-    folder: Path, df: pd.DataFrame, split: str = "test", level: float = 0.95, reps: int = 1000, seed: int = 0
+    folder: Path,
+    df: pd.DataFrame,
+    split: str = "test",
+    level: float = 0.95,
+    reps: int = 1000,
+    seed: int = 0,
+    points: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Intervals per (experiment, label, point, metric) of the seed-averaged metric on `split`.
+    """Intervals per (experiment, label, point, metric) of the seed-averaged metric on `split`,
+    at every point or only at `points` (columns experiment, label, point: e.g. the selected ones).
 
     Columns: experiment, label, point, metric, ci_low, ci_high.
     """
     rows = untagged(df)
     rows = rows[rows["split"] == split]
+    rows = rows.assign(point=point_keys(rows), label=rows["label"].fillna(rows["method"]))
+    if points is not None:
+        rows = rows.merge(points[[*GROUP, "point"]].dropna().drop_duplicates(), on=[*GROUP, "point"])
     if rows.empty:
         return pd.DataFrame(columns=COLUMNS)
-    rows = rows.assign(point=point_keys(rows), label=rows["label"].fillna(rows["method"]))
     finished = load_jobs(folder).set_index("job_id")["finished"]
     out = []
     for (experiment, label, point), group in rows.groupby([*GROUP, "point"], sort=True):
