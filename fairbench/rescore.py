@@ -24,14 +24,11 @@ def _task(job: Any, data_dir: Path | None, cache: dict[tuple, TaskData | None]) 
     """The job's task where metrics need its input features (tabular); None otherwise."""
     key = (job.dataset, job.options, job.protocol, job.target, job.sensitive, int(job.seed))
     if key not in cache:
+        needs_features = any("features" in m.needs for m in metrics.registered().values())
         try:
             dataset = open_dataset(job.dataset, data_dir, json.loads(job.options or "{}"))
-            needs_features = dataset.kind == "tabular" and any(
-                "features" in m.needs for m in metrics.registered().values()
-            )
-            cache[key] = build_task(dataset, job.protocol, job.target, job.sensitive, int(job.seed)) if (
-                needs_features
-            ) else None
+            tabular = needs_features and dataset.kind == "tabular"
+            cache[key] = build_task(dataset, job.protocol, job.target, job.sensitive, int(job.seed)) if tabular else None
         except (FairbenchError, OSError) as error:
             raise FairbenchError(
                 f"rescore needs dataset '{job.dataset}' (its input features, for consistency) and cannot "
@@ -68,7 +65,7 @@ def rescore(results: Path, data_dir: Path | None = None) -> dict[str, int]:
     store = Store(results)
     try:
         store.replace_untagged(updates, framework)
-        table = store.export()
+        store.export()
     finally:
         store.close()
-    return {"jobs": len(updates), "rows": sum(map(len, updates.values())), "table_rows": len(table)}
+    return {"jobs": len(updates), "rows": sum(map(len, updates.values()))}

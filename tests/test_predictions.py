@@ -81,6 +81,16 @@ def test_rescore_refuses_missing_stale_or_unreadable_inputs(finished: Path, fair
     assert "not a results folder" in fairbench("rescore", finished / "nope").err
 
 
+def test_rescore_refuses_a_dataset_that_changed(finished: Path, fairbench) -> None:
+    with sqlite3.connect(finished / "fairbench.sqlite") as db:
+        job_id, finish = db.execute("SELECT job_id, finished FROM jobs LIMIT 1").fetchone()
+    kept = predictions.load(finished, job_id, finish)
+    kept["test"].y = 1 - kept["test"].y
+    predictions.save(finished, job_id, kept, finish)
+    result = fairbench("rescore", finished)
+    assert result.code == 2 and f"no longer matches job {job_id}'s kept labels (test split)" in result.err
+
+
 def test_rescore_says_when_the_dataset_cannot_be_read(finished: Path, fairbench, tmp_path: Path) -> None:
     with sqlite3.connect(finished / "fairbench.sqlite") as db:
         db.execute("UPDATE jobs SET dataset = 'german'")
