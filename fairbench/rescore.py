@@ -27,8 +27,11 @@ def _task(job: Any, data_dir: Path | None, cache: dict[tuple, TaskData | None]) 
         needs_features = any("features" in m.needs for m in metrics.registered().values())
         try:
             dataset = open_dataset(job.dataset, data_dir, json.loads(job.options or "{}"))
-            tabular = needs_features and dataset.kind == "tabular"
-            cache[key] = build_task(dataset, job.protocol, job.target, job.sensitive, int(job.seed)) if tabular else None
+            cache[key] = (
+                build_task(dataset, job.protocol, job.target, job.sensitive, int(job.seed))
+                if needs_features and dataset.kind == "tabular"
+                else None
+            )
         except (FairbenchError, OSError) as error:
             raise FairbenchError(
                 f"rescore needs dataset '{job.dataset}' (its input features, for consistency) and cannot "

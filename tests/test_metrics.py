@@ -79,14 +79,14 @@ def test_registry_orientation_and_declared_method_metrics() -> None:
         metrics.metric("x", higher_is_better=False, needs=("label",))
 
 
-PLUGIN = '''
+PLUGIN = """
 import numpy as np
 from fairbench.metrics import metric
 
 @metric("positive_rate", higher_is_better=False, needs=("pred",))
 def positive_rate(yh):
     return float(np.mean(yh))
-'''
+"""
 
 
 def test_plugin_metric_from_an_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch, fairbench) -> None:
