@@ -264,6 +264,8 @@ def inputs(
 ) -> dict[str, np.ndarray]:
     """The named inputs that metrics may need; absent ones are left out."""
     y, p = np.asarray(y), np.asarray(p)
+    if p.ndim != 1:  # kept predictions may hold (n, k) class probabilities; no metric reads them yet
+        raise ValueError(f"the metrics take P(y = 1) per row of a binary target, got scores of shape {p.shape}")
     out = {"y": y, "pred": hard(p), "scores": p, "group": np.asarray(g)}
     if features is not None and features.ndim == 2 and features.shape[1] > 0 and len(y) > CONSISTENCY_K:
         out["features"] = features
