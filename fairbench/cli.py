@@ -28,7 +28,8 @@ def cli() -> None:
     \b
       fairbench run suites/quickstart.yaml     run a suite (resumes; --dry-run shows the plan)
       fairbench report --pareto                figures and tables from ./results
-      fairbench ls methods|datasets|suites     what is available
+      fairbench rescore results/quickstart     recompute metrics from kept predictions
+      fairbench ls methods|datasets|metrics    what is available (and suites)
       fairbench validate SUITE...              check suite files without running
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
     """
@@ -94,11 +95,11 @@ def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
 
 
 @cli.command(name="ls")
-@click.argument("what", type=click.Choice(["methods", "datasets", "suites"]))
+@click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics"]))
 @click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
               show_default=True, help="Where `ls suites` looks.")  # fmt: skip
 def ls_(what: str, suites_dir: Path) -> int:
-    """List methods (with parameters and defaults), datasets, or suites."""
+    """List methods (with parameters and defaults), datasets, suites, or metrics."""
     from fairbench.registry import DATASETS, METHODS
 
     table = Table(title=what, show_lines=what != "suites")
@@ -115,6 +116,14 @@ def ls_(what: str, suites_dir: Path) -> int:
         for name in DATASETS.names():
             cls = DATASETS.get(name)
             table.add_row(name, DATASETS.origin(name), cls.kind, ", ".join(cls.protocols), cls.description)
+    elif what == "metrics":
+        from fairbench.metrics import registered
+
+        for column in ("name", "origin", "better", "needs"):
+            table.add_column(column)
+        for name, entry in sorted(registered().items()):
+            needs = ", ".join(entry.needs) if entry.compute else "(reported by a method)"
+            table.add_row(name, entry.origin, "higher" if entry.higher_is_better else "lower", needs)
     else:
         import yaml
 
@@ -127,6 +136,29 @@ def ls_(what: str, suites_dir: Path) -> int:
                 description = "[red](malformed YAML)"
             table.add_row(str(path), str(description))
     console.print(table)
+    return 0
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@_DATA_DIR
+def rescore(results: tuple[Path, ...], data_dir: Path | None) -> int:
+    """Recompute every metric of every finished job in RESULTS folders from its kept predictions.
+
+    No training: scores come from <results>/predictions/; the dataset is read only for tabular
+    tasks (consistency needs their features). Method-reported rows (sens_acc) stay as they are.
+    Rewrites the store's metric rows and results.parquet/csv.
+    """
+    from fairbench.rescore import rescore as rescore_folder
+    from fairbench.store import STORE_FILE
+
+    for folder in results:
+        if not (folder / STORE_FILE).exists():
+            raise FairbenchError(f"{folder} is not a results folder ({STORE_FILE} not found)")
+    for folder in results:
+        counts = rescore_folder(folder, data_dir)
+        done = f"rescored {counts['jobs']} finished jobs ({counts['rows']} metric rows)"
+        console.print(f"{folder}: {done}", soft_wrap=True)
     return 0
 
 

@@ -1,12 +1,115 @@
-"""Every metric of DESIGN.md section 4, in one place.
+"""Every metric of DESIGN.md section 4, in one place, and the registry that names them.
 
 Inputs: binary labels `y`, scores `p` = P(yh = 1), groups `g` in {0, 1}; hard predictions are
 yh = 1[p >= 0.5]. All gaps are absolute values.
+
+A metric is one function registered with `@metric(name, higher_is_better=..., needs=(...))`;
+`evaluate` computes every registered metric whose inputs are present. The inputs a metric may
+need (its positional arguments, in the order of `needs`):
+
+    y          true labels                      pred       hard predictions yh
+    scores     P(y = 1) per row                 group      sensitive group g in {0, 1}
+    features   model inputs without the sensitive columns (tabular tasks; kNN-ready)
+    bias       the dataset's bias attribute     aligned    bias-aligned flag per row
+
+Plugin packages add metrics through the entry-point group `fairbench.metrics` (the entry point
+names a module whose import registers them). Metrics that a method reports itself (DVGE's
+`sens_acc`) are declared with `declare` so that reports know their orientation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
 import numpy as np
+
+from fairbench.errors import FairbenchError, did_you_mean
+
+INPUTS = ("y", "pred", "scores", "group", "features", "bias", "aligned")
+# kNN needs more rows than neighbours; consistency is only defined above this size.
+CONSISTENCY_K = 10
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric. `compute` is None for a metric only a method reports (no inputs)."""
+
+    name: str
+    higher_is_better: bool
+    needs: tuple[str, ...]
+    compute: Callable[..., float] | None
+    # The metric's range, so figures can clip error bars (a gap never goes below zero).
+    bounds: tuple[float, float] = (0.0, 1.0)
+    origin: str = "built-in"
+
+
+_REGISTRY: dict[str, Metric] = {}
+_plugins_loaded = False
+
+
+def _add(entry: Metric) -> None:
+    if entry.name in _REGISTRY:
+        raise FairbenchError(
+            f"metric '{entry.name}' ({entry.origin}) is already registered ({_REGISTRY[entry.name].origin}); "
+            f"choose another name"
+        )
+    _REGISTRY[entry.name] = entry
+
+
+def metric(
+    name: str, *, higher_is_better: bool, needs: tuple[str, ...], bounds: tuple[float, float] = (0.0, 1.0)
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Register the decorated function as metric `name`; it is called with the inputs in `needs`."""
+    unknown = [n for n in needs if n not in INPUTS]
+    if unknown:
+        raise FairbenchError(f"metric '{name}': unknown input '{unknown[0]}'{did_you_mean(unknown[0], INPUTS)}")
+
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        origin = "built-in" if fn.__module__ == __name__ else f"plugin ({fn.__module__})"
+        _add(Metric(name, higher_is_better, tuple(needs), fn, bounds, origin))
+        return fn
+
+    return register
+
+
+def declare(name: str, *, higher_is_better: bool, bounds: tuple[float, float] = (0.0, 1.0), origin: str = "") -> None:
+    """Declare a metric that methods report themselves (no compute function)."""
+    _add(Metric(name, higher_is_better, (), None, bounds, origin or "method-reported"))
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group="fairbench.metrics"):
+        try:
+            ep.load()  # importing the module runs its @metric decorators
+        except ImportError as error:
+            raise FairbenchError(f"metric plugin '{ep.name}' failed to load from '{ep.value}': {error}") from error
+
+
+def registered() -> dict[str, Metric]:
+    """Every metric by name: built-ins, declared method metrics and plugins."""
+    _load_plugins()
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Metric:
+    """The metric registered as `name`; an unknown name gets a "did you mean"."""
+    table = registered()
+    if name not in table:
+        raise FairbenchError(
+            f"unknown metric '{name}'{did_you_mean(name, table)}; a plugin registers it with "
+            f"fairbench.metrics.metric or declare"
+        )
+    return table[name]
+
+
+def higher_is_better(name: str) -> bool:
+    return get(name).higher_is_better
 
 
 def _rate(values: np.ndarray, mask: np.ndarray) -> float:
@@ -23,15 +126,18 @@ def hard(p: np.ndarray) -> np.ndarray:
     return (np.asarray(p) >= 0.5).astype(np.int64)
 
 
+@metric("acc", higher_is_better=True, needs=("y", "pred"))
 def acc(y: np.ndarray, yh: np.ndarray) -> float:
     return float(np.mean(yh == y))
 
 
+@metric("dp", higher_is_better=False, needs=("pred", "group"))
 def dp(yh: np.ndarray, g: np.ndarray) -> float:
     """Demographic-parity gap |P(yh=1|g=1) - P(yh=1|g=0)|."""
     return _gap(yh, g)
 
 
+@metric("eo", higher_is_better=False, needs=("y", "pred", "group"))
 def eo(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     """Equal-opportunity gap: the true-positive-rate difference between groups."""
     return _gap(yh, g, y == 1)
@@ -41,25 +147,44 @@ def fpr_gap(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return _gap(yh, g, y == 0)
 
 
+@metric("eo_joint", higher_is_better=False, needs=("y", "pred", "group"))
 def eo_joint(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     """|P(yh=1, y=1 | g=1) - P(yh=1, y=1 | g=0)|: DVGE's released code's "EO"."""
     return _gap((yh == 1) & (y == 1), g)
 
 
+@metric("eodds_sum", higher_is_better=False, needs=("y", "pred", "group"), bounds=(0.0, 2.0))
 def eodds_sum(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return eo(y, yh, g) + fpr_gap(y, yh, g)
 
 
+@metric("eodds_max", higher_is_better=False, needs=("y", "pred", "group"))
 def eodds_max(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return max(eo(y, yh, g), fpr_gap(y, yh, g))
 
 
+@metric("discrimination", higher_is_better=False, needs=("scores", "group"))
 def discrimination(p: np.ndarray, g: np.ndarray) -> float:
     """GRAD eq. 1 (Zemel et al.): gap of the mean score between groups."""
     return _gap(np.asarray(p, dtype=np.float64), g)
 
 
-def consistency(features: np.ndarray, yh: np.ndarray, k: int = 10, chunk: int = 2048) -> float:
+@metric("dp_perfect", higher_is_better=False, needs=("y", "group"))
+def dp_perfect(y: np.ndarray, g: np.ndarray) -> float:
+    """dp of the true labels: what a perfect classifier scores (the task's inherent bias)."""
+    return dp(y, g)
+
+
+@metric("delta", higher_is_better=True, needs=("y", "pred", "scores", "group"), bounds=(-1.0, 1.0))
+def delta(y: np.ndarray, yh: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
+    """GRAD: accuracy minus discrimination."""
+    return acc(y, yh) - discrimination(p, g)
+
+
+@metric("consistency", higher_is_better=True, needs=("features", "pred"))
+def consistency(
+    features: np.ndarray, yh: np.ndarray, k: int = CONSISTENCY_K, chunk: int = 2048
+) -> float:
     """GRAD eq. 2: 1 - mean |yh_i - mean of yh over i's k nearest neighbours (i excluded)|.
 
     Exact Euclidean kNN by chunked distance matrices: in the ~100 one-hot dimensions of tabular
@@ -77,27 +202,77 @@ def consistency(features: np.ndarray, yh: np.ndarray, k: int = 10, chunk: int = 
     return float(1.0 - total / len(x))
 
 
-def dp_perfect(y: np.ndarray, g: np.ndarray) -> float:
-    """dp of the true labels: what a perfect classifier scores (the task's inherent bias)."""
-    return dp(y, g)
+# GBA / LfF accuracies. Aligned means bias == y unless the dataset says (`aligned`).
+@metric("acc_aligned", higher_is_better=True, needs=("y", "pred", "aligned"))
+def acc_aligned(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
+    return _rate((yh == y).astype(np.float64), aligned)
+
+
+@metric("acc_conflicting", higher_is_better=True, needs=("y", "pred", "aligned"))
+def acc_conflicting(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
+    return _rate((yh == y).astype(np.float64), ~aligned)
+
+
+@metric("acc_mean", higher_is_better=True, needs=("y", "pred", "aligned"))
+def acc_mean(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
+    return (acc_aligned(y, yh, aligned) + acc_conflicting(y, yh, aligned)) / 2
+
+
+@metric("bias_gap", higher_is_better=False, needs=("y", "pred", "aligned"), bounds=(-1.0, 1.0))
+def bias_gap(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
+    """Aligned minus conflicting accuracy (signed: GBA reports it so)."""
+    return acc_aligned(y, yh, aligned) - acc_conflicting(y, yh, aligned)
+
+
+@metric("acc_unbiased", higher_is_better=True, needs=("y", "pred", "bias"))
+def acc_unbiased(y: np.ndarray, yh: np.ndarray, bias: np.ndarray) -> float:
+    """Mean accuracy over the (y, bias) cells (LfF protocol)."""
+    correct = (yh == y).astype(np.float64)
+    cells = [_rate(correct, (y == ly) & (bias == lb)) for ly in np.unique(y) for lb in np.unique(bias)]
+    return float(np.nanmean(cells))
+
+
+def _aligned(y: np.ndarray, bias: np.ndarray, aligned: np.ndarray | None) -> np.ndarray:
+    return (bias == y) if aligned is None else np.asarray(aligned, dtype=bool)
 
 
 def acc_by_bias(
     y: np.ndarray, yh: np.ndarray, bias: np.ndarray, aligned: np.ndarray | None = None
 ) -> dict[str, float]:
-    """GBA / LfF accuracies: bias-aligned, conflicting, their mean and gap, and the mean accuracy
-    over the (y, bias) cells. Aligned means bias == y unless the dataset says (`aligned`)."""
-    aligned = (bias == y) if aligned is None else np.asarray(aligned, dtype=bool)
-    correct = (yh == y).astype(np.float64)
-    a, c = _rate(correct, aligned), _rate(correct, ~aligned)
-    cells = [_rate(correct, (y == ly) & (bias == lb)) for ly in np.unique(y) for lb in np.unique(bias)]
+    """The five GBA / LfF accuracies at once (for callers outside `evaluate`)."""
+    flags = _aligned(y, bias, aligned)
     return {
-        "acc_aligned": a,
-        "acc_conflicting": c,
-        "acc_mean": (a + c) / 2,
-        "bias_gap": a - c,
-        "acc_unbiased": float(np.nanmean(cells)),
+        "acc_aligned": acc_aligned(y, yh, flags),
+        "acc_conflicting": acc_conflicting(y, yh, flags),
+        "acc_mean": acc_mean(y, yh, flags),
+        "bias_gap": bias_gap(y, yh, flags),
+        "acc_unbiased": acc_unbiased(y, yh, bias),
     }
+
+
+# Lower is better: less sensitive information left in the representation (DVGE ablation).
+declare("sens_acc", higher_is_better=False, origin="built-in (reported by dvge)")
+
+
+def inputs(
+    y: np.ndarray,
+    p: np.ndarray,
+    g: np.ndarray,
+    features: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    aligned: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The named inputs that metrics may need; absent ones are left out."""
+    y, p = np.asarray(y), np.asarray(p)
+    if p.ndim != 1:  # kept predictions may hold (n, k) class probabilities; no metric reads them yet
+        raise ValueError(f"the metrics take P(y = 1) per row of a binary target, got scores of shape {p.shape}")
+    out = {"y": y, "pred": hard(p), "scores": p, "group": np.asarray(g)}
+    if features is not None and features.ndim == 2 and features.shape[1] > 0 and len(y) > CONSISTENCY_K:
+        out["features"] = features
+    if bias is not None:
+        out["bias"] = np.asarray(bias)
+        out["aligned"] = _aligned(y, out["bias"], aligned)
+    return out
 
 
 def evaluate(
@@ -108,26 +283,15 @@ def evaluate(
     bias: np.ndarray | None = None,
     aligned: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """All metrics that the given inputs support, by name."""
-    y, g = np.asarray(y), np.asarray(g)
-    yh = hard(p)
-    out = {
-        "acc": acc(y, yh),
-        "dp": dp(yh, g),
-        "eo": eo(y, yh, g),
-        "eo_joint": eo_joint(y, yh, g),
-        "eodds_sum": eodds_sum(y, yh, g),
-        "eodds_max": eodds_max(y, yh, g),
-        "discrimination": discrimination(p, g),
-        "dp_perfect": dp_perfect(y, g),
+    """Every registered metric that the given inputs support, by name."""
+    return evaluate_inputs(inputs(y, p, g, features, bias, aligned))
+
+
+def evaluate_inputs(given: dict[str, np.ndarray], names: set[str] | None = None) -> dict[str, float]:
+    """Every registered metric (or only those in `names`) whose inputs are all in `given` (see
+    `inputs`), by name."""
+    return {
+        m.name: float(m.compute(*(given[n] for n in m.needs)))
+        for m in registered().values()
+        if m.compute is not None and all(n in given for n in m.needs) and (names is None or m.name in names)
     }
-    out["delta"] = out["acc"] - out["discrimination"]
-    if features is not None and features.ndim == 2 and features.shape[1] > 0 and len(y) > 10:
-        out["consistency"] = consistency(features, yh)
-    if bias is not None:
-        out.update(acc_by_bias(y, yh, np.asarray(bias), aligned))
-    return out
-
-
-# Metrics where larger is better; every other metric is a gap (lower is better).
-HIGHER_IS_BETTER = {"acc", "consistency", "delta", "acc_aligned", "acc_conflicting", "acc_mean", "acc_unbiased"}

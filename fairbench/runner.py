@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
 from fairbench.execution.local import execute
@@ -21,10 +21,10 @@ from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
 from fairbench.registry import DATASETS
+from fairbench.report.cli import print_table
+from fairbench.report.tables import CONSOLE_METRICS, summary_tables
 from fairbench.store import STORE_FILE, Store, check_folder, load_jobs
 from fairbench.suite import Suite
-
-SUMMARY_METRICS = ("acc", "dp", "eo", "discrimination")
 
 
 def preflight(suite: Suite, data_dir: Path | None) -> None:
@@ -122,26 +122,11 @@ def dry_run_plan(suite: Suite, results: Path, *, force: bool, stack: bool, data_
     return out
 
 
-def summary_tables(table: pd.DataFrame) -> list[Table]:
-    """Per experiment: test-split mean ± std over seeds per label and hyperparameter point."""
-    test = table[(table["split"] == "test") & table["metric"].isin(SUMMARY_METRICS)]
-    out = []
-    for experiment, part in test.groupby("experiment", sort=False):
-        params = [c for c in part.columns if c.startswith("param_")]
-        varying = [c for c in params if part.groupby("label")[c].nunique(dropna=True).max() > 1]
-        keys = ["label", *varying]
-        stats = part.groupby([*keys, "metric"], dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
-        view = Table(title=f"{experiment}: test split, mean±std over seeds", box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in [*(c.removeprefix("param_") for c in keys), "n", *SUMMARY_METRICS]:
-            column = {"discrimination": "disc"}.get(column, column)
-            view.add_column(column)
-        for key, group in stats.groupby(keys, dropna=False, sort=True):
-            key = key if isinstance(key, tuple) else (key,)
-            cells = {r.metric: f"{r.mean:.3f}±{0 if pd.isna(r.std) else r.std:.3f}" for r in group.itertuples()}
-            view.add_row(*("-" if pd.isna(k) else str(k) for k in key), str(int(group["count"].max())),
-                         *(cells.get(m, "") for m in SUMMARY_METRICS))  # fmt: skip
-        out.append(view)
-    return out
+def print_summary(table: pd.DataFrame, console: Console) -> None:
+    """Per experiment: test-split mean ± std over seeds at every label and hyperparameter point."""
+    for summary in summary_tables(table, "all"):
+        compact = [m for m in CONSOLE_METRICS if m in summary.metrics]
+        print_table(console, summary.caption, summary.header_for(compact), summary.text_rows(compact))
 
 
 def run_suite(
@@ -182,6 +167,8 @@ def run_suite(
                    "device": result["device"], "host": result["host"],
                    "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
             store.record(row, result["rows"])
+            if result["status"] == "done":  # after the row is committed: see fairbench.predictions
+                predictions.save(results, job.job_id, result["predictions"], result["finished"])
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
@@ -191,8 +178,8 @@ def run_suite(
         table = store.export()
     finally:
         store.close()
-    for view in summary_tables(table) if len(table) else []:
-        console.print(view)
+    if len(table):
+        print_summary(table, console)
     for job, error in failed:
         console.print(f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}")
     if failed:

@@ -95,6 +95,21 @@ class Store:
                 [(job["job_id"], s, m, float(v), json.dumps(t, sort_keys=True)) for s, m, v, t in metric_rows],
             )
 
+    def replace_untagged(self, updates: dict[str, list[tuple[str, str, float, dict]]], names: set[str]) -> None:
+        """Replace the untagged rows of metrics `names` of each job in `updates` by its new rows, in one
+        transaction (`fairbench rescore`); rows a method reported with tags stay."""
+        marks = ", ".join("?" * len(names))
+        with self.db:
+            for job_id, rows in updates.items():
+                self.db.execute(
+                    f"DELETE FROM metrics WHERE job_id = ? AND tags = '{{}}' AND metric IN ({marks})",
+                    (job_id, *sorted(names)),
+                )
+                self.db.executemany(
+                    "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)",
+                    [(job_id, s, m, float(v), json.dumps(t, sort_keys=True)) for s, m, v, t in rows],
+                )
+
     def export(self) -> pd.DataFrame:
         """Write results.parquet and results.csv next to the store; return the table."""
         table = tidy_table(self.db)

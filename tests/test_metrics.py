@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fairbench import metrics
+from fairbench.errors import FairbenchError
 
 fairlearn = pytest.importorskip("fairlearn.metrics", reason="fairlearn is a dev dependency")
 
@@ -62,3 +63,46 @@ def test_bias_accuracies() -> None:
     # a dataset's own aligned flags win over bias == y (e.g. a binary target over colour classes)
     flags = np.array([True, True, False, False, False, False])
     assert metrics.acc_by_bias(y, yh, bias, flags)["acc_aligned"] == 0.5
+
+
+def test_registry_orientation_and_declared_method_metrics() -> None:
+    table = metrics.registered()
+    assert {"acc", "consistency", "delta", "acc_aligned", "acc_conflicting", "acc_mean", "acc_unbiased"} == {
+        name for name, m in table.items() if m.higher_is_better
+    }
+    assert table["sens_acc"].compute is None and not metrics.higher_is_better("sens_acc")
+    with pytest.raises(FairbenchError, match="unknown metric 'acx'.*did you mean 'acc'"):
+        metrics.get("acx")
+    with pytest.raises(FairbenchError, match="'dp' .* is already registered"):
+        metrics.metric("dp", higher_is_better=False, needs=("pred", "group"))(lambda yh, g: 0.0)
+    with pytest.raises(FairbenchError, match="unknown input 'label'"):
+        metrics.metric("x", higher_is_better=False, needs=("label",))
+
+
+PLUGIN = """
+import numpy as np
+from fairbench.metrics import metric
+
+@metric("positive_rate", higher_is_better=False, needs=("pred",))
+def positive_rate(yh):
+    return float(np.mean(yh))
+"""
+
+
+def test_plugin_metric_from_an_entry_point(tmp_path, monkeypatch: pytest.MonkeyPatch, fairbench) -> None:
+    """A real entry point (a dist-info folder on sys.path) adds a metric that `evaluate` computes."""
+    (tmp_path / "fb_metric_plugin.py").write_text(PLUGIN)
+    info = tmp_path / "fb_metric_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fb-metric-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[fairbench.metrics]\npositive_rate = fb_metric_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(metrics, "_plugins_loaded", False)
+    monkeypatch.setattr(metrics, "_REGISTRY", dict(metrics._REGISTRY))
+    y, p, g = _random(0)
+    out = metrics.evaluate(y, p, g)
+    assert out["positive_rate"] == pytest.approx(np.mean(p >= 0.5))
+    assert metrics.get("positive_rate").origin == "plugin (fb_metric_plugin)"
+    monkeypatch.setenv("COLUMNS", "200")
+    listed = fairbench("ls", "metrics").out
+    assert "positive_rate" in listed and "plugin (fb_metric_plugin)" in listed and "reported by a method" in listed

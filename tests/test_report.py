@@ -38,7 +38,7 @@ from fairbench.report.cd import (
 )
 from fairbench.report.cli import report as report_command
 from fairbench.report.pareto import hypervolume, hypervolume_table, pareto_front, pareto_points
-from fairbench.report.tables import select_points
+from fairbench.report.tables import select_points, summary_tables
 from fairbench.store import Store, load_results
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -583,3 +583,17 @@ def test_ablation_reads_the_dvge_methods_rows():
     (table,) = ablation_tables(pd.DataFrame(rows))
     assert table.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 0.5", "η1 = 1"]
     assert table.text_rows() == [["DVGE-N", "0.820", "0.790", "0.800", "0.700", "0.600"]]
+
+
+def test_one_seed_shows_n1_and_no_spread(results, tiny_suite, tmp_path, fairbench):
+    df = load_results(results)
+    one = df[df["seed"] == 0]
+    rows = [r for t in summary_tables(one) for r in t.text_rows()]
+    assert rows and all(r[2] == "n=1" and not any("±" in cell for cell in r) for r in rows)
+    two = [r for t in summary_tables(df) for r in t.text_rows()]
+    assert all(r[2] == "n=2" and "±" in r[3] for r in two)
+    # the run's console summary is built by the same module
+    run = fairbench("run", tiny_suite, "--results", tmp_path / "one", "--set", "seeds=[0]")
+    assert run.code == 0 and "every hyperparameter point" in run.err and "lam=10" in run.err
+    lines = [line for line in run.err.splitlines() if "n=1" in line]
+    assert len(lines) == 3 and not any("±" in line for line in lines)

@@ -14,13 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from fairbench import metrics
+from fairbench import predictions
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.methods.base import Outcome, RunContext
 from fairbench.plan import Job
+from fairbench.predictions import Predictions
 from fairbench.registry import METHODS
 
 _device = "cpu"
@@ -66,22 +65,14 @@ def _job_logger(unit: list[Job], log_dir: Path) -> tuple[logging.Logger, list[lo
     return logger, handlers
 
 
-def metric_rows(data: TaskData, outcome: Outcome) -> list[tuple[str, str, float, dict]]:
-    """Rows (split, metric, value, tags): framework metrics from the scores, then the method's own."""
-    rows = []
-    keep = [i for i, source in enumerate(data.feature_sources) if source not in data.sensitive_columns]
-    for split, scores in outcome.scores.items():
-        index = data.splits[split]
-        if len(scores) != len(index):
-            raise ValueError(f"method returned {len(scores)} scores for the {split} split of {len(index)} rows")
-        features = data.x[index][:, keep] if data.kind == "tabular" and keep else None
-        bias = data.bias[index] if data.bias is not None else None
-        aligned = data.aligned[index] if data.aligned is not None else None
-        values = metrics.evaluate(data.y[index], np.asarray(scores), data.g[index], features, bias, aligned)
-        for name, value in values.items():
-            rows.append((split, name, value, {}))
+def metric_rows(data: TaskData, outcome: Outcome) -> tuple[list[tuple[str, str, float, dict]], Predictions]:
+    """Rows (split, metric, value, tags): framework metrics from the kept (float32) scores, then the
+    method's own; and the kept predictions they were computed from."""
+    kept = predictions.from_outcome(data, outcome.scores)
+    features = {split: predictions.task_features(data, part.rows) for split, part in kept.items()}
+    rows = predictions.metric_rows(kept, features)
     rows.extend((r.split, r.metric, r.value, r.tags) for r in outcome.metrics)
-    return rows
+    return rows, kept
 
 
 def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
@@ -107,9 +98,10 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
         finished = time.time()
         results = []
         for job, outcome in zip(unit, outcomes):
-            rows = metric_rows(data, outcome)
+            rows, kept = metric_rows(data, outcome)
             results.append({**base, "job": job, "status": "done", "error": None, "rows": rows, "info": outcome.info,
-                            "finished": finished, "duration": (finished - started) / len(unit)})  # fmt: skip
+                            "finished": finished, "duration": (finished - started) / len(unit),
+                            "predictions": kept})  # fmt: skip
         logger.info("done in %.1fs", finished - started)
         return results
     except Exception as error:  # a failing job must not stop the suite

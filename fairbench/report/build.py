@@ -24,6 +24,7 @@ import yaml
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.report import ablation as ablation_mod
 from fairbench.report import cd as cd_mod
+from fairbench.report import intervals as intervals_mod
 from fairbench.report import pareto as pareto_mod
 from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
@@ -46,6 +47,9 @@ class Options:
     alpha: float = 0.05
     selection: str = "best-val-acc"
     acc_floor: float | None = None
+    ci: float | None = None  # bootstrap interval level (e.g. 0.95) in the summary tables
+    bootstrap: int = 1000  # bootstrap replicates per job
+    ci_bars: bool = False  # Pareto error bars: the bootstrap interval instead of the seed std
 
 
 @dataclass
@@ -137,6 +141,13 @@ def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png:
     return Figure(title, data, paths)
 
 
+def _selection(df: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    try:
+        return tables_mod.select_points(df, opts.selection, opts.acc_floor)
+    except ValueError as exc:
+        raise FairbenchError(f"--selection: {exc}") from None
+
+
 def build_report(folder: Path, opts: Options) -> Report:
     """Run every requested analysis on one results folder and write its files."""
     folder = Path(folder)
@@ -151,6 +162,11 @@ def build_report(folder: Path, opts: Options) -> Report:
     report.out.mkdir(parents=True, exist_ok=True)
     want_png = "html" in parts
     metrics = set(untagged(df)["metric"])
+    intervals = None
+    if opts.ci is not None and ("tables" in parts or (opts.ci_bars and "pareto" in parts)):
+        # Error bars need every point; the tables only the selected ones (bootstrapping is the cost).
+        selected = None if opts.ci_bars and "pareto" in parts else _selection(df, opts)
+        intervals = intervals_mod.point_intervals(folder, df, "test", opts.ci, opts.bootstrap, points=selected)
 
     hv_frames: list[pd.DataFrame] = []
     if parts & {"pareto", "cd"}:
@@ -171,7 +187,8 @@ def build_report(folder: Path, opts: Options) -> Report:
             )
         front_frames = []
         for x, y in usable:
-            points = pareto_mod.pareto_points(df, x, y)
+            bars = intervals if opts.ci_bars else None
+            points = pareto_mod.pareto_points(df, x, y, intervals=bars)
             if points.empty:
                 continue
             hv = pareto_mod.hypervolume_table(points, x, y)
@@ -180,7 +197,8 @@ def build_report(folder: Path, opts: Options) -> Report:
             front_frames.append(front)
             if "pareto" in parts:
                 for exp, sub in points.groupby("experiment", sort=True):
-                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)")
+                    level = opts.ci if bars is not None else None
+                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)", level=level)
                     section.figures.append(
                         _figure(
                             report,
@@ -259,10 +277,8 @@ def build_report(folder: Path, opts: Options) -> Report:
             report.sections.append(section)
 
     if "tables" in parts:
-        try:
-            summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor)
-        except ValueError as exc:
-            raise FairbenchError(f"--selection: {exc}") from None
+        _selection(df, opts)  # a bad rule fails here with the option's name
+        summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor, intervals, opts.ci)
         section = Section("Summary")
         _write(report, "summary.md", "\n".join(t.markdown() for t in summaries))
         _write(report, "summary.tex", "\n".join(t.latex() for t in summaries))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -14,12 +15,28 @@ from fairbench.report.choices import CD_TESTS, SELECTION_RULES
 # Kept in sync with fairbench.store.STORE_FILE (a test checks); importing the store here would
 # load pandas for every `fairbench` command.
 STORE_FILE = "fairbench.sqlite"
-TEXT_COLUMNS = {"Selected point", "point", "experiment", "pair", "label", "method"}
+TEXT_COLUMNS = {"Selected point", "Point", "point", "experiment", "pair", "label", "method"}
 
 
 def find_results(root: Path = Path("results")) -> list[Path]:
     """Every folder under root that holds a results store."""
     return sorted(p.parent for p in root.rglob(STORE_FILE)) if root.is_dir() else []
+
+
+def print_table(console: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A console table, names left and numbers right, printed at its natural width (a log file or
+    a narrow terminal then shows long lines rather than cells folded mid-number)."""
+    table = RichTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 or col in TEXT_COLUMNS else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    width, console.width = console.width, max(console.width, natural)
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
 
 
 def print_report(report, console: Console) -> None:  # report: fairbench.report.build.Report
@@ -29,13 +46,7 @@ def print_report(report, console: Console) -> None:  # report: fairbench.report.
         for note in section.notes:
             console.print(f"  {note}", highlight=False)
         for table in (t for t in section.tables if t.console):
-            rich_table = RichTable(title=table.title, title_justify="left", show_lines=False)
-            for i, col in enumerate(table.header):
-                text = i == 0 or col in TEXT_COLUMNS  # names left, numbers right
-                rich_table.add_column(col, justify="left" if text else "right", overflow="fold")
-            for row in table.rows:
-                rich_table.add_row(*row)
-            console.print(rich_table)
+            print_table(console, table.title, table.header, table.rows)
     console.print(f"wrote {len(report.files)} files to {report.out}")
 
 
@@ -64,6 +75,21 @@ def print_report(report, console: Console) -> None:  # report: fairbench.report.
     help="How the summary picks each method's hyperparameter point (validation split).",
 )
 @click.option("--acc-floor", type=float, default=None, help="Validation-accuracy floor for gap-floor.")
+@click.option(
+    "--ci",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Bootstrap confidence intervals at this level (e.g. 0.95) in the summary tables, from the "
+    "kept predictions (rows resampled within each sensitive group).",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates per job for --ci.",
+)
+@click.option("--ci-bars", is_flag=True, help="Pareto error bars show the --ci interval instead of the seed std.")
 def report(
     results: tuple[Path, ...],
     pareto: bool,
@@ -77,6 +103,9 @@ def report(
     cd_test: str,
     selection: str,
     acc_floor: float | None,
+    ci: float | None,
+    bootstrap: int,
+    ci_bars: bool,
 ) -> None:
     """Figures and tables from RESULTS folders (default: every folder under ./results)."""
     # Imported here: scipy/matplotlib take seconds to load and other commands do not need them.
@@ -94,6 +123,8 @@ def report(
         raise FairbenchError("--selection gap-floor needs --acc-floor F (a validation accuracy, e.g. 0.7)")
     if acc_floor is not None and not 0 <= acc_floor <= 1:
         raise FairbenchError(f"--acc-floor must be between 0 and 1, got {acc_floor}")
+    if ci_bars and ci is None:
+        raise FairbenchError("--ci-bars needs --ci LEVEL (e.g. --ci 0.95)")
     chosen = {
         n
         for n, on in (
@@ -112,6 +143,9 @@ def report(
         cd_test=cd_test,
         selection=selection,
         acc_floor=acc_floor,
+        ci=ci,
+        bootstrap=bootstrap,
+        ci_bars=ci_bars,
     )
     console = Console()
     names = [f.resolve().name for f in folders]

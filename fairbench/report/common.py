@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fairbench.metrics import HIGHER_IS_BETTER
 from fairbench.store import TABLE_COLUMNS
 
 GROUP = ["experiment", "label"]
@@ -27,10 +26,6 @@ def param_columns(df: pd.DataFrame) -> list[str]:
 
 def tag_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in TABLE_COLUMNS and not c.startswith("param_")]
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric in HIGHER_IS_BETTER
 
 
 def _fmt_param(value: object) -> str:
@@ -111,12 +106,16 @@ def fmt_num(value: float, digits: int = 3) -> str:
     return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def fmt_mean_std(mean: float, std: float, n: int, digits: int = 3) -> str:
+def fmt_mean_std(
+    mean: float, std: float, n: int, digits: int = 3, interval: tuple[float, float] | None = None
+) -> str:
+    """"0.812 ± 0.010" (no ± for a single seed), followed by " [low, high]" when an interval is given."""
     if mean is None or pd.isna(mean):
         return "-"
-    if n is None or pd.isna(n) or n < 2:
-        return fmt_num(mean, digits)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = fmt_num(mean, digits) if n is None or pd.isna(n) or n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if interval is not None and not pd.isna(interval[0]):
+        text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+    return text
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -14,12 +14,14 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from fairbench import metrics  # noqa: E402
+from fairbench.metrics import higher_is_better  # noqa: E402
 from fairbench.report.choices import FIGURE_FORMATS  # noqa: E402
-from fairbench.report.common import higher_is_better  # noqa: E402
 
 FORMATS = FIGURE_FORMATS
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
@@ -64,11 +66,24 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def plot_pareto(points: pd.DataFrame, x_metric: str, y_metric: str, title: str = "") -> Figure:
+def error_bars(values: pd.Series, low: pd.Series, high: pd.Series, metric: str) -> np.ndarray:
+    """Asymmetric (2, n) error bars for matplotlib, clipped to the metric's range: a gap's bar
+    never goes below zero, an accuracy's stays within [0, 1]."""
+    lo, hi = metrics.get(metric).bounds
+    centre = values.to_numpy(dtype=float)
+    low = np.clip(low.to_numpy(dtype=float), lo, hi)
+    high = np.clip(high.to_numpy(dtype=float), lo, hi)
+    return np.vstack([np.maximum(centre - low, 0.0), np.maximum(high - centre, 0.0)])
+
+
+def plot_pareto(
+    points: pd.DataFrame, x_metric: str, y_metric: str, title: str = "", level: float | None = None
+) -> Figure:
     """One experiment's points (output of pareto_points): a front per label, dominated points faint.
 
-    Front points carry error bars (seed std on both axes) and are joined in order of x; the
-    dominated hyperparameter points are drawn small and transparent so the sweep stays visible.
+    Front points carry error bars (seed std on both axes, or with `level` the bootstrap interval
+    columns x_low..y_high) and are joined in order of x; the dominated hyperparameter points are
+    drawn small and transparent so the sweep stays visible.
     """
     apply_style()
     fig, ax = plt.subplots(figsize=(5.2, 3.9))
@@ -89,11 +104,17 @@ def plot_pareto(points: pd.DataFrame, x_metric: str, y_metric: str, title: str =
             zorder=2,
         )
         front = sub[sub["on_front"].astype(bool)].sort_values("x")
+        if level is None:
+            xerr = error_bars(front["x"], front["x"] - front["x_std"], front["x"] + front["x_std"], x_metric)
+            yerr = error_bars(front["y"], front["y"] - front["y_std"], front["y"] + front["y_std"], y_metric)
+        else:
+            xerr = error_bars(front["x"], front["x_low"], front["x_high"], x_metric)
+            yerr = error_bars(front["y"], front["y_low"], front["y_high"], y_metric)
         ax.errorbar(
             front["x"],
             front["y"],
-            xerr=front["x_std"],
-            yerr=front["y_std"],
+            xerr=xerr,
+            yerr=yerr,
             color=color,
             marker=marker,
             markersize=5.5,
@@ -108,10 +129,11 @@ def plot_pareto(points: pd.DataFrame, x_metric: str, y_metric: str, title: str =
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=True, loc="best")
+    bars = "std over seeds" if level is None else f"{level:.0%} bootstrap interval of the seed mean"
     fig.text(
         0.99,
         0.005,
-        "faint: dominated points; bars: std over seeds",
+        f"faint: dominated points; bars: {bars}",
         ha="right",
         va="bottom",
         fontsize=6.5,

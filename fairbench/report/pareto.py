@@ -3,8 +3,8 @@
 Inputs: the tidy table's untagged rows of the *test* split (as the papers' Figures 3-7 plot
 test results of every hyperparameter point), seeds averaged per hyperparameter point.
 
-Orientation: a metric in `fairbench.metrics.HIGHER_IS_BETTER` is maximised, any other (a gap)
-minimised. Internally every pair is mapped to (cost, benefit) = (x or -x, y or -y) so that one
+Orientation: a metric registered as higher-is-better (`fairbench.metrics`) is maximised, any
+other (a gap) minimised. Internally every pair is mapped to (cost, benefit) = (x or -x, y or -y) so that one
 front/hypervolume routine serves any two metrics.
 
 Reference point of the hypervolume: per experiment and metric pair, the worst x and the worst
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairbench.report.common import GROUP, higher_is_better, point_stats, wide_points
+from fairbench.metrics import higher_is_better
+from fairbench.report.common import GROUP, point_stats, wide_points
 
 MARGIN = 0.1
 
@@ -77,10 +78,13 @@ def _oriented(x: np.ndarray, y: np.ndarray, x_metric: str, y_metric: str) -> np.
     return np.column_stack([cost, benefit])
 
 
-def pareto_points(df: pd.DataFrame, x_metric: str, y_metric: str, split: str = "test") -> pd.DataFrame:
+def pareto_points(
+    df: pd.DataFrame, x_metric: str, y_metric: str, split: str = "test", intervals: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Seed-averaged points per (experiment, label, point) with spread and front membership.
 
-    Columns: experiment, label, point, x, x_std, y, y_std, n, on_front.
+    Columns: experiment, label, point, x, x_std, y, y_std, n, on_front; with `intervals`
+    (report.intervals.point_intervals) also x_low, x_high, y_low, y_high.
     """
     stats = point_stats(df, split, [x_metric, y_metric])
     cols = [*GROUP, "point", "x", "x_std", "y", "y_std", "n", "on_front"]
@@ -105,7 +109,13 @@ def pareto_points(df: pd.DataFrame, x_metric: str, y_metric: str, split: str = "
         out.loc[idx, "on_front"] = pareto_front(
             _oriented(sub["x"].to_numpy(), sub["y"].to_numpy(), x_metric, y_metric)
         )
-    return out[cols].reset_index(drop=True)
+    out = out[cols]
+    if intervals is not None:
+        for axis, metric in (("x", x_metric), ("y", y_metric)):
+            bounds = intervals[intervals["metric"] == metric].drop(columns="metric")
+            bounds = bounds.rename(columns={"ci_low": f"{axis}_low", "ci_high": f"{axis}_high"})
+            out = out.merge(bounds, on=[*GROUP, "point"], how="left")
+    return out.reset_index(drop=True)
 
 
 @dataclass(frozen=True)

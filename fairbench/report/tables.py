@@ -1,11 +1,14 @@
-"""Summary tables: per experiment x method label, mean +/- std over seeds of every test metric at
-one hyperparameter point chosen on the validation split (never on test).
+"""Summary tables, the one place they are built (the report's files and page, and the console
+summary at the end of `fairbench run`): per experiment x method label, mean +/- std over seeds of
+every test metric at one hyperparameter point chosen on the validation split (never on test), or
+at every point; optionally with bootstrap confidence intervals (report/intervals.py).
 
 Selection rules (per experiment x label, on seed-averaged validation metrics):
 - `best-val-acc`: the point with the highest validation accuracy (ties: lower validation dp,
   then the point's name);
 - `gap-floor`: among points whose validation accuracy is >= the floor, the lowest validation
   dp (ties: higher accuracy, then name). A label with no such point is listed with a note.
+- `all`: every point (no selection; the run's console summary).
 A label with a single point needs no selection (it has nothing to choose from).
 """
 
@@ -63,6 +66,10 @@ def select_points(
     all_points = rows[[*GROUP, "point"]].drop_duplicates()
     val = wide_points(point_stats(df, "val", ["acc", "dp"]))
     val = val.reindex(columns=[*GROUP, "point", "acc", "dp"])
+    if rule == "all":
+        every = all_points.merge(val, on=[*GROUP, "point"], how="left").sort_values([*GROUP, "point"])
+        every = every.rename(columns={"acc": "val_acc", "dp": "val_dp"}).assign(note="")
+        return every.reset_index(drop=True)[[*GROUP, "point", "val_acc", "val_dp", "note"]]
     out = []
     for (exp, label), pts in all_points.groupby(GROUP, sort=True):
         cand = pts.merge(val, on=[*GROUP, "point"], how="left")
@@ -107,12 +114,14 @@ def _metric_order(metrics: list[str]) -> list[str]:
 
 @dataclass
 class SummaryTable:
-    """One experiment's summary: `cells` (label, point, metric, mean, std, n) and `selection`."""
+    """One experiment's summary: `cells` (label, point, metric, mean, std, n, and ci_low, ci_high
+    when intervals were computed at `level`) and `selection`."""
 
     experiment: str
     rule: str
     cells: pd.DataFrame
     selection: pd.DataFrame
+    level: float | None = None
 
     @property
     def metrics(self) -> list[str]:
@@ -123,19 +132,22 @@ class SummaryTable:
         return self.header_for(self.metrics)
 
     def header_for(self, metrics: list[str]) -> list[str]:
-        return ["Method", "Selected point", "Seeds", *metrics]
+        return ["Method", "Point" if self.rule == "all" else "Selected point", "Seeds", *metrics]
 
     def text_rows(self, metrics: list[str] | None = None) -> list[list[str]]:
         """Rows of the table, with every metric or only `metrics`."""
         metrics = self.metrics if metrics is None else metrics
         rows = []
         for sel in self.selection.itertuples():
-            sub = self.cells[self.cells["label"] == sel.label]
+            sub = self.cells[(self.cells["label"] == sel.label) & (self.cells["point"] == sel.point)]
             if sel.point is None or sub.empty:
-                rows.append([str(sel.label), f"({sel.note})", "0", *["-" for _ in metrics]])
+                rows.append([str(sel.label), f"({sel.note})", "n=0", *["-" for _ in metrics]])
                 continue
-            by_metric = {r.metric: fmt_mean_std(r.mean, r.std, r.n) for r in sub.itertuples()}
-            seeds = str(int(sub["n"].max()))
+            by_metric = {
+                r.metric: fmt_mean_std(r.mean, r.std, r.n, interval=(r.ci_low, r.ci_high) if self.level else None)
+                for r in sub.itertuples()
+            }
+            seeds = f"n={int(sub['n'].max())}"
             rows.append(
                 [str(sel.label), str(sel.point), seeds, *[by_metric.get(m, "-") for m in metrics]]
             )
@@ -143,7 +155,9 @@ class SummaryTable:
 
     @property
     def caption(self) -> str:
-        return f"{self.experiment}: test metrics (mean ± std over seeds) at the point chosen by {self.rule}"
+        at = "at every hyperparameter point" if self.rule == "all" else f"at the point chosen by {self.rule}"
+        ci = f", [{self.level:.0%} bootstrap interval]" if self.level else ""
+        return f"{self.experiment}: test metrics (mean ± std over seeds{ci}) {at}"
 
     def markdown(self) -> str:
         return f"**{self.caption}**\n\n" + markdown_table(self.header, self.text_rows())
@@ -153,23 +167,38 @@ class SummaryTable:
 
 
 def summary_tables(
-    df: pd.DataFrame, rule: str = "best-val-acc", acc_floor: float | None = None
+    df: pd.DataFrame,
+    rule: str = "best-val-acc",
+    acc_floor: float | None = None,
+    intervals: pd.DataFrame | None = None,
+    level: float | None = None,
 ) -> list[SummaryTable]:
-    """Summary tables, one per experiment, at the points chosen by `rule`."""
+    """Summary tables, one per experiment, at the points chosen by `rule`; with `intervals`
+    (report.intervals.point_intervals at `level`), every cell carries its interval."""
     selection = select_points(df, rule, acc_floor)
     test = point_stats(df, "test")
+    if intervals is not None:
+        test = test.merge(intervals, on=[*GROUP, "point", "metric"], how="left")
     rule_name = rule if rule != "gap-floor" else f"gap-floor (val acc >= {acc_floor:g})"
     tables = []
     for exp, sel in selection.groupby("experiment", sort=True):
         chosen = sel.dropna(subset=["point"])[[*GROUP, "point"]]
         cells = test.merge(chosen, on=[*GROUP, "point"], how="inner")
         tables.append(
-            SummaryTable(str(exp), rule_name, cells.reset_index(drop=True), sel.reset_index(drop=True))
+            SummaryTable(
+                str(exp),
+                rule_name,
+                cells.reset_index(drop=True),
+                sel.reset_index(drop=True),
+                level if intervals is not None else None,
+            )
         )
     return tables
 
 
 def summary_csv(tables: list[SummaryTable]) -> pd.DataFrame:
-    """All summary cells in one tidy frame: experiment, label, point, metric, mean, std, n."""
-    frames = [t.cells[[*GROUP, "point", "metric", "mean", "std", "n"]] for t in tables]
+    """All summary cells in one tidy frame: experiment, label, point, metric, mean, std, n (and
+    ci_low, ci_high with intervals)."""
+    columns = [*GROUP, "point", "metric", "mean", "std", "n"]
+    frames = [t.cells[columns + [c for c in ("ci_low", "ci_high") if c in t.cells]] for t in tables]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
