@@ -18,7 +18,7 @@ from fairbench.execution.local import execute
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
-from fairbench.store import Store, check_folder
+from fairbench.store import Store, check_folder, lock_folder
 from fairbench.suite import Suite
 
 SUMMARY_METRICS = ("acc", "dp", "eo", "discrimination")
@@ -29,7 +29,7 @@ def preflight(suite: Suite, data_dir: Path | None) -> None:
     them if allowed), target and group evaluate, both groups present in train and test."""
     for experiment in suite.experiments:
         dataset = open_dataset(experiment.dataset, data_dir, experiment.options)
-        for seed in suite.seeds:
+        for seed in sorted({suite.split_seed_of(seed) for seed in suite.seeds}):
             check_task(dataset, experiment.protocol, experiment.target, experiment.sensitive, seed)
 
 
@@ -73,6 +73,15 @@ def summary_tables(table: pd.DataFrame) -> list[Table]:
     return out
 
 
+def note_other_revisions(store: Store, done: list[str], revision: str, console: Console) -> None:
+    """One line when finished jobs that are reused came from another git revision."""
+    others = {rev: n for rev, n in store.done_revisions(done).items() if rev != revision}
+    if others:
+        console.print(f"note: {sum(others.values())} of {len(done)} finished jobs were produced by another git "
+                      f"revision ({', '.join(sorted(r or 'unknown' for r in others))}); --force reruns them",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+
+
 def run_suite(
     suite: Suite,
     results: Path,
@@ -90,6 +99,8 @@ def run_suite(
     jobs = expand(suite)
     check_folder(results)
     preflight(suite, data_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    lock = lock_folder(results)
     store = Store(results)
     try:
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
@@ -100,6 +111,7 @@ def run_suite(
                       f"{len(todo)} to run with {workers} worker(s) -> {results}")  # fmt: skip
         failed: list[tuple[Job, str]] = []
         provenance = {"versions": versions(), "git_rev": git_revision()}
+        note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
 
         def record(result: dict[str, Any]) -> None:
             job: Job = result["job"]
@@ -110,7 +122,8 @@ def run_suite(
                    "started": result["started"], "finished": result["finished"], "duration": result["duration"],
                    "device": result["device"], "host": result["host"],
                    "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
-            store.record(row, result["rows"])
+            if store.record(row, result["rows"]):
+                failed[-1] = (job, f"{result['error']} (kept the earlier result)")
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
@@ -120,10 +133,12 @@ def run_suite(
         table = store.export()
     finally:
         store.close()
+        lock.release()
     for view in summary_tables(table) if len(table) else []:
         console.print(view)
     for job, error in failed:
-        console.print(f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}")
+        console.print(f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}",
+                      soft_wrap=True)  # fmt: skip
     if failed:
         console.print(f"[red]{len(failed)} of {len(todo)} jobs failed[/]; logs in {results / 'logs'}")
     return {"jobs": len(jobs), "ran": len(todo), "failed": len(failed), "table": table}

@@ -192,10 +192,12 @@ def test_label_is_not_part_of_a_jobs_identity(tiny_suite: Path) -> None:
     assert [j.job_id for j in relabelled] == ids and relabelled[-1].label == "Renamed"
 
 
-def test_entries_differing_only_by_label_are_an_error(tiny_suite: Path) -> None:
-    twice = "methods=[{method: erm, label: A}, {method: adt, label: B}, {method: erm, label: C}]"
-    with pytest.raises(FairbenchError, match=r"tiny\.yaml.*methods 'A' and 'C' are the same jobs"):
-        load_suite(tiny_suite, [twice])
+def test_entries_differing_only_by_label_are_an_error(tiny_suite: Path, tmp_path: Path) -> None:
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("include: tiny.yaml\nmethods:\n  - {method: erm, label: A}\n  - {method: adt, label: B}\n"
+                     "  - {method: erm, label: C}\n")  # fmt: skip
+    with pytest.raises(FairbenchError, match=r"twice\.yaml:5: methods 'A' and 'C' are the same jobs"):
+        load_suite(twice)
     different = "methods=[{method: erm, label: A}, {method: erm, label: C, params: {epochs: 3}}]"
     assert len(expand(load_suite(tiny_suite, [different])[0])) == 4
 
