@@ -117,13 +117,13 @@ class Store:
         record = dict(job)
         for key in ("params", "options", "info", "versions"):
             record[key] = json.dumps(record.get(key, {}), sort_keys=True, default=str)
-        record["last_error"], record["last_attempt"] = record["error"], record["finished"]
+        record["last_error"], record["last_attempt"] = record.get("error"), record.get("finished")
         columns = list(record)
         with self.db:
             if record["status"] != "done" and self._done(job["job_id"]):
                 self.db.execute(
                     "UPDATE jobs SET last_error = ?, last_attempt = ? WHERE job_id = ?",
-                    (record["error"], record["finished"], job["job_id"]),
+                    (record["last_error"], record["last_attempt"], job["job_id"]),
                 )
                 return True
             self.db.execute("DELETE FROM metrics WHERE job_id = ?", (job["job_id"],))
