@@ -115,15 +115,14 @@ def run_suite(
 
         def record(result: dict[str, Any]) -> None:
             job: Job = result["job"]
-            if result["status"] == "failed":
-                failed.append((job, result["error"]))
             row = {**{k: v for k, v in asdict(job).items()}, **provenance,
                    "status": result["status"], "error": result["error"], "info": result["info"],
                    "started": result["started"], "finished": result["finished"], "duration": result["duration"],
                    "device": result["device"], "host": result["host"],
                    "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
-            if store.record(row, result["rows"]):
-                failed[-1] = (job, f"{result['error']} (kept the earlier result)")
+            kept = store.record(row, result["rows"])
+            if result["status"] == "failed":
+                failed.append((job, result["error"] + (" (kept the earlier result)" if kept else "")))
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")

@@ -120,7 +120,13 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
     base = {"device": _device, "host": platform.node(), "started": started}
     try:
         logger.info(
-            "unit of %d job(s): %s %s seed=%d on %s", len(unit), first.label, first.experiment, first.seed, _device
+            "unit of %d job(s): %s %s seed=%d split_seed=%d on %s",
+            len(unit),
+            first.label,
+            first.experiment,
+            first.seed,
+            first.split_seed,
+            _device,
         )
         data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
                      first.target, first.sensitive, first.split_seed)  # fmt: skip
