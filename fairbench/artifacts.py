@@ -36,6 +36,10 @@ class ArtifactCache:
         self.root = Path(root)
 
     def path(self, kind: str, key: dict[str, Any]) -> Path:
+        """The artifact's folder. The key must hold a `version`, bumped when a fix changes what
+        `build` makes, so a stale artifact is rebuilt instead of reused."""
+        if "version" not in key:
+            raise ValueError(f"the key of artifact '{kind}' has no 'version'; add one (e.g. 'version': 1)")
         return self.root / kind / key_hash(key)
 
     def get(self, kind: str, key: dict[str, Any], build: Callable[[Path], None]) -> tuple[Path, bool]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,8 @@ class Job:
     label: str
     params: dict[str, Any]
     seed: int
+    # Seeds the data (generated data, train/val/test split); `seed` seeds the model.
+    split_seed: int
     budget: str
     job_id: str = field(default="")
 
@@ -36,18 +37,22 @@ class Job:
             self.job_id = job_hash(self.identity())
 
     def identity(self) -> dict[str, Any]:
-        """What the id hashes: not the suite's name, so identical jobs of two suites share an id."""
+        """What the id hashes: not the suite's name nor the label, so identical jobs of two suites
+        share an id and relabelling reruns nothing; the method's and the dataset's `version`, so
+        a fix that changes numbers reruns their jobs."""
         return {
             "format": STORE_FORMAT,
             "dataset": self.dataset,
+            "dataset_version": DATASETS.get(self.dataset).version,
             "protocol": self.protocol,
             "target": self.target,
             "sensitive": self.sensitive,
             "options": self.options,
             "method": self.method,
-            "label": self.label,
+            "method_version": METHODS.get(self.method).version,
             "params": self.params,
             "seed": self.seed,
+            "split_seed": self.split_seed,
             "budget": self.budget,
         }
 
@@ -55,7 +60,7 @@ class Job:
         """Jobs with equal keys may train together: same everything but the stackable params."""
         stackable = METHODS.get(self.method).stackable
         fixed = {k: v for k, v in self.params.items() if k not in stackable}
-        return job_hash({**self.identity(), "params": fixed, "label": None})
+        return job_hash({**self.identity(), "params": fixed})
 
 
 def job_hash(identity: dict[str, Any]) -> str:
@@ -68,10 +73,7 @@ def expand(suite: Suite) -> list[Job]:
     for experiment in suite.experiments:
         protocol = DATASETS.get(experiment.dataset).protocols[0] if experiment.protocol is None else experiment.protocol
         for spec in suite.methods:
-            cls = METHODS.get(spec.method)
-            names = list(spec.grid)
-            for point in itertools.product(*(spec.grid[n] for n in names)):
-                params = cls.resolve({**spec.params, **dict(zip(names, point))}, suite.budget)
+            for params in spec.points(suite.budget):
                 for seed in suite.seeds:
                     jobs.append(
                         Job(
@@ -86,6 +88,7 @@ def expand(suite: Suite) -> list[Job]:
                             label=spec.label or spec.method,
                             params=params,
                             seed=seed,
+                            split_seed=suite.split_seed_of(seed),
                             budget=suite.budget,
                         )
                     )

@@ -23,7 +23,7 @@ from fairbench.provenance import git_revision, versions
 from fairbench.registry import DATASETS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
-from fairbench.store import STORE_FILE, Store, check_folder, load_jobs
+from fairbench.store import STORE_FILE, Store, check_folder, load_jobs, lock_folder
 from fairbench.suite import Suite
 
 
@@ -32,7 +32,7 @@ def preflight(suite: Suite, data_dir: Path | None) -> None:
     them if allowed), target and group evaluate, both groups present in train and test."""
     for experiment in suite.experiments:
         dataset = open_dataset(experiment.dataset, data_dir, experiment.options)
-        for seed in suite.seeds:
+        for seed in sorted({suite.split_seed_of(seed) for seed in suite.seeds}):
             check_task(dataset, experiment.protocol, experiment.target, experiment.sensitive, seed)
 
 
@@ -129,6 +129,15 @@ def print_summary(table: pd.DataFrame, console: Console) -> None:
         print_table(console, summary.caption, summary.header_for(compact), summary.text_rows(compact))
 
 
+def note_other_revisions(store: Store, done: list[str], revision: str, console: Console) -> None:
+    """One line when finished jobs that are reused came from another git revision."""
+    others = {rev: n for rev, n in store.done_revisions(done).items() if rev != revision}
+    if others:
+        console.print(f"note: {sum(others.values())} of {len(done)} finished jobs were produced by another git "
+                      f"revision ({', '.join(sorted(r or 'unknown' for r in others))}); --force reruns them",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+
+
 def run_suite(
     suite: Suite,
     results: Path,
@@ -146,6 +155,8 @@ def run_suite(
     jobs = expand(suite)
     check_folder(results)
     preflight(suite, data_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    lock = lock_folder(results)
     store = Store(results)
     try:
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
@@ -156,18 +167,19 @@ def run_suite(
                       f"{len(todo)} to run with {workers} worker(s) -> {results}")  # fmt: skip
         failed: list[tuple[Job, str]] = []
         provenance = {"versions": versions(), "git_rev": git_revision()}
+        note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
 
         def record(result: dict[str, Any]) -> None:
             job: Job = result["job"]
-            if result["status"] == "failed":
-                failed.append((job, result["error"]))
             row = {**{k: v for k, v in asdict(job).items()}, **provenance,
                    "status": result["status"], "error": result["error"], "info": result["info"],
                    "started": result["started"], "finished": result["finished"], "duration": result["duration"],
                    "device": result["device"], "host": result["host"],
                    "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
-            store.record(row, result["rows"])
-            if result["status"] == "done":  # after the row is committed: see fairbench.predictions
+            kept = store.record(row, result["rows"])
+            if result["status"] == "failed":
+                failed.append((job, result["error"] + (" (kept the earlier result)" if kept else "")))
+            else:  # after the row is committed: see fairbench.predictions
                 predictions.save(results, job.job_id, result["predictions"], result["finished"])
 
         settings = WorkerSettings(
@@ -178,10 +190,12 @@ def run_suite(
         table = store.export()
     finally:
         store.close()
+        lock.release()
     if len(table):
         print_summary(table, console)
     for job, error in failed:
-        console.print(f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}")
+        console.print(f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}",
+                      soft_wrap=True)  # fmt: skip
     if failed:
         console.print(f"[red]{len(failed)} of {len(todo)} jobs failed[/]; logs in {results / 'logs'}")
     return {"jobs": len(jobs), "ran": len(todo), "failed": len(failed), "table": table}

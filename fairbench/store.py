@@ -8,28 +8,35 @@ hyperparameter its own `param_<name>` column and every metric tag its own column
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from fairbench import STORE_FORMAT, __version__
 from fairbench.errors import FairbenchError
 
 STORE_FILE = "fairbench.sqlite"
-JOB_COLUMNS = ["suite", "experiment", "dataset", "protocol", "target", "sensitive", "method", "label", "budget", "seed"]
+LOCK_FILE = "fairbench.lock"
+JOB_COLUMNS = ["suite", "experiment", "dataset", "protocol", "target", "sensitive", "method", "label", "budget", "seed",
+               "split_seed"]  # fmt: skip
 TABLE_COLUMNS = [*JOB_COLUMNS, "split", "metric", "value", "job_id"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, suite TEXT, experiment TEXT, dataset TEXT, protocol TEXT,
-    target TEXT, sensitive TEXT, method TEXT, label TEXT, budget TEXT, seed INTEGER,
+    target TEXT, sensitive TEXT, method TEXT, label TEXT, budget TEXT, seed INTEGER, split_seed INTEGER,
     params TEXT, options TEXT, status TEXT, error TEXT, info TEXT, started REAL, finished REAL,
-    duration REAL, device TEXT, host TEXT, versions TEXT, git_rev TEXT, log TEXT
+    duration REAL, device TEXT, host TEXT, versions TEXT, git_rev TEXT, log TEXT,
+    last_error TEXT, last_attempt REAL
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT, split TEXT, metric TEXT, value REAL, tags TEXT,
@@ -57,6 +64,23 @@ def check_folder(folder: Path) -> None:
         )
 
 
+def lock_folder(folder: Path) -> FileLock:
+    """Hold a results folder for one `fairbench run`, or exit at once: two runs on one folder
+    would run the same jobs twice. The OS drops the lock when its holder dies (kill -9 too)."""
+    path = Path(folder) / LOCK_FILE
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = path.read_text().strip() if path.exists() else ""
+        raise FairbenchError(
+            f"{folder} is in use by another fairbench run ({holder or 'process unknown'}); "
+            f"wait for it to finish or choose another --results folder"
+        ) from None
+    path.write_text(f"pid {os.getpid()} on {platform.node()}")
+    return lock
+
+
 class Store:
     """Read and write one results folder's store."""
 
@@ -78,13 +102,30 @@ class Store:
     def done_ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT job_id FROM jobs WHERE status = 'done'")}
 
-    def record(self, job: dict[str, Any], metric_rows: Iterable[tuple[str, str, float, dict]]) -> None:
-        """Write one finished (or failed) job and its metric rows in a single transaction."""
+    def done_revisions(self, job_ids: Iterable[str]) -> Counter[str]:
+        """How many of these finished jobs each git revision produced."""
+        ids = set(job_ids)
+        rows = self.db.execute("SELECT job_id, git_rev FROM jobs WHERE status = 'done'")
+        return Counter(rev or "" for job_id, rev in rows if job_id in ids)
+
+    def record(self, job: dict[str, Any], metric_rows: Iterable[tuple[str, str, float, dict]]) -> bool:
+        """Write one finished (or failed) job and its metric rows in a single transaction.
+
+        A failed attempt at a job that is already done (a `--force` rerun) keeps the done row and
+        its metrics, noting the failure in `last_error` and `last_attempt`; returns True then.
+        """
         record = dict(job)
         for key in ("params", "options", "info", "versions"):
             record[key] = json.dumps(record.get(key, {}), sort_keys=True, default=str)
+        record["last_error"], record["last_attempt"] = record.get("error"), record.get("finished")
         columns = list(record)
         with self.db:
+            if record["status"] != "done" and self._done(job["job_id"]):
+                self.db.execute(
+                    "UPDATE jobs SET last_error = ?, last_attempt = ? WHERE job_id = ?",
+                    (record["last_error"], record["last_attempt"], job["job_id"]),
+                )
+                return True
             self.db.execute("DELETE FROM metrics WHERE job_id = ?", (job["job_id"],))
             self.db.execute(
                 f"INSERT OR REPLACE INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -94,6 +135,11 @@ class Store:
                 "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)",
                 [(job["job_id"], s, m, float(v), json.dumps(t, sort_keys=True)) for s, m, v, t in metric_rows],
             )
+        return False
+
+    def _done(self, job_id: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM jobs WHERE job_id = ? AND status = 'done'", (job_id,)).fetchone()
+        return row is not None
 
     def replace_untagged(self, updates: dict[str, list[tuple[str, str, float, dict]]], names: set[str]) -> None:
         """Replace the untagged rows of metrics `names` of each job in `updates` by its new rows, in one

@@ -5,8 +5,9 @@ Every error names the file, the line and the key, and suggests the closest valid
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,16 +44,34 @@ class MethodSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 
+    def points(self, budget: str) -> list[dict[str, Any]]:
+        """The resolved parameters of every grid point, in grid order."""
+        from fairbench.registry import METHODS
+
+        cls = METHODS.get(self.method)
+        names = list(self.grid)
+        return [
+            cls.resolve({**self.params, **dict(zip(names, point))}, budget)
+            for point in itertools.product(*(self.grid[n] for n in names))
+        ]
+
 
 class Suite(_Strict):
     name: str
     description: str = ""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # `seed`: each job's data (generated data, split) follows its model seed, so the spread over
+    # seeds includes the split's; an int fixes the data for every model seed.
+    split_seed: int | Literal["seed"] = "seed"
     experiments: list[ExperimentSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     budget: str = "paper"
     stack: bool = True
     report: dict[str, Any] = Field(default_factory=dict)
+
+    def split_seed_of(self, seed: int) -> int:
+        """The seed of the data and split that a job of model seed `seed` uses."""
+        return seed if self.split_seed == "seed" else self.split_seed
 
 
 _MODELS: dict[str, type[BaseModel]] = {"experiments": ExperimentSpec, "methods": MethodSpec}
@@ -217,3 +236,18 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
         name = sorted(duplicates)[0]
         index = labels.index(name)
         raise fail(("methods", index), f"label '{name}' is used by several methods; give each a distinct 'label'")
+    _check_same_jobs(suite, labels, fail)
+
+
+def _check_same_jobs(suite: Suite, labels: list[str], fail: Any) -> None:
+    """Two entries that differ only by label would be the same jobs (a label is not part of a
+    job's identity), and one label's rows would silently vanish: an error naming both."""
+    points = [spec.points(suite.budget) for spec in suite.methods]
+    for j, spec in enumerate(suite.methods):
+        for i in range(j):
+            if suite.methods[i].method == spec.method and any(p in points[i] for p in points[j]):
+                raise fail(
+                    ("methods", j),
+                    f"methods '{labels[i]}' and '{labels[j]}' are the same jobs (same method and parameters; "
+                    f"a label does not make a job): remove one or change its parameters",
+                )

@@ -116,6 +116,9 @@ class Dataset:
     options: ClassVar[dict[str, Option]] = {}
     files: ClassVar[tuple[RemoteFile, ...]] = ()
     folder: ClassVar[str] = ""
+    # Part of every job's id and of `input_key`: bump it when a fix changes the data, so
+    # finished jobs rerun and cached artifacts rebuild.
+    version: ClassVar[int] = 1
 
     def __init__(self, data_dir: Path | None = None, **options: Any) -> None:
         unknown = set(options) - set(self.options)
@@ -270,7 +273,7 @@ def build_task(dataset: Dataset, protocol: str | None, target: str, sensitive: s
     inputs = dataset.inputs(frame, Expression(target).columns, splits["train"])
     input_key = hashlib.sha1(
         json.dumps(
-            [dataset.name, protocol, seed, dataset.settings, inputs.feature_names],
+            [dataset.name, dataset.version, protocol, seed, dataset.settings, inputs.feature_names],
             sort_keys=True,
             default=str,
         ).encode()

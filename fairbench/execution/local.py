@@ -1,12 +1,18 @@
-"""The local executor: a process pool on this machine, with rich progress and device slots."""
+"""The local executor: worker processes on this machine, with rich progress and one device each.
+
+Each worker has its own pipe, so this process knows which unit every worker runs: a worker that
+dies (kill -9, out of memory) fails only its unit and is replaced; the others go on.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import platform
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections import deque
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from rich.console import Console
@@ -16,10 +22,13 @@ from fairbench.execution.worker import WorkerSettings, init_worker, run_unit
 from fairbench.plan import Job
 
 
-def resolve_devices(device: str, workers: int) -> list[str]:
-    """One device per worker: `auto` picks CUDA when available; GPUs are shared round-robin."""
+def resolve_devices(device: str | Sequence[str], workers: int) -> list[str]:
+    """One device per worker: `auto` picks CUDA when available; GPUs (or a given list of
+    devices) are shared round-robin."""
     import torch
 
+    if not isinstance(device, str):
+        return [list(device)[i % len(device)] for i in range(workers)]
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
@@ -38,16 +47,70 @@ def _describe(unit: list[Job]) -> str:
     return f"{job.label}{size} seed={job.seed} {job.experiment}"
 
 
+def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
+    """A worker process: run each unit it is sent until it is sent None."""
+    init_worker(threads, device)
+    while (unit := conn.recv()) is not None:
+        conn.send(run_unit(unit, settings))
+
+
+class _Worker:
+    """One worker process, its pipe, and the unit it is running (None when idle)."""
+
+    def __init__(self, context: Any, settings: WorkerSettings, threads: int, device: str) -> None:
+        self.device = device
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, settings, threads, device))
+        self.process.start()
+        child.close()
+        self.unit: list[Job] | None = None
+
+    def give(self, unit: list[Job]) -> None:
+        self.unit = unit
+        self.conn.send(unit)
+
+    def collect(self) -> list[dict[str, Any]] | None:
+        """The unit's results once sent; a failed result per job if the worker died first."""
+        try:
+            if self.conn.poll():
+                results, self.unit = self.conn.recv(), None
+                return results
+        except (EOFError, OSError):
+            pass  # died while sending: its unit failed
+        if self.process.is_alive():
+            return None
+        self.process.join()
+        code = self.process.exitcode
+        cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        now = time.time()
+        results = [{"job": job, "status": "failed", "error": f"worker process died ({cause}; out of memory?)",
+                    "rows": [], "info": {}, "started": now, "finished": now, "duration": 0.0,
+                    "device": self.device, "host": platform.node()} for job in self.unit or []]  # fmt: skip
+        self.unit = None
+        return results
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.conn.close()
+
+
 def execute(
     units: list[list[Job]],
     settings: WorkerSettings,
     workers: int,
-    device: str,
+    device: str | Sequence[str],
     on_result: Callable[[dict[str, Any]], None],
     console: Console,
     threads: int | None = None,
 ) -> None:
-    """Run every unit; call `on_result` in this process as each job finishes (for the store)."""
+    """Run every unit; call `on_result` in this process as each job finishes (for the store).
+    `device` is auto | cpu | cuda | cuda:<i>, or a list of devices shared over the workers."""
     total = sum(len(unit) for unit in units)
     devices = resolve_devices(device, workers)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -73,23 +136,32 @@ def execute(
             return
 
         context = multiprocessing.get_context("spawn")
-        slots = context.Queue()
-        for slot in devices:
-            slots.put(slot)
-        with ProcessPoolExecutor(
-            workers, context, init_worker, (threads or 1, slots)
-        ) as pool:
-            pending: dict[Future, list[Job]] = {pool.submit(run_unit, unit, settings): unit for unit in units}
-            while pending:
-                show(list(pending.values())[:workers])
-                done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    unit = pending.pop(future)
-                    try:
-                        finish(future.result())
-                    except BrokenProcessPool as error:
-                        now = time.time()
-                        finish([{"job": job, "status": "failed", "error": f"worker process died: {error}",
-                                 "rows": [], "info": {}, "started": now, "finished": now, "duration": 0.0,
-                                 "device": "", "host": ""} for job in unit])  # fmt: skip
+
+        def start(slot: str) -> _Worker:
+            return _Worker(context, settings, threads or 1, slot)
+
+        pool = [start(slot) for slot in devices]
+        todo = deque(units)
+        try:
+            while todo or any(w.unit for w in pool):
+                for index, worker in enumerate(pool):
+                    if worker.unit is None and todo:
+                        if not worker.process.is_alive():  # died while idle: nothing of it lost
+                            worker.stop()
+                            pool[index] = worker = start(worker.device)
+                        worker.give(todo.popleft())
+                busy = [w for w in pool if w.unit]
+                show([w.unit for w in busy if w.unit])
+                wait([c for w in busy for c in (w.conn, w.process.sentinel)], timeout=1.0)
+                for index, worker in enumerate(pool):
+                    results = worker.collect() if worker.unit else None
+                    if results is None:
+                        continue
+                    if not worker.process.is_alive():
+                        worker.stop()
+                        pool[index] = start(worker.device)
+                    finish(results)
             show([])
+        finally:
+            for worker in pool:
+                worker.stop()

@@ -21,6 +21,7 @@ from fairbench.methods.base import Outcome, RunContext
 from fairbench.plan import Job
 from fairbench.predictions import Predictions
 from fairbench.registry import METHODS
+from fairbench.store import TABLE_COLUMNS
 
 _device = "cpu"
 
@@ -32,15 +33,30 @@ class WorkerSettings:
     log_dir: str
 
 
-def init_worker(threads: int, devices: Any) -> None:
-    """Pool initializer: bound the threads so workers do not oversubscribe the cores, and take
-    a device slot (GPUs round-robin over workers)."""
+def init_worker(threads: int, device: str) -> None:
+    """Worker start: bound the threads so workers do not oversubscribe the cores, and take the
+    worker's device (deterministic kernels on CUDA)."""
     global _device
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    _device = devices.get() if hasattr(devices, "get") else str(devices)
+    _device = device
+    if device.startswith("cuda"):
+        deterministic_cuda()
+
+
+def deterministic_cuda() -> None:
+    """Same suite + seed -> same numbers on a GPU too: cuBLAS and cuDNN restricted to
+    deterministic kernels (slower for some; see the README). An operation with no deterministic
+    CUDA kernel (e.g. the backward of ResNet's adaptive average pooling) warns rather than
+    failing the job."""
+    import torch
+
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # read when cuBLAS starts, i.e. later
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 @lru_cache(maxsize=8)
@@ -75,6 +91,18 @@ def metric_rows(data: TaskData, outcome: Outcome) -> tuple[list[tuple[str, str, 
     return rows, kept
 
 
+def check_tags(method: str, outcome: Outcome) -> None:
+    """A method's metric tags become table columns: one named like a column of the results
+    table would make export and report fail for every job, so it fails this job instead."""
+    for row in outcome.metrics:
+        for tag in row.tags:
+            if tag in TABLE_COLUMNS or tag.startswith("param_"):
+                raise ValueError(
+                    f"method '{method}' tags metric '{row.metric}' with '{tag}', a column of the results table; "
+                    f"rename the tag"
+                )
+
+
 def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
     """Run the unit; one result dict per job (status, rows, info, timings, error)."""
     log_dir = Path(settings.log_dir)
@@ -85,10 +113,16 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
     base = {"device": _device, "host": platform.node(), "started": started}
     try:
         logger.info(
-            "unit of %d job(s): %s %s seed=%d on %s", len(unit), first.label, first.experiment, first.seed, _device
+            "unit of %d job(s): %s %s seed=%d split_seed=%d on %s",
+            len(unit),
+            first.label,
+            first.experiment,
+            first.seed,
+            first.split_seed,
+            _device,
         )
         data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
-                     first.target, first.sensitive, first.seed)  # fmt: skip
+                     first.target, first.sensitive, first.split_seed)  # fmt: skip
         ctx = RunContext(_device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir)
         cls = METHODS.get(first.method)
         if len(unit) == 1:
@@ -98,6 +132,7 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
         finished = time.time()
         results = []
         for job, outcome in zip(unit, outcomes):
+            check_tags(job.method, outcome)
             rows, kept = metric_rows(data, outcome)
             results.append({**base, "job": job, "status": "done", "error": None, "rows": rows, "info": outcome.info,
                             "finished": finished, "duration": (finished - started) / len(unit),

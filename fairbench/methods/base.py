@@ -80,6 +80,9 @@ class Method:
     budgets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
     # Parameters whose values may train together in one stacked run (`run_stacked`).
     stackable: ClassVar[tuple[str, ...]] = ()
+    # Part of every job's id: bump it when a fix changes the numbers (the method's own code or
+    # an artifact it builds), so finished jobs rerun instead of being reused.
+    version: ClassVar[int] = 1
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
