@@ -1,0 +1,196 @@
+"""Milliseconds per DVGE model-step: the released code's loop vs fairbench's step, 1 and 2 threads.
+
+One step = batch 64 of CelebA-sized codes (10 dims) through the Table 3 MLP g (10-1000x5-2,
+LeakyReLU 0.2): the downstream focus F_g through the current g, the perturbed code z', the
+cross-entropy, backward and Adam. Three loops:
+
+- released: the released DVGE code's `train_ot_cls` loop, rebuilt from its cost structure
+  (github.com/DexterJZ/DVGE, solver.py and saliency/): nn.Sequential d and g, FullGrad (backward
+  hooks on every Linear) for BOTH d and g every step, Adam with PyTorch's default CPU update,
+  the per-step `.item()` and softmax accuracy bookkeeping. Its data loader's file reads are
+  left out (the codes are one in-memory tensor here as well), so this favours the released code.
+- fairbench: `fit_stacked` with one member and DVGE's perturbation (F_d cached, F_g per step,
+  focus `loss`, clip), exactly as `dvge.run_stacked` calls it.
+- eval: the per-epoch validation pass (18,000 rows, the dvge protocol's val split of CelebA),
+  shown amortised over an epoch's 2,532 steps, and in ms per pass.
+
+Prints medians over --repeats, the machine and its load. Reference (today's step before the
+speed work of issue 8, commit 7fd51f5, same machine, load ~0.1): see README of bench/ or the
+issue note; the ratio printed here is always against the released loop of the same run.
+
+    python bench/bench_dvge_step.py --steps 30 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairbench.stacked import StackedMLP, accuracy, clip_perturbation, fit_stacked, predicted_loss_focus, stream
+
+WIDTH, DEPTH, BATCH, ROWS, VAL_ROWS, STEPS_PER_EPOCH = 1000, 5, 64, 180_000, 18_000, 2532
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores (torch {torch.__version__}, {platform.system()})"
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def released_net() -> nn.Sequential:
+    """The released code's Discriminator: Linear/LeakyReLU(0.2) stack, N(0, 0.02) weights."""
+    sizes = [10, *[WIDTH] * DEPTH, 2]
+    layers: list[nn.Module] = []
+    for index, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if index < len(sizes) - 2:
+            layers.append(nn.LeakyReLU(0.2, True))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0, 0.02)
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class FullGradInput:
+    """FullGrad as the released code uses it: backward hooks on every Linear collect the
+    feature gradients (unused by DVGE, but computed), the saliency is the input gradient of
+    the summed predicted logit."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net, self.grads = net, []
+        for module in net.modules():
+            if isinstance(module, nn.Linear):
+                module.register_backward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, grad_in: tuple, grad_out: tuple) -> None:
+        self.grads.append(grad_out[0])
+
+    def saliency(self, z: torch.Tensor) -> torch.Tensor:
+        self.net.eval()
+        z = z.requires_grad_()
+        out = self.net(z)
+        target = out.data.max(1, keepdim=True)[1]
+        scalar = -1.0 * F.nll_loss(out, target.flatten(), reduction="sum")
+        self.grads = []
+        self.net.zero_grad()
+        return torch.autograd.grad(scalar, z)[0]
+
+
+def released_steps(data: dict[str, torch.Tensor], steps: int) -> float:
+    """Seconds for `steps` steps of the released `train_ot_cls` loop (eta 0.1, 0.4 fixed)."""
+    torch.manual_seed(0)
+    d, g = released_net(), released_net()
+    d.eval()
+    sens_fg, ot_fg = FullGradInput(d), FullGradInput(g)
+    optimiser = torch.optim.Adam(g.parameters(), lr=1e-5, betas=(0.5, 0.9))
+    order = torch.randperm(len(data["train"]))
+    start = time.perf_counter()
+    correct = total = 0
+    for step in range(steps):
+        rows = data["train"][order[step * BATCH : (step + 1) * BATCH]]
+        z, y = data["z"][rows], data["y"][rows]
+        sens = sens_fg.saliency(z).data
+        ot = ot_fg.saliency(z).data
+        new_z = z + 0.1 * sens - 0.4 * ot
+        g.train()
+        out = g(new_z)
+        loss = F.cross_entropy(out, y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        _ = loss.item()
+        results = F.softmax(out, 1).data.max(1, keepdim=True)[1]
+        correct += torch.sum(torch.eq(results, y[:, None])).item()
+        total += len(y)
+    return time.perf_counter() - start
+
+
+def fairbench_steps(data: dict[str, torch.Tensor], steps: int) -> float:
+    """Seconds for `steps` steps of fit_stacked with one member, as dvge.run_stacked runs it."""
+    model = StackedMLP([10, *[WIDTH] * DEPTH, 2], 1)
+    generators = [stream(0, "downstream")]
+    model.reset(generators)
+    eta1, eta2 = torch.full((1, 1, 1), 0.1), torch.full((1, 1, 1), 0.4)
+
+    def perturb(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        v = eta1 * data["focus"][rows] - eta2 * predicted_loss_focus(model, z)
+        return z + clip_perturbation(v, z)
+
+    start = time.perf_counter()
+    fit_stacked(
+        model, data["z"], data["y"], data["train"], data["val_few"], generators,
+        epochs=1, batch_size=BATCH, lr=1e-5, betas=(0.5, 0.9), perturb=perturb, max_steps_per_epoch=steps,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def eval_pass(data: dict[str, torch.Tensor]) -> float:
+    """Seconds for one validation pass of fit_stacked (accuracy on the val rows)."""
+    model = StackedMLP([10, *[WIDTH] * DEPTH, 2], 1).reset([stream(0, "downstream")])
+    start = time.perf_counter()
+    accuracy(model, data["z"], data["y"], data["val"])
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    # register_backward_hook is deprecated (it warns every forward); the released code uses it.
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*non-full backward hook")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30, help="steps per timed run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per loop and thread count (median)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(ROWS, 10, generator=g)
+    data = {
+        "z": z,
+        "y": (z[:, 0] > 0).long(),
+        "focus": 0.05 * torch.randn(ROWS, 10, generator=g),
+        "train": torch.arange(ROWS - VAL_ROWS),
+        "val": torch.arange(ROWS - VAL_ROWS, ROWS),
+        "val_few": torch.arange(ROWS - 64, ROWS),  # the step timing leaves the val pass to `eval`
+    }
+    print(f"machine: {machine()}")
+    print(f"batch {BATCH}, MLP 10-{WIDTH}x{DEPTH}-2, {args.steps} steps x {args.repeats} repeats (medians)")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        released_steps(data, 3)  # warm-up
+        fairbench_steps(data, 3)
+        ms = {"released": [], "fairbench": [], "eval": []}
+        for _ in range(args.repeats):  # interleaved, so load changes hit both loops alike
+            ms["released"].append(1000 * released_steps(data, args.steps) / args.steps)
+            ms["fairbench"].append(1000 * fairbench_steps(data, args.steps) / args.steps)
+            ms["eval"].append(1000 * eval_pass(data))
+        med = {k: statistics.median(v) for k, v in ms.items()}
+        spread = {k: f"{min(v):.1f}-{max(v):.1f}" for k, v in ms.items()}
+        per_step_eval = med["eval"] / STEPS_PER_EPOCH
+        print(f"threads {threads} ({load()}):")
+        print(f"  released loop: {med['released']:7.1f} ms/step (range {spread['released']})")
+        print(f"  fairbench:     {med['fairbench']:7.1f} ms/step (range {spread['fairbench']})"
+              f"  -> {med['released'] / med['fairbench']:.2f}x the released loop")  # fmt: skip
+        print(f"  val pass:      {med['eval']:7.1f} ms per epoch ({VAL_ROWS} rows; range {spread['eval']}), "
+              f"{per_step_eval:.2f} ms/step over {STEPS_PER_EPOCH} steps")  # fmt: skip
+        with_eval = med["fairbench"] + per_step_eval
+        print(f"  fairbench incl. val pass: {with_eval:7.1f} ms/step -> {med['released'] / with_eval:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
