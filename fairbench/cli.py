@@ -51,13 +51,17 @@ def cli() -> None:
 )
 @click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
 @click.option("--dry-run", is_flag=True, help="Print the expanded job plan and exit.")
-@click.option("--no-stack", is_flag=True, help="Train stackable sweep members one by one.")
+@click.option("--stack", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="Train stackable sweep members as one model: auto (the suite's default) = on a GPU, "
+                   "one by one on a CPU, where stacking is slower; on | off force it.")  # fmt: skip
+@click.option("--no-stack", is_flag=True, help="Same as --stack off.")
 @_DATA_DIR
 def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], workers: int, device: str,
-        threads: int, force: bool, dry_run: bool, no_stack: bool, data_dir: Path | None) -> int:  # fmt: skip
+        threads: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool,
+        data_dir: Path | None) -> int:  # fmt: skip
     """Run every job of SUITE_FILE not already done. Exit 0: all done; 1: some failed."""
-    from fairbench.plan import expand, group_units
-    from fairbench.runner import plan_table, run_suite
+    from fairbench.plan import expand
+    from fairbench.runner import plan_table, plan_units, run_suite
     from fairbench.store import STORE_FILE, Store
     from fairbench.suite import load_suite
 
@@ -65,6 +69,7 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], work
         raise FairbenchError(f"--device '{device}': use auto, cpu, cuda or cuda:<index>")
     suite, _ = load_suite(suite_file, overrides)
     results = results or Path("results") / suite.name
+    stack = "off" if no_stack else stack
     if dry_run:
         jobs = expand(suite)
         done: set[str] = set()
@@ -72,11 +77,11 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], work
             store = Store(results)
             done = store.done_ids()
             store.close()
-        units = group_units([j for j in jobs if j.job_id not in done], suite.stack and not no_stack)
+        units = plan_units([j for j in jobs if j.job_id not in done], stack or suite.stack, device)
         console.print(plan_table(jobs, done, units))
         return 0
     outcome = run_suite(suite, results, workers=workers, device=device, threads=threads, force=force,
-                        stack=False if no_stack else None, data_dir=data_dir, console=err_console)  # fmt: skip
+                        stack=stack, data_dir=data_dir, console=err_console)  # fmt: skip
     return 1 if outcome["failed"] else 0
 
 

@@ -14,10 +14,11 @@ from rich.table import Table
 
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import check_task, data_dir_from_env, open_dataset
-from fairbench.execution.local import execute
+from fairbench.execution.local import execute, resolve_devices
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
+from fairbench.stacked import should_stack
 from fairbench.store import Store, check_folder
 from fairbench.suite import Suite
 
@@ -73,6 +74,12 @@ def summary_tables(table: pd.DataFrame) -> list[Table]:
     return out
 
 
+def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
+    """The executor's work units: sweep members stacked where `stack` (auto | on | off) says
+    so for the device that `device` (auto | cpu | cuda[:i]) resolves to."""
+    return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0]))
+
+
 def run_suite(
     suite: Suite,
     results: Path,
@@ -81,11 +88,12 @@ def run_suite(
     device: str = "auto",
     threads: int | None = None,
     force: bool = False,
-    stack: bool | None = None,
+    stack: str | None = None,
     data_dir: Path | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run every job of `suite` not already done in `results`; return counts."""
+    """Run every job of `suite` not already done in `results`; return counts. `stack`
+    (auto | on | off) overrides the suite's `stack:`."""
     console = console or Console(stderr=True)
     jobs = expand(suite)
     check_folder(results)
@@ -95,7 +103,7 @@ def run_suite(
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
         done = set() if force else store.done_ids()
         todo = [job for job in jobs if job.job_id not in done]
-        units = group_units(todo, suite.stack if stack is None else stack)
+        units = plan_units(todo, stack or suite.stack, device)
         console.print(f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
                       f"{len(todo)} to run with {workers} worker(s) -> {results}")  # fmt: skip
         failed: list[tuple[Job, str]] = []

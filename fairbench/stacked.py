@@ -31,6 +31,28 @@ def stream(seed: int, *labels: Any) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
+STACK_MODES = ("auto", "on", "off")
+
+# Device types on which a stacked sweep trains faster than its members one after another.
+# CUDA: one small model leaves the GPU idle, M members fill it. CPU: a 64 x 1000 x 1000
+# product already keeps the cores busy, so stacking only adds memory traffic (a 20-member DVGE
+# grid trained at 0.59-0.77x the speed of its members one by one; bench/bench_stacked.py),
+# and solo units also spread over --workers.
+STACKING_PAYS = frozenset({"cuda"})
+
+
+def should_stack(mode: str | bool, device: str) -> bool:
+    """Train stackable sweep members as one model on `device` ("cpu", "cuda:1", ...)?
+
+    mode "on" / "off" force it (True / False are accepted for them); "auto" stacks where
+    stacking pays, a fixed per-device-type rule, so the plan never depends on timing noise.
+    """
+    mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if mode not in STACK_MODES:
+        raise ValueError(f"stack mode {mode!r}: use one of {', '.join(STACK_MODES)}")
+    return mode == "on" or (mode == "auto" and device.split(":")[0] in STACKING_PAYS)
+
+
 @functools.cache
 def onednn_available() -> bool:
     """Whether this torch build has oneDNN's float32 linear (x86 CPU builds do)."""

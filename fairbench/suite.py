@@ -6,10 +6,10 @@ Every error names the file, the line and the key, and suggests the closest valid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.expressions import Expression
@@ -51,8 +51,15 @@ class Suite(_Strict):
     experiments: list[ExperimentSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     budget: str = "paper"
-    stack: bool = True
+    # auto: stack sweep members where it pays (GPU), one by one elsewhere; on | off force it.
+    stack: Literal["auto", "on", "off"] = "auto"
     report: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("stack", mode="before")
+    @classmethod
+    def _stack_from_bool(cls, value: Any) -> Any:
+        """`stack: true | false` (older suites; YAML also reads on/off as booleans) -> on | off."""
+        return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
 
 
 _MODELS: dict[str, type[BaseModel]] = {"experiments": ExperimentSpec, "methods": MethodSpec}
