@@ -2,21 +2,22 @@
 
 One step = batch 64 of CelebA-sized codes (10 dims) through the Table 3 MLP g (10-1000x5-2,
 LeakyReLU 0.2): the downstream focus F_g through the current g, the perturbed code z', the
-cross-entropy, backward and Adam. Three loops:
+cross-entropy, backward and Adam. Loops, timed interleaved in one run:
 
 - released: the released DVGE code's `train_ot_cls` loop, rebuilt from its cost structure
   (github.com/DexterJZ/DVGE, solver.py and saliency/): nn.Sequential d and g, FullGrad (backward
   hooks on every Linear) for BOTH d and g every step, Adam with PyTorch's default CPU update,
   the per-step `.item()` and softmax accuracy bookkeeping. Its data loader's file reads are
-  left out (the codes are one in-memory tensor here as well), so this favours the released code.
+  left out (the codes are one in-memory tensor here as well), which favours the released code.
+- before: fairbench's step as it was before issue 8's speed work (batched matmuls through
+  MKL), i.e. `fit_stacked` with the oneDNN kernels switched off.
 - fairbench: `fit_stacked` with one member and DVGE's perturbation (F_d cached, F_g per step,
   focus `loss`, clip), exactly as `dvge.run_stacked` calls it.
-- eval: the per-epoch validation pass (18,000 rows, the dvge protocol's val split of CelebA),
-  shown amortised over an epoch's 2,532 steps, and in ms per pass.
+- val pass: the per-epoch validation pass (18,000 rows, the dvge protocol's val split of
+  CelebA), in ms per pass and amortised over an epoch's 2,532 steps.
 
-Prints medians over --repeats, the machine and its load. Reference (today's step before the
-speed work of issue 8, commit 7fd51f5, same machine, load ~0.1): see README of bench/ or the
-issue note; the ratio printed here is always against the released loop of the same run.
+Prints medians over --repeats with their range, the machine and its load; `--profile` adds the
+top operators of fairbench's step. The machine is shared: compare ratios within one run.
 
     python bench/bench_dvge_step.py --steps 30 --repeats 5
 """
@@ -29,11 +30,13 @@ import platform
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import fairbench.stacked
 from fairbench.stacked import StackedMLP, accuracy, clip_perturbation, fit_stacked, predicted_loss_focus, stream
 
 WIDTH, DEPTH, BATCH, ROWS, VAL_ROWS, STEPS_PER_EPOCH = 1000, 5, 64, 180_000, 18_000, 2532
@@ -123,7 +126,13 @@ def released_steps(data: dict[str, torch.Tensor], steps: int) -> float:
 
 
 def fairbench_steps(data: dict[str, torch.Tensor], steps: int) -> float:
-    """Seconds for `steps` steps of fit_stacked with one member, as dvge.run_stacked runs it."""
+    """Seconds for `steps` steps of fit_stacked with one member, as dvge.run_stacked runs it,
+    without its set-up (model, initial weights, optimiser), which the released loop's timing
+    leaves out as well: a one-step run's time is subtracted."""
+    return fit_seconds(data, steps + 1) - fit_seconds(data, 1)
+
+
+def fit_seconds(data: dict[str, torch.Tensor], steps: int) -> float:
     model = StackedMLP([10, *[WIDTH] * DEPTH, 2], 1)
     generators = [stream(0, "downstream")]
     model.reset(generators)
@@ -141,6 +150,16 @@ def fairbench_steps(data: dict[str, torch.Tensor], steps: int) -> float:
     return time.perf_counter() - start
 
 
+def before_steps(data: dict[str, torch.Tensor], steps: int) -> float:
+    """fairbench_steps with the oneDNN linears off: the batched-matmul step of before issue 8."""
+    available = fairbench.stacked.onednn_available
+    fairbench.stacked.onednn_available = lambda: False
+    try:
+        return fairbench_steps(data, steps)
+    finally:
+        fairbench.stacked.onednn_available = available
+
+
 def eval_pass(data: dict[str, torch.Tensor]) -> float:
     """Seconds for one validation pass of fit_stacked (accuracy on the val rows)."""
     model = StackedMLP([10, *[WIDTH] * DEPTH, 2], 1).reset([stream(0, "downstream")])
@@ -156,6 +175,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps per timed run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per loop and thread count (median)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--profile", action="store_true", help="also print the step's top operators")
     args = parser.parse_args()
 
     g = torch.Generator().manual_seed(0)
@@ -170,27 +190,38 @@ def main() -> None:
     }
     print(f"machine: {machine()}")
     print(f"batch {BATCH}, MLP 10-{WIDTH}x{DEPTH}-2, {args.steps} steps x {args.repeats} repeats (medians)")
+    loops: dict[str, Callable[[], float]] = {
+        "released": lambda: 1000 * released_steps(data, args.steps) / args.steps,
+        "before": lambda: 1000 * before_steps(data, args.steps) / args.steps,
+        "fairbench": lambda: 1000 * fairbench_steps(data, args.steps) / args.steps,
+        "val pass": lambda: 1000 * eval_pass(data),
+    }
     for threads in args.threads:
         torch.set_num_threads(threads)
-        released_steps(data, 3)  # warm-up
-        fairbench_steps(data, 3)
-        ms = {"released": [], "fairbench": [], "eval": []}
-        for _ in range(args.repeats):  # interleaved, so load changes hit both loops alike
-            ms["released"].append(1000 * released_steps(data, args.steps) / args.steps)
-            ms["fairbench"].append(1000 * fairbench_steps(data, args.steps) / args.steps)
-            ms["eval"].append(1000 * eval_pass(data))
+        for name in ("released", "before", "fairbench"):  # warm-up
+            {"released": released_steps, "before": before_steps, "fairbench": fairbench_steps}[name](data, 3)
+        ms: dict[str, list[float]] = {name: [] for name in loops}
+        loads = []
+        for _ in range(args.repeats):  # interleaved, so load changes hit every loop alike
+            loads.append(os.getloadavg()[0])
+            for name, loop in loops.items():
+                ms[name].append(loop())
         med = {k: statistics.median(v) for k, v in ms.items()}
-        spread = {k: f"{min(v):.1f}-{max(v):.1f}" for k, v in ms.items()}
-        per_step_eval = med["eval"] / STEPS_PER_EPOCH
-        print(f"threads {threads} ({load()}):")
-        print(f"  released loop: {med['released']:7.1f} ms/step (range {spread['released']})")
-        print(f"  fairbench:     {med['fairbench']:7.1f} ms/step (range {spread['fairbench']})"
-              f"  -> {med['released'] / med['fairbench']:.2f}x the released loop")  # fmt: skip
-        print(f"  val pass:      {med['eval']:7.1f} ms per epoch ({VAL_ROWS} rows; range {spread['eval']}), "
-              f"{per_step_eval:.2f} ms/step over {STEPS_PER_EPOCH} steps")  # fmt: skip
-        with_eval = med["fairbench"] + per_step_eval
-        print(f"  fairbench incl. val pass: {with_eval:7.1f} ms/step -> {med['released'] / with_eval:.2f}x")
-
+        amortised = med["val pass"] / STEPS_PER_EPOCH
+        print(f"threads {threads} (1-min load average during the run: {min(loads):.2f}-{max(loads):.2f}):")
+        for name in ("released", "before", "fairbench"):
+            ratio = f" -> {med['released'] / med[name]:.2f}x the released loop" if name != "released" else ""
+            print(f"  {name + ':':14}{med[name]:7.1f} ms/step (range {min(ms[name]):.1f}-{max(ms[name]):.1f}){ratio}")
+        print(f"  {'val pass:':14}{med['val pass']:7.1f} ms per epoch ({VAL_ROWS} rows), {amortised:.2f} ms/step "
+              f"over {STEPS_PER_EPOCH} steps; before's val pass is not timed apart")  # fmt: skip
+        with_val = med["fairbench"] + amortised
+        ratio = med["released"] / with_val
+        print(f"  fairbench incl. val pass: {with_val:.1f} ms/step -> {ratio:.2f}x the released loop")
+    if args.profile:
+        torch.set_num_threads(args.threads[0])
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            fairbench_steps(data, args.steps)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 if __name__ == "__main__":
     main()

@@ -58,7 +58,7 @@ def onednn_available() -> bool:
     """Whether this torch build has oneDNN's float32 linear (x86 CPU builds do)."""
     try:
         torch.ops.mkldnn._linear_pointwise(torch.ones(1, 1), torch.ones(1, 1), None, "none", [], "")
-    except (AttributeError, RuntimeError):
+    except (AttributeError, RuntimeError, TypeError):
         return False
     return True
 
