@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -34,26 +33,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from bench_stacked import machine  # this folder: run as python bench/bench_dvge_step.py
 from torch import nn
 
 import fairbench.stacked
 from fairbench.stacked import StackedMLP, accuracy, clip_perturbation, fit_stacked, predicted_loss_focus, stream
 
 WIDTH, DEPTH, BATCH, ROWS, VAL_ROWS, STEPS_PER_EPOCH = 1000, 5, 64, 180_000, 18_000, 2532
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (torch {torch.__version__}, {platform.system()})"
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def released_net() -> nn.Sequential:
@@ -188,7 +174,7 @@ def main() -> None:
         "val": torch.arange(ROWS - VAL_ROWS, ROWS),
         "val_few": torch.arange(ROWS - 64, ROWS),  # the step timing leaves the val pass to `eval`
     }
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('cpu').split(',')[0]}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"batch {BATCH}, MLP 10-{WIDTH}x{DEPTH}-2, {args.steps} steps x {args.repeats} repeats (medians)")
     loops: dict[str, Callable[[], float]] = {
         "released": lambda: 1000 * released_steps(data, args.steps) / args.steps,
