@@ -17,7 +17,10 @@ cross-entropy, backward and Adam. Loops, timed interleaved in one run:
   CelebA), in ms per pass and amortised over an epoch's 2,532 steps.
 
 Prints medians over --repeats with their range, the machine and its load; `--profile` adds the
-top operators of fairbench's step. The machine is shared: compare ratios within one run.
+top operators of fairbench's step. The machine is shared: compare ratios within one run, and
+on a loaded machine use `--threads 1 --clock cpu`. Reference, before issue 8's speed work
+(issue 8, same 2-core AMD EPYC): fairbench 22.5 ms vs released 62 ms per step at 2 threads
+(2.7x), 2x at 1 thread; "before" re-measures that step in the same run.
 
     python bench/bench_dvge_step.py --steps 30 --repeats 5
 """

@@ -5,7 +5,9 @@ matmuls, elementwise activations, a per-member loss summed over members, element
 so member m's trajectory depends only on its own initial weights, batches and
 hyperparameters. Training a member inside a stack therefore equals training it alone, up to
 floating-point differences between batched-matmul kernels, which is what makes a
-hyperparameter sweep (DVGE's eta grid, seeds) cost about one model on a GPU.
+hyperparameter sweep (DVGE's eta grid, seeds) cost about one model on a GPU. On a CPU,
+float32 layers run one oneDNN GEMM per member (`OneDNNLinear`), and stacking does not pay:
+`should_stack` decides per device type whether the executor stacks a sweep.
 """
 
 from __future__ import annotations
