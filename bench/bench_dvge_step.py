@@ -221,5 +221,6 @@ def main() -> None:
             fairbench_steps(data, args.steps)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
+
 if __name__ == "__main__":
     main()

@@ -124,5 +124,6 @@ def main() -> None:
     print(f"ratio auto/sequential:    {med['sequential'] / med['auto']:.2f}x")
     print(f"ratio auto/stacked:       {med['stacked'] / med['auto']:.2f}x")
 
+
 if __name__ == "__main__":
     main()
