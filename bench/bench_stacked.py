@@ -1,9 +1,12 @@
-"""Stacked vs one-after-another training of a DVGE eta grid, on made-up CelebA-sized codes.
+"""Stacked vs one-after-another vs `stack: auto` training of a DVGE eta grid, on made-up
+CelebA-sized codes.
 
 Every member trains the real DVGE step (d's cached focus, g's focus per step, clip, Adam) on
 180000 x 10 codes for --steps minibatches; the stacked run trains all members as one model,
-the sequential run trains them one at a time. Prints members x steps per second for both,
-their ratio, and the machine.
+the sequential run trains them one at a time, and the auto run does what `stack: auto`
+decides for the device (fairbench.stacked.should_stack). Prints members x steps per second
+for the three (medians over --repeats, the three interleaved), their ratios, the machine and
+its load.
 
     python bench/bench_stacked.py --members 8 --steps 20
 """
@@ -11,12 +14,25 @@ their ratio, and the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import time
 
 import torch
 
-from fairbench.stacked import StackedMLP, clip_perturbation, fit_stacked, predicted_logit_focus, stream
+from fairbench.stacked import (
+    StackedMLP,
+    clip_perturbation,
+    fit_stacked,
+    predicted_logit_focus,
+    should_stack,
+    stream,
+)
+
+# Wall time by default; --clock cpu: this process's CPU time, close to an idle machine's wall
+# time with --threads 1 on a loaded one (not with more threads: it counts OpenMP's spinning).
+clock = time.perf_counter
 
 
 def machine(device: str) -> str:
@@ -46,14 +62,14 @@ def train(etas: list[tuple[float, float]], data: dict[str, torch.Tensor], args: 
 
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     fit_stacked(
         model, data["z"], data["y"], data["train"], data["val"], generators,
         epochs=1, batch_size=64, lr=1e-5, betas=(0.5, 0.9), perturb=perturb, max_steps_per_epoch=args.steps,
     )  # fmt: skip
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main() -> None:
@@ -63,7 +79,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1000, help="hidden width (paper: 1000)")
     parser.add_argument("--rows", type=int, default=180000, help="latent codes (CelebA dvge train: 180000)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall time | process CPU time")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     g = torch.Generator().manual_seed(0)
     z = torch.randn(args.rows, 10, generator=g)
@@ -77,14 +100,29 @@ def main() -> None:
     grid = [0.1, 0.2, 0.5, 1.0, 2.0]
     etas = [(grid[i % len(grid)], grid[(i // len(grid)) % len(grid)]) for i in range(args.members)]
     train(etas[:1], data, argparse.Namespace(**{**vars(args), "steps": 2}))  # warm-up
-    stacked = train(etas, data, args)
-    sequential = sum(train([eta], data, args) for eta in etas)
+    auto = should_stack("auto", args.device)
+    runs = {
+        "stacked": lambda: train(etas, data, args),
+        "sequential": lambda: sum(train([eta], data, args) for eta in etas),
+        "auto": lambda: runs["stacked" if auto else "sequential"](),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for repeat in range(args.repeats):
+        names = list(runs)[repeat % 3 :] + list(runs)[: repeat % 3]  # rotate: load changes hit all alike
+        for name in names:
+            seconds[name].append(runs[name]())
+    med = {name: statistics.median(values) for name, values in seconds.items()}
     work = args.members * args.steps
-    print(f"machine: {machine(args.device)}")
-    print(f"grid: {args.members} members x {args.steps} steps, batch 64, MLP 10-{args.width}x5-2, {args.rows} codes")
-    print(f"stacked:    {work / stacked:8.1f} member-steps/s ({stacked:.1f} s)")
-    print(f"sequential: {work / sequential:8.1f} member-steps/s ({sequential:.1f} s)")
-    print(f"ratio stacked/sequential: {sequential / stacked:.2f}x")
+    print(f"machine: {machine(args.device)}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"grid: {args.members} members x {args.steps} steps, batch 64, MLP 10-{args.width}x5-2, {args.rows} codes, "
+          f"median of {args.repeats}, {args.clock} clock")  # fmt: skip
+    for name, value in med.items():
+        extra = f" -> {'stacked' if auto else 'sequential'} on {args.device}" if name == "auto" else ""
+        spread = f"{min(seconds[name]):.1f}-{max(seconds[name]):.1f}"
+        print(f"{name + ':':11} {work / value:8.1f} member-steps/s ({value:.1f} s, range {spread} s){extra}")
+    print(f"ratio stacked/sequential: {med['sequential'] / med['stacked']:.2f}x")
+    print(f"ratio auto/sequential:    {med['sequential'] / med['auto']:.2f}x")
+    print(f"ratio auto/stacked:       {med['stacked'] / med['auto']:.2f}x")
 
 
 if __name__ == "__main__":

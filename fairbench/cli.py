@@ -52,10 +52,14 @@ def cli() -> None:
 )
 @click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, missing data and time estimates; run nothing.")
-@click.option("--no-stack", is_flag=True, help="Train stackable sweep members one by one.")
+@click.option("--stack", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="Train stackable sweep members as one model: auto (the suite's default) = on a GPU, "
+                   "one by one on a CPU, where stacking is slower; on | off force it.")  # fmt: skip
+@click.option("--no-stack", is_flag=True, help="Same as --stack off.")
 @_DATA_DIR
 def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], workers: int, device: str,
-        threads: int, force: bool, dry_run: bool, no_stack: bool, data_dir: Path | None) -> int:  # fmt: skip
+        threads: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool,
+        data_dir: Path | None) -> int:  # fmt: skip
     """Run every job of SUITE_FILE not already done.
 
     \b
@@ -71,12 +75,14 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], work
         raise FairbenchError(f"--device '{device}': use auto, cpu, cuda or cuda:<index>")
     suite, _ = load_suite(suite_file, overrides)
     results = results or Path("results") / suite.name
+    stack = "off" if no_stack else stack
     if dry_run:
-        for part in dry_run_plan(suite, results, force=force, stack=suite.stack and not no_stack, data_dir=data_dir):
+        plan = dry_run_plan(suite, results, force=force, stack=stack or suite.stack, device=device, data_dir=data_dir)
+        for part in plan:
             console.print(part)
         return 0
     outcome = run_suite(suite, results, workers=workers, device=device, threads=threads, force=force,
-                        stack=False if no_stack else None, data_dir=data_dir, console=err_console)  # fmt: skip
+                        stack=stack, data_dir=data_dir, console=err_console)  # fmt: skip
     return 1 if outcome["failed"] else 0
 
 

@@ -16,13 +16,14 @@ from rich.table import Table
 from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
-from fairbench.execution.local import execute
+from fairbench.execution.local import execute, resolve_devices
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
 from fairbench.registry import DATASETS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
+from fairbench.stacked import should_stack
 from fairbench.store import STORE_FILE, Store, check_folder, load_jobs, lock_folder
 from fairbench.suite import Suite
 
@@ -103,7 +104,9 @@ def plan_table(
     return table
 
 
-def dry_run_plan(suite: Suite, results: Path, *, force: bool, stack: bool, data_dir: Path | None) -> list[str | Table]:
+def dry_run_plan(
+    suite: Suite, results: Path, *, force: bool, stack: str, device: str, data_dir: Path | None
+) -> list[str | Table]:
     """What `run --dry-run` prints: the datasets still to get (nothing downloaded) and the plan
     with time estimates from the finished jobs in `results`."""
     jobs = expand(suite)
@@ -112,7 +115,7 @@ def dry_run_plan(suite: Suite, results: Path, *, force: bool, stack: bool, data_
         store = Store(results)
         done = store.done_ids()
         store.close()
-    units = group_units([j for j in jobs if j.job_id not in done], stack)
+    units = plan_units([j for j in jobs if j.job_id not in done], stack, device)
     out: list[str | Table] = []
     for status in missing_data(suite, data_dir):
         missing = f" ({', '.join(status.missing)})" if status.missing else ""
@@ -138,6 +141,12 @@ def note_other_revisions(store: Store, done: list[str], revision: str, console: 
                       soft_wrap=True, highlight=False)  # fmt: skip
 
 
+def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
+    """The executor's work units: sweep members stacked where `stack` (auto | on | off) says
+    so for the device that `device` (auto | cpu | cuda[:i]) resolves to."""
+    return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0]))
+
+
 def run_suite(
     suite: Suite,
     results: Path,
@@ -146,11 +155,12 @@ def run_suite(
     device: str = "auto",
     threads: int | None = None,
     force: bool = False,
-    stack: bool | None = None,
+    stack: str | None = None,
     data_dir: Path | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run every job of `suite` not already done in `results`; return counts."""
+    """Run every job of `suite` not already done in `results`; return counts. `stack`
+    (auto | on | off) overrides the suite's `stack:`."""
     console = console or Console(stderr=True)
     jobs = expand(suite)
     check_folder(results)
@@ -162,7 +172,7 @@ def run_suite(
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
         done = set() if force else store.done_ids()
         todo = [job for job in jobs if job.job_id not in done]
-        units = group_units(todo, suite.stack if stack is None else stack)
+        units = plan_units(todo, stack or suite.stack, device)
         console.print(f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
                       f"{len(todo)} to run with {workers} worker(s) -> {results}")  # fmt: skip
         failed: list[tuple[Job, str]] = []

@@ -5,11 +5,14 @@ matmuls, elementwise activations, a per-member loss summed over members, element
 so member m's trajectory depends only on its own initial weights, batches and
 hyperparameters. Training a member inside a stack therefore equals training it alone, up to
 floating-point differences between batched-matmul kernels, which is what makes a
-hyperparameter sweep (DVGE's eta grid, seeds) cost about one model on a GPU.
+hyperparameter sweep (DVGE's eta grid, seeds) cost about one model on a GPU. On a CPU,
+float32 layers run one oneDNN GEMM per member (`OneDNNLinear`), and stacking does not pay:
+`should_stack` decides per device type whether the executor stacks a sweep.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -28,6 +31,74 @@ def stream(seed: int, *labels: Any) -> torch.Generator:
     """A CPU generator seeded from (seed, labels): one named, reproducible RNG stream."""
     digest = hashlib.sha256(json.dumps([seed, *labels], sort_keys=True, default=str).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+STACK_MODES = ("auto", "on", "off")
+
+# Device types on which a stacked sweep trains faster than its members one after another.
+# CUDA: one small model leaves the GPU idle, M members fill it. CPU: a 64 x 1000 x 1000
+# product already keeps the cores busy, so stacking only adds memory traffic (a 20-member DVGE
+# grid trained at 0.59-0.77x the speed of its members one by one; bench/bench_stacked.py),
+# and solo units also spread over --workers.
+STACKING_PAYS = frozenset({"cuda"})
+
+
+def should_stack(mode: str, device: str) -> bool:
+    """Train stackable sweep members as one model on `device` ("cpu", "cuda:1", ...)?
+
+    mode "on" / "off" force it; "auto" stacks where stacking pays: a fixed rule per device
+    type, not a timing, so that the plan never depends on the load of a shared machine.
+    """
+    if mode not in STACK_MODES:
+        raise ValueError(f"stack mode {mode!r}: use one of {', '.join(STACK_MODES)}")
+    return mode == "on" or (mode == "auto" and device.split(":")[0] in STACKING_PAYS)
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's float32 linear (x86 CPU builds do)."""
+    try:
+        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 1), torch.ones(1, 1), None, "none", [], "")
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    return True
+
+
+def _onednn_matmul(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ b_t.T (+ bias) through oneDNN; any strides."""
+    return torch.ops.mkldnn._linear_pointwise(a, b_t, bias, "none", [], "")
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """Stacked x @ w + b, (M, B, a) x (M, a, b) + (M, b), as one oneDNN GEMM per member.
+
+    Why: torch's float32 CPU matmul goes through MKL, which runs its AVX2 kernels on AMD CPUs;
+    oneDNN runs AVX-512 and is 2.2-2.4x faster on the 64x1000x1000 products of a DVGE step
+    (bench/bench_dvge_step.py). Per member, not batched: the same kernels run whatever the
+    stack's size, so a member's numbers do not depend on what it is stacked with. Results
+    equal baddbmm's up to float32 rounding (a different summation order).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return _per_member(lambda m: _onednn_matmul(x[m], weight[m].t(), bias[m]), len(weight))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        members = len(weight)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = _per_member(lambda m: _onednn_matmul(grad[m], weight[m]), members) if need_x else None
+        grad_w = _per_member(lambda m: _onednn_matmul(x[m].t(), grad[m].t()), members) if need_w else None
+        grad_b = grad.sum(1) if need_b else None
+        return grad_x, grad_w, grad_b
+
+
+def _per_member(compute: Callable[[int], torch.Tensor], members: int) -> torch.Tensor:
+    if members == 1:
+        return compute(0).unsqueeze(0)
+    return torch.stack([compute(m) for m in range(members)])
 
 
 class StackedMLP(nn.Module):
@@ -74,8 +145,9 @@ class StackedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
+        onednn = x.device.type == "cpu" and x.dtype == torch.float32 and onednn_available()
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(bias.unsqueeze(1), x, weight)
+            x = OneDNNLinear.apply(x, weight, bias) if onednn else torch.baddbmm(bias.unsqueeze(1), x, weight)
             if index < last:
                 x = F.leaky_relu(x, self.negative_slope)
         return x
@@ -107,6 +179,16 @@ def gather(features: torch.Tensor, rows: torch.Tensor, members: int) -> torch.Te
     return features[torch.arange(members, device=rows.device).unsqueeze(1), rows]
 
 
+def _input_gradient_only(model: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model with its parameters detached, for a focus, which needs d/dz only: a custom
+    autograd Function (OneDNNLinear) cannot tell that autograd.grad(..., z) will discard its
+    weight gradients, and would compute them (a third of a DVGE step)."""
+    if not isinstance(model, nn.Module):
+        return model
+    detached = {name: p.detach() for name, p in model.named_parameters()}
+    return lambda z: torch.func.functional_call(model, detached, (z,))
+
+
 def predicted_logit_focus(model: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
     """Gradient w.r.t. z of the predicted class's logit, summed over the batch, detached.
 
@@ -116,7 +198,7 @@ def predicted_logit_focus(model: Callable[[torch.Tensor], torch.Tensor], z: torc
     """
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
-        out = model(z)
+        out = _input_gradient_only(model)(z)
         picked = out.gather(-1, out.detach().argmax(-1, keepdim=True)).sum()
         (grad,) = torch.autograd.grad(picked, z)
     return grad
@@ -128,7 +210,7 @@ def predicted_loss_focus(model: Callable[[torch.Tensor], torch.Tensor], z: torch
     d's loss, -F_g lowers g's), opposite in direction to `predicted_logit_focus`."""
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
-        out = model(z)
+        out = _input_gradient_only(model)(z)
         loss = F.cross_entropy(out.flatten(0, -2), out.detach().argmax(-1).flatten(), reduction="sum")
         (grad,) = torch.autograd.grad(loss, z)
     return grad

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.expressions import Expression
@@ -66,12 +66,19 @@ class Suite(_Strict):
     experiments: list[ExperimentSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     budget: str = "paper"
-    stack: bool = True
+    # auto: stack sweep members where it pays (GPU), one by one elsewhere; on | off force it.
+    stack: Literal["auto", "on", "off"] = "auto"
     report: dict[str, Any] = Field(default_factory=dict)
 
     def split_seed_of(self, seed: int) -> int:
         """The seed of the data and split that a job of model seed `seed` uses."""
         return seed if self.split_seed == "seed" else self.split_seed
+
+    @field_validator("stack", mode="before")
+    @classmethod
+    def _stack_from_bool(cls, value: Any) -> Any:
+        """`stack: true | false` (older suites; YAML also reads on/off as booleans) -> on | off."""
+        return {True: "on", False: "off"}[value] if isinstance(value, bool) else value
 
 
 _MODELS: dict[str, type[BaseModel]] = {"experiments": ExperimentSpec, "methods": MethodSpec}

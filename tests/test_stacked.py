@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -10,28 +11,34 @@ from fairbench.stacked import (
     StackedMLP,
     clip_perturbation,
     fit_stacked,
+    onednn_available,
     predicted_logit_focus,
     predicted_loss_focus,
+    should_stack,
     stream,
 )
 
 
-def _problem(n: int = 240, d: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _problem(
+    n: int = 240, d: int = 6, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, d, generator=g, dtype=torch.float64)
     y = (z[:, 0] + 0.5 * z[:, 1] > 0).long()
     fd = torch.randn(n, d, generator=g, dtype=torch.float64)
-    return z, y, fd
+    return z.to(dtype), y, fd.to(dtype)
 
 
-def _train(etas: list[tuple[float, float]], seeds: list[int]) -> tuple[StackedMLP, object]:
-    z, y, fd = _problem()
+def _train(
+    etas: list[tuple[float, float]], seeds: list[int], dtype: torch.dtype = torch.float64
+) -> tuple[StackedMLP, object]:
+    z, y, fd = _problem(dtype=dtype)
     members = len(etas)
-    model = StackedMLP([z.shape[1], 24, 24, 2], members, dtype=torch.float64)
+    model = StackedMLP([z.shape[1], 24, 24, 2], members, dtype=dtype)
     generators = [stream(s, "g") for s in seeds]
     model.reset(generators)
-    eta1 = torch.tensor([e[0] for e in etas], dtype=torch.float64).view(-1, 1, 1)
-    eta2 = torch.tensor([e[1] for e in etas], dtype=torch.float64).view(-1, 1, 1)
+    eta1 = torch.tensor([e[0] for e in etas], dtype=dtype).view(-1, 1, 1)
+    eta2 = torch.tensor([e[1] for e in etas], dtype=dtype).view(-1, 1, 1)
 
     def perturb(zb: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         v = eta1 * fd[rows] - eta2 * predicted_logit_focus(model, zb)
@@ -44,15 +51,50 @@ def _train(etas: list[tuple[float, float]], seeds: list[int]) -> tuple[StackedML
     return model, fit
 
 
-def test_stacked_members_equal_solo_runs() -> None:
+@pytest.mark.parametrize(
+    ("dtype", "atol"),
+    # float32 on a CPU runs the per-member oneDNN kernels: the same kernels stacked or solo.
+    [(torch.float64, 1e-12), (torch.float32, 1e-6)],
+    ids=["float64", "float32"],
+)
+def test_stacked_members_equal_solo_runs(dtype: torch.dtype, atol: float) -> None:
     etas, seeds = [(0.1, 0.0), (1.0, 0.4), (2.0, 2.0)], [0, 0, 7]
-    stacked, fit = _train(etas, seeds)
+    stacked, fit = _train(etas, seeds, dtype)
     for m, (eta, seed) in enumerate(zip(etas, seeds, strict=True)):
-        solo, solo_fit = _train([eta], [seed])
+        solo, solo_fit = _train([eta], [seed], dtype)
         for a, b in zip(stacked.parameters(), solo.parameters(), strict=True):
-            torch.testing.assert_close(a[m], b[0], rtol=0, atol=1e-12)
+            torch.testing.assert_close(a[m], b[0], rtol=0, atol=atol)
         assert fit.selected_epoch[m] == solo_fit.selected_epoch[0]
         assert fit.val_acc[m] == solo_fit.val_acc[0]
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN linear")
+def test_onednn_linear_equals_batched_matmul_forward_and_backward() -> None:
+    model = StackedMLP([7, 33, 33, 2], 3).reset([stream(i) for i in range(3)])
+    x = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    results = []
+    for reference in (False, True):
+        out = model(x) if not reference else _baddbmm_forward(model, x)
+        grads = torch.autograd.grad((out**2).sum(), [x, *model.parameters()])
+        results.append((out, *grads))
+    for ours, reference in zip(*results, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+def _baddbmm_forward(model: StackedMLP, x: torch.Tensor) -> torch.Tensor:
+    for index, (weight, bias) in enumerate(zip(model.weights, model.biases, strict=True)):
+        x = torch.baddbmm(bias.unsqueeze(1), x, weight)
+        x = torch.nn.functional.leaky_relu(x, model.negative_slope) if index < len(model.weights) - 1 else x
+    return x
+
+
+def test_auto_stacks_on_gpus_only_and_on_off_force_it() -> None:
+    assert should_stack("auto", "cuda") and should_stack("auto", "cuda:1")
+    assert not should_stack("auto", "cpu")
+    for device in ("cpu", "cuda:0"):
+        assert should_stack("on", device) and not should_stack("off", device)
+    with pytest.raises(ValueError, match="use one of auto, on, off"):
+        should_stack("sometimes", "cpu")
 
 
 def test_members_with_different_streams_differ() -> None:

@@ -10,6 +10,7 @@ import yaml
 
 from fairbench.errors import FairbenchError
 from fairbench.plan import expand, group_units
+from fairbench.runner import plan_units
 from fairbench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,39 @@ def test_units_stack_only_stackable_methods(tiny_suite: Path) -> None:
     assert all(len(unit) == 1 for unit in group_units(jobs, stack=True))
 
 
+DVGE_GRID = """\
+name: grid
+budget: quick
+experiments:
+  - {dataset: synthetic, target: y, sensitive: s}
+methods:
+  - method: dvge
+    grid: {eta1: [0.1, 0.5, 1.0]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "mode"), [("", "auto"), ("stack: on", "on"), ("stack: off", "off"), ("stack: true", "on")]
+)
+def test_stack_modes_and_older_booleans(tmp_path: Path, line: str, mode: str) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text(DVGE_GRID + line + "\n")
+    assert load_suite(path)[0].stack == mode
+
+
+def test_auto_trains_a_grid_one_by_one_on_a_cpu_unless_forced(tmp_path: Path, fairbench) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text(DVGE_GRID)
+    jobs = expand(load_suite(path)[0])
+    assert [len(u) for u in plan_units(jobs, "auto", "cpu")] == [1, 1, 1]
+    assert [len(u) for u in plan_units(jobs, "on", "cpu")] == [3]
+    plans = {flags: fairbench("run", path, "--dry-run", "--device", "cpu", *flags).out for flags in
+             [(), ("--stack", "on"), ("--stack", "off"), ("--no-stack",), ("--stack", "on", "--no-stack")]}  # fmt: skip
+    units = {flags: out.split(" work units")[0].split()[-1] for flags, out in plans.items()}
+    assert units == {(): "3", ("--stack", "on"): "1", ("--stack", "off"): "3", ("--no-stack",): "3",
+                     ("--stack", "on", "--no-stack"): "3"}  # fmt: skip
+
+
 BAD = {
     "malformed_yaml": ("name: x\nseeds: [0\n", "malformed YAML"),
     "unknown_key": ("name: x\nseedz: [0]\n", "unknown key 'seedz' (did you mean 'seeds'?)"),
@@ -93,6 +127,7 @@ BAD = {
     ),
     "unknown_budget": ("budget: quik\n", "no method of this suite has a budget 'quik' (did you mean 'quick'?)"),
     "bad_param_type": ("methods:\n  - method: adt\n    params: {epochs: many}\n", "expected int"),
+    "bad_stack_mode": ("stack: sometimes\n", "stack: Input should be 'auto', 'on' or 'off'"),
 }
 BASE = """\
 name: bad
