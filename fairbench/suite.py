@@ -56,6 +56,22 @@ class MethodSpec(_Strict):
         ]
 
 
+class SlurmSpec(_Strict):
+    """`execution.slurm`: what `--executor slurm` asks for, per array task (one work unit)."""
+
+    partition: str | None = None
+    time: int = Field(60, gt=0)  # minutes
+    gpus: int | None = Field(None, ge=0)  # None: 1 with --device cuda, else 0
+    cpus: int = Field(1, gt=0)
+    mem_gb: float | None = Field(None, gt=0)
+    # submitit's cluster: None detects SLURM; `local` and `debug` run on this machine (tests).
+    cluster: Literal["slurm", "local", "debug"] | None = None
+
+
+class ExecutionSpec(_Strict):
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+
 class Suite(_Strict):
     name: str
     description: str = ""
@@ -68,6 +84,8 @@ class Suite(_Strict):
     budget: str = "paper"
     stack: bool = True
     report: dict[str, Any] = Field(default_factory=dict)
+    # How to run, not what: no part of any job's identity.
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     def split_seed_of(self, seed: int) -> int:
         """The seed of the data and split that a job of model seed `seed` uses."""

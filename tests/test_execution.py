@@ -1,0 +1,219 @@
+"""Executors: GPU slots on injected fake devices (no GPU here), and Ray and SLURM (submitit)
+giving the local executor's table; a Ray worker killed mid-job loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fairbench.errors import FairbenchError
+from fairbench.execution import Execution, parse_devices
+from fairbench.registry import METHODS
+from fairbench.runner import run_suite
+from fairbench.suite import load_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A plugin method (found in spawned workers through its entry point) that records when and
+# where each job ran and the worker's torch threads, and asks for one artifact shared by all.
+SLOTTED = """\
+import json, os, time
+from pathlib import Path
+import numpy as np
+import torch
+from fairbench.methods.base import HParam, Method, Outcome
+
+class Slotted(Method):
+    name = "slotted"
+    description = "records its slot (tests)"
+    hparams = {"unused": HParam(0, "nothing")}
+    budgets = {"paper": {}, "quick": {}}
+
+    def run(self, data, ctx):
+        log = Path(os.environ["SLOTTED_LOG"])
+        started = time.time()
+
+        def build(folder):
+            with open(log.with_suffix(".builds"), "a") as out:
+                out.write(f"{os.getpid()}\\n")
+            time.sleep(1.0)  # long enough for other jobs to ask for it meanwhile
+
+        folder, _ = ctx.cache.get("slotted", {"version": 1}, build)
+        time.sleep(1.0)
+        record = {"seed": ctx.seed, "device": ctx.device, "pid": os.getpid(), "threads": torch.get_num_threads(),
+                  "artifact": str(folder), "started": started, "finished": time.time()}
+        with open(log, "a") as out:
+            out.write(json.dumps(record) + "\\n")
+        return Outcome({s: np.full(len(data.splits[s]), 0.5) for s in ("val", "test")})
+"""
+
+SLOTTED_SUITE = """\
+name: slotted
+seeds: [0, 1, 2, 3, 4, 5, 6, 7]
+budget: quick
+experiments:
+  - {dataset: synthetic, target: y, sensitive: s, options: {n: 300}}
+methods:
+  - method: slotted
+"""
+
+
+@pytest.fixture
+def slotted(plugin_site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The slotted plugin, registered here and findable by spawned workers; returns its log."""
+    site = plugin_site("slotted", {"fairbench.methods": {"slotted": "slotted_plugin:Slotted"}}, slotted_plugin=SLOTTED)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("SLOTTED_LOG", str(tmp_path / "slotted.jsonl"))
+    monkeypatch.setattr(METHODS, "_scanned", False)  # rescan: finds the entry point, as the workers do
+    assert "slotted" in METHODS
+    yield tmp_path / "slotted.jsonl"
+    for names in (METHODS._targets, METHODS._origin, METHODS._loaded):
+        names.pop("slotted", None)
+    sys.modules.pop("slotted_plugin", None)
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, step in events:  # an end sorts before a start at the same instant
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_device_slots_hold_at_most_k_jobs_and_artifacts_are_built_once(slotted: Path, tmp_path: Path) -> None:
+    suite_file = tmp_path / "slotted.yaml"
+    suite_file.write_text(SLOTTED_SUITE)
+    fake = ("cuda:0", "cuda:1")  # injected: init_worker sets the CUDA flags, the plugin never touches a GPU
+    execution = Execution(devices=fake, jobs_per_device=2)
+    outcome = run_suite(load_suite(suite_file)[0], tmp_path / "out", execution=execution)
+    assert outcome["failed"] == 0 and outcome["ran"] == 8
+    records = [json.loads(line) for line in slotted.read_text().splitlines()]
+    assert sorted(r["seed"] for r in records) == list(range(8))  # every job ran, once
+    assert {r["device"] for r in records} == set(fake)
+    for device in fake:
+        spans = [(r["started"], r["finished"]) for r in records if r["device"] == device]
+        assert _most_at_once(spans) <= 2, f"more than 2 jobs at once on {device}"
+    assert len({r["pid"] for r in records}) <= 4
+    assert {r["threads"] for r in records} == {max(1, (os.cpu_count() or 1) // 4)}
+    assert len(slotted.with_suffix(".builds").read_text().splitlines()) == 1  # built once, reused by the rest
+    assert len({r["artifact"] for r in records}) == 1
+
+
+def test_slots_and_threads_follow_devices_and_jobs_per_device() -> None:
+    execution = Execution(devices=parse_devices("all", visible=4), jobs_per_device=2)
+    assert execution.slots() == ["cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2", "cuda:2", "cuda:3", "cuda:3"]
+    assert execution.threads_per_worker(cpus=16) == 2 and execution.threads_per_worker(cpus=4) == 1
+    assert Execution(devices=("cuda:1",), threads=3).threads_per_worker(cpus=16) == 3
+    assert Execution(workers=3, device="cpu").slots() == ["cpu"] * 3
+    assert parse_devices("1,3", visible=4) == ("cuda:1", "cuda:3")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"devices": ("cuda:0",), "workers": 2}, "--devices and --workers"),
+        ({"devices": ("cuda:0",), "device": "cpu"}, "--devices and --device"),
+        ({"jobs_per_device": 2}, "--jobs-per-device needs --devices"),
+        ({"executor": "ray", "devices": ("cuda:0",)}, "--devices is for the local executor"),
+        ({"address": "ray://head:10001"}, "add --executor ray"),
+    ],
+)
+def test_conflicting_execution_options_are_an_error(options: dict, message: str) -> None:
+    with pytest.raises(FairbenchError, match=message):
+        Execution(**options)
+
+
+@pytest.mark.parametrize(("spec", "message"), [("all", "no CUDA device"), ("0,4", "no index 4"), ("0,x", "indices")])
+def test_bad_devices_are_an_error(spec: str, message: str) -> None:
+    with pytest.raises(FairbenchError, match=message):
+        parse_devices(spec, visible=0 if spec == "all" else 4)
+
+
+def _table(folder: Path) -> pd.DataFrame:
+    table = pd.read_parquet(folder / "results.parquet")
+    return table.sort_values(["job_id", "split", "metric"]).reset_index(drop=True)
+
+
+def test_ray_gives_the_local_table(tiny_suite: Path, tmp_path: Path, fairbench) -> None:
+    pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    assert fairbench("run", tiny_suite, "--results", tmp_path / "local").code == 0
+    ray = fairbench("run", tiny_suite, "--results", tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    assert ray.code == 0, ray.err
+    pd.testing.assert_frame_equal(_table(tmp_path / "ray"), _table(tmp_path / "local"))
+    logs = sorted((tmp_path / "ray" / "logs").glob("*.log"))  # sent back by the workers, written here
+    assert len(logs) == 6 and all("done in" in log.read_text() for log in logs)
+
+
+# The job of seed 1 writes its worker's pid and sleeps on its first attempt only.
+NAPPER = """\
+import os, time
+from pathlib import Path
+import numpy as np
+from fairbench.methods.base import HParam, Method, Outcome
+
+class Napper(Method):
+    name = "napper"
+    description = "sleeps on seed 1's first attempt (tests)"
+    hparams = {"unused": HParam(0, "nothing")}
+    budgets = {"paper": {}, "quick": {}}
+
+    def run(self, data, ctx):
+        marker = Path(os.environ["NAPPER_PID"])
+        if ctx.seed == 1 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            time.sleep(120)
+        return Outcome({s: np.full(len(data.splits[s]), 0.5) for s in ("val", "test")})
+"""
+
+
+def test_a_killed_ray_worker_loses_nothing(plugin_site, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    site = plugin_site("napper", {"fairbench.methods": {"napper": "napper_plugin:Napper"}}, napper_plugin=NAPPER)
+    suite = tmp_path / "nap.yaml"
+    suite.write_text(SLOTTED_SUITE.replace("slotted", "napper").replace("4, 5, 6, 7", "4, 5"))
+    marker, out = tmp_path / "napper.pid", tmp_path / "out"
+    env = {**os.environ, "NAPPER_PID": str(marker),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    command = [sys.executable, "-m", "fairbench", "run", str(suite), "--results", str(out), "--executor", "ray",
+               "--workers", "2", "--retries", "1"]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (marker.exists() and marker.read_text()) and time.time() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    table = pd.read_parquet(out / "results.parquet")
+    assert sorted(table["seed"].unique()) == list(range(6))
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and "6 already done, 0 to run" in resumed.stderr, resumed.stderr
+
+
+@pytest.mark.parametrize("cluster", ["debug", pytest.param("local", marks=pytest.mark.slow)])
+def test_slurm_through_submitit_gives_the_local_table(cluster: str, tiny_suite: Path, tmp_path: Path, fairbench):
+    pytest.importorskip("submitit", reason='submitit is not installed (pip install -e ".[slurm]")')
+    assert fairbench("run", tiny_suite, "--results", tmp_path / "local").code == 0
+    slurm = ["--executor", "slurm", "--set", f"execution.slurm.cluster={cluster}"]
+    first = fairbench("run", tiny_suite, "--results", tmp_path / "slurm", *slurm, "--set", "seeds=[0]")
+    assert first.code == 0, first.err
+    resumed = fairbench("run", tiny_suite, "--results", tmp_path / "slurm", *slurm)  # the store is the driver's
+    assert resumed.code == 0 and "3 already done, 3 to run" in resumed.err, resumed.err
+    pd.testing.assert_frame_equal(_table(tmp_path / "slurm"), _table(tmp_path / "local"))
+    assert len(list((tmp_path / "slurm" / "logs").glob("*.log"))) == 6
+
+
+@pytest.mark.parametrize(("executor", "module"), [("ray", "ray"), ("slurm", "submitit")])
+def test_a_missing_executor_package_is_one_line(executor, module, tiny_suite, tmp_path, fairbench, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
+    result = fairbench("run", tiny_suite, "--results", tmp_path / "out", "--executor", executor)
+    assert result.code == 2 and f'pip install -e ".[{executor}]"' in result.err, result.err
+    assert "Traceback" not in result.err
