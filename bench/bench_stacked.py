@@ -80,7 +80,7 @@ def main() -> None:
     stacked = train(etas, data, args)
     sequential = sum(train([eta], data, args) for eta in etas)
     work = args.members * args.steps
-    print(f"machine: {machine(args.device)}")
+    print(f"device: {args.device}; machine: {machine(args.device)}")
     print(f"grid: {args.members} members x {args.steps} steps, batch 64, MLP 10-{args.width}x5-2, {args.rows} codes")
     print(f"stacked:    {work / stacked:8.1f} member-steps/s ({stacked:.1f} s)")
     print(f"sequential: {work / sequential:8.1f} member-steps/s ({sequential:.1f} s)")

@@ -125,6 +125,7 @@ def test_slots_and_threads_follow_devices_and_jobs_per_device() -> None:
         ({"jobs_per_device": 2}, "--jobs-per-device needs --devices"),
         ({"executor": "ray", "devices": ("cuda:0",)}, "--devices is for the local executor"),
         ({"address": "ray://head:10001"}, "add --executor ray"),
+        ({"executor": "slurm", "jobs_per_device": 2}, "execution.slurm.gpus"),
     ],
 )
 def test_conflicting_execution_options_are_an_error(options: dict, message: str) -> None:

@@ -28,8 +28,9 @@ class Execution:
 
     `devices` (local only) lists one device per GPU, each running up to `jobs_per_device` jobs at
     once; without it, `workers` processes share `device`. On Ray, `jobs_per_device` sets each
-    task's GPU share (1/K); `workers` sizes a local Ray instance (none at `address`), and on
-    SLURM it caps the array tasks running at once. `slurm` holds the suite's `execution.slurm`.
+    task's GPU share (1/K); `workers` sizes a local Ray instance (`workers` x `threads` CPUs; every
+    core when None; not allowed with `address`); on SLURM it caps the array tasks running at once.
+    `slurm` holds the suite's `execution.slurm`.
     """
 
     executor: str = "local"
@@ -57,6 +58,9 @@ class Execution:
                                      "the devices times --jobs-per-device; leave out --workers")  # fmt: skip
         elif self.executor == "local" and self.jobs_per_device != 1:
             raise FairbenchError("--jobs-per-device needs --devices (the GPUs to share), e.g. --devices all")
+        if self.executor == "slurm" and self.jobs_per_device != 1:
+            raise FairbenchError("--jobs-per-device: SLURM gives each array task its own GPUs; set "
+                                 "execution.slurm.gpus instead")  # fmt: skip
         if self.address is not None and self.executor != "ray":
             raise FairbenchError("--address is the address of a Ray cluster: add --executor ray")
         if self.executor != "local":  # missing package: fail before anything is written
@@ -87,7 +91,9 @@ class Execution:
             slots = self.slots()
             where = f" on {', '.join(sorted(set(slots)))}" if self.devices is not None else ""
             return f"{len(slots)} worker(s){where}"
-        return f"{self.executor}" + (f" at {self.address}" if self.address else "")
+        if self.executor == "ray":
+            return f"ray at {self.address}" if self.address else "a local ray instance"
+        return "a slurm job array"
 
 
 def parse_devices(spec: str, visible: int | None = None) -> tuple[str, ...]:

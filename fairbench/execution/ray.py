@@ -54,8 +54,8 @@ def execute(
     if execution.address:
         ray.init(address=execution.address, log_to_driver=False, configure_logging=False)
     else:
-        ray.init(num_cpus=(execution.workers or 1) * threads, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)  # fmt: skip
+        cpus = execution.workers and execution.workers * threads  # None: every core of this machine
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         gpus = _gpus_per_task(ray, execution)
         device = "cpu" if execution.device == "cpu" else ("cuda" if gpus else "cpu")
