@@ -35,9 +35,10 @@ def require() -> Any:
 
 def _gpus_per_task(ray: Any, execution: Execution) -> float:
     """1/K of a GPU for a GPU run (`--device cuda`, or `auto` on a cluster that has GPUs), else 0."""
-    wants = execution.device.startswith("cuda") or (
-        execution.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
-    )
+    available = ray.cluster_resources().get("GPU", 0)
+    if execution.device.startswith("cuda") and not available:  # Ray would wait for a GPU forever
+        raise FairbenchError(f"--device {execution.device}: the Ray cluster has no GPU; use --device cpu or auto")
+    wants = execution.device.startswith("cuda") or (execution.device == "auto" and available > 0)
     return 1.0 / execution.jobs_per_device if wants else 0.0
 
 
