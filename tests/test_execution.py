@@ -49,7 +49,8 @@ class Slotted(Method):
         folder, _ = ctx.cache.get("slotted", {"version": 1}, build)
         time.sleep(1.0)
         record = {"seed": ctx.seed, "device": ctx.device, "pid": os.getpid(), "threads": torch.get_num_threads(),
-                  "artifact": str(folder), "started": started, "finished": time.time()}
+                  "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "artifact": str(folder), "started": started,
+                  "finished": time.time()}
         with open(log, "a") as out:
             out.write(json.dumps(record) + "\\n")
         return Outcome({s: np.full(len(data.splits[s]), 0.5) for s in ("val", "test")})
@@ -218,3 +219,40 @@ def test_a_missing_executor_package_is_one_line(executor, module, tiny_suite, tm
     result = fairbench("run", tiny_suite, "--results", tmp_path / "out", "--executor", executor)
     assert result.code == 2 and f'pip install -e ".[{executor}]"' in result.err, result.err
     assert "Traceback" not in result.err
+
+
+# Ray trusts `--num-gpus`: a head node with 2 made-up GPUs lets the GPU path (a 1/K GPU share per
+# task, CUDA_VISIBLE_DEVICES set by Ray) run here, with no GPU; torch then finds none and the
+# job runs on the CPU. Slow (a head node of its own, ~45 s on a loaded 2-core machine).
+@pytest.mark.slow
+def test_ray_shares_each_fake_gpu_between_k_jobs(slotted: Path, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    suite_file = tmp_path / "slotted.yaml"
+    suite_file.write_text(SLOTTED_SUITE)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway head node: no token to hand around
+    port = 6400 + os.getpid() % 1000
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             f"--port={port}", "--num-gpus=2", "--num-cpus=4", "--include-dashboard=false"],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        execution = Execution(executor="ray", address=f"127.0.0.1:{port}", device="cuda", jobs_per_device=2)
+        deadline = time.time() + 120
+        while True:  # until the head node answers
+            try:
+                outcome = run_suite(load_suite(suite_file)[0], tmp_path / "out", execution=execution)
+                break
+            except ConnectionError:
+                assert time.time() < deadline and head.poll() is None, "the Ray head node did not start"
+                time.sleep(1)
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
+    assert outcome["failed"] == 0 and outcome["ran"] == 8
+    records = [json.loads(line) for line in slotted.read_text().splitlines()]
+    assert sorted(r["seed"] for r in records) == list(range(8))
+    gpus = {r["gpu"] for r in records}
+    assert gpus <= {"0", "1"} and gpus, gpus
+    for gpu in gpus:
+        assert _most_at_once([(r["started"], r["finished"]) for r in records if r["gpu"] == gpu]) <= 2
+    assert len(slotted.with_suffix(".builds").read_text().splitlines()) == 1
