@@ -88,7 +88,8 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], exec
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise FairbenchError(f"--device '{device}': use auto, cpu, cuda or cuda:<index>")
     suite, _ = load_suite(suite_file, overrides)
-    execution = Execution(executor, workers, device, devices and parse_devices(devices), jobs_per_device, threads,
+    chosen = None if devices is None else parse_devices(devices)
+    execution = Execution(executor, workers, device, chosen, jobs_per_device, threads,
                           address, retries, suite.execution.slurm.model_dump())  # fmt: skip
     results = results or Path("results") / suite.name
     if dry_run:

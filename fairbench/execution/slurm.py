@@ -10,8 +10,9 @@ command, as with the other executors.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,17 @@ def require() -> Any:
             '--executor slurm needs submitit: pip install -e ".[slurm]" (or pip install submitit)'
         ) from None
     return submitit
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt(pending: dict[Any, list[Job]]) -> Iterator[None]:
+    """Ctrl-C cancels the tasks not yet back: their results would have no one to store them."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        for job in pending:
+            job.cancel(check=False)
+        raise
 
 
 def execute(
@@ -60,7 +72,7 @@ def execute(
     jobs = executor.map_array(run_unit_detached, units, [settings] * n, [threads] * n, [device] * n)
     console.print(f"submitted job array {jobs[0].job_id.split('_')[0]} ({n} tasks); logs in {folder}", soft_wrap=True)
     pending = dict(zip(jobs, units))
-    with JobProgress(units, on_result, console) as progress:
+    with JobProgress(units, on_result, console) as progress, _cancel_on_interrupt(pending):
         while pending:
             progress.show(list(pending.values()))
             for job in [job for job in pending if job.done()]:

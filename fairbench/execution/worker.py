@@ -10,7 +10,7 @@ import platform
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ def run_unit_detached(unit: list[Job], settings: WorkerSettings, threads: int, d
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     init_worker(threads, device)
     with tempfile.TemporaryDirectory(prefix="fairbench-logs-") as folder:
-        results = run_unit(unit, WorkerSettings(settings.data_dir, settings.cache_dir, folder))
+        results = run_unit(unit, replace(settings, log_dir=folder))
         for result in results:
             log = Path(folder) / f"{result['job'].job_id}.log"
             result["log"] = log.read_text() if log.exists() else ""
