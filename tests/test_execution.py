@@ -191,6 +191,9 @@ def test_a_killed_ray_worker_loses_nothing(plugin_site, tmp_path: Path) -> None:
     deadline = time.time() + 120
     while not (marker.exists() and marker.read_text()) and time.time() < deadline and run.poll() is None:
         time.sleep(0.05)
+    if not marker.exists():
+        run.kill()
+        pytest.fail(f"the sleeping job never started: {run.communicate()[1]}")
     os.kill(int(marker.read_text()), signal.SIGKILL)
     _, err = run.communicate(timeout=180)
     assert run.returncode == 0, err

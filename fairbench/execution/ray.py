@@ -56,7 +56,8 @@ def execute(
         ray.init(address=execution.address, log_to_driver=False, configure_logging=False)
     else:
         cpus = execution.workers and execution.workers * threads  # None: every core of this machine
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": a new instance even when another Ray runs on this machine
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         gpus = _gpus_per_task(ray, execution)
         device = "cpu" if execution.device == "cpu" else ("cuda" if gpus else "cpu")
