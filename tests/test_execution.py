@@ -155,51 +155,16 @@ def test_ray_gives_the_local_table(tiny_suite: Path, tmp_path: Path, fairbench) 
     assert len(logs) == 6 and all("done in" in log.read_text() for log in logs)
 
 
-# The job of seed 1 writes its worker's pid and sleeps on its first attempt only.
-NAPPER = """\
-import os, time
-from pathlib import Path
-import numpy as np
-from fairbench.methods.base import HParam, Method, Outcome
-
-class Napper(Method):
-    name = "napper"
-    description = "sleeps on seed 1's first attempt (tests)"
-    hparams = {"unused": HParam(0, "nothing")}
-    budgets = {"paper": {}, "quick": {}}
-
-    def run(self, data, ctx):
-        marker = Path(os.environ["NAPPER_PID"])
-        if ctx.seed == 1 and not marker.exists():
-            marker.write_text(str(os.getpid()))
-            time.sleep(120)
-        return Outcome({s: np.full(len(data.splits[s]), 0.5) for s in ("val", "test")})
-"""
-
-
-def test_a_killed_ray_worker_loses_nothing(plugin_site, tmp_path: Path) -> None:
+def test_a_killed_ray_worker_loses_nothing(sleepy, tmp_path: Path) -> None:
     pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
-    site = plugin_site("napper", {"fairbench.methods": {"napper": "napper_plugin:Napper"}}, napper_plugin=NAPPER)
-    suite = tmp_path / "nap.yaml"
-    suite.write_text(SLOTTED_SUITE.replace("slotted", "napper").replace("4, 5, 6, 7", "4, 5"))
-    marker, out = tmp_path / "napper.pid", tmp_path / "out"
-    env = {**os.environ, "NAPPER_PID": str(marker),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    command = [sys.executable, "-m", "fairbench", "run", str(suite), "--results", str(out), "--executor", "ray",
-               "--workers", "2", "--retries", "1"]  # fmt: skip
-    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (marker.exists() and marker.read_text()) and time.time() < deadline and run.poll() is None:
-        time.sleep(0.05)
-    if not marker.exists():
-        run.kill()
-        pytest.fail(f"the sleeping job never started: {run.communicate()[1]}")
-    os.kill(int(marker.read_text()), signal.SIGKILL)
+    command = [*sleepy.command, str(tmp_path / "out"), "--executor", "ray", "--workers", "2", "--retries", "1"]
+    run = subprocess.Popen(command, env=sleepy.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.kill(sleepy.wait_pid(run), signal.SIGKILL)  # Ray reruns its job: the rerun does not sleep
     _, err = run.communicate(timeout=180)
     assert run.returncode == 0, err
-    table = pd.read_parquet(out / "results.parquet")
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert sorted(table["seed"].unique()) == list(range(6))
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(command, env=sleepy.env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0 and "6 already done, 0 to run" in resumed.stderr, resumed.stderr
 
 
