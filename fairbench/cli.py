@@ -45,7 +45,7 @@ def cli() -> None:
 @click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
               help="local processes, tasks on a Ray cluster, or a SLURM job array (see the README).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Parallel worker processes [default: 1]; ray: the CPUs of a local Ray instance; "
+              help="Parallel worker processes [default: 1]; ray: tasks at once on a local Ray instance; "
                    "slurm: array tasks at once.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:<i>.")
 @click.option(
