@@ -46,7 +46,7 @@ class Slotted(Method):
                 out.write(f"{os.getpid()}\\n")
             time.sleep(1.0)  # long enough for other jobs to ask for it meanwhile
 
-        folder, _ = ctx.cache.get("slotted", {"version": 1}, build)
+        folder, _ = ctx.cache.get("slotted", {"version": 1, "test": str(log)}, build)  # one per test
         time.sleep(1.0)
         record = {"seed": ctx.seed, "device": ctx.device, "pid": os.getpid(), "threads": torch.get_num_threads(),
                   "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "artifact": str(folder), "started": started,
