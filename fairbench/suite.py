@@ -158,13 +158,25 @@ def apply_override(data: dict[str, Any], assignment: str, lines: Lines) -> None:
     lines[prefix] = (f"--set {assignment}", 0)
 
 
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel]:
+    """The model that holds the keys at `path` (for "did you mean" among its fields)."""
+    model: type[BaseModel] = Suite
+    for part in path:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if part in _MODELS:
+            model = _MODELS[part]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return model
+
+
 def _pydantic_error(error: ValidationError, lines: Lines, file: str) -> FairbenchError:
     first = error.errors()[0]
     loc = tuple(first["loc"])
     where = locate(lines, loc, file)
     key = ".".join(map(str, loc)) or "(top level)"
     if first["type"] == "extra_forbidden":
-        model = _MODELS.get(loc[0], Suite) if len(loc) > 1 else Suite
+        model = _model_at(loc[:-1])
         return FairbenchError(f"{where}: unknown key '{key}'{did_you_mean(str(loc[-1]), model.model_fields)}")
     if first["type"] == "missing":
         return FairbenchError(f"{where}: missing required key '{key}'")

@@ -216,3 +216,10 @@ def test_ray_shares_each_fake_gpu_between_k_jobs(slotted: Path, tmp_path: Path, 
     for gpu in gpus:
         assert _most_at_once([(r["started"], r["finished"]) for r in records if r["gpu"] == gpu]) <= 2
     assert len(slotted.with_suffix(".builds").read_text().splitlines()) == 1
+
+
+def test_the_slurm_section_is_checked_like_the_rest(tiny_suite: Path) -> None:
+    suite = load_suite(tiny_suite, ["execution.slurm.partition=gpu", "execution.slurm.time=120"])[0]
+    assert suite.execution.slurm.partition == "gpu" and suite.execution.slurm.time == 120
+    with pytest.raises(FairbenchError, match=r"unknown key 'execution\.slurm\.partiton' \(did you mean 'partition'"):
+        load_suite(tiny_suite, ["execution.slurm.partiton=gpu"])
