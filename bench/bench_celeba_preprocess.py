@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="runs per setting (best is reported)")
     args = parser.parse_args()
     print(machine())
+    print("device: cpu (decoding and resizing run on the CPU only)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()

@@ -113,7 +113,8 @@ def main() -> None:
             seconds[name].append(runs[name]())
     med = {name: statistics.median(values) for name, values in seconds.items()}
     work = args.members * args.steps
-    print(f"machine: {machine(args.device)}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"device: {args.device}; machine: {machine(args.device)}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     print(f"grid: {args.members} members x {args.steps} steps, batch 64, MLP 10-{args.width}x5-2, {args.rows} codes, "
           f"median of {args.repeats}, {args.clock} clock")  # fmt: skip
     for name, value in med.items():

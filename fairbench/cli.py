@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fairbench import __version__
@@ -41,15 +42,30 @@ def cli() -> None:
               help="Results folder (default: results/<suite name>/).")  # fmt: skip
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a suite key, e.g. --set seeds=[0] --set budget=quick (repeatable).")  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel worker processes.")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
+              help="local processes, tasks on a Ray cluster, or a SLURM job array (see the README).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Parallel worker processes [default: 1]; ray: tasks at once on a local Ray instance; "
+                   "slurm: array tasks at once.")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:<i>.")
+@click.option(
+    "--devices",
+    default=None,
+    metavar="0,1,..|all",
+    help="Local: run on these CUDA devices (all: every visible one), --jobs-per-device at once on each.",
+)
+@click.option("--jobs-per-device", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs sharing one GPU at once (--devices; on Ray each task asks for 1/K of a GPU).")  # fmt: skip
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Torch threads per worker. Small nets run fastest on one; use --workers to use more cores.",
+    default=None,
+    help="Torch threads per worker [default: 1; with --devices the cores divided by the workers]. Small nets run "
+    "fastest on one; use --workers to use more cores.",
 )
+@click.option("--address", default=None, help="Ray: the cluster's address (default: start a local Ray instance).")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Ray: times a job whose worker died is rerun.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, missing data and time estimates; run nothing.")
 @click.option("--stack", type=click.Choice(["auto", "on", "off"]), default=None,
@@ -57,8 +73,9 @@ def cli() -> None:
                    "one by one on a CPU, where stacking is slower; on | off force it.")  # fmt: skip
 @click.option("--no-stack", is_flag=True, help="Same as --stack off.")
 @_DATA_DIR
-def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], workers: int, device: str,
-        threads: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool,
+def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], executor: str, workers: int | None,
+        device: str, devices: str | None, jobs_per_device: int, threads: int | None, address: str | None,
+        retries: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool,
         data_dir: Path | None) -> int:  # fmt: skip
     """Run every job of SUITE_FILE not already done.
 
@@ -68,21 +85,26 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], work
       1  some jobs failed (the rest finish; tracebacks in RESULTS/logs/)
       2  bad input (suite, option, missing data): one line on stderr, nothing run
     """
+    from fairbench.execution import Execution, parse_devices
     from fairbench.runner import dry_run_plan, run_suite
     from fairbench.suite import load_suite
 
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise FairbenchError(f"--device '{device}': use auto, cpu, cuda or cuda:<index>")
     suite, _ = load_suite(suite_file, overrides)
+    chosen = None if devices is None else parse_devices(devices)
+    execution = Execution(executor, workers, device, chosen, jobs_per_device, threads,
+                          address, retries, suite.execution.slurm.model_dump())  # fmt: skip
     results = results or Path("results") / suite.name
     stack = "off" if no_stack else stack
     if dry_run:
-        plan = dry_run_plan(suite, results, force=force, stack=stack or suite.stack, device=device, data_dir=data_dir)
+        plan = dry_run_plan(suite, results, force=force, stack=stack or suite.stack,
+                            device=execution.planning_device(), data_dir=data_dir)  # fmt: skip
         for part in plan:
             console.print(part)
         return 0
-    outcome = run_suite(suite, results, workers=workers, device=device, threads=threads, force=force,
-                        stack=stack, data_dir=data_dir, console=err_console)  # fmt: skip
+    outcome = run_suite(suite, results, execution=execution, force=force, stack=stack,
+                        data_dir=data_dir, console=err_console)  # fmt: skip
     return 1 if outcome["failed"] else 0
 
 
@@ -226,7 +248,7 @@ def main() -> None:
     try:
         code = cli.main(standalone_mode=False)
     except FairbenchError as error:
-        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err_console.print("aborted")

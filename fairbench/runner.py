@@ -16,7 +16,8 @@ from rich.table import Table
 from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
-from fairbench.execution.local import execute, resolve_devices
+from fairbench.execution import Execution, execute
+from fairbench.execution.local import resolve_devices
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
@@ -151,16 +152,15 @@ def run_suite(
     suite: Suite,
     results: Path,
     *,
-    workers: int = 1,
-    device: str = "auto",
-    threads: int | None = None,
+    execution: Execution | None = None,
     force: bool = False,
     stack: str | None = None,
     data_dir: Path | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run every job of `suite` not already done in `results`; return counts. `stack`
-    (auto | on | off) overrides the suite's `stack:`."""
+    """Run every job of `suite` not already done in `results` (in this process by default);
+    return counts. `stack` (auto | on | off) overrides the suite's `stack:`."""
+    execution = execution or Execution()
     console = console or Console(stderr=True)
     jobs = expand(suite)
     check_folder(results)
@@ -172,9 +172,9 @@ def run_suite(
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
         done = set() if force else store.done_ids()
         todo = [job for job in jobs if job.job_id not in done]
-        units = plan_units(todo, stack or suite.stack, device)
+        units = plan_units(todo, stack or suite.stack, execution.planning_device())
         console.print(f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
-                      f"{len(todo)} to run with {workers} worker(s) -> {results}")  # fmt: skip
+                      f"{len(todo)} to run with {execution.describe()} -> {results}")  # fmt: skip
         failed: list[tuple[Job, str]] = []
         provenance = {"versions": versions(), "git_rev": git_revision()}
         note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
@@ -186,6 +186,9 @@ def run_suite(
                    "started": result["started"], "finished": result["finished"], "duration": result["duration"],
                    "device": result["device"], "host": result["host"],
                    "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
+            if "log" in result:  # a remote worker's log, sent back with its result
+                (results / "logs").mkdir(parents=True, exist_ok=True)
+                (results / "logs" / f"{job.job_id}.log").write_text(result["log"])
             kept = store.record(row, result["rows"])
             if result["status"] == "failed":
                 failed.append((job, result["error"] + (" (kept the earlier result)" if kept else "")))
@@ -196,7 +199,7 @@ def run_suite(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
         )
         if units:
-            execute(units, settings, workers, device, record, console, threads)
+            execute(units, settings, execution, record, console)
         table = store.export()
     finally:
         store.close()

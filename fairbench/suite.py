@@ -56,6 +56,22 @@ class MethodSpec(_Strict):
         ]
 
 
+class SlurmSpec(_Strict):
+    """`execution.slurm`: what `--executor slurm` asks for, per array task (one work unit)."""
+
+    partition: str | None = None
+    time: int = Field(60, gt=0)  # minutes
+    gpus: int | None = Field(None, ge=0)  # None: 1 with --device cuda, else 0
+    cpus: int = Field(1, gt=0)
+    mem_gb: float | None = Field(None, gt=0)
+    # submitit's cluster: None detects SLURM; `local` and `debug` run on this machine (tests).
+    cluster: Literal["slurm", "local", "debug"] | None = None
+
+
+class ExecutionSpec(_Strict):
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+
 class Suite(_Strict):
     name: str
     description: str = ""
@@ -69,6 +85,8 @@ class Suite(_Strict):
     # auto: stack sweep members where it pays (GPU), one by one elsewhere; on | off force it.
     stack: Literal["auto", "on", "off"] = "auto"
     report: dict[str, Any] = Field(default_factory=dict)
+    # How to run, not what: no part of any job's identity.
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     def split_seed_of(self, seed: int) -> int:
         """The seed of the data and split that a job of model seed `seed` uses."""
@@ -147,13 +165,25 @@ def apply_override(data: dict[str, Any], assignment: str, lines: Lines) -> None:
     lines[prefix] = (f"--set {assignment}", 0)
 
 
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel]:
+    """The model that holds the keys at `path` (for "did you mean" among its fields)."""
+    model: type[BaseModel] = Suite
+    for part in path:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if part in _MODELS:
+            model = _MODELS[part]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return model
+
+
 def _pydantic_error(error: ValidationError, lines: Lines, file: str) -> FairbenchError:
     first = error.errors()[0]
     loc = tuple(first["loc"])
     where = locate(lines, loc, file)
     key = ".".join(map(str, loc)) or "(top level)"
     if first["type"] == "extra_forbidden":
-        model = _MODELS.get(loc[0], Suite) if len(loc) > 1 else Suite
+        model = _model_at(loc[:-1])
         return FairbenchError(f"{where}: unknown key '{key}'{did_you_mean(str(loc[-1]), model.model_fields)}")
     if first["type"] == "missing":
         return FairbenchError(f"{where}: missing required key '{key}'")

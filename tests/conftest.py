@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -136,3 +139,68 @@ def tiny_suite(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SUITE)
     return path
+
+
+SLOW_SUITE = """\
+name: slow
+seeds: [0, 1, 2, 3, 4, 5]
+budget: quick
+experiments:
+  - {dataset: synthetic, target: y, sensitive: s, options: {n: 600}}
+methods:
+  - method: sleepy
+"""
+
+# A real plugin (found through its entry point, as an installed package would be): the job of
+# seed 1 writes its worker's pid and sleeps on its first attempt; every other job takes a second,
+# so that jobs are still waiting when the sleeper's worker is killed.
+SLEEPY_PLUGIN = """\
+import os, time
+from pathlib import Path
+import numpy as np
+from fairbench.methods.base import HParam, Method, Outcome
+
+class Sleepy(Method):
+    name = "sleepy"
+    description = "sleeps on seed 1 (tests)"
+    hparams = {"unused": HParam(0, "nothing")}
+    budgets = {"paper": {}, "quick": {}}
+
+    def run(self, data, ctx):
+        marker = Path(os.environ["SLEEPY_PID"])
+        if ctx.seed == 1 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            time.sleep(120)
+        time.sleep(1.0)
+        return Outcome({s: np.full(len(data.splits[s]), 0.5) for s in ("val", "test")})
+"""
+
+
+class SleepyRun(NamedTuple):
+    """`fairbench run` of a 6-job suite of the sleepy plugin, in a subprocess: the command (add
+    the results folder), its environment, and the file the sleeper writes its pid to."""
+
+    command: list[str]
+    env: dict[str, str]
+    marker: Path
+
+    def wait_pid(self, process: subprocess.Popen) -> int:
+        """The sleeping job's process id, once it has started."""
+        deadline = time.time() + 120
+        while not (self.marker.exists() and self.marker.read_text()) and time.time() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the run ended before the sleeping job started: {process.communicate()[1]}")
+            time.sleep(0.05)
+        assert self.marker.exists(), "the sleeping job never started"
+        return int(self.marker.read_text())
+
+
+@pytest.fixture
+def sleepy(tmp_path: Path, plugin_site: Callable[..., Path]) -> SleepyRun:
+    site = plugin_site("sleepy", {"fairbench.methods": {"sleepy": "sleepy_plugin:Sleepy"}}, sleepy_plugin=SLEEPY_PLUGIN)
+    suite = tmp_path / "slow.yaml"
+    suite.write_text(SLOW_SUITE)
+    marker = tmp_path / "sleepy.pid"
+    env = {**os.environ, "SLEEPY_PID": str(marker),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    return SleepyRun([sys.executable, "-m", "fairbench", "run", str(suite), "--results"], env, marker)

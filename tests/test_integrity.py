@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -95,72 +94,12 @@ def test_metric_tag_named_like_a_column_fails_its_job(tag: str, tiny_suite, tmp_
     assert fairbench("report", out, "--tables").code == 0
 
 
-SLOW_SUITE = """\
-name: slow
-seeds: [0, 1, 2, 3, 4, 5]
-budget: quick
-experiments:
-  - {dataset: synthetic, target: y, sensitive: s, options: {n: 600}}
-methods:
-  - method: sleepy
-"""
-
-# A real plugin (found through its entry point, as an installed package would be): the job of
-# seed 1 writes its worker's pid and sleeps on its first attempt; every other job takes a second,
-# so that jobs are still waiting when the sleeper's worker is killed.
-PLUGIN = """\
-import os, time
-from pathlib import Path
-import numpy as np
-from fairbench.methods.base import HParam, Method, Outcome
-
-class Sleepy(Method):
-    name = "sleepy"
-    description = "sleeps on seed 1 (tests)"
-    hparams = {"unused": HParam(0, "nothing")}
-    budgets = {"paper": {}, "quick": {}}
-
-    def run(self, data, ctx):
-        marker = Path(os.environ["SLEEPY_PID"])
-        if ctx.seed == 1 and not marker.exists():
-            marker.write_text(str(os.getpid()))
-            time.sleep(120)
-        time.sleep(1.0)
-        return Outcome({s: np.full(len(data.splits[s]), 0.5) for s in ("val", "test")})
-"""
-
-
-@pytest.fixture
-def sleepy(tmp_path: Path) -> tuple[list[str], dict[str, str], Path]:
-    site = tmp_path / "site"
-    (site / "sleepy-0.1.dist-info").mkdir(parents=True)
-    (site / "sleepy_plugin.py").write_text(PLUGIN)
-    (site / "sleepy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: sleepy\nVersion: 0.1\n")
-    (site / "sleepy-0.1.dist-info" / "entry_points.txt").write_text(
-        "[fairbench.methods]\nsleepy = sleepy_plugin:Sleepy\n"
-    )
-    suite = tmp_path / "slow.yaml"
-    suite.write_text(SLOW_SUITE)
-    marker = tmp_path / "sleepy.pid"
-    env = {**os.environ, "SLEEPY_PID": str(marker),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    return [sys.executable, "-m", "fairbench", "run", str(suite), "--results"], env, marker
-
-
-def _wait_for(path: Path, process: subprocess.Popen) -> int:
-    deadline = time.time() + 120
-    while not (path.exists() and path.read_text()) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert path.exists(), "the sleeping job never started"
-    return int(path.read_text())
-
-
 def test_second_run_on_a_busy_folder_exits_2_at_once(sleepy, tmp_path: Path) -> None:
     command, env, marker = sleepy
     out = tmp_path / "out"
     first = subprocess.Popen([*command, str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(marker, first)
+        sleepy.wait_pid(first)
         second = subprocess.run([*command, str(out)], env=env, capture_output=True, text=True, timeout=60)
     finally:
         first.send_signal(signal.SIGKILL)
@@ -177,7 +116,7 @@ def test_kill_9_of_a_worker_fails_only_its_job(sleepy, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = subprocess.Popen([*command, str(out), "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    os.kill(_wait_for(marker, run), signal.SIGKILL)
+    os.kill(sleepy.wait_pid(run), signal.SIGKILL)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 1, err
     with sqlite3.connect(out / "fairbench.sqlite") as db:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import platform
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
@@ -18,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fairbench.execution.worker import WorkerSettings, init_worker, run_unit
+from fairbench.execution.worker import WorkerSettings, failed_results, init_worker, run_unit
 from fairbench.plan import Job
 
 
@@ -45,6 +43,35 @@ def _describe(unit: list[Job]) -> str:
     job = unit[0]
     size = f" x{len(unit)}" if len(unit) > 1 else ""
     return f"{job.label}{size} seed={job.seed} {job.experiment}"
+
+
+class JobProgress:
+    """The progress bar of every executor: `show(running units)`, `finish(results)` records
+    each result through `on_result` and advances the bar."""
+
+    def __init__(self, units: list[list[Job]], on_result: Callable[[dict[str, Any]], None], console: Console) -> None:
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
+        self.progress = Progress(*columns, console=console, transient=False)
+        self.bar = self.progress.add_task("jobs", total=sum(len(unit) for unit in units))
+        self.on_result = on_result
+
+    def __enter__(self) -> JobProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.show([])
+        self.progress.stop()
+
+    def show(self, active: list[list[Job]]) -> None:
+        names = ", ".join(_describe(unit) for unit in active[:3]) + (" ..." if len(active) > 3 else "")
+        self.progress.update(self.bar, description=f"jobs [dim]({names})" if names else "jobs")
+
+    def finish(self, results: list[dict[str, Any]]) -> None:
+        for result in results:
+            self.on_result(result)
+        self.progress.advance(self.bar, len(results))
 
 
 def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
@@ -82,10 +109,7 @@ class _Worker:
         self.process.join()
         code = self.process.exitcode
         cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        now = time.time()
-        results = [{"job": job, "status": "failed", "error": f"worker process died ({cause}; out of memory?)",
-                    "rows": [], "info": {}, "started": now, "finished": now, "duration": 0.0,
-                    "device": self.device, "host": platform.node()} for job in self.unit or []]  # fmt: skip
+        results = failed_results(self.unit or [], f"worker process died ({cause}; out of memory?)", self.device)
         self.unit = None
         return results
 
@@ -111,28 +135,15 @@ def execute(
 ) -> None:
     """Run every unit; call `on_result` in this process as each job finishes (for the store).
     `device` is auto | cpu | cuda | cuda:<i>, or a list of devices shared over the workers."""
-    total = sum(len(unit) for unit in units)
     devices = resolve_devices(device, workers)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("jobs", total=total)
-
-        def show(active: list[list[Job]]) -> None:
-            names = ", ".join(_describe(unit) for unit in active[:3]) + (" ..." if len(active) > 3 else "")
-            progress.update(bar, description=f"jobs [dim]({names})" if names else "jobs")
-
-        def finish(results: list[dict[str, Any]]) -> None:
-            for result in results:
-                on_result(result)
-            progress.advance(bar, len(results))
+    with JobProgress(units, on_result, console) as progress:
+        show, finish = progress.show, progress.finish
 
         if workers == 1:
             init_worker(threads or 1, devices[0])
             for unit in units:
                 show([unit])
                 finish(run_unit(unit, settings))
-            show([])
             return
 
         context = multiprocessing.get_context("spawn")
@@ -161,7 +172,6 @@ def execute(
                         worker.stop()
                         pool[index] = start(worker.device)
                     finish(results)
-            show([])
         finally:
             for worker in pool:
                 worker.stop()

@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import platform
+import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,31 @@ def check_tags(method: str, outcome: Outcome) -> None:
                     f"method '{method}' tags metric '{row.metric}' with '{tag}', a column of the results table; "
                     f"rename the tag"
                 )
+
+
+def failed_results(unit: list[Job], error: str, device: str) -> list[dict[str, Any]]:
+    """One failed result per job of a unit that never reported (its worker died)."""
+    now = time.time()
+    return [{"job": job, "status": "failed", "error": error, "rows": [], "info": {}, "started": now, "finished": now,
+             "duration": 0.0, "device": device, "host": platform.node()} for job in unit]  # fmt: skip
+
+
+def run_unit_detached(unit: list[Job], settings: WorkerSettings, threads: int, device: str) -> list[dict[str, Any]]:
+    """`run_unit` on a machine that may share no disk with the driver (Ray, SLURM): the logs are
+    written to a temporary folder and come back as text in each result's `log`, for the driver
+    to write. `device` auto (or cuda) is resolved here, on the node: the scheduler has set
+    CUDA_VISIBLE_DEVICES to the GPUs it gave the task."""
+    import torch
+
+    if device in ("auto", "cuda"):
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    init_worker(threads, device)
+    with tempfile.TemporaryDirectory(prefix="fairbench-logs-") as folder:
+        results = run_unit(unit, replace(settings, log_dir=folder))
+        for result in results:
+            log = Path(folder) / f"{result['job'].job_id}.log"
+            result["log"] = log.read_text() if log.exists() else ""
+    return results
 
 
 def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
