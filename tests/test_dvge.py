@@ -21,7 +21,7 @@ from fairbench.methods.base import RunContext
 from fairbench.methods.dvge import DVGE
 from fairbench.methods.removal import Removal
 from fairbench.registry import METHODS
-from fairbench.stacked import predicted_logit_focus
+from fairbench.stacked import StackedMLP, predicted_logit_focus, predicted_loss_focus
 
 # Tiny, float64, but the real recipe otherwise (the MLPs are 10-16x5-2 instead of 10-1000x5-2).
 TINY: dict[str, Any] = {
@@ -114,8 +114,8 @@ def test_training_perturbation_is_clipped_and_follows_eq_8(tmp_path: Path, monke
     assert (moved.abs() <= 0.1 * z.abs() + 1e-12).all()
     assert (moved.abs() > 0).any()
     # Without the clip: z' - z = eta1 F_d(z) - eta2 F_g(z) exactly (the released code).
-    focus_d = torch.from_numpy(np.load(next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy"))))
-    expected = 3.0 * focus_d[rows] - 0.7 * predicted_logit_focus(free["model"], z)
+    focus_d = torch.from_numpy(np.load(next((tmp_path / "sensitive_classifier").glob("*/focus_loss.npy"))))
+    expected = 3.0 * focus_d[rows] - 0.7 * predicted_loss_focus(free["model"], z)
     torch.testing.assert_close(free["perturb"](z, rows) - z, expected)
 
 
@@ -137,8 +137,6 @@ def test_stored_focus_is_the_classifiers_predicted_logit_gradient(tmp_path: Path
     DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
     folder = next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy")).parent
     state = torch.load(folder / "classifier.pt")
-    from fairbench.stacked import StackedMLP
-
     d = StackedMLP([10, 16, 16, 16, 16, 16, 2], 1, dtype=torch.float64)
     d.load_state_dict(state)
     z = torch.from_numpy(np.load(next((tmp_path / "encoder").glob("*/mean.npy")))).double()[:20]
@@ -211,9 +209,42 @@ def test_real_south_german_credit_quick(tmp_path: Path) -> None:
         assert metrics.acc(data.y[test], metrics.hard(outcome.scores["test"])) > 0.6
 
 
-def test_loss_focus_convention_runs_and_differs(tmp_path: Path) -> None:
+def test_focus_defaults_to_the_papers_loss_gradient() -> None:
+    assert DVGE.hparams["focus"].default == "loss"
+    assert DVGE.resolve({}, "paper")["focus"] == DVGE.resolve({}, "quick")["focus"] == "loss"
+    assert "released code" in DVGE.hparams["focus"].help
+
+
+def test_stored_loss_focus_is_the_finite_difference_of_the_summed_cross_entropy(tmp_path: Path) -> None:
+    """F_d(z) = d/dz of sum_rows CE(d(z), argmax d(z)): +eta1 F_d raises d's loss on its own
+    prediction (paper section 4.4), checked against central differences of that sum."""
+    DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
+    folder = next((tmp_path / "sensitive_classifier").glob("*/focus_loss.npy")).parent
+    d = StackedMLP([10, 16, 16, 16, 16, 16, 2], 1, dtype=torch.float64)
+    d.load_state_dict(torch.load(folder / "classifier.pt"))
+    z = torch.from_numpy(np.load(next((tmp_path / "encoder").glob("*/mean.npy")))).double()[:8]
+    focus = np.load(folder / "focus_loss.npy")[:8]
+    with torch.no_grad():
+        predicted = d(z.unsqueeze(0))[0].argmax(-1)  # fixed: the label the gradient is taken against
+
+        def summed_ce(x: torch.Tensor) -> float:
+            return torch.nn.functional.cross_entropy(d(x.unsqueeze(0))[0], predicted, reduction="sum").item()
+
+        h = 1e-6
+        numeric = np.zeros_like(focus)
+        for row in range(len(z)):
+            for dim in range(z.shape[1]):
+                up, down = z.clone(), z.clone()
+                up[row, dim] += h
+                down[row, dim] -= h
+                numeric[row, dim] = (summed_ce(up) - summed_ce(down)) / (2 * h)
+    np.testing.assert_allclose(focus, numeric, atol=1e-7)
+    assert np.abs(focus).max() > 1e-4  # a gradient that is not trivially zero
+
+
+def test_logit_focus_convention_runs_and_differs(tmp_path: Path) -> None:
     data = _table()
-    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, _ctx(tmp_path))
-    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="loss")).run(data, _ctx(tmp_path))
+    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="logit")).run(data, _ctx(tmp_path))
+    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, _ctx(tmp_path))
     assert logit.info["sens_classifier_artifact"] == loss.info["sens_classifier_artifact"]
     assert not np.array_equal(logit.scores["test"], loss.scores["test"])

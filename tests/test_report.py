@@ -27,7 +27,7 @@ from PIL import Image
 
 from fairbench.errors import FairbenchError
 from fairbench.report import build_report
-from fairbench.report.ablation import ablation_tables
+from fairbench.report.declared import declared_tables
 from fairbench.report.build import Options
 from fairbench.report.cd import (
     critical_difference,
@@ -398,7 +398,7 @@ def test_golden_tables(built, name):
 
 
 def test_ablation_reads_eta2_zero_and_references(results):
-    tables = {t.sens_classifier: t for t in ablation_tables(load_results(results))}
+    tables = {t.by["sens_classifier"]: t for t in declared_tables(load_results(results))}
     assert set(tables) == {"retrained", "fixed"}
     t = tables["retrained"]
     assert t.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 1"]
@@ -560,8 +560,6 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
 
 def test_ablation_reads_the_dvge_methods_rows():
     """The dvge method tags its eta rows variant="dvge" and repeats the reference rows per member."""
-    from fairbench.report.ablation import ablation_tables
-
     rows = []
     for eta1, fixed in ((0.1, 0.8), (0.5, 0.7), (1.0, 0.6)):
         base = {"experiment": "e", "label": "DVGE-N", "method": "dvge", "seed": 0, "split": "test",
@@ -571,6 +569,43 @@ def test_ablation_reads_the_dvge_methods_rows():
             {**base, "variant": "no_removal", "value": 0.82},
             {**base, "variant": "dims_removed", "value": 0.79},
         ]
-    (table,) = ablation_tables(pd.DataFrame(rows))
+    (table,) = declared_tables(pd.DataFrame(rows))
     assert table.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 0.5", "η1 = 1"]
     assert table.text_rows() == [["DVGE-N", "0.820", "0.790", "0.800", "0.700", "0.600"]]
+
+
+def test_declared_tables_split_by_a_varying_parameter():
+    """A parameter in `table_by` splits only where it varies (DVGE's clip here): one table per
+    value, named in the caption and the file stem; the reference rows go with their own jobs."""
+    rows = []
+    for clip, drop in ((True, 0.0), (False, 0.2)):
+        for eta1 in (0.1, 1.0):
+            base = {"experiment": "adult/sex", "label": "DVGE-D", "method": "dvge", "seed": 0,
+                    "split": "test", "metric": "sens_acc", "param_eta1": eta1, "param_eta2": 0.0,
+                    "param_clip": clip, "param_focus": "loss", "sens_classifier": "fixed"}  # fmt: skip
+            rows += [
+                {**base, "variant": "dvge", "value": 0.9 - drop * eta1},
+                {**base, "variant": "no_removal", "value": 0.9},
+                {**base, "variant": "dims_removed", "value": 0.7},
+                {**base, "param_eta2": 0.4, "variant": "dvge", "value": 0.1},  # not eta2 = 0
+            ]
+    rows.append({"experiment": "adult/sex", "label": "ERM", "method": "erm", "seed": 0, "split": "test",
+                 "metric": "acc", "value": 0.8})  # fmt: skip
+    tables = declared_tables(pd.DataFrame(rows))
+    assert [(t.by, t.stem) for t in tables] == [
+        ({"sens_classifier": "fixed", "param_clip": False}, "ablation_adult_sex_fixed_clip-false"),
+        ({"sens_classifier": "fixed", "param_clip": True}, "ablation_adult_sex_fixed_clip-true"),
+    ]
+    assert tables[0].caption.endswith("adult/sex; mean ± std over seeds, clip: false")
+    assert tables[0].header == ["Encoder", "No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 1"]
+    assert tables[0].text_rows() == [["DVGE-D", "0.900", "0.700", "0.880", "0.700"]]
+    assert tables[1].text_rows() == [["DVGE-D", "0.900", "0.700", "0.900", "0.900"]]
+
+
+def test_only_registered_methods_present_declare_tables():
+    from fairbench.methods.dvge import DVGE
+    from fairbench.report.declared import declared_specs
+
+    frame = pd.DataFrame({"method": ["erm", "dvge", "dvge", "not_installed"]})
+    assert declared_specs(frame) == list(DVGE.report_tables)
+    assert declared_specs(frame[frame["method"] == "erm"]) == []

@@ -17,6 +17,7 @@ import numpy as np
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.report.spec import ReportTable
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Method:
     budgets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
     # Parameters whose values may train together in one stacked run (`run_stacked`).
     stackable: ClassVar[tuple[str, ...]] = ()
+    # Report tables this method's tagged metric rows feed (`fairbench report --ablation`).
+    report_tables: ClassVar[tuple[ReportTable, ...]] = ()
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
