@@ -27,7 +27,6 @@ from PIL import Image
 
 from fairbench.errors import FairbenchError
 from fairbench.report import build_report
-from fairbench.report.declared import declared_tables
 from fairbench.report.build import Options
 from fairbench.report.cd import (
     critical_difference,
@@ -38,6 +37,7 @@ from fairbench.report.cd import (
     wilcoxon_holm,
 )
 from fairbench.report.cli import report as report_command
+from fairbench.report.declared import declared_tables
 from fairbench.report.pareto import hypervolume, hypervolume_table, pareto_front, pareto_points
 from fairbench.report.tables import select_points
 from fairbench.store import Store, load_results

@@ -17,8 +17,9 @@ class ReportTable:
 
     Rows of the tidy results table with `metric` and `split` are read; a table is drawn per
     experiment and per value of each `table_by` column (a tag, or `param_<name>` for a job
-    parameter) that the caption names or that takes more than one value. A row with no value in a `table_by` column (e.g. a reference that does not
-    depend on it) goes into every table of its experiment. Table rows are the method labels;
+    parameter) that the caption names or that takes more than one value. A row with no value
+    in a `table_by` column (e.g. a reference that does not depend on it) goes into every table
+    of its experiment. Table rows are the method labels;
     columns are, in order:
     - `references`: rows whose `reference_tag` has one of these values, headed by the mapped
       text; other `reference_tag` values on rows without a `column_param` value become further
