@@ -25,7 +25,7 @@ import torch
 
 from fairbench.artifacts import ArtifactCache, default_cache_dir
 from fairbench.data.base import build_task, data_dir_from_env, open_dataset
-from fairbench.encoders import latent_codes, sensitive_classifier
+from fairbench.encoders import encoder_label, latent_codes, sensitive_classifier
 from fairbench.methods.base import RunContext
 from fairbench.methods.dvge import DVGE, sens_recipe
 from fairbench.stacked import clip_perturbation
@@ -97,10 +97,11 @@ def main() -> None:
             if entry.method != "dvge":
                 continue
             params = DVGE.resolve(entry.params, suite.budget)
-            key = (entry.label, repr(params["encoder"]))
+            # Entries that differ only in the clip share the encoder and d: measure once.
+            key = repr({k: v for k, v in params.items() if k not in ("clip", "eta1", "eta2")})
             if key not in seen:
                 seen.add(key)
-                report(f"{name} / {entry.label}", params, data, ctx)
+                report(f"{name} / {encoder_label(params['encoder'])}", params, data, ctx)
 
 
 if __name__ == "__main__":
