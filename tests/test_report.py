@@ -589,8 +589,9 @@ def test_declared_tables_split_by_a_varying_parameter():
                 {**base, "variant": "dims_removed", "value": 0.7},
                 {**base, "param_eta2": 0.4, "variant": "dvge", "value": 0.1},  # not eta2 = 0
             ]
-    rows.append({"experiment": "adult/sex", "label": "ERM", "method": "erm", "seed": 0, "split": "test",
-                 "metric": "acc", "value": 0.8})  # fmt: skip
+    other = {"experiment": "adult/sex", "label": "ERM", "method": "erm", "seed": 0, "split": "test"}
+    # Rows of a method that does not declare the table never enter it, even with its metric.
+    rows += [{**other, "metric": "acc", "value": 0.8}, {**other, "metric": "sens_acc", "variant": "x", "value": 0.5}]
     tables = declared_tables(pd.DataFrame(rows))
     assert [(t.by, t.stem) for t in tables] == [
         ({"sens_classifier": "fixed", "param_clip": False}, "ablation_adult_sex_fixed_clip-false"),

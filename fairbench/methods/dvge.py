@@ -16,7 +16,7 @@ The members of an eta grid train together as one stacked model (`run_stacked`); 
 same code with one member, so a member's result does not depend on what it was stacked with.
 
 With `ablation: true`, members with eta2 = 0 also report the paper's Tables 1/2/5/6 rows
-(metric `sens_acc`, see `ablation_rows`).
+(metric `sens_acc`, see `ablation_rows`), which `fairbench report --ablation` renders (`ABLATION_TABLE`).
 """
 
 from __future__ import annotations
@@ -139,6 +139,23 @@ class LatentCodeMethod(Method):
         return resolved
 
 
+# Paper Tables 1/2 (retrained d) and 5/6 (fixed d), from `ablation_rows`; a suite that varies
+# the clip or the focus gets one table per value. A baseline whose rows belong in the same
+# tables declares this same spec.
+ABLATION_TABLE = ReportTable(
+    name="ablation",
+    metric="sens_acc",
+    caption="Sensitive-attribute accuracy on the {split} split ({sens_classifier} classifier), "
+    "{experiment}; mean ± std over seeds",
+    column_param="eta1",
+    column_label="η1 = {:g}",
+    row_header="Encoder",
+    references={"no_removal": "No removal", "dims_removed": "Sens. dims removed"},
+    table_by=("sens_classifier", "param_clip", "param_focus"),
+    where={"param_eta2": 0.0},
+)
+
+
 class DVGE(LatentCodeMethod):
     name = "dvge"
     description = (
@@ -164,22 +181,7 @@ class DVGE(LatentCodeMethod):
     }
     budgets = SHARED_BUDGETS
     stackable = ("eta1", "eta2")
-    # Paper Tables 1/2 (retrained d) and 5/6 (fixed d), from `ablation_rows`; a suite that
-    # varies the clip or the focus gets one table per value.
-    report_tables = (
-        ReportTable(
-            name="ablation",
-            metric="sens_acc",
-            caption="Sensitive-attribute accuracy on the {split} split ({sens_classifier} classifier), "
-            "{experiment}; mean ± std over seeds",
-            column_param="eta1",
-            column_label="η1 = {:g}",
-            row_header="Encoder",
-            references={"no_removal": "No removal", "dims_removed": "Sens. dims removed"},
-            table_by=("sens_classifier", "param_clip", "param_focus"),
-            where={"param_eta2": 0.0},
-        ),
-    )
+    report_tables = (ABLATION_TABLE,)
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return type(self).run_stacked([self.params], data, ctx)[0]

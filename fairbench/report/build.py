@@ -242,7 +242,7 @@ def build_report(folder: Path, opts: Options) -> Report:
 
     if "ablation" in parts:
         specs = declared_mod.declared_specs(df)
-        tables = declared_mod.declared_tables(df, specs)
+        tables = declared_mod.declared_tables(df)
         section = Section("Ablation: the tables the methods declare")
         if not tables:
             if explicit and "ablation" in opts.parts:

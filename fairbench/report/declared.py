@@ -1,6 +1,7 @@
 """The report tables that methods declare (`Method.report_tables`, fairbench/report/spec.py),
 rendered from the tidy results table: one `DeclaredTable` per spec x experiment x `table_by`
-values. Methods are found through the METHODS registry by the `method` column.
+values. Methods are found through the METHODS registry by the `method` column; a table reads
+only the rows of the methods that declare it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ from fairbench.report.spec import ReportTable
 KEYS = ["experiment", "label", "column", "order"]
 
 
-def declared_specs(df: pd.DataFrame) -> list[ReportTable]:
-    """The table specs of every registered method present in `df`, in order of appearance."""
+def declaring_methods(df: pd.DataFrame) -> list[tuple[ReportTable, list[str]]]:
+    """Each table spec that a registered method present in `df` declares, with the methods
+    present that declare it (methods sharing a table declare an equal spec), in order of
+    appearance."""
     from fairbench.registry import METHODS
 
-    specs: list[ReportTable] = []
+    out: list[tuple[ReportTable, list[str]]] = []
     for name in dict.fromkeys(df["method"].dropna()) if "method" in df else ():
-        if name in METHODS:
-            specs += [s for s in METHODS.get(name).report_tables if s not in specs]
-    return specs
+        for spec in METHODS.get(name).report_tables if name in METHODS else ():
+            found = [methods for known, methods in out if known == spec]
+            if found:
+                found[0].append(name)
+            else:
+                out.append((spec, [name]))
+    return out
+
+
+def declared_specs(df: pd.DataFrame) -> list[ReportTable]:
+    """The table specs of every registered method present in `df`, in order of appearance."""
+    return [spec for spec, _ in declaring_methods(df)]
 
 
 def _column_values(rows: pd.DataFrame, spec: ReportTable) -> pd.Series:
@@ -139,11 +151,12 @@ class DeclaredTable:
         return self.cells.drop(columns="order")
 
 
-def declared_tables(df: pd.DataFrame, specs: list[ReportTable] | None = None) -> list[DeclaredTable]:
-    """Every table the methods present in `df` declare (or those of `specs`); may be empty."""
+def declared_tables(df: pd.DataFrame) -> list[DeclaredTable]:
+    """Every table the methods present in `df` declare, each read from the rows of the methods
+    that declare it; may be empty."""
     out = []
-    for spec in declared_specs(df) if specs is None else specs:
-        cells = table_cells(df, spec)
+    for spec, methods in declaring_methods(df):
+        cells = table_cells(df[df["method"].isin(methods)], spec)
         by = [c for c in spec.table_by if c in cells]
         for key, sub in cells.groupby(["experiment", *by], sort=True):
             values = dict(zip(by, key[1:], strict=True))
