@@ -74,7 +74,11 @@ def report(label: str, params: dict, data, ctx: RunContext) -> None:
     print(f"  d accuracy at the clip's saturation (eta1 -> inf):           {acc(saturated):.4f}")
     for eta1 in (0.1, 0.5, 1.0):
         clipped = z + clip_perturbation(eta1 * focus, z, ratio)
-        print(f"  eta1 = {eta1}: d accuracy with clip {acc(clipped):.4f}, without {acc(z + eta1 * focus):.4f}")
+        binding = ((eta1 * focus).abs() > ratio * z.abs()).double().mean()
+        print(
+            f"  eta1 = {eta1}: d accuracy with clip {acc(clipped):.4f} (clip binds on {binding:.1%} of "
+            f"coordinates), without {acc(z + eta1 * focus):.4f}"
+        )
 
 
 def main() -> None:
