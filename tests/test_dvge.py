@@ -19,8 +19,12 @@ from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
 from fairbench.methods.dvge import DVGE
 from fairbench.methods.removal import Removal
+from fairbench.plan import expand, group_units
 from fairbench.registry import METHODS
-from fairbench.stacked import predicted_logit_focus
+from fairbench.stacked import FOCI, StackedMLP, predicted_logit_focus, predicted_loss_focus
+from fairbench.suite import load_suite
+
+ABLATION_CHECK = Path(__file__).resolve().parent.parent / "suites" / "dvge_ablation_check.yaml"
 
 # Tiny, float64, but the real recipe otherwise (the MLPs are 10-16x5-2 instead of 10-1000x5-2).
 TINY: dict[str, Any] = {
@@ -113,8 +117,8 @@ def test_training_perturbation_is_clipped_and_follows_eq_8(tmp_path: Path, monke
     assert (moved.abs() <= 0.1 * z.abs() + 1e-12).all()
     assert (moved.abs() > 0).any()
     # Without the clip: z' - z = eta1 F_d(z) - eta2 F_g(z) exactly (the released code).
-    focus_d = torch.from_numpy(np.load(next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy"))))
-    expected = 3.0 * focus_d[rows] - 0.7 * predicted_logit_focus(free["model"], z)
+    focus_d = torch.from_numpy(np.load(next((tmp_path / "sensitive_classifier").glob("*/focus_loss.npy"))))
+    expected = 3.0 * focus_d[rows] - 0.7 * predicted_loss_focus(free["model"], z)
     torch.testing.assert_close(free["perturb"](z, rows) - z, expected)
 
 
@@ -136,13 +140,13 @@ def test_stored_focus_is_the_classifiers_predicted_logit_gradient(tmp_path: Path
     DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
     folder = next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy")).parent
     state = torch.load(folder / "classifier.pt")
-    from fairbench.stacked import StackedMLP
-
     d = StackedMLP([10, 16, 16, 16, 16, 16, 2], 1, dtype=torch.float64)
     d.load_state_dict(state)
     z = torch.from_numpy(np.load(next((tmp_path / "encoder").glob("*/mean.npy")))).double()[:20]
     focus = np.load(folder / "focus_logit.npy")[:20]
     np.testing.assert_allclose(focus, predicted_logit_focus(d, z.unsqueeze(0))[0].numpy(), atol=1e-12)
+    stored_loss = np.load(folder / "focus_loss.npy")[:20]
+    np.testing.assert_allclose(stored_loss, predicted_loss_focus(d, z.unsqueeze(0))[0].numpy(), atol=1e-12)
     # And numerically: d's predicted logit moves by the focus.
     h, row, dim = 1e-6, 3, 2
     with torch.no_grad():
@@ -208,9 +212,84 @@ def test_real_south_german_credit_quick(tmp_path: Path, real_data) -> None:
         assert metrics.acc(data.y[test], metrics.hard(outcome.scores["test"])) > 0.6
 
 
-def test_loss_focus_convention_runs_and_differs(tmp_path: Path) -> None:
+def test_focus_defaults_to_the_papers_loss_gradient() -> None:
+    assert DVGE.hparams["focus"].default == "loss"
+    assert DVGE.resolve({}, "paper")["focus"] == DVGE.resolve({}, "quick")["focus"] == "loss"
+    assert "released code" in DVGE.hparams["focus"].help
+
+
+def test_loss_focus_is_the_finite_difference_of_the_summed_cross_entropy() -> None:
+    """DVGE's default F(z) = d/dz of sum_rows CE(model(z), argmax model(z)) (paper section 4.4),
+    on the stacked MLP DVGE uses, checked against central differences of that sum."""
+    model = StackedMLP([4, 16, 16, 2], 1, dtype=torch.float64).reset([torch.Generator().manual_seed(0)], std=0.5)
+    z = torch.randn(1, 6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    focus = FOCI[DVGE.hparams["focus"].default](model, z)
+    with torch.no_grad():
+        predicted = model(z)[0].argmax(-1)  # fixed: the labels the gradient is taken against
+
+        def summed_ce(x: torch.Tensor) -> float:
+            return torch.nn.functional.cross_entropy(model(x)[0], predicted, reduction="sum").item()
+
+        h, numeric = 1e-6, torch.zeros_like(z)
+        for row in range(z.shape[1]):
+            for dim in range(z.shape[2]):
+                up, down = z.clone(), z.clone()
+                up[0, row, dim] += h
+                down[0, row, dim] -= h
+                numeric[0, row, dim] = (summed_ce(up) - summed_ce(down)) / (2 * h)
+    torch.testing.assert_close(focus, numeric, rtol=0, atol=1e-7)
+    assert focus.abs().max() > 1e-2  # not a saturated, all-but-zero gradient
+    # +F moves z away from the prediction: a small step raises the loss on the predicted labels.
+    assert summed_ce(z + 1e-3 * focus) > summed_ce(z)
+
+
+def test_logit_focus_convention_runs_and_differs(tmp_path: Path) -> None:
     data = _table()
-    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, _ctx(tmp_path))
-    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="loss")).run(data, _ctx(tmp_path))
+    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="logit")).run(data, _ctx(tmp_path))
+    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, _ctx(tmp_path))
     assert logit.info["sens_classifier_artifact"] == loss.info["sens_classifier_artifact"]
     assert not np.array_equal(logit.scores["test"], loss.scores["test"])
+
+
+def test_ablation_check_suite_plans_the_papers_ablation_with_and_without_the_clip() -> None:
+    suite, _ = load_suite(ABLATION_CHECK)
+    jobs = expand(suite)
+    etas = [round(0.1 * k, 1) for k in range(1, 11)]
+    for encoder in ("DVGE-D", "DVGE-N"):
+        for clip, label in ((True, f"{encoder} (clip)"), (False, f"{encoder} (no clip)")):
+            mine = [j for j in jobs if j.label == label and j.params["clip"] is clip]
+            assert sorted(j.params["eta1"] for j in mine) == etas
+            assert all(j.params["eta2"] == 0 and j.params["ablation"] and j.params["focus"] == "loss" for j in mine)
+    assert len(jobs) == 40
+    assert sorted(len(u) for u in group_units(jobs, suite.stack)) == [10, 10, 10, 10]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~8 CPU-minutes; far longer in wall time on a shared, loaded machine
+def test_ablation_check_suite_shows_the_mechanism_on_adult(real_data: Path, tmp_path: Path, fairbench) -> None:
+    """suites/dvge_ablation_check.yaml end to end from an empty cache: without the clip, the
+    fixed sensitive classifier's accuracy falls with eta1 for both encoders."""
+    from scipy.stats import spearmanr
+
+    from fairbench.report.declared import declared_tables
+    from fairbench.store import load_results
+
+    if not (real_data / "uci_adult" / "adult.test").exists():
+        pytest.skip(f"{real_data} does not hold uci_adult/adult.data and adult.test")
+    out = tmp_path / "results"
+    result = fairbench("run", ABLATION_CHECK, "--results", out, "--workers", "2")
+    assert result.code == 0, result.err
+    tables = {tuple(t.by.values()): t for t in declared_tables(load_results(out))}
+    assert set(tables) == {(kind, clip) for kind in ("fixed", "retrained") for clip in (True, False)}
+    cells = tables[("fixed", False)].cells
+    for label in ("DVGE-D (no clip)", "DVGE-N (no clip)"):
+        mine = cells[(cells["label"] == label) & cells["column"].str.startswith("η1")].sort_values("order")
+        assert len(mine) == 10
+        accuracy = mine["mean"].to_numpy()
+        assert spearmanr(np.arange(10), accuracy).statistic <= -0.8, (label, accuracy)
+        assert accuracy[-1] <= accuracy[0] - 0.10, (label, accuracy)
+    report = fairbench("report", "--ablation", out)
+    assert report.code == 0, report.err
+    for kind in ("fixed", "retrained"):
+        for clip in ("true", "false"):
+            assert len(list((out / "report").glob(f"ablation_*_{kind}_clip-{clip}.md"))) == 1

@@ -26,7 +26,6 @@ from PIL import Image
 
 from fairbench.errors import FairbenchError
 from fairbench.report import build_report
-from fairbench.report.ablation import ablation_tables
 from fairbench.report.build import Options
 from fairbench.report.cd import (
     critical_difference,
@@ -37,6 +36,7 @@ from fairbench.report.cd import (
     wilcoxon_holm,
 )
 from fairbench.report.cli import report as report_command
+from fairbench.report.declared import declared_tables
 from fairbench.report.pareto import hypervolume, hypervolume_table, pareto_front, pareto_points
 from fairbench.report.tables import select_points, summary_tables
 from fairbench.store import Store, load_results
@@ -403,7 +403,7 @@ def test_golden_files_change_only_with_update_golden_1(tmp_path, monkeypatch, go
 
 
 def test_ablation_reads_eta2_zero_and_references(results):
-    tables = {t.sens_classifier: t for t in ablation_tables(load_results(results))}
+    tables = {t.by["sens_classifier"]: t for t in declared_tables(load_results(results))}
     assert set(tables) == {"retrained", "fixed"}
     t = tables["retrained"]
     assert t.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 1"]
@@ -569,8 +569,6 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
 
 def test_ablation_reads_the_dvge_methods_rows():
     """The dvge method tags its eta rows variant="dvge" and repeats the reference rows per member."""
-    from fairbench.report.ablation import ablation_tables
-
     rows = []
     for eta1, fixed in ((0.1, 0.8), (0.5, 0.7), (1.0, 0.6)):
         base = {"experiment": "e", "label": "DVGE-N", "method": "dvge", "seed": 0, "split": "test",
@@ -580,7 +578,7 @@ def test_ablation_reads_the_dvge_methods_rows():
             {**base, "variant": "no_removal", "value": 0.82},
             {**base, "variant": "dims_removed", "value": 0.79},
         ]
-    (table,) = ablation_tables(pd.DataFrame(rows))
+    (table,) = declared_tables(pd.DataFrame(rows))
     assert table.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 0.5", "η1 = 1"]
     assert table.text_rows() == [["DVGE-N", "0.820", "0.790", "0.800", "0.700", "0.600"]]
 
@@ -597,3 +595,41 @@ def test_one_seed_shows_n1_and_no_spread(results, tiny_suite, tmp_path, fairbenc
     assert run.code == 0 and "every hyperparameter point" in run.err and "lam=10" in run.err
     lines = [line for line in run.err.splitlines() if "n=1" in line]
     assert len(lines) == 3 and not any("±" in line for line in lines)
+
+
+def test_declared_tables_split_by_a_varying_parameter():
+    """A parameter in `table_by` splits only where it varies (DVGE's clip here): one table per
+    value, named in the caption and the file stem; the reference rows go with their own jobs."""
+    rows = []
+    for clip, drop in ((True, 0.0), (False, 0.2)):
+        for eta1 in (0.1, 1.0):
+            base = {"experiment": "adult/sex", "label": "DVGE-D", "method": "dvge", "seed": 0,
+                    "split": "test", "metric": "sens_acc", "param_eta1": eta1, "param_eta2": 0.0,
+                    "param_clip": clip, "param_focus": "loss", "sens_classifier": "fixed"}  # fmt: skip
+            rows += [
+                {**base, "variant": "dvge", "value": 0.9 - drop * eta1},
+                {**base, "variant": "no_removal", "value": 0.9},
+                {**base, "variant": "dims_removed", "value": 0.7},
+                {**base, "param_eta2": 0.4, "variant": "dvge", "value": 0.1},  # not eta2 = 0
+            ]
+    other = {"experiment": "adult/sex", "label": "ERM", "method": "erm", "seed": 0, "split": "test"}
+    # Rows of a method that does not declare the table never enter it, even with its metric.
+    rows += [{**other, "metric": "acc", "value": 0.8}, {**other, "metric": "sens_acc", "variant": "x", "value": 0.5}]
+    tables = declared_tables(pd.DataFrame(rows))
+    assert [(t.by, t.stem) for t in tables] == [
+        ({"sens_classifier": "fixed", "param_clip": False}, "ablation_adult_sex_fixed_clip-false"),
+        ({"sens_classifier": "fixed", "param_clip": True}, "ablation_adult_sex_fixed_clip-true"),
+    ]
+    assert tables[0].caption.endswith("adult/sex; mean ± std over seeds, clip: false")
+    assert tables[0].header == ["Encoder", "No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 1"]
+    assert tables[0].text_rows() == [["DVGE-D", "0.900", "0.700", "0.880", "0.700"]]
+    assert tables[1].text_rows() == [["DVGE-D", "0.900", "0.700", "0.900", "0.900"]]
+
+
+def test_only_registered_methods_present_declare_tables():
+    from fairbench.methods.dvge import DVGE
+    from fairbench.report.declared import declared_specs
+
+    frame = pd.DataFrame({"method": ["erm", "dvge", "dvge", "not_installed"]})
+    assert declared_specs(frame) == list(DVGE.report_tables)
+    assert declared_specs(frame[frame["method"] == "erm"]) == []

@@ -17,6 +17,7 @@ import numpy as np
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.report.spec import ReportTable
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Method:
     # Part of every job's id: bump it when a fix changes the numbers (the method's own code or
     # an artifact it builds), so finished jobs rerun instead of being reused.
     version: ClassVar[int] = 1
+    # Report tables this method's tagged metric rows feed (`fairbench report --ablation`).
+    report_tables: ClassVar[tuple[ReportTable, ...]] = ()
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params

@@ -1,4 +1,4 @@
-"""Reports: Pareto fronts, critical-difference diagrams, ablation and summary tables, HTML.
+"""Reports: Pareto fronts, critical-difference diagrams, the tables methods declare, summary tables, HTML.
 
 Reads only the results store (fairbench.store.load_results / load_jobs). Public names load
 lazily so that `from fairbench.report.cli import report` stays cheap for the CLI.
@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Options": "build", "build_report": "build", "ablation_tables": "ablation", "critical_difference": "cd",
+    "Options": "build", "build_report": "build", "declared_tables": "declared", "critical_difference": "cd",
     "friedman_statistic": "cd", "nemenyi_cd": "cd", "hypervolume": "pareto", "pareto_front": "pareto",
     "pareto_points": "pareto", "select_points": "tables", "summary_tables": "tables",
 }  # fmt: skip

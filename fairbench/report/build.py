@@ -6,7 +6,7 @@ Files written under the output folder (default `<results>/report/`):
     pareto_fronts.{csv,md}              the front points (seed means and std)
     hypervolume.{csv,md}                hypervolume per experiment x pair x label, reference point
     cd_diagram.<fmt>, cd.{md,csv}       critical-difference analysis (ranks, statistics)
-    ablation_<experiment>_<classifier>.{md,tex,csv}
+    <table>_<experiment>_<values>.{md,tex,csv}  the tables the methods declare (e.g. an ablation)
     summary.{md,tex,csv}
     report.html                         everything above in one self-contained page
 """
@@ -22,8 +22,8 @@ import pandas as pd
 import yaml
 
 from fairbench.errors import FairbenchError, did_you_mean
-from fairbench.report import ablation as ablation_mod
 from fairbench.report import cd as cd_mod
+from fairbench.report import declared as declared_mod
 from fairbench.report import intervals as intervals_mod
 from fairbench.report import pareto as pareto_mod
 from fairbench.report import tables as tables_mod
@@ -259,21 +259,23 @@ def build_report(folder: Path, opts: Options) -> Report:
         report.sections.append(_cd_section(report, hv_frames, opts, want_png))
 
     if "ablation" in parts:
-        tables = ablation_mod.ablation_tables(df)
-        section = Section("Ablation: sensitive-attribute accuracy")
+        specs = declared_mod.declared_specs(df)
+        tables = declared_mod.declared_tables(df)
+        section = Section("Ablation: the tables the methods declare")
         if not tables:
             if explicit and "ablation" in opts.parts:
+                wanted = ", ".join(f"{s.split}-split '{s.metric}'" for s in specs) or "nothing"
                 raise FairbenchError(
-                    f"--ablation: {folder} has no test-split 'sens_acc' rows (DVGE ablation results); "
-                    f"run a suite with the DVGE ablation or drop --ablation"
+                    f"--ablation: {folder} has no rows for the tables its methods declare (they read: "
+                    f"{wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
+                    f"or drop --ablation"
                 )
         else:
             for t in tables:
-                stem = f"ablation_{slug(t.experiment)}_{slug(t.sens_classifier)}"
-                _write(report, stem + ".md", t.markdown())
-                _write(report, stem + ".tex", t.latex())
-                _write_csv(report, stem + ".csv", t.csv_frame())
-                section.tables.append(Table(t.caption, ["Encoder", *t.columns], t.text_rows()))
+                _write(report, t.stem + ".md", t.markdown())
+                _write(report, t.stem + ".tex", t.latex())
+                _write_csv(report, t.stem + ".csv", t.csv_frame())
+                section.tables.append(Table(t.caption, t.header, t.text_rows()))
             report.sections.append(section)
 
     if "tables" in parts:

@@ -3,7 +3,7 @@
 A *hyperparameter point* is the set of all `param_<name>` values of one (experiment, label)
 group; the seeds of a point are averaged and their spread (sample std, ddof=1; 0 for one seed)
 kept. Reports other than the ablation use the *untagged* metric rows only (tag columns all
-empty): tagged rows (e.g. DVGE's `sens_acc` per `sens_classifier`) are method diagnostics,
+empty): tagged rows (e.g. an ablation's `sens_acc` per `sens_classifier`) are method diagnostics,
 not the model's own scores, and would otherwise be averaged into the wrong numbers.
 """
 

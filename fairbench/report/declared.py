@@ -1,0 +1,164 @@
+"""The report tables that methods declare (`Method.report_tables`, fairbench/report/spec.py),
+rendered from the tidy results table: one `DeclaredTable` per spec x experiment x `table_by`
+values. Methods are found through the METHODS registry by the `method` column; a table reads
+only the rows of the methods that declare it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fairbench.report.common import fmt_mean_std, latex_table, markdown_table, slug
+from fairbench.report.spec import ReportTable
+
+KEYS = ["experiment", "label", "column", "order"]
+
+
+def declaring_methods(df: pd.DataFrame) -> list[tuple[ReportTable, list[str]]]:
+    """Each table spec that a registered method present in `df` declares, with the methods
+    present that declare it (methods sharing a table declare an equal spec), in order of
+    appearance."""
+    from fairbench.registry import METHODS
+
+    out: list[tuple[ReportTable, list[str]]] = []
+    for name in dict.fromkeys(df["method"].dropna()) if "method" in df else ():
+        for spec in METHODS.get(name).report_tables if name in METHODS else ():
+            found = [methods for known, methods in out if known == spec]
+            if found:
+                found[0].append(name)
+            else:
+                out.append((spec, [name]))
+    return out
+
+
+def declared_specs(df: pd.DataFrame) -> list[ReportTable]:
+    """The table specs of every registered method present in `df`, in order of appearance."""
+    return [spec for spec, _ in declaring_methods(df)]
+
+
+def _column_values(rows: pd.DataFrame, spec: ReportTable) -> pd.Series:
+    """The column parameter's value per row: a tag of that name wins over the job parameter."""
+    value = pd.Series(np.nan, index=rows.index, dtype=float)
+    for col in (f"param_{spec.column_param}", spec.column_param):
+        if col in rows:
+            found = pd.to_numeric(rows[col], errors="coerce")
+            value = found.where(found.notna(), value)
+    return value
+
+
+def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+    """Long table of cells: experiment, the present `table_by` columns, label, column, order,
+    mean, std, n."""
+    rows = df[(df["metric"] == spec.metric) & (df["split"] == spec.split)].copy()
+    for col, wanted in spec.where.items():
+        if col in rows:
+            rows = rows[rows[col] == wanted]
+    by = [c for c in spec.table_by if c in rows and (_named(spec, c) or rows[c].nunique() > 1)]
+    columns = ["experiment", *by, "label", "column", "order", "mean", "std", "n"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows["label"] = rows["label"].fillna(rows["method"])
+    variant = rows[spec.reference_tag] if spec.reference_tag in rows else pd.Series(np.nan, index=rows.index)
+    value = _column_values(rows, spec)
+    is_ref = variant.isin(list(spec.references)) | (variant.notna() & value.isna())
+    refs = list(spec.references)
+    extra = sorted(set(variant[is_ref]) - set(refs))
+    ref_order = {v: i for i, v in enumerate(refs + extra)}
+    rows["column"] = np.where(
+        is_ref,
+        variant.map(lambda v: spec.references.get(v, v)),
+        value.map(lambda v: spec.column_label.format(v) if pd.notna(v) else None),
+    )
+    rows["order"] = np.where(is_ref, variant.map(ref_order), 100 + value.fillna(0))
+    rows = rows[is_ref | value.notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    for col in by:
+        # Rows without a value in a table_by column belong to every table of their experiment.
+        named = sorted(rows[col].dropna().unique(), key=str)
+        if named:
+            blank = rows[rows[col].isna()]
+            rows = pd.concat([rows[rows[col].notna()], *[blank.assign(**{col: v}) for v in named]])
+    keys = ["experiment", *by, "label", "column", "order"]
+    per_seed = rows.groupby([*keys, "seed"], dropna=False)["value"].mean().reset_index()
+    cells = (
+        per_seed.groupby(keys, dropna=False)["value"]
+        .agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n="count")
+        .reset_index()
+    )
+    return cells.sort_values(["experiment", *by, "label", "order"]).reset_index(drop=True)[columns]
+
+
+def _short(col: str) -> str:
+    return col.removeprefix("param_")
+
+
+def _named(spec: ReportTable, col: str) -> bool:
+    return "{" + _short(col) + "}" in spec.caption
+
+
+def _text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool | np.bool_) else str(value)
+
+
+@dataclass
+class DeclaredTable:
+    """One spec x experiment x `table_by` values: rows = labels, columns = references and values."""
+
+    spec: ReportTable
+    experiment: str
+    by: dict[str, object]
+    cells: pd.DataFrame
+
+    @property
+    def columns(self) -> list[str]:
+        order = self.cells.drop_duplicates("column").sort_values("order")
+        return list(order["column"])
+
+    @property
+    def header(self) -> list[str]:
+        return [self.spec.row_header, *self.columns]
+
+    def text_rows(self) -> list[list[str]]:
+        out = []
+        for label, sub in self.cells.groupby("label", sort=True):
+            by_col = {r.column: fmt_mean_std(r.mean, r.std, r.n) for r in sub.itertuples()}
+            out.append([str(label), *[by_col.get(c, "-") for c in self.columns]])
+        return out
+
+    @property
+    def caption(self) -> str:
+        values = {_short(k): "-" for k in self.spec.table_by}  # a named column absent from the results
+        values |= {_short(k): _text(v) for k, v in self.by.items()}
+        text = self.spec.caption.format(split=self.spec.split, experiment=self.experiment, **values)
+        return text + "".join(f", {_short(k)}: {values[_short(k)]}" for k in self.by if not _named(self.spec, k))
+
+    @property
+    def stem(self) -> str:
+        parts = [_text(v) if k == _short(k) else f"{_short(k)}-{_text(v)}" for k, v in self.by.items()]
+        return "_".join(slug(p) for p in [self.spec.name, self.experiment, *parts])
+
+    def markdown(self) -> str:
+        return f"**{self.caption}**\n\n" + markdown_table(self.header, self.text_rows())
+
+    def latex(self) -> str:
+        return latex_table(self.header, self.text_rows(), caption=self.caption)
+
+    def csv_frame(self) -> pd.DataFrame:
+        return self.cells.drop(columns="order")
+
+
+def declared_tables(df: pd.DataFrame) -> list[DeclaredTable]:
+    """Every table the methods present in `df` declare, each read from the rows of the methods
+    that declare it; may be empty."""
+    out = []
+    for spec, methods in declaring_methods(df):
+        cells = table_cells(df[df["method"].isin(methods)], spec)
+        by = [c for c in spec.table_by if c in cells]
+        for key, sub in cells.groupby(["experiment", *by], sort=True):
+            values = dict(zip(by, key[1:], strict=True))
+            out.append(DeclaredTable(spec, str(key[0]), values, sub.reset_index(drop=True)))
+    return out
