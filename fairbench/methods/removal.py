@@ -9,18 +9,19 @@ dims most correlated (|Pearson r|) with the sensitive group on the train split; 
 from __future__ import annotations
 
 from fairbench.data.base import TaskData
-from fairbench.encoders import encoder_label, latent_codes, sensitive_dims
-from fairbench.encoders.sensitive import zero_dims
-from fairbench.methods.base import HParam, Outcome, RunContext
-from fairbench.methods.dvge import (
+from fairbench.encoders import encoder_label, latent_codes
+from fairbench.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
     LatentCodeMethod,
     TaskTensors,
+    fit_downstream,
     recipe,
     scores_of,
+    sensitive_dims,
+    zero_dims,
 )
-from fairbench.stacked import fit_stacked, stream
+from fairbench.methods.base import HParam, Outcome, RunContext
 
 
 class Removal(LatentCodeMethod):
@@ -39,20 +40,7 @@ class Removal(LatentCodeMethod):
         count = p["removed_dims"] or max(1, len(data.sensitive_columns))
         dims = sensitive_dims(codes, data.g, data.splits["train"], count)
         t = TaskTensors(data, zero_dims(codes, dims), p["precision"], ctx.device)
-        rec = recipe(p, p["epochs"])
-        model = rec.model(t.z.shape[1], 1, ctx.device)
-        generator = stream(ctx.seed, "downstream")
-        model.reset([generator])
-        fit = fit_stacked(
-            model,
-            t.z,
-            t.y,
-            t.rows["train"],
-            t.rows["val"],
-            [generator],
-            log=ctx.log.debug,
-            **rec.fit_kwargs(),
-        )
+        model, fit = fit_downstream(t, recipe(p, p["epochs"]), ctx)
         info = {
             "encoder_label": encoder_label(latents.config),
             "encoder_artifact": latents.key,

@@ -18,40 +18,8 @@ import torch
 
 from fairbench.data.base import TaskData
 from fairbench.encoders.base import Latents
+from fairbench.latent.recipe import DTYPES, Recipe
 from fairbench.stacked import FOCI, StackedMLP, accuracy, fit_stacked, stream
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a DVGE MLP (d or g) trains: paper Appendix B unless a budget or test shrinks it."""
-
-    epochs: int
-    lr: float
-    beta1: float
-    beta2: float
-    batch_size: int
-    width: int
-    precision: str
-    select: str = "acc"
-    max_steps_per_epoch: int = 0
-
-    def model(self, in_dim: int, members: int, device: str) -> StackedMLP:
-        """M stacked 10-1000x5-2 MLPs (LeakyReLU 0.2), not yet initialised."""
-        return StackedMLP(
-            [in_dim, *[self.width] * 5, 2], members, dtype=DTYPES[self.precision], device=device
-        )
-
-    def fit_kwargs(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "betas": (self.beta1, self.beta2),
-            "select": self.select,
-            "max_steps_per_epoch": self.max_steps_per_epoch,
-        }
 
 
 @dataclass
