@@ -3,7 +3,7 @@ MLP recipe and shared hyperparameters, the codes on the device, the downstream m
 the sensitive classifier d with its focus (an artifact of its own: d is not an encoder)."""
 
 from fairbench.latent.codes import TaskTensors, fit_downstream, scores_of
-from fairbench.latent.method import LatentCodeMethod
+from fairbench.latent.method import LatentCodeMethod, SensitivePartDropped
 from fairbench.latent.recipe import SHARED_BUDGETS, SHARED_HPARAMS, Recipe, recipe, sens_recipe
 from fairbench.latent.sensitive import SensitiveClassifier, sensitive_classifier, sensitive_dims, zero_dims
 
@@ -13,6 +13,7 @@ __all__ = [
     "LatentCodeMethod",
     "Recipe",
     "SensitiveClassifier",
+    "SensitivePartDropped",
     "TaskTensors",
     "fit_downstream",
     "recipe",

@@ -1,9 +1,10 @@
 """Sensitive dimensions removed (Creager et al. 2019; DVGE's comparison): g trained and
 evaluated on the frozen VAE code with its sensitive dimensions zeroed.
 
-For encoders without designated sensitive dimensions (vanilla VAE, FactorVAE) those are the
-dims most correlated (|Pearson r|) with the sensitive group on the train split; how many is
-`removed_dims` (default: one per attribute the sensitive expression reads).
+FFVAE's and FD-VAE's encoders designate theirs (part "sensitive"). For encoders without
+(vanilla VAE, FactorVAE) those are the dims most correlated (|Pearson r|) with the sensitive
+group on the train split; how many is `removed_dims` (default: one per attribute the sensitive
+expression reads).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Removal(LatentCodeMethod):
         latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
         codes = latents.codes(p["latent"])
         count = p["removed_dims"] or max(1, len(data.sensitive_columns))
-        dims = sensitive_dims(codes, data.g, data.splits["train"], count)
+        # An encoder with designated sensitive dims (FFVAE's b) names them itself.
+        dims = tuple(latents.parts.get("sensitive", ())) or sensitive_dims(codes, data.g, data.splits["train"], count)
         t = TaskTensors(data, zero_dims(codes, dims), p["precision"], ctx.device)
         model, fit = fit_downstream(t, recipe(p, p["epochs"]), ctx)
         info = {
