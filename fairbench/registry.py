@@ -87,6 +87,7 @@ METHODS = Registry(
         "dvge": "fairbench.methods.dvge:DVGE",
         "removal": "fairbench.methods.removal:Removal",
         "ffvae": "fairbench.methods.ffvae:FFVAE",
+        "fdvae": "fairbench.methods.fdvae:FDVAE",
     },
 )
 

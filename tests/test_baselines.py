@@ -16,11 +16,13 @@ import fairbench.latent.codes as codes_module
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import build_task, open_dataset
 from fairbench.encoders import latent_codes, resolve_encoder
+from fairbench.encoders.fdvae import FDVAETrainer
 from fairbench.encoders.ffvae import FFVAETrainer
 from fairbench.encoders.networks import VAE
 from fairbench.errors import FairbenchError
 from fairbench.expressions import Expression
 from fairbench.methods.base import RunContext
+from fairbench.methods.fdvae import FDVAE
 from fairbench.methods.ffvae import FFVAE
 
 # The real recipes with tiny widths and budgets.
@@ -145,3 +147,66 @@ def test_ffvae_g_sees_z_without_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     tags = {"variant": "ffvae", "sens_classifier": "retrained", "encoder_label": "FFVAE"}
     assert rows[("test", "sens_acc")].tags == tags
     assert 0 <= rows[("test", "sens_acc")].value <= 1
+
+
+def _fdvae(**settings: Any) -> FDVAETrainer:
+    torch.manual_seed(0)
+    config = resolve_encoder({"name": "fdvae", "width": 8, **settings})
+    return FDVAETrainer(VAE((6,), 10, 8), config, "cpu")
+
+
+def _inputs_of(module: torch.nn.Module) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    module.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    return seen
+
+
+def test_fdvae_split_dims_feed_their_heads_and_adversaries() -> None:
+    trainer = _fdvae(alpha=2.0, beta=0.5)
+    assert (trainer.target, trainer.mutual, trainer.sensitive) == ([0, 1, 2], [3, 4, 5, 6], [7, 8, 9])
+    x = torch.rand(16, 6)
+    labels = {"y": torch.randint(0, 2, (16,)), "g": torch.randint(0, 2, (16,))}
+    head_t, head_p = _inputs_of(trainer.heads["target"]), _inputs_of(trainer.heads["sensitive"])
+    adv_p = _inputs_of(trainer.adversaries["sensitive_from_target"])
+    adv_t = _inputs_of(trainer.adversaries["target_from_sensitive"])
+    loss, terms, z = trainer.vae_terms((x, labels))
+    torch.testing.assert_close(head_t[0], z[:, :7], rtol=0, atol=0)  # target + mutual
+    torch.testing.assert_close(head_p[0], z[:, [7, 8, 9, 3, 4, 5, 6]], rtol=0, atol=0)  # protected + mutual
+    torch.testing.assert_close(adv_p[0], z[:, :3], rtol=0, atol=0)
+    torch.testing.assert_close(adv_t[0], z[:, 7:], rtol=0, atol=0)
+    target = F.cross_entropy(trainer.heads["target"](z[:, :7]), labels["y"])
+    torch.testing.assert_close(terms["target"], target)
+    expected = terms["recon"] + terms["kl"] + 2.0 * (terms["target"] + terms["protected"])
+    torch.testing.assert_close(loss, expected + 0.5 * terms["decorrelation"])
+    # Decorrelation: minus the entropies of the adversaries' predictions (at most 2 log 2).
+    assert -2 * np.log(2) - 1e-6 <= terms["decorrelation"].item() <= 0
+
+
+def test_fdvae_adversaries_train_on_detached_codes() -> None:
+    trainer = _fdvae()
+    x = torch.rand(16, 6)
+    labels = {"y": torch.randint(0, 2, (16,)), "g": torch.randint(0, 2, (16,))}
+    calls = [0] * len(list(trainer.vae.parameters()))
+    for index, p in enumerate(trainer.vae.parameters()):
+        p.register_hook(lambda grad, index=index: calls.__setitem__(index, calls[index] + 1))
+    before = [p.detach().clone() for p in trainer.adversaries.parameters()]
+    losses = trainer.step(lambda: (x, labels))
+    assert set(losses) == {"recon", "kl", "target", "protected", "decorrelation", "adversaries"}
+    assert set(calls) == {1}  # the encoder's own loss only
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.adversaries.parameters(), strict=True))
+
+
+def test_fdvae_key_holds_target_and_sensitive_and_g_reads_target_and_mutual(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _spy_fit(monkeypatch)
+    params = FDVAE.resolve({**TINY, "encoder": {"width": 16}, "ablation": True}, "paper")
+    outcome = FDVAE(params).run(_table(), _ctx(tmp_path))
+    folder = tmp_path / "encoder" / outcome.info["encoder_artifact"]
+    assert json.loads((folder / "key.json").read_text())["task"] == {"target": "y", "sensitive": "s"}
+    np.testing.assert_array_equal(seen[0].numpy(), np.load(folder / "mean.npy")[:, :7])
+    assert outcome.info["g_dims"] == list(range(7)) and outcome.info["encoder_label"] == "FD-VAE"
+    assert {(r.split, r.tags["variant"]) for r in outcome.metrics} == {("val", "fdvae"), ("test", "fdvae")}
+    other_target = latent_codes(_table(target="y == 1"), params["encoder"], params["encoder_iters"], _ctx(tmp_path))
+    other_group = latent_codes(_table("proxy > 0"), params["encoder"], params["encoder_iters"], _ctx(tmp_path))
+    assert other_target.built_now and other_group.built_now

@@ -141,10 +141,11 @@ def reconstruction_loss(
 
 def trainers() -> dict[str, type[EncoderTrainer]]:
     from fairbench.encoders.factor_vae import FactorVAETrainer
+    from fairbench.encoders.fdvae import FDVAETrainer
     from fairbench.encoders.ffvae import FFVAETrainer
     from fairbench.encoders.vanilla_vae import VanillaVAETrainer
 
-    return {cls.name: cls for cls in (VanillaVAETrainer, FactorVAETrainer, FFVAETrainer)}
+    return {cls.name: cls for cls in (VanillaVAETrainer, FactorVAETrainer, FFVAETrainer, FDVAETrainer)}
 
 
 def resolve_encoder(config: dict[str, Any], where: str = "") -> dict[str, Any]:
