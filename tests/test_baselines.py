@@ -131,6 +131,11 @@ def test_ffvae_encoder_key_holds_the_sensitive_expression(tmp_path: Path) -> Non
     assert "task" not in json.loads((vanilla.folder / "key.json").read_text())
     with pytest.raises(FairbenchError, match="trains its own encoder"):
         FFVAE.resolve({"encoder": {"name": "factor_vae"}}, "paper")
+    # alpha and gamma are the method's parameters (a grid sweeps them) and land in the encoder.
+    swept = FFVAE.resolve({"alpha": 4, "gamma": 2.0}, "paper")["encoder"]
+    assert (swept["name"], swept["alpha"], swept["gamma"]) == ("ffvae", 4.0, 2.0)
+    with pytest.raises(FairbenchError, match="parameter 'alpha'"):
+        FFVAE.resolve({"encoder": {"alpha": 2.0}}, "paper")
 
 
 def test_ffvae_g_sees_z_without_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

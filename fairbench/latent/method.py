@@ -18,20 +18,26 @@ class LatentCodeMethod(Method):
 
     # The encoders the method accepts (None: any); the first is used when the config names none.
     encoders: ClassVar[tuple[str, ...] | None] = None
+    # Encoder settings declared as the method's own parameters, so that a grid can sweep them.
+    encoder_hparams: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
         """Also fills and checks the encoder config, so a typo fails at validation time."""
         resolved = super().resolve(params, budget, where)
         config = resolved["encoder"]
-        if cls.encoders is not None and "name" not in config:
+        if cls.encoders is not None:
             config = {"name": cls.encoders[0], **config}
+            if config["name"] not in cls.encoders:
+                raise FairbenchError(
+                    f"{where}method '{cls.name}' trains its own encoder ({', '.join(cls.encoders)}), "
+                    f"not '{config['name']}'; drop encoder.name"
+                )
+        for name in cls.encoder_hparams:
+            if name in config:
+                raise FairbenchError(f"{where}encoder.{name}: set it as the method's parameter '{name}'")
+            config = {**config, name: resolved[name]}
         resolved["encoder"] = resolve_encoder(config, where)
-        if cls.encoders is not None and resolved["encoder"]["name"] not in cls.encoders:
-            raise FairbenchError(
-                f"{where}method '{cls.name}' trains its own encoder ({', '.join(cls.encoders)}), "
-                f"not '{resolved['encoder']['name']}'; drop encoder.name"
-            )
         return resolved
 
 
