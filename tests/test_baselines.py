@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ from fairbench.expressions import Expression
 from fairbench.methods.base import RunContext
 from fairbench.methods.fdvae import FDVAE
 from fairbench.methods.ffvae import FFVAE
+from fairbench.nets.branched import build_branched
+from fairbench.nets.layers import reverse_gradient
 
 # The real recipes with tiny widths and budgets.
 TINY: dict[str, Any] = {
@@ -215,3 +218,71 @@ def test_fdvae_key_holds_target_and_sensitive_and_g_reads_target_and_mutual(
     other_target = latent_codes(_table(target="y == 1"), params["encoder"], params["encoder_iters"], _ctx(tmp_path))
     other_group = latent_codes(_table("proxy > 0"), params["encoder"], params["encoder_iters"], _ctx(tmp_path))
     assert other_target.built_now and other_group.built_now
+
+
+def test_reversal_layer_flips_and_scales_the_gradient_and_nothing_else() -> None:
+    x = torch.randn(4, 3, requires_grad=True)
+    y = reverse_gradient(x, 2.5)
+    assert y is not x and y.grad_fn is not None  # a new tensor: autograd cannot skip the node
+    assert torch.equal(y, x)
+    w = torch.randn(4, 3)
+    (grad,) = torch.autograd.grad((y * w).sum() + (x * w).sum(), x)
+    torch.testing.assert_close(grad, -2.5 * w + w)
+
+
+def test_adt_feature_encoder_and_branches_follow_table_3() -> None:
+    net = build_branched("dvge", (3, 64, 64), with_attribute=True)
+    convs = [m for m in net.trunk if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
+        (3, 32, 4), (32, 32, 4), (32, 64, 4), (64, 64, 4), (64, 256, 4), (256, 10, 1),
+    ]  # fmt: skip
+    for head in (net.task_head, net.attribute_head):
+        linears = [m for m in head if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linears] == [(10, 1000), *[(1000, 1000)] * 4, (1000, 2)]
+    task, attribute = net(torch.rand(2, 3, 64, 64))
+    assert task.shape == attribute.shape == (2, 2)
+
+
+TINY_SUITE = """\
+name: baselines-tiny
+seeds: [0]
+budget: paper
+experiments:
+  - {experiment}
+methods:
+  - method: ffvae
+    label: FFVAE
+    params: {{ablation: true, {tiny}}}
+    grid: {{alpha: [1.0, 6.4]}}
+  - method: fdvae
+    label: FD-VAE
+    params: {{ablation: true, {tiny}}}
+  - method: adt
+    label: ADT
+    params: {{epochs: 2, lr: 0.001}}
+    grid: {{lam: [0.1, 10.0]}}
+"""
+TINY_PARAMS = "encoder: {width: 16}, encoder_iters: 3, epochs: 2, sens_epochs: 2, lr: 0.001, width: 16"
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        "{dataset: synthetic, target: y, sensitive: 's == 1 and proxy > 0', options: {n: 300}}",
+        "{dataset: synthetic_images, target: Attractive, sensitive: Male, options: {n: 48}}",
+    ],
+    ids=["table", "images"],
+)
+def test_baselines_run_end_to_end(experiment: str, tmp_path: Path, fairbench) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(TINY_SUITE.format(experiment=experiment, tiny=TINY_PARAMS))
+    result = fairbench("run", suite, "--results", tmp_path / "out")
+    assert result.code == 0, result.err
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    acc = table[(table["metric"] == "acc") & (table["split"] == "test")]
+    assert acc.groupby("label").size().to_dict() == {"ADT": 2, "FD-VAE": 1, "FFVAE": 2}
+    assert acc["value"].between(0, 1).all()
+    sens = table[table["metric"] == "sens_acc"]
+    tagged = (("FFVAE", "ffvae"), ("FD-VAE", "fdvae"))
+    expected = {(label, variant, split) for label, variant in tagged for split in ("val", "test")}
+    assert set(zip(sens["label"], sens["variant"], sens["split"])) == expected
