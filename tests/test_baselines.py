@@ -259,7 +259,7 @@ methods:
     params: {{ablation: true, {tiny}}}
   - method: adt
     label: ADT
-    params: {{epochs: 2, lr: 0.001}}
+    params: {{epochs: 2, lr: 0.001, ablation: true, sens_epochs: 2}}
     grid: {{lam: [0.1, 10.0]}}
 """
 TINY_PARAMS = "encoder: {width: 16}, encoder_iters: 3, epochs: 2, sens_epochs: 2, lr: 0.001, width: 16"
@@ -283,6 +283,6 @@ def test_baselines_run_end_to_end(experiment: str, tmp_path: Path, fairbench) ->
     assert acc.groupby("label").size().to_dict() == {"ADT": 2, "FD-VAE": 1, "FFVAE": 2}
     assert acc["value"].between(0, 1).all()
     sens = table[table["metric"] == "sens_acc"]
-    tagged = (("FFVAE", "ffvae"), ("FD-VAE", "fdvae"))
+    tagged = (("FFVAE", "ffvae"), ("FD-VAE", "fdvae"), ("ADT", "adt"))
     expected = {(label, variant, split) for label, variant in tagged for split in ("val", "test")}
     assert set(zip(sens["label"], sens["variant"], sens["split"])) == expected

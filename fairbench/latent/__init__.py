@@ -5,7 +5,13 @@ the sensitive classifier d with its focus (an artifact of its own: d is not an e
 from fairbench.latent.codes import TaskTensors, fit_downstream, scores_of
 from fairbench.latent.method import LatentCodeMethod, SensitivePartDropped
 from fairbench.latent.recipe import SHARED_BUDGETS, SHARED_HPARAMS, Recipe, recipe, sens_recipe
-from fairbench.latent.sensitive import SensitiveClassifier, sensitive_classifier, sensitive_dims, zero_dims
+from fairbench.latent.sensitive import (
+    SensitiveClassifier,
+    retrained_accuracy,
+    sensitive_classifier,
+    sensitive_dims,
+    zero_dims,
+)
 
 __all__ = [
     "SHARED_BUDGETS",
@@ -17,6 +23,7 @@ __all__ = [
     "TaskTensors",
     "fit_downstream",
     "recipe",
+    "retrained_accuracy",
     "scores_of",
     "sens_recipe",
     "sensitive_classifier",
