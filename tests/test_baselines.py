@@ -286,3 +286,12 @@ def test_baselines_run_end_to_end(experiment: str, tmp_path: Path, fairbench) ->
     tagged = (("FFVAE", "ffvae"), ("FD-VAE", "fdvae"), ("ADT", "adt"))
     expected = {(label, variant, split) for label, variant in tagged for split in ("val", "test")}
     assert set(zip(sens["label"], sens["variant"], sens["split"])) == expected
+
+
+def test_removal_on_an_ffvae_code_zeroes_b(tmp_path: Path) -> None:
+    from fairbench.methods.removal import Removal
+
+    tiny = {k: v for k, v in TINY.items() if k != "sens_epochs"}
+    params = Removal.resolve({**tiny, "encoder": {"name": "ffvae", "width": 16}}, "paper")
+    outcome = Removal(params).run(_table("s == 1 and proxy > 0"), _ctx(tmp_path))
+    assert outcome.info["removed_dims"] == [8, 9]
