@@ -63,6 +63,21 @@ class Expression:
             if name not in columns:
                 raise FairbenchError(f"{where}unknown column '{name}' in '{self.text}'{did_you_mean(name, columns)}")
 
+    def atoms(self) -> list[Expression]:
+        """The comparisons and bare column names the expression combines, in source order,
+        without repeats: one binary attribute each (`not (not Male and Young)` -> Male, Young)."""
+
+        def walk(node: ast.AST) -> Iterable[str]:
+            if isinstance(node, ast.BoolOp):
+                for value in node.values:
+                    yield from walk(value)
+            elif isinstance(node, ast.UnaryOp):
+                yield from walk(node.operand)
+            else:
+                yield ast.unparse(node)
+
+        return [Expression(text) for text in dict.fromkeys(walk(self._tree))]
+
     def evaluate(self, frame: pd.DataFrame) -> np.ndarray:
         """Evaluate on every row of `frame`; returns a boolean array."""
         self.validate(frame.columns)
@@ -101,3 +116,4 @@ class Expression:
         if isinstance(node, ast.Name):
             return frame[node.id].to_numpy()
         return node.value  # type: ignore[attr-defined]
+

@@ -93,6 +93,8 @@ METHODS = Registry(
         "grad_pred": "fairbench.methods.grad_pred:GradPred",
         "dvge": "fairbench.methods.dvge:DVGE",
         "removal": "fairbench.methods.removal:Removal",
+        "ffvae": "fairbench.methods.ffvae:FFVAE",
+        "fdvae": "fairbench.methods.fdvae:FDVAE",
     },
 )
 

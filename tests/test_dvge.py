@@ -14,8 +14,8 @@ import fairbench.methods.dvge as dvge_module
 from fairbench import metrics
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import build_task, open_dataset
-from fairbench.encoders import sensitive_dims
 from fairbench.errors import FairbenchError
+from fairbench.latent import sensitive_dims
 from fairbench.methods.base import RunContext
 from fairbench.methods.dvge import DVGE
 from fairbench.methods.removal import Removal

@@ -2,8 +2,10 @@
 
 An encoder is trained without labels on the train split, then frozen; its latent codes for
 every row (posterior mean, log-variance and one seeded reparameterised sample) are stored with
-it. The cache key is (data.input_key, encoder config, training settings, seed): it holds no
-target or sensitive attribute, so changing either reuses the encoder (DVGE's flexibility).
+it. The cache key is (data.input_key, encoder config, training settings, seed): for the
+label-free encoders (DVGE's) it holds no target or sensitive attribute, so changing either
+reuses the encoder (DVGE's flexibility). An encoder trained with labels (FFVAE, FD-VAE)
+declares which (`supervision`), and its key holds those expressions too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from fairbench.data.base import TaskData
 from fairbench.encoders.networks import VAE, reparameterise
 from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.expressions import Expression
 from fairbench.train import as_input, seed_everything, to_float
 
 ARTIFACT_VERSION = 2  # 2: tables use the per-feature-scaled Gaussian
@@ -42,12 +45,30 @@ COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 
+# A training batch: the inputs, or (inputs, labels by name) for an encoder with `supervision`.
+Batch = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
 class EncoderTrainer:
     """One VAE variant: its defaults, its label in DVGE's naming, and one training step."""
 
     name: ClassVar[str]
     label: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    # The task parts the encoder trains on ("target", "sensitive"): its batches carry those
+    # labels (see `task_labels`) and its artifact key holds those expressions.
+    supervision: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def parts(cls, config: dict[str, Any], attributes: int) -> dict[str, list[int]]:
+        """Named groups of code dims (a part named "sensitive" is the designated sensitive dims);
+        `attributes` is the number of sensitive attributes of the task."""
+        return {"z": list(range(config["z_dim"]))}
+
+    @classmethod
+    def deterministic(cls, config: dict[str, Any], attributes: int) -> int:
+        """How many trailing code dims are point masses rather than sampled."""
+        return 0
 
     def __init__(self, vae: VAE, settings: dict[str, Any], device: str) -> None:
         self.vae, self.settings, self.device = vae, settings, device
@@ -57,16 +78,41 @@ class EncoderTrainer:
             vae.parameters(), lr=settings["lr"], betas=(settings["beta1"], settings["beta2"])
         )
 
-    def step(self, next_batch: Callable[[], torch.Tensor]) -> dict[str, float]:
+    def step(self, next_batch: Callable[[], Batch]) -> dict[str, float]:
         raise NotImplementedError
 
     def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstruction loss, KL, sampled z) for a batch, both losses averaged over the batch."""
+        """(reconstruction loss, KL, sampled z) for a batch, both losses averaged over the batch.
+        The KL covers the sampled dims only (point-mass dims have no prior)."""
         mu, logvar = self.vae.encode(x)
         z = reparameterise(mu, logvar)
         recon = reconstruction_loss(self.vae.decode(z), x, self.settings, self.feature_std)
+        mu, logvar = mu[:, : self.vae.stochastic], logvar[:, : self.vae.stochastic]
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
         return recon, kl, z
+
+
+def inputs_of(batch: Batch) -> torch.Tensor:
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def task_labels(data: TaskData, supervision: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-row labels an encoder trains on: `y` (target) for "target"; `g` (the group) and `a`
+    (N x attributes: each comparison or column the sensitive expression combines, as 0/1) for
+    "sensitive"."""
+    labels: dict[str, np.ndarray] = {}
+    if "target" in supervision:
+        labels["y"] = data.y
+    if "sensitive" in supervision:
+        labels["g"] = data.g
+        atoms = Expression(data.sensitive).atoms()
+        labels["a"] = np.stack([atom.evaluate(data.attributes) for atom in atoms], 1).astype(np.float32)
+    return labels
+
+
+def attribute_count(data: TaskData) -> int:
+    """How many sensitive attributes the task's group combines (FFVAE: one b dim each)."""
+    return len(Expression(data.sensitive).atoms())
 
 
 def reconstruction_loss(
@@ -95,9 +141,11 @@ def reconstruction_loss(
 
 def trainers() -> dict[str, type[EncoderTrainer]]:
     from fairbench.encoders.factor_vae import FactorVAETrainer
+    from fairbench.encoders.fdvae import FDVAETrainer
+    from fairbench.encoders.ffvae import FFVAETrainer
     from fairbench.encoders.vanilla_vae import VanillaVAETrainer
 
-    return {cls.name: cls for cls in (VanillaVAETrainer, FactorVAETrainer)}
+    return {cls.name: cls for cls in (VanillaVAETrainer, FactorVAETrainer, FFVAETrainer, FDVAETrainer)}
 
 
 def resolve_encoder(config: dict[str, Any], where: str = "") -> dict[str, Any]:
@@ -129,7 +177,8 @@ def resolve_encoder(config: dict[str, Any], where: str = "") -> dict[str, Any]:
 
 
 def encoder_label(config: dict[str, Any]) -> str:
-    """DVGE-D (disentangled, FactorVAE) or DVGE-N (non-disentangled, vanilla VAE)."""
+    """DVGE-D (disentangled, FactorVAE), DVGE-N (non-disentangled, vanilla VAE), or the
+    baseline's own label (FFVAE, FD-VAE)."""
     return trainers()[config["name"]].label
 
 
@@ -153,6 +202,7 @@ class Latents:
     folder: Path
     built_now: bool
     config: dict[str, Any]
+    parts: dict[str, list[int]]  # named groups of dims (EncoderTrainer.parts)
 
     def codes(self, latent: str) -> np.ndarray:
         """`mean` (the default) or `sample` (one seeded draw per row, as the released code)."""
@@ -166,13 +216,18 @@ class Latents:
 
 
 def encoder_key(data: TaskData, config: dict[str, Any], iterations: int, seed: int) -> dict[str, Any]:
-    return {
+    key = {
         "version": ARTIFACT_VERSION,
         "input_key": data.input_key,
         "encoder": config,
         "iterations": iterations,
         "seed": seed,
     }
+    supervision = trainers()[config["name"]].supervision
+    expressions = {"target": data.target, "sensitive": data.sensitive}
+    if supervision:
+        key["task"] = {part: expressions[part] for part in supervision}
+    return key
 
 
 def train_encoder(
@@ -181,17 +236,23 @@ def train_encoder(
     """Train a VAE of `config` on the train split for `iterations` steps; return it and a loss log."""
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
-    vae = VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"]).to(device)
-    trainer = trainers()[config["name"]](vae, config, device)
+    kind = trainers()[config["name"]]
+    deterministic = kind.deterministic(config, attribute_count(data))
+    vae = VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"], deterministic).to(device)
+    trainer = kind(vae, config, device)
     x = to_float(data.x, device)
+    labels = {k: torch.from_numpy(v).to(device) for k, v in task_labels(data, kind.supervision).items()}
     if x.dim() == 2:
         # Constant features get unit scale rather than a division by zero.
         std = x[torch.from_numpy(data.splits["train"]).to(device)].std(0)
         trainer.feature_std = torch.where(std > 0, std, torch.ones_like(std))
     stream_ = batch_stream(torch.from_numpy(data.splits["train"]).to(device), config["batch_size"], generator)
 
-    def next_batch() -> torch.Tensor:
-        return as_input(x[next(stream_)])
+    def next_batch() -> Batch:
+        rows = next(stream_)
+        if labels:
+            return as_input(x[rows]), {k: v[rows] for k, v in labels.items()}
+        return as_input(x[rows])
 
     history: list[dict[str, float]] = []
     every = max(1, iterations // 20)
@@ -252,4 +313,5 @@ def latent_codes(data: TaskData, config: dict[str, Any], iterations: int, ctx: A
         folder=folder,
         built_now=built_now,
         config=config,
+        parts=trainers()[config["name"]].parts(config, attribute_count(data)),
     )

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fairbench.encoders.base import EncoderTrainer
+from fairbench.encoders.base import Batch, EncoderTrainer, inputs_of
 from fairbench.encoders.networks import VAE, reparameterise
 from fairbench.nets.layers import dvge_mlp
 
@@ -42,19 +42,28 @@ class FactorVAETrainer(EncoderTrainer):
             betas=(settings["beta1_d"], settings["beta2_d"]),
         )
 
-    def step(self, next_batch: Callable[[], torch.Tensor]) -> dict[str, float]:
-        recon, kl, z = self.elbo_terms(next_batch())
+    def vae_terms(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(the encoder's loss without the TC term, its named terms, the live sampled code)."""
+        recon, kl, z = self.elbo_terms(inputs_of(batch))
+        return recon + kl, {"recon": recon, "kl": kl}, z
+
+    def permuted(self, z: torch.Tensor) -> torch.Tensor:
+        """Samples of the factorised distribution the TC compares the joint with."""
+        return permute_dims(z)
+
+    def step(self, next_batch: Callable[[], Batch]) -> dict[str, float]:
+        loss, terms, z = self.vae_terms(next_batch())
         d_z = self.discriminator(z)
         # Logit of "joint" minus logit of "permuted": the density-ratio estimate of the TC.
         tc = (d_z[:, 0] - d_z[:, 1]).mean()
-        loss = recon + kl + self.settings["gamma"] * tc
+        loss = loss + self.settings["gamma"] * tc
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
 
         with torch.no_grad():
-            mu, logvar = self.vae.encode(next_batch())
-            z_perm = permute_dims(reparameterise(mu, logvar))
+            mu, logvar = self.vae.encode(inputs_of(next_batch()))
+            z_perm = self.permuted(reparameterise(mu, logvar))
         joint = self.discriminator(z.detach())
         permuted = self.discriminator(z_perm)
         zeros = torch.zeros(len(joint), dtype=torch.long, device=joint.device)
@@ -62,4 +71,4 @@ class FactorVAETrainer(EncoderTrainer):
         self.optimiser_d.zero_grad(set_to_none=True)  # also drops what the VAE loss left in D
         d_loss.backward()
         self.optimiser_d.step()
-        return {"recon": recon.item(), "kl": kl.item(), "tc": tc.item(), "d_loss": d_loss.item()}
+        return {**{k: v.item() for k, v in terms.items()}, "tc": tc.item(), "d_loss": d_loss.item()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -32,19 +34,28 @@ def table_mlp(in_dim: int, out_dim: int, width: int = 1000) -> nn.Sequential:
 
 class VAE(nn.Module):
     """Gaussian encoder q(z|x) = N(mu, exp(logvar)) and a decoder that returns logits
-    (Bernoulli likelihood) or means (Gaussian likelihood)."""
+    (Bernoulli likelihood) or means (Gaussian likelihood).
 
-    def __init__(self, input_shape: tuple[int, ...], z_dim: int = 10, width: int = 1000) -> None:
+    The last `deterministic` of the z_dim code dims are point masses (FFVAE's b): the encoder
+    outputs only their value, and their log-variance reads -inf, so that a reparameterised
+    sample equals the mean there.
+    """
+
+    def __init__(
+        self, input_shape: tuple[int, ...], z_dim: int = 10, width: int = 1000, deterministic: int = 0
+    ) -> None:
         super().__init__()
         self.input_shape, self.z_dim = tuple(input_shape), z_dim
+        self.stochastic = z_dim - deterministic
+        stats = z_dim + self.stochastic
         if len(self.input_shape) == 3:
             channels, height, width_px = self.input_shape
             if (height, width_px) != (64, 64):
                 raise ValueError(f"the DVGE conv VAE takes 64x64 images, got {height}x{width_px}")
-            self.encoder = dvge_conv_encoder(2 * z_dim, channels)
+            self.encoder = dvge_conv_encoder(stats, channels)
             self.decoder = conv_decoder(z_dim, channels)
         elif len(self.input_shape) == 1:
-            self.encoder = table_mlp(self.input_shape[0], 2 * z_dim, width)
+            self.encoder = table_mlp(self.input_shape[0], stats, width)
             self.decoder = table_mlp(z_dim, self.input_shape[0], width)
         else:
             raise ValueError(f"unsupported input shape {self.input_shape}")
@@ -57,7 +68,11 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stats = self.encoder(x)
-        return stats[:, : self.z_dim], stats[:, self.z_dim :]
+        logvar = stats[:, self.z_dim :]
+        if self.stochastic < self.z_dim:
+            point = logvar.new_full((len(x), self.z_dim - self.stochastic), -math.inf)
+            logvar = torch.cat([logvar, point], 1)
+        return stats[:, : self.z_dim], logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

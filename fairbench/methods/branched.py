@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from fairbench import metrics
 from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.nets.branched import ARCHITECTURES, build_branched
+from fairbench.nets.branched import ARCHITECTURES, BranchedNet, build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
 
 SELECTION = ("acc", "disc", "last")
@@ -41,6 +41,10 @@ class BranchedMethod(Method):
     adversarial: ClassVar[bool] = True
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        return self.fit(data, ctx)[1]
+
+    def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
+        """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
         generator = seed_everything(ctx.seed)
         model = build_branched(p["arch"], tuple(data.x.shape[1:]), self.adversarial).to(ctx.device)
@@ -79,4 +83,4 @@ class BranchedMethod(Method):
             split: predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
             for split in ("val", "test")
         }
-        return Outcome(scores=scores, info={"selected_epoch": epoch})
+        return model, Outcome(scores=scores, info={"selected_epoch": epoch})

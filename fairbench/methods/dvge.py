@@ -27,116 +27,30 @@ import numpy as np
 import torch
 
 from fairbench.data.base import TaskData
-from fairbench.encoders import (
-    Latents,
-    Recipe,
-    encoder_label,
-    latent_codes,
-    resolve_encoder,
-    sensitive_classifier,
-)
-from fairbench.encoders.sensitive import DTYPES, SensitiveClassifier, sensitive_dims, zero_dims
+from fairbench.encoders import Latents, encoder_label, latent_codes
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
-from fairbench.report.spec import ReportTable
-from fairbench.stacked import (
-    FOCI,
-    StackedMLP,
-    accuracy,
-    clip_perturbation,
-    fit_stacked,
-    stream,
+from fairbench.latent import (
+    SHARED_BUDGETS,
+    SHARED_HPARAMS,
+    LatentCodeMethod,
+    SensitiveClassifier,
+    TaskTensors,
+    recipe,
+    scores_of,
+    sens_recipe,
+    sensitive_classifier,
+    sensitive_dims,
+    zero_dims,
 )
-
-LATENTS = ("mean", "sample")
-PRECISIONS = tuple(DTYPES)
-
-# What DVGE, removal and the ablation share: the encoder and the MLP recipe (Appendix B).
-SHARED_HPARAMS: dict[str, HParam] = {
-    "encoder": HParam(
-        {"name": "factor_vae", "gamma": 6.4},
-        "encoder config: name factor_vae (DVGE-D) | vanilla_vae (DVGE-N), and its settings "
-        "(gamma, z_dim, width, likelihood, batch_size, lr, beta1, beta2, lr_d, beta1_d, beta2_d)",
-    ),
-    "encoder_iters": HParam(1_000_000, "encoder training iterations (paper: 1e6, batch 64)"),
-    "latent": HParam(
-        "mean", "code fed to d and g: posterior mean | one seeded sample (released code)", LATENTS
-    ),
-    "epochs": HParam(100, "epochs of the downstream model g"),
-    "sens_epochs": HParam(120, "epochs of the sensitive classifier d (best validation accuracy kept)"),
-    "lr": HParam(1e-5, "Adam learning rate of d and g"),
-    "beta1": HParam(0.5, "Adam beta1 of d and g"),
-    "beta2": HParam(0.9, "Adam beta2 of d and g"),
-    "batch_size": HParam(64, "minibatch size of d and g"),
-    "width": HParam(1000, "hidden width of the 10-1000x5-2 MLPs d and g (smaller only for tests)"),
-    "select": HParam("acc", "checkpoint of g: best validation accuracy | last epoch", ("acc", "last")),
-    "max_steps_per_epoch": HParam(0, "cap on minibatches per epoch (0 = a full pass; quick budgets)"),
-    "precision": HParam("float32", "dtype of d and g (float64 for exactness tests)", PRECISIONS),
-}
-
-SHARED_BUDGETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    # CPU smoke runs: fewer iterations and epochs, and a larger step so that g and d still
-    # learn in a few hundred steps (as the other methods' quick budgets do).
-    "quick": {"encoder_iters": 1000, "epochs": 30, "sens_epochs": 30, "lr": 1e-4, "max_steps_per_epoch": 50},
-}
-
-
-def recipe(params: dict[str, Any], epochs: int) -> Recipe:
-    return Recipe(
-        epochs=epochs,
-        lr=params["lr"],
-        beta1=params["beta1"],
-        beta2=params["beta2"],
-        batch_size=params["batch_size"],
-        width=params["width"],
-        precision=params["precision"],
-        select=params["select"],
-        max_steps_per_epoch=params["max_steps_per_epoch"],
-    )
-
-
-def sens_recipe(params: dict[str, Any]) -> Recipe:
-    """d's recipe: always best validation accuracy (paper), whatever g's selection rule."""
-    return Recipe(**{**recipe(params, params["sens_epochs"]).__dict__, "select": "acc"})
-
-
-class TaskTensors:
-    """The task on the device: codes, labels, split rows."""
-
-    def __init__(self, data: TaskData, codes: np.ndarray, precision: str, device: str) -> None:
-        self.z = torch.from_numpy(np.ascontiguousarray(codes)).to(device, DTYPES[precision])
-        self.y = torch.from_numpy(data.y).to(device)
-        self.g = torch.from_numpy(data.g).to(device)
-        self.rows = {s: torch.from_numpy(data.splits[s]).to(device) for s in ("train", "val", "test")}
-
-
-def scores_of(
-    model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor], m: int
-) -> dict[str, np.ndarray]:
-    """P(y = 1) of member m for the val and test rows (unperturbed codes)."""
-    out = {}
-    for split in ("val", "test"):
-        logits = model.logits(z, rows[split])[m]
-        out[split] = torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
-    return out
+from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
+from fairbench.report.spec import ReportTable
+from fairbench.stacked import FOCI, accuracy, clip_perturbation, fit_stacked, stream
 
 
 def check_stack(params_list: list[dict[str, Any]], stackable: tuple[str, ...]) -> None:
     fixed = [{k: v for k, v in p.items() if k not in stackable} for p in params_list]
     if any(f != fixed[0] for f in fixed):
         raise FairbenchError("run_stacked: members differ in parameters that cannot train together")
-
-
-class LatentCodeMethod(Method):
-    """A method trained on a cached encoder's latent codes (dvge, removal)."""
-
-    @classmethod
-    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
-        """Also fills and checks the encoder config, so a typo fails at validation time."""
-        resolved = super().resolve(params, budget, where)
-        resolved["encoder"] = resolve_encoder(resolved["encoder"], where)
-        return resolved
 
 
 # Paper Tables 1/2 (retrained d) and 5/6 (fixed d), from `ablation_rows`; a suite that varies

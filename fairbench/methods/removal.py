@@ -1,26 +1,28 @@
 """Sensitive dimensions removed (Creager et al. 2019; DVGE's comparison): g trained and
 evaluated on the frozen VAE code with its sensitive dimensions zeroed.
 
-For encoders without designated sensitive dimensions (vanilla VAE, FactorVAE) those are the
-dims most correlated (|Pearson r|) with the sensitive group on the train split; how many is
-`removed_dims` (default: one per attribute the sensitive expression reads).
+FFVAE's and FD-VAE's encoders designate theirs (part "sensitive"). For encoders without
+(vanilla VAE, FactorVAE) those are the dims most correlated (|Pearson r|) with the sensitive
+group on the train split; how many is `removed_dims` (default: one per attribute the sensitive
+expression reads).
 """
 
 from __future__ import annotations
 
 from fairbench.data.base import TaskData
-from fairbench.encoders import encoder_label, latent_codes, sensitive_dims
-from fairbench.encoders.sensitive import zero_dims
-from fairbench.methods.base import HParam, Outcome, RunContext
-from fairbench.methods.dvge import (
+from fairbench.encoders import encoder_label, latent_codes
+from fairbench.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
     LatentCodeMethod,
     TaskTensors,
+    fit_downstream,
     recipe,
     scores_of,
+    sensitive_dims,
+    zero_dims,
 )
-from fairbench.stacked import fit_stacked, stream
+from fairbench.methods.base import HParam, Outcome, RunContext
 
 
 class Removal(LatentCodeMethod):
@@ -37,22 +39,10 @@ class Removal(LatentCodeMethod):
         latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
         codes = latents.codes(p["latent"])
         count = p["removed_dims"] or max(1, len(data.sensitive_columns))
-        dims = sensitive_dims(codes, data.g, data.splits["train"], count)
+        # An encoder with designated sensitive dims (FFVAE's b) names them itself.
+        dims = tuple(latents.parts.get("sensitive", ())) or sensitive_dims(codes, data.g, data.splits["train"], count)
         t = TaskTensors(data, zero_dims(codes, dims), p["precision"], ctx.device)
-        rec = recipe(p, p["epochs"])
-        model = rec.model(t.z.shape[1], 1, ctx.device)
-        generator = stream(ctx.seed, "downstream")
-        model.reset([generator])
-        fit = fit_stacked(
-            model,
-            t.z,
-            t.y,
-            t.rows["train"],
-            t.rows["val"],
-            [generator],
-            log=ctx.log.debug,
-            **rec.fit_kwargs(),
-        )
+        model, fit = fit_downstream(t, recipe(p, p["epochs"]), ctx)
         info = {
             "encoder_label": encoder_label(latents.config),
             "encoder_artifact": latents.key,

@@ -18,40 +18,8 @@ import torch
 
 from fairbench.data.base import TaskData
 from fairbench.encoders.base import Latents
-from fairbench.stacked import FOCI, StackedMLP, accuracy, fit_stacked, stream
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a DVGE MLP (d or g) trains: paper Appendix B unless a budget or test shrinks it."""
-
-    epochs: int
-    lr: float
-    beta1: float
-    beta2: float
-    batch_size: int
-    width: int
-    precision: str
-    select: str = "acc"
-    max_steps_per_epoch: int = 0
-
-    def model(self, in_dim: int, members: int, device: str) -> StackedMLP:
-        """M stacked 10-1000x5-2 MLPs (LeakyReLU 0.2), not yet initialised."""
-        return StackedMLP(
-            [in_dim, *[self.width] * 5, 2], members, dtype=DTYPES[self.precision], device=device
-        )
-
-    def fit_kwargs(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "betas": (self.beta1, self.beta2),
-            "select": self.select,
-            "max_steps_per_epoch": self.max_steps_per_epoch,
-        }
+from fairbench.latent.recipe import DTYPES, Recipe
+from fairbench.stacked import FOCI, FitResult, StackedMLP, accuracy, fit_stacked, stream
 
 
 @dataclass
@@ -103,20 +71,13 @@ def sensitive_classifier(
         "recipe": recipe.__dict__,
         "seed": ctx.seed,
     }
-    dtype = DTYPES[recipe.precision]
     codes = zero_dims(latents.codes(latent), removed) if removed else latents.codes(latent)
-    z = torch.from_numpy(codes).to(ctx.device, dtype)
-    g = torch.from_numpy(data.g).to(ctx.device)
-    rows = {split: torch.from_numpy(data.splits[split]).to(ctx.device) for split in ("train", "val", "test")}
+    z, g, rows = _tensors(codes, data, recipe, ctx.device)
     model = recipe.model(z.shape[1], 1, ctx.device)
 
     def build(folder: Path) -> None:
         ctx.log.info(f"training sensitive classifier for '{data.sensitive}' -> {folder.name}")
-        generator = stream(ctx.seed, "sensitive_classifier")
-        model.reset([generator])
-        fit = fit_stacked(
-            model, z, g, rows["train"], rows["val"], [generator], **recipe.fit_kwargs(), log=ctx.log.debug
-        )
+        fit = _train(model, z, g, rows, recipe, ctx)
         for name, focus_fn in FOCI.items():
             chunks = [focus_fn(model, z[None, s : s + 4096])[0] for s in range(0, len(z), 4096)]
             np.save(folder / f"focus_{name}.npy", torch.cat(chunks).cpu().numpy())
@@ -137,3 +98,29 @@ def sensitive_classifier(
         folder=folder,
         built_now=built_now,
     )
+
+
+def retrained_accuracy(codes: np.ndarray, data: TaskData, recipe: Recipe, ctx: Any) -> dict[str, float]:
+    """Val and test accuracy of a fresh d (same recipe and stream as `sensitive_classifier`)
+    trained on `codes` to predict data.g: how much of the group a representation still holds.
+    Not cached: the codes are one job's own (an ADT feature encoder)."""
+    z, g, rows = _tensors(codes, data, recipe, ctx.device)
+    model = recipe.model(z.shape[1], 1, ctx.device)
+    _train(model, z, g, rows, recipe, ctx)
+    return {split: accuracy(model, z, g, rows[split]).item() for split in ("val", "test")}
+
+
+def _tensors(
+    codes: np.ndarray, data: TaskData, recipe: Recipe, device: str
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    z = torch.from_numpy(np.ascontiguousarray(codes)).to(device, DTYPES[recipe.precision])
+    rows = {split: torch.from_numpy(data.splits[split]).to(device) for split in ("train", "val", "test")}
+    return z, torch.from_numpy(data.g).to(device), rows
+
+
+def _train(
+    model: StackedMLP, z: torch.Tensor, g: torch.Tensor, rows: dict[str, torch.Tensor], recipe: Recipe, ctx: Any
+) -> FitResult:
+    generator = stream(ctx.seed, "sensitive_classifier")
+    model.reset([generator])
+    return fit_stacked(model, z, g, rows["train"], rows["val"], [generator], **recipe.fit_kwargs(), log=ctx.log.debug)

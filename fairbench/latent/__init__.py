@@ -1,0 +1,32 @@
+"""What the methods on a frozen encoder's latent code share (dvge, removal, ffvae, fdvae): the
+MLP recipe and shared hyperparameters, the codes on the device, the downstream model g, and
+the sensitive classifier d with its focus (an artifact of its own: d is not an encoder)."""
+
+from fairbench.latent.codes import TaskTensors, fit_downstream, scores_of
+from fairbench.latent.method import LatentCodeMethod, SensitivePartDropped
+from fairbench.latent.recipe import SHARED_BUDGETS, SHARED_HPARAMS, Recipe, recipe, sens_recipe
+from fairbench.latent.sensitive import (
+    SensitiveClassifier,
+    retrained_accuracy,
+    sensitive_classifier,
+    sensitive_dims,
+    zero_dims,
+)
+
+__all__ = [
+    "SHARED_BUDGETS",
+    "SHARED_HPARAMS",
+    "LatentCodeMethod",
+    "Recipe",
+    "SensitiveClassifier",
+    "SensitivePartDropped",
+    "TaskTensors",
+    "fit_downstream",
+    "recipe",
+    "retrained_accuracy",
+    "scores_of",
+    "sens_recipe",
+    "sensitive_classifier",
+    "sensitive_dims",
+    "zero_dims",
+]

@@ -1,0 +1,78 @@
+"""Base classes of the methods trained on a cached encoder's latent codes."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fairbench.data.base import TaskData
+from fairbench.encoders import encoder_label, latent_codes, resolve_encoder
+from fairbench.errors import FairbenchError
+from fairbench.latent.codes import TaskTensors, fit_downstream, scores_of
+from fairbench.latent.recipe import recipe, sens_recipe
+from fairbench.latent.sensitive import sensitive_classifier
+from fairbench.methods.base import Method, MetricRow, Outcome, RunContext
+
+
+class LatentCodeMethod(Method):
+    """A method trained on a cached encoder's latent codes (dvge, removal, ffvae, fdvae)."""
+
+    # The encoders the method accepts (None: any); the first is used when the config names none.
+    encoders: ClassVar[tuple[str, ...] | None] = None
+    # Encoder settings declared as the method's own parameters, so that a grid can sweep them.
+    encoder_hparams: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
+        """Also fills and checks the encoder config, so a typo fails at validation time."""
+        resolved = super().resolve(params, budget, where)
+        config = resolved["encoder"]
+        if cls.encoders is not None:
+            config = {"name": cls.encoders[0], **config}
+            if config["name"] not in cls.encoders:
+                raise FairbenchError(
+                    f"{where}method '{cls.name}' trains its own encoder ({', '.join(cls.encoders)}), "
+                    f"not '{config['name']}'; drop encoder.name"
+                )
+        for name in cls.encoder_hparams:
+            if name in config:
+                raise FairbenchError(f"{where}encoder.{name}: set it as the method's parameter '{name}'")
+            config = {**config, name: resolved[name]}
+        resolved["encoder"] = resolve_encoder(config, where)
+        return resolved
+
+
+class SensitivePartDropped(LatentCodeMethod):
+    """g on the code of an encoder with designated sensitive dims (its part "sensitive"), those
+    dims dropped: FFVAE's and FD-VAE's downstream, and their "sensitive dims removed" reading.
+
+    With `ablation: true` a fresh sensitive classifier d (DVGE's recipe) is trained on the code g
+    sees and reported as metric `sens_acc` (val, test) with tags variant = the method's name,
+    sens_classifier = retrained, encoder_label: the row DVGE's ablation tables put beside theirs.
+    d sees the full code with the sensitive dims zeroed, which holds exactly what g's input holds
+    (a zero input dim carries nothing and gets no gradient), and so shares d's cached artifact.
+    """
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
+        codes = latents.codes(p["latent"])
+        dropped = latents.parts["sensitive"]
+        kept = [dim for dim in range(codes.shape[1]) if dim not in dropped]
+        t = TaskTensors(data, codes[:, kept], p["precision"], ctx.device)
+        model, fit = fit_downstream(t, recipe(p, p["epochs"]), ctx)
+        label = encoder_label(latents.config)
+        info = {
+            "encoder_label": label,
+            "encoder_artifact": latents.key,
+            "encoder_built_now": latents.built_now,
+            "g_dims": kept,
+            "selected_epoch": fit.selected_epoch[0],
+            "val_acc": fit.val_acc[0],
+        }
+        metrics = []
+        if p["ablation"]:
+            d = sensitive_classifier(data, latents, p["latent"], sens_recipe(p), ctx, removed=tuple(dropped))
+            tags = {"variant": self.name, "sens_classifier": "retrained", "encoder_label": label}
+            metrics = [MetricRow("val", "sens_acc", d.val_acc, tags), MetricRow("test", "sens_acc", d.test_acc, tags)]
+            info["sens_classifier_artifact"] = d.folder.name
+        return Outcome(scores=scores_of(model, t.z, t.rows, 0), metrics=metrics, info=info)
