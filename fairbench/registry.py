@@ -93,6 +93,7 @@ METHODS = Registry(
         "grad_pred": "fairbench.methods.grad_pred:GradPred",
         "dvge": "fairbench.methods.dvge:DVGE",
         "removal": "fairbench.methods.removal:Removal",
+        "faap": "fairbench.methods.faap:FAAP",
     },
 )
 
