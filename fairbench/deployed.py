@@ -166,9 +166,7 @@ def train_deployed(
             task = F.cross_entropy(net.f(features), y[index])
             loss, attribute = task, torch.zeros(())
             if discriminator is not None:
-                attribute = F.cross_entropy(
-                    discriminator(reverse_gradient(features, _REVERSAL[config.kind])), z[index]
-                )
+                attribute = F.cross_entropy(discriminator(reverse_gradient(features, _REVERSAL[config.kind])), z[index])
                 loss = task + config.adv_weight * attribute
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

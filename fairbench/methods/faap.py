@@ -31,8 +31,6 @@ those deployed kinds (their losses averaged) and evaluated on `deployed`, which 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -163,13 +161,12 @@ class FAAP(Method):
 
     def largest_perturbation(self, x: torch.Tensor, data: TaskData, generator: AdvGANGenerator) -> float:
         """max |x_hat - x| over the test images (at most eps by construction; reported as a check)."""
-        largest = 0.0
-        index_all = data.splits["test"]
+        size, eps, largest = self.params["size"], self.params["eps"], 0.0
+        rows = data.splits["test"]
         with torch.no_grad():
-            for start in range(0, len(index_all), 256):
-                index = torch.from_numpy(index_all[start : start + 256]).to(x.device)
-                clean = prepare(x[index], self.params["size"])
-                largest = max(largest, (perturb(clean, generator(clean), self.params["eps"]) - clean).abs().max().item())
+            for start in range(0, len(rows), 256):
+                clean = prepare(x[torch.from_numpy(rows[start : start + 256]).to(x.device)], size)
+                largest = max(largest, (perturb(clean, generator(clean), eps) - clean).abs().max().item())
         return largest
 
 
