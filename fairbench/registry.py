@@ -109,5 +109,6 @@ DATASETS = Registry(
         "celeba": "fairbench.data.celeba:CelebA",
         "colored_mnist": "fairbench.data.colored_mnist:ColoredMNIST",
         "cifar10s": "fairbench.data.cifar10s:CIFAR10S",
+        "lfw": "fairbench.data.lfw:LFW",
     },
 )
