@@ -176,3 +176,38 @@ def test_each_deployed_kind_is_built_once_and_reused_by_a_second_suite(tmp_path:
     tagged = table.dropna(subset=["input"])
     assert set(tagged["deployed"]) == set(KINDS) and set(tagged["input"]) == {"clean", "perturbed"}
     assert set(tagged["metric"]) == {"acc", "dp", "eodds_sum"}
+
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def test_faap_suites_validate(fairbench) -> None:
+    for name in ("faap_cmnist-quick", "faap_celeba", "faap_lfw"):
+        result = fairbench("validate", SUITES / f"{name}.yaml")
+        assert result.code == 0, result.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", ["faap_celeba", "faap_lfw"])
+def test_paper_suites_run_end_to_end_on_generated_files(suite: str, tmp_path: Path, fairbench) -> None:
+    import pandas as pd
+
+    try:  # importable both as a package module and from tests/ on sys.path
+        from tests.image_fixtures import make_celeba
+        from tests.lfw_fixtures import make_lfw
+    except ImportError:  # pragma: no cover
+        from image_fixtures import make_celeba
+        from lfw_fixtures import make_lfw
+
+    data = tmp_path / "data"
+    (make_celeba if suite == "faap_celeba" else make_lfw)(data)
+    options = "{size: 24}" if suite == "faap_celeba" else "{size: 24, train_size: 24, val_size: 12}"
+    small = [f"experiments.{i}.options={options}" for i in range(3)]
+    params = "methods.0.params={size: 16, deployed_epochs: 1, epochs: 1, batch_size: 16, deployed_batch_size: 16}"
+    sets = [item for value in ["budget=quick", params, *small] for item in ("--set", value)]
+    result = fairbench("run", SUITES / f"{suite}.yaml", "--results", tmp_path / "out", "--data-dir", data, *sets)
+    assert result.code == 0, result.err
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    tagged = table[(table["split"] == "test") & table["input"].notna()]
+    cells = tagged.groupby(["experiment", "deployed", "input"])["metric"].apply(frozenset)
+    assert len(cells) == 3 * len(KINDS) * 2 and set(cells) == {frozenset({"acc", "dp", "eodds_sum"})}
