@@ -42,7 +42,7 @@ from fairbench.nets.resnet import SplitClassifier, feature_discriminator, resnet
 from fairbench.train import as_input, minibatches, seed_everything, to_float
 
 KINDS = ("normal", "fair", "LF", "RG")
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2  # 2: the ImageNet stem from 32 pixels up
 # Gradient-reversal scale per adversarial kind: +1 hides the attribute, -1 passes the
 # discriminator's gradient to g unchanged, strengthening it.
 _REVERSAL = {"fair": 1.0, "RG": -1.0}

@@ -37,6 +37,17 @@ def _faap(**params: object) -> FAAP:
     return FAAP(FAAP.resolve({**TINY, **params}, "quick"))
 
 
+def test_resnet_split_keeps_a_feature_map_at_small_sides() -> None:
+    for size, side, first in ((16, 1, 3), (32, 1, 7), (64, 2, 7)):
+        net = resnet18_split(size).eval()
+        with torch.no_grad():
+            features = net.g(torch.rand(2, 3, size, size))
+            assert features.shape == (2, FEATURES, side, side)
+            assert net.f(features).shape == (2, 2)
+        assert net.g[0].kernel_size == (first, first)  # the small-input stem below 32 pixels only
+    assert resnet18_split(16, channels=1).g[0].in_channels == 1
+
+
 def test_perturbation_never_exceeds_eps() -> None:
     torch.manual_seed(0)
     x = torch.rand(8, 3, 20, 20)

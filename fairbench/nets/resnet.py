@@ -9,7 +9,7 @@ from torch import nn
 from fairbench.torchvision_compat import import_torchvision
 
 FEATURES = 512  # channels of ResNet-18's last convolution block
-SMALL_INPUT = 64  # below this side the ImageNet stem is replaced (see `resnet18_split`)
+SMALL_INPUT = 32  # below this side the ImageNet stem is replaced (see `resnet18_split`)
 
 
 class SplitClassifier(nn.Module):
@@ -27,10 +27,11 @@ def resnet18_split(size: int, channels: int = 3) -> SplitClassifier:
     """torchvision's ResNet-18 (random init, 2 classes) for size x size inputs, cut after layer4.
 
     g = stem, layer1..layer4 (output: the (N, 512, h, w) map of the last convolution); f = global
-    average pool and the fully connected layer. For sides below 64 the 7x7 stride-2 first
-    convolution becomes a 3x3 stride-1 one (max-pool kept): the ImageNet stem would shrink a
-    32-pixel image to 1x1 before layer4; this keeps 2x2 at 32 pixels for a quarter of the cost
-    of dropping the max-pool as well (the CIFAR variant).
+    average pool and the fully connected layer. From 32 pixels up the ImageNet stem is kept
+    (layer4 sees size/32: 7x7 at 224, 1x1 at 32). Below 32 that stem would leave layer3 and
+    layer4 a single pixel framed by padding, so its 7x7 stride-2 convolution becomes a 3x3 stride-1 one
+    (max-pool kept): layer4 sees size/16, e.g. 1x1 at 16 pixels, at the cost of the ImageNet
+    stem at twice the side. Other channel counts than 3 get a first convolution of that width.
     """
     models = import_torchvision().models
     net = models.resnet18(weights=None, num_classes=2)
