@@ -214,11 +214,17 @@ def test_paper_suites_run_end_to_end_on_generated_files(suite: str, tmp_path: Pa
     (make_celeba if suite == "faap_celeba" else make_lfw)(data)
     options = "{size: 24}" if suite == "faap_celeba" else "{size: 24, train_size: 24, val_size: 12}"
     small = [f"experiments.{i}.options={options}" for i in range(3)]
-    params = "methods.0.params={size: 16, deployed_epochs: 1, epochs: 1, batch_size: 16, deployed_batch_size: 16}"
-    sets = [item for value in ["budget=quick", params, *small] for item in ("--set", value)]
+    tiny = "size: 16, deployed_epochs: 1, epochs: 1, batch_size: 16, deployed_batch_size: 16"
+    params = [f"methods.0.params={{{tiny}}}"]
+    if suite == "faap_celeba":  # its transfer entry: G against normal + fair, evaluated on LF and RG
+        params.append(f"methods.1.params={{{tiny}, surrogates: [normal, fair]}}")
+    sets = [item for value in ["budget=quick", *params, *small] for item in ("--set", value)]
     result = fairbench("run", SUITES / f"{suite}.yaml", "--results", tmp_path / "out", "--data-dir", data, *sets)
     assert result.code == 0, result.err
     table = pd.read_csv(tmp_path / "out" / "results.csv")
     tagged = table[(table["split"] == "test") & table["input"].notna()]
     cells = tagged.groupby(["experiment", "deployed", "input"])["metric"].apply(frozenset)
     assert len(cells) == 3 * len(KINDS) * 2 and set(cells) == {frozenset({"acc", "dp", "eodds_sum"})}
+    if suite == "faap_celeba":
+        transfer = tagged[tagged["surrogates"].notna()]
+        assert set(transfer["surrogates"]) == {"normal+fair"} and set(transfer["deployed"]) == {"LF", "RG"}
