@@ -142,7 +142,14 @@ def test_split_train_and_label_flips() -> None:
     assert np.array_equal(flip_labels(y, g, 0.0, 0), y)
 
 
-def test_transfer_rejects_the_evaluated_kind_as_surrogate(data: TaskData, ctx: RunContext) -> None:
+def test_transfer_trains_on_surrogates_and_evaluates_the_held_out_model(data: TaskData, ctx: RunContext) -> None:
+    outcome = _faap(deployed="RG", surrogates=["normal"]).run(data, ctx)
+    held_out = load_deployed(data, _faap().deployed_config("RG"), ctx)
+    surrogate = load_deployed(data, _faap().deployed_config("normal"), ctx)
+    assert outcome.info["deployed_artifact"] == held_out.key != surrogate.key
+    assert outcome.info["surrogate_artifacts"] == [surrogate.key]
+    tagged = {(r.split, r.metric, r.tags.get("input")) for r in outcome.metrics if r.tags.get("surrogates") == "normal"}
+    assert ("test", "dp", "perturbed") in tagged and all(r.tags["deployed"] == "RG" for r in outcome.metrics)
     with pytest.raises(FairbenchError, match="must not be a surrogate"):
         _faap(deployed="normal", surrogates=["normal", "fair"]).run(data, ctx)
 
