@@ -95,6 +95,7 @@ METHODS = Registry(
         "removal": "fairbench.methods.removal:Removal",
         "ffvae": "fairbench.methods.ffvae:FFVAE",
         "fdvae": "fairbench.methods.fdvae:FDVAE",
+        "faap": "fairbench.methods.faap:FAAP",
     },
 )
 
@@ -110,5 +111,6 @@ DATASETS = Registry(
         "celeba": "fairbench.data.celeba:CelebA",
         "colored_mnist": "fairbench.data.colored_mnist:ColoredMNIST",
         "cifar10s": "fairbench.data.cifar10s:CIFAR10S",
+        "lfw": "fairbench.data.lfw:LFW",
     },
 )

@@ -10,7 +10,6 @@ Attribute-only work (column names, the frame, `data describe`) reads only the tw
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pandas as pd
 from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
 from fairbench.data.download import RemoteFile, md5_of
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
+from fairbench.data.placing import file_sizes, place
 from fairbench.errors import FairbenchError
 
 ATTRIBUTES = (
@@ -128,18 +128,6 @@ def _find(src: Path, name: str, subfolders: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _image_sizes(folder: Path) -> dict[str, int]:
-    """Byte size of every file in `folder` (one directory scan; dangling links left out)."""
-    sizes: dict[str, int] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            try:
-                sizes[entry.name] = entry.stat().st_size
-            except OSError:
-                continue
-    return sizes
-
-
 class CelebA(Dataset):
     """CelebA (Liu et al. 2015), official files; images cached once as uint8 (N, 3, size, size).
 
@@ -201,7 +189,7 @@ class CelebA(Dataset):
         folder = self.root / IMAGES
         if not folder.is_dir():
             raise FairbenchError(f"celeba: image folder {folder} is missing; {HOW_TO_GET}")
-        present = _image_sizes(folder)
+        present = file_sizes(folder)
         missing = [f for f in files if f not in present]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
@@ -298,7 +286,7 @@ class CelebA(Dataset):
                     f"celeba: {attr} lists {len(frame)} images, not {OFFICIAL_COUNT}; "
                     f"pass --skip-checksums to import a subset"
                 )
-        sizes = _image_sizes(images)
+        sizes = file_sizes(images)
         files = frame["image"].tolist()
         absent = [f for f in files if f not in sizes]
         empty = [f for f in files if sizes.get(f) == 0]
@@ -309,24 +297,8 @@ class CelebA(Dataset):
                     f"celeba: {len(bad)} of {len(files)} images {what} in {images} ({shown}); "
                     f"re-extract img_align_celeba.zip"
                 )
-        target = data_dir_from_env(data_dir) / cls.folder
-        target.mkdir(parents=True, exist_ok=True)
         lines = [f"celeba: {len(files)} images and both text files check out in {src}"]
-        for source, name in ((images, IMAGES), (attr, ATTR_FILE), (part, PARTITION_FILE)):
-            dst = target / name
-            if dst.exists() or dst.is_symlink():
-                if dst.resolve() == source.resolve():
-                    lines.append(f"celeba: {dst} already in place")
-                    continue
-                raise FairbenchError(f"celeba: {dst} already exists; remove it first to import {source}")
-            if copy:
-                if source.is_dir():
-                    shutil.copytree(source, dst)
-                else:
-                    shutil.copy2(source, dst)
-                lines.append(f"celeba: copied {source} -> {dst}")
-            else:
-                dst.symlink_to(source.resolve(), target_is_directory=source.is_dir())
-                lines.append(f"celeba: linked {dst} -> {source.resolve()}")
+        items = [(images, IMAGES), (attr, ATTR_FILE), (part, PARTITION_FILE)]
+        lines += place(items, data_dir_from_env(data_dir) / cls.folder, copy, cls.name)
         lines.append("celeba: the 64x64 image cache is built on first use (all cores, a few minutes)")
         return lines

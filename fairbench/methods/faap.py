@@ -1,0 +1,199 @@
+"""FAAP: fairness-aware adversarial perturbation of a deployed model (Wang et al., CVPR 2022).
+
+The deployed model f(g(x)) (fairbench.deployed: a ResNet-18 of kind normal | fair | LF | RG,
+a cached artifact) is frozen; FAAP learns a generator G with x_hat = x + G(x),
+||x_hat - x||_inf <= eps, such that a discriminator D on g's last-convolution features cannot
+tell the protected attribute z while f still predicts y (Algorithm 1, alternating):
+
+    L_D      = CE(D(g(x_hat)), z)                                    (eq. 3, alpha = 0 for D)
+    L_G^fair = -CE(D(g(x_hat)), z) - alpha H(D(g(x_hat)))            (eq. 4)
+    L_G^T    = CE(f(g(x_hat)), y)                                    (eq. 5)
+    L_G      = L_G^fair + beta L_G^T                                 (eq. 6)
+
+The entropy term pushes D's prediction towards a random guess rather than towards the other
+group. G has the architecture family of the paper's reference [26], AdvGAN (Xiao et al. 2018;
+`fairbench.nets.generators.AdvGANGenerator`), its output bounded by eps through a scaled
+tanh; x_hat is then clipped to the image range [0, 1], which keeps the bound. D is
+`feature_discriminator` (pool + MLP) on g's output only. The paper gives no values for
+alpha, beta, the learning rates or FAAP's epochs: alpha 0.1 ("a relatively small value"),
+beta 1, Adam 1e-3 for both (AdvGAN's), 10 epochs, batch 64 are our choices. G is trained on
+the part of the train split the deployed model did not see (`deployed_fraction`); the last
+epoch's G is kept.
+
+Outcome: `scores` are the deployed model's predictions on perturbed val/test images, so the
+framework's own metrics (acc, dp, eodds_sum = FAAP's DEO, ...) describe the model with FAAP.
+`metrics` add acc, dp and eodds_sum on clean and on perturbed images, tagged
+`deployed: <kind>` and `input: clean | perturbed`, for the before/after table.
+
+Black-box transfer (section 5.4): with `surrogates` set, G is trained against the ensemble of
+those deployed kinds (their losses averaged) and evaluated on `deployed`, which it never saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fairbench import metrics
+from fairbench.data.base import TaskData
+from fairbench.deployed import KINDS, Deployed, DeployedConfig, load_deployed, predict, prepare, split_train
+from fairbench.errors import FairbenchError
+from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
+from fairbench.nets.generators import AdvGANGenerator
+from fairbench.nets.resnet import feature_discriminator
+from fairbench.train import minibatches, seed_everything, to_float
+
+REPORTED = ("acc", "dp", "eodds_sum")
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the softmax of `logits`; ln 2 at a uniform binary prediction."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(1).mean()
+
+
+def fairness_loss(logits: torch.Tensor, z: torch.Tensor, alpha: float) -> torch.Tensor:
+    """FAAP eq. 4: -CE(D(r_hat), z) - alpha H(D(r_hat))."""
+    return -F.cross_entropy(logits, z) - alpha * entropy(logits)
+
+
+def perturb(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """x_hat = x + delta clipped to ||x_hat - x||_inf <= eps and to the image range [0, 1]."""
+    return (x + delta.clamp(-eps, eps)).clamp(0.0, 1.0)
+
+
+class FAAP(Method):
+    name = "faap"
+    description = "fairness-aware adversarial perturbation: a generator hides the group from a frozen deployed model"
+    hparams = {
+        "deployed": HParam("normal", "deployed model kind: normal | fair | LF | RG (FAAP 5.1)", KINDS),
+        "surrogates": HParam(
+            (), "black-box transfer: train G against these kinds (an ensemble), evaluate on `deployed`"
+        ),
+        "size": HParam(224, "side the images are resized to (paper: 224)"),
+        "deployed_epochs": HParam(30, "deployed model's training epochs"),
+        "deployed_batch_size": HParam(64, "deployed model's minibatch size"),
+        "deployed_lr": HParam(5e-4, "deployed model's Adam learning rate"),
+        "deployed_fraction": HParam(0.5, "share of the train split that trains the deployed model (rest: FAAP)"),
+        "adv_weight": HParam(1.0, "fair / RG deployed models: weight of the attribute discriminator's loss"),
+        "flip_rate": HParam(0.2, "LF deployed model: share of group-minority labels flipped to the majority"),
+        "eps": HParam(0.05, "L-infinity bound of the perturbation (images in [0, 1])"),
+        "alpha": HParam(0.1, "weight of D's prediction entropy in G's fairness loss"),
+        "beta": HParam(1.0, "weight of the target loss through the frozen f"),
+        "epochs": HParam(10, "FAAP training epochs"),
+        "batch_size": HParam(64, "FAAP minibatch size"),
+        "lr_g": HParam(1e-3, "generator's Adam learning rate"),
+        "lr_d": HParam(1e-3, "discriminator's Adam learning rate"),
+    }
+    budgets = {"paper": {}, "quick": {"deployed_epochs": 3, "epochs": 3}}
+
+    def deployed_config(self, kind: str) -> DeployedConfig:
+        p = self.params
+        return DeployedConfig(
+            kind=kind, size=p["size"], epochs=p["deployed_epochs"], batch_size=p["deployed_batch_size"],
+            lr=p["deployed_lr"], adv_weight=p["adv_weight"], flip_rate=p["flip_rate"], fraction=p["deployed_fraction"],
+        )  # fmt: skip
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        surrogates = tuple(p["surrogates"])
+        unknown = [kind for kind in surrogates if kind not in KINDS]
+        if unknown:
+            raise FairbenchError(f"faap: surrogates {unknown} are not deployed kinds ({', '.join(KINDS)})")
+        if p["deployed"] in surrogates:
+            raise FairbenchError(f"faap: the evaluated deployed kind {p['deployed']!r} must not be a surrogate")
+        target = load_deployed(data, self.deployed_config(p["deployed"]), ctx)
+        attacked = [load_deployed(data, self.deployed_config(kind), ctx) for kind in surrogates] or [target]
+        x = to_float(data.x, ctx.device)
+        generator = self.train_generator(data, x, attacked, ctx)
+        generator.eval()
+
+        def with_faap(batch: torch.Tensor) -> torch.Tensor:
+            return perturb(batch, generator(batch), p["eps"])
+
+        tags = {"deployed": p["deployed"]} | ({"surrogates": "+".join(surrogates)} if surrogates else {})
+        scores, rows = {}, []
+        for split in ("val", "test"):
+            index = data.splits[split]
+            y, z = data.y[index], data.g[index]
+            for tag, transform in (("clean", None), ("perturbed", with_faap)):
+                probs = predict(target.net, x, index, p["size"], transform)
+                values = metrics.evaluate(y, probs, z)
+                rows += [MetricRow(split, name, values[name], tags | {"input": tag}) for name in REPORTED]
+            scores[split] = probs
+        rows.append(MetricRow("test", "perturbation_linf", self.largest_perturbation(x, data, generator), tags))
+        info = {
+            "deployed_artifact": target.key,
+            "deployed_built_now": target.built_now,
+            "surrogate_artifacts": [d.key for d in attacked] if surrogates else [],
+        }
+        return Outcome(scores=scores, metrics=rows, info=info)
+
+    def train_generator(
+        self, data: TaskData, x: torch.Tensor, attacked: list[Deployed], ctx: RunContext
+    ) -> AdvGANGenerator:
+        """Algorithm 1 on FAAP's share of the train split, against every model in `attacked`
+        (one model, or the surrogate ensemble) with one D per model; losses averaged."""
+        p = self.params
+        torch_generator = seed_everything(ctx.seed)
+        generator = AdvGANGenerator(data.x.shape[1], bound=p["eps"]).to(ctx.device)
+        discriminators = [feature_discriminator().to(ctx.device) for _ in attacked]
+        opt_g = torch.optim.Adam(generator.parameters(), lr=p["lr_g"])
+        opt_d = torch.optim.Adam([w for d in discriminators for w in d.parameters()], lr=p["lr_d"])
+        rows = torch.from_numpy(split_train(data.splits["train"], p["deployed_fraction"], ctx.seed)[1]).to(ctx.device)
+        y_all = torch.from_numpy(data.y).to(ctx.device)
+        z_all = torch.from_numpy(data.g).to(ctx.device)
+        for epoch in range(1, p["epochs"] + 1):
+            totals, batches = np.zeros(3), 0
+            generator.train()
+            for batch in minibatches(len(rows), p["batch_size"], torch_generator):
+                index = rows[batch.to(ctx.device)]
+                losses = faap_step(
+                    generator, discriminators, [d.net for d in attacked], prepare(x[index], p["size"]),
+                    y_all[index], z_all[index], opt_g, opt_d, p["eps"], p["alpha"], p["beta"],
+                )  # fmt: skip
+                totals += losses
+                batches += 1
+            mean = totals / max(batches, 1)
+            ctx.log.info(f"faap epoch {epoch}/{p['epochs']} L_D {mean[0]:.4f} L_fair {mean[1]:.4f} L_T {mean[2]:.4f}")
+        return generator
+
+    def largest_perturbation(self, x: torch.Tensor, data: TaskData, generator: AdvGANGenerator) -> float:
+        """max |x_hat - x| over the test images (at most eps by construction; reported as a check)."""
+        size, eps, largest = self.params["size"], self.params["eps"], 0.0
+        rows = data.splits["test"]
+        with torch.no_grad():
+            for start in range(0, len(rows), 256):
+                clean = prepare(x[torch.from_numpy(rows[start : start + 256]).to(x.device)], size)
+                largest = max(largest, (perturb(clean, generator(clean), eps) - clean).abs().max().item())
+        return largest
+
+
+def faap_step(
+    generator: torch.nn.Module,
+    discriminators: list[torch.nn.Module],
+    models: list[torch.nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    z: torch.Tensor,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    eps: float,
+    alpha: float,
+    beta: float,
+) -> tuple[float, float, float]:
+    """One iteration of Algorithm 1: update each D on its model's features of x_hat (L_D), then
+    G on L_G^fair + beta L_G^T; the models stay frozen. Returns (L_D, L_G^fair, L_G^T)."""
+    x_hat = perturb(x, generator(x), eps)
+    features = [model.g(x_hat) for model in models]
+    loss_d = sum(F.cross_entropy(d(r.detach()), z) for d, r in zip(discriminators, features)) / len(models)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    loss_fair = sum(fairness_loss(d(r), z, alpha) for d, r in zip(discriminators, features)) / len(models)
+    loss_t = sum(F.cross_entropy(m.f(r), y) for m, r in zip(models, features)) / len(models)
+    opt_g.zero_grad(set_to_none=True)
+    (loss_fair + beta * loss_t).backward()
+    opt_g.step()
+    return loss_d.item(), loss_fair.item(), loss_t.item()
