@@ -38,6 +38,7 @@ from fairbench.report.cd import (
 from fairbench.report.cli import report as report_command
 from fairbench.report.declared import declared_tables
 from fairbench.report.pareto import hypervolume, hypervolume_table, pareto_front, pareto_points
+from fairbench.report.spec import ReportTable
 from fairbench.report.tables import select_points, summary_tables
 from fairbench.store import Store, load_results
 
@@ -633,3 +634,48 @@ def test_only_registered_methods_present_declare_tables():
     frame = pd.DataFrame({"method": ["erm", "dvge", "dvge", "not_installed"]})
     assert declared_specs(frame) == list(DVGE.report_tables)
     assert declared_specs(frame[frame["method"] == "erm"]) == []
+
+
+def test_faap_declares_table_1_rows_from_tags_and_columns_from_metrics():
+    """FAAP's Table 1: a row per deployed kind x input in the paper's order, a column per metric;
+    transfer rows (a `surrogates` tag) make their own table; other methods' rows stay out."""
+    rows = []
+    values = {"acc": (0.92, 0.90), "dp": (0.30, 0.10), "eodds_sum": (0.40, 0.20)}
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        base = {"experiment": "celeba/Smiling", "label": "FAAP", "method": "faap", "seed": seed}
+        for kind in ("LF", "normal"):  # not in the paper's order
+            for metric, (clean, perturbed) in values.items():
+                for split in ("val", "test"):
+                    tagged = {**base, "split": split, "metric": metric, "deployed": kind}
+                    rows += [
+                        {**tagged, "input": "clean", "value": clean + shift},
+                        {**tagged, "input": "perturbed", "value": perturbed + shift + (split == "val")},
+                    ]
+            rows.append({**base, "split": "test", "metric": "acc", "value": 0.5})  # the framework's own, untagged
+        transfer = {**base, "split": "test", "deployed": "RG", "surrogates": "normal+fair"}
+        rows += [{**transfer, "metric": m, "input": "perturbed", "value": v[1]} for m, v in values.items()]
+    other = {"experiment": "celeba/Smiling", "label": "ERM", "method": "erm", "seed": 0, "split": "test"}
+    rows.append({**other, "metric": "acc", "deployed": "normal", "input": "clean", "value": 0.1})
+    white_box, transfer_table = declared_tables(pd.DataFrame(rows))
+    assert (white_box.stem, transfer_table.stem) == ("faap_celeba_Smiling", "faap_transfer_celeba_Smiling_normal_fair")
+    assert white_box.caption.startswith("Deployed models before and after FAAP on the test split, celeba/Smiling")
+    assert white_box.header == ["Deployed model", "ACC", "DP", "DEO"]
+    assert white_box.text_rows() == [
+        ["Normal training", "0.930 ± 0.014", "0.310 ± 0.014", "0.410 ± 0.014"],
+        ["Normal training+FAAP", "0.910 ± 0.014", "0.110 ± 0.014", "0.210 ± 0.014"],
+        ["Unfair training (LF)", "0.930 ± 0.014", "0.310 ± 0.014", "0.410 ± 0.014"],
+        ["Unfair training (LF)+FAAP", "0.910 ± 0.014", "0.110 ± 0.014", "0.210 ± 0.014"],
+    ]
+    assert "trained on normal+fair (black-box transfer)" in transfer_table.caption
+    assert transfer_table.text_rows() == [
+        ["Unfair training (RG)+FAAP", "0.900 ± 0.000", "0.100 ± 0.000", "0.200 ± 0.000"]
+    ]
+
+
+def test_a_report_table_reads_one_metric_by_a_parameter_or_several_metrics():
+    with pytest.raises(ValueError, match="either `metric` and `column_param` or `metrics`"):
+        ReportTable(name="t", caption="c", metric="acc", column_param="eta1", metrics={"dp": "DP"})
+    with pytest.raises(ValueError, match="either"):
+        ReportTable(name="t", caption="c", metric="acc")
+    with pytest.raises(ValueError, match="give them together"):
+        ReportTable(name="t", caption="c", metrics={"dp": "DP"}, row_tags=("deployed",))

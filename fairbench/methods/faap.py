@@ -23,7 +23,8 @@ epoch's G is kept.
 Outcome: `scores` are the deployed model's predictions on perturbed val/test images, so the
 framework's own metrics (acc, dp, eodds_sum = FAAP's DEO, ...) describe the model with FAAP.
 `metrics` add acc, dp and eodds_sum on clean and on perturbed images, tagged
-`deployed: <kind>` and `input: clean | perturbed`, for the before/after table.
+`deployed: <kind>` and `input: clean | perturbed`, for the before/after table (paper Table 1,
+`TABLE_1`; `fairbench report --ablation` renders it).
 
 Black-box transfer (section 5.4): with `surrogates` set, G is trained against the ensemble of
 those deployed kinds (their losses averaged) and evaluated on `deployed`, which it never saw.
@@ -42,9 +43,42 @@ from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
 from fairbench.nets.generators import AdvGANGenerator
 from fairbench.nets.resnet import feature_discriminator
+from fairbench.report.spec import ReportTable
 from fairbench.train import minibatches, seed_everything, to_float
 
 REPORTED = ("acc", "dp", "eodds_sum")
+
+# Paper Table 1: each deployed kind before and after FAAP, one table per experiment. Transfer
+# runs (a `surrogates` tag) make their own table per surrogate ensemble (section 5.4).
+_TABLE_1_ROWS = {
+    "row_header": "Deployed model",
+    "metrics": {"acc": "ACC", "dp": "DP", "eodds_sum": "DEO"},
+    "row_label": "{deployed}{input}",
+    "row_labels": {
+        "deployed": {
+            "normal": "Normal training",
+            "fair": "Fair training",
+            "LF": "Unfair training (LF)",
+            "RG": "Unfair training (RG)",
+        },
+        "input": {"clean": "", "perturbed": "+FAAP"},
+    },
+}
+TABLE_1 = ReportTable(
+    name="faap",
+    caption="Deployed models before and after FAAP on the {split} split, {experiment}; mean ± std over seeds",
+    row_tags=("deployed", "input"),
+    where={"surrogates": None},
+    **_TABLE_1_ROWS,
+)
+TRANSFER_TABLE = ReportTable(
+    name="faap_transfer",
+    caption="Deployed models before and after FAAP trained on {surrogates} (black-box transfer) "
+    "on the {split} split, {experiment}; mean ± std over seeds",
+    row_tags=("deployed", "input", "surrogates"),
+    table_by=("surrogates",),
+    **_TABLE_1_ROWS,
+)
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -87,6 +121,7 @@ class FAAP(Method):
         "lr_d": HParam(1e-3, "discriminator's Adam learning rate"),
     }
     budgets = {"paper": {}, "quick": {"deployed_epochs": 3, "epochs": 3}}
+    report_tables = (TABLE_1, TRANSFER_TABLE)
 
     def deployed_config(self, kind: str) -> DeployedConfig:
         p = self.params

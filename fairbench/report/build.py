@@ -264,7 +264,7 @@ def build_report(folder: Path, opts: Options) -> Report:
         section = Section("Ablation: the tables the methods declare")
         if not tables:
             if explicit and "ablation" in opts.parts:
-                wanted = ", ".join(f"{s.split}-split '{s.metric}'" for s in specs) or "nothing"
+                wanted = ", ".join(f"{s.split}-split '{'/'.join(s.metric_names)}'" for s in specs) or "nothing"
                 raise FairbenchError(
                     f"--ablation: {folder} has no rows for the tables its methods declare (they read: "
                     f"{wanted}); run a suite whose methods report them (see `fairbench ls methods`) "

@@ -49,18 +49,8 @@ def _column_values(rows: pd.DataFrame, spec: ReportTable) -> pd.Series:
     return value
 
 
-def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
-    """Long table of cells: experiment, the present `table_by` columns, label, column, order,
-    mean, std, n."""
-    rows = df[(df["metric"] == spec.metric) & (df["split"] == spec.split)].copy()
-    for col, wanted in spec.where.items():
-        if col in rows:
-            rows = rows[rows[col] == wanted]
-    by = [c for c in spec.table_by if c in rows and (_named(spec, c) or rows[c].nunique() > 1)]
-    columns = ["experiment", *by, "label", "column", "order", "mean", "std", "n"]
-    if rows.empty:
-        return pd.DataFrame(columns=columns)
-    rows["label"] = rows["label"].fillna(rows["method"])
+def _param_columns(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+    """Rows with `column` and `order` from the references and the column parameter's values."""
     variant = rows[spec.reference_tag] if spec.reference_tag in rows else pd.Series(np.nan, index=rows.index)
     value = _column_values(rows, spec)
     is_ref = variant.isin(list(spec.references)) | (variant.notna() & value.isna())
@@ -73,7 +63,46 @@ def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
         value.map(lambda v: spec.column_label.format(v) if pd.notna(v) else None),
     )
     rows["order"] = np.where(is_ref, variant.map(ref_order), 100 + value.fillna(0))
-    rows = rows[is_ref | value.notna()]
+    return rows[is_ref | value.notna()]
+
+
+def _tag_rows(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+    """Rows labelled by their `row_tags`, `row` ranking them as `row_labels` lists the values
+    (unlisted values after, alphabetically)."""
+    if not set(spec.row_tags) <= set(rows):
+        return rows.iloc[:0]
+    rows = rows.dropna(subset=list(spec.row_tags)).copy()
+    texts, key = {}, {}
+    for tag in spec.row_tags:
+        labels = spec.row_labels.get(tag, {})
+        texts[tag] = rows[tag].map(lambda v, labels=labels: labels.get(v, str(v)))
+        key[f"{tag}_position"] = rows[tag].map(
+            lambda v, listed=list(labels): listed.index(v) if v in listed else len(listed)
+        )
+        key[f"{tag}_value"] = rows[tag].astype(str)
+    rows["label"] = [spec.row_label.format(**r) for r in pd.DataFrame(texts).to_dict("records")]
+    rows["row"] = pd.DataFrame(key).groupby(list(key)).ngroup()
+    return rows
+
+
+def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+    """Long table of cells: experiment, the present `table_by` columns, row, label, column,
+    order, mean, std, n (`row` and `order` rank the rows and columns)."""
+    rows = df[df["metric"].isin(spec.metric_names) & (df["split"] == spec.split)].copy()
+    for col, wanted in spec.where.items():
+        if col in rows:
+            rows = rows[rows[col].isna() if wanted is None else rows[col] == wanted]
+    by = [c for c in spec.table_by if c in rows and (_named(spec, c) or rows[c].nunique() > 1)]
+    columns = ["experiment", *by, "row", "label", "column", "order", "mean", "std", "n"]
+    if spec.row_tags:
+        rows = _tag_rows(rows, spec)
+    else:
+        rows["label"], rows["row"] = rows["label"].fillna(rows["method"]), 0
+    if spec.metrics:
+        rows["column"] = rows["metric"].map(spec.metrics)
+        rows["order"] = rows["metric"].map({m: i for i, m in enumerate(spec.metrics)})
+    elif not rows.empty:
+        rows = _param_columns(rows, spec)
     if rows.empty:
         return pd.DataFrame(columns=columns)
     for col in by:
@@ -82,14 +111,14 @@ def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
         if named:
             blank = rows[rows[col].isna()]
             rows = pd.concat([rows[rows[col].notna()], *[blank.assign(**{col: v}) for v in named]])
-    keys = ["experiment", *by, "label", "column", "order"]
+    keys = ["experiment", *by, "row", "label", "column", "order"]
     per_seed = rows.groupby([*keys, "seed"], dropna=False)["value"].mean().reset_index()
     cells = (
         per_seed.groupby(keys, dropna=False)["value"]
         .agg(mean="mean", std=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, n="count")
         .reset_index()
     )
-    return cells.sort_values(["experiment", *by, "label", "order"]).reset_index(drop=True)[columns]
+    return cells.sort_values(["experiment", *by, "row", "label", "order"]).reset_index(drop=True)[columns]
 
 
 def _short(col: str) -> str:
@@ -106,7 +135,8 @@ def _text(value: object) -> str:
 
 @dataclass
 class DeclaredTable:
-    """One spec x experiment x `table_by` values: rows = labels, columns = references and values."""
+    """One spec x experiment x `table_by` values: rows = labels (or tag values), columns =
+    references and values (or metrics)."""
 
     spec: ReportTable
     experiment: str
@@ -124,7 +154,7 @@ class DeclaredTable:
 
     def text_rows(self) -> list[list[str]]:
         out = []
-        for label, sub in self.cells.groupby("label", sort=True):
+        for label, sub in self.cells.groupby("label", sort=False):  # cells come sorted by row, label
             by_col = {r.column: fmt_mean_std(r.mean, r.std, r.n) for r in sub.itertuples()}
             out.append([str(label), *[by_col.get(c, "-") for c in self.columns]])
         return out
@@ -148,7 +178,7 @@ class DeclaredTable:
         return latex_table(self.header, self.text_rows(), caption=self.caption)
 
     def csv_frame(self) -> pd.DataFrame:
-        return self.cells.drop(columns="order")
+        return self.cells.drop(columns=["row", "order"])
 
 
 def declared_tables(df: pd.DataFrame) -> list[DeclaredTable]:

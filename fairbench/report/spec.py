@@ -15,19 +15,24 @@ from typing import Any
 class ReportTable:
     """One family of tables read from a method's tagged metric rows.
 
-    Rows of the tidy results table with `metric` and `split` are read; a table is drawn per
-    experiment and per value of each `table_by` column (a tag, or `param_<name>` for a job
-    parameter) that the caption names or that takes more than one value. A row with no value
+    Rows of the tidy results table with the split and the metric(s) read are kept; a table is
+    drawn per experiment and per value of each `table_by` column (a tag, or `param_<name>` for a
+    job parameter) that the caption names or that takes more than one value. A row with no value
     in a `table_by` column (e.g. a reference that does not depend on it) goes into every table
-    of its experiment. Table rows are the method labels;
-    columns are, in order:
+    of its experiment. `where` keeps only rows whose column equals the value (None: rows with
+    no value there), where that column exists. Cells are mean ± std over seeds (repeated rows
+    of one seed are averaged first).
+
+    Table rows are the method labels, or with `row_tags` one row per combination of those tags'
+    values (rows lacking one are left out), labelled `row_label` formatted with each tag's text
+    (`row_labels[tag][value]`, else the value) and ordered as `row_labels` lists the values.
+    Columns are either (with `metric` and `column_param`), in order:
     - `references`: rows whose `reference_tag` has one of these values, headed by the mapped
       text; other `reference_tag` values on rows without a `column_param` value become further
       columns after them;
     - one column per value of `column_param` (a tag of that name wins over `param_<name>`),
-      headed `column_label.format(value)`; rows with neither a reference nor a value are ignored.
-    `where` keeps only rows whose column equals the value, where that column exists. Cells are
-    mean ± std over seeds (repeated rows of one seed are averaged first).
+      headed `column_label.format(value)`; rows with neither a reference nor a value are ignored;
+    or (with `metrics`, metric -> header) one column per metric, in that order.
 
     The caption is `caption` formatted with `split`, `experiment` and the `table_by` values
     (`param_` dropped; "-" where absent), followed by ", name: value" for each other column
@@ -37,13 +42,37 @@ class ReportTable:
     """
 
     name: str
-    metric: str
     caption: str
-    column_param: str
+    metric: str = ""
+    column_param: str = ""
     column_label: str = "{:g}"
+    metrics: dict[str, str] = field(default_factory=dict)
     split: str = "test"
     row_header: str = "Label"
+    row_tags: tuple[str, ...] = ()
+    row_label: str = ""
+    row_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     reference_tag: str = "variant"
     references: dict[str, str] = field(default_factory=dict)
     table_by: tuple[str, ...] = ()
     where: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.metrics) == bool(self.metric and self.column_param):
+            raise ValueError(
+                f"report table {self.name!r}: give either `metric` and `column_param` or `metrics`, not both or neither"
+            )
+        if self.metrics and (self.metric or self.column_param or self.references):
+            raise ValueError(
+                f"report table {self.name!r}: `metrics` names the columns; "
+                "drop `metric`, `column_param` and `references`"
+            )
+        if bool(self.row_tags) != bool(self.row_label) or not set(self.row_labels) <= set(self.row_tags):
+            raise ValueError(
+                f"report table {self.name!r}: `row_label` and `row_labels` format the `row_tags`; give them together"
+            )
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics the table reads."""
+        return tuple(self.metrics) or (self.metric,)
