@@ -106,6 +106,7 @@ DATASETS = Registry(
         "synthetic": "fairbench.data.synthetic:Synthetic",
         "adult": "fairbench.data.adult:Adult",
         "german": "fairbench.data.german:StatlogGerman",
+        "diabetes": "fairbench.data.diabetes:Diabetes",
         "south_german_credit": "fairbench.data.south_german_credit:SouthGermanCredit",
         "synthetic_images": "fairbench.data.synthetic_images:SyntheticImages",
         "celeba": "fairbench.data.celeba:CelebA",
