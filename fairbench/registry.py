@@ -107,6 +107,7 @@ DATASETS = Registry(
         "adult": "fairbench.data.adult:Adult",
         "german": "fairbench.data.german:StatlogGerman",
         "diabetes": "fairbench.data.diabetes:Diabetes",
+        "heritage": "fairbench.data.heritage:Heritage",
         "south_german_credit": "fairbench.data.south_german_credit:SouthGermanCredit",
         "synthetic_images": "fairbench.data.synthetic_images:SyntheticImages",
         "celeba": "fairbench.data.celeba:CelebA",

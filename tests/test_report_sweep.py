@@ -19,7 +19,7 @@ from fairbench.errors import FairbenchError
 from fairbench.report import build_report
 from fairbench.report.build import Options
 from fairbench.report.cli import report as report_command
-from fairbench.report.sweep import is_geometric, plot_sweep, swept_params, sweep_stats
+from fairbench.report.sweep import is_geometric, plot_sweep, sweep_stats, swept_params
 from fairbench.store import Store, load_results
 
 GEOMETRIC = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 2000.0]
