@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from fairbench import metrics as metrics_mod
 from fairbench.report.common import GROUP, point_keys, untagged
@@ -132,12 +133,13 @@ def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], title: s
             ax.axvline(value, color="black", linestyle="--", linewidth=1.0, label=f"default ({', '.join(labels)})")
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100 rather than 10^k
         ax.set_xlabel(param)
         ax.set_ylabel(NAMES.get(metric, metric))
     axes[0][-1].legend(fontsize=7, frameon=True, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
     n = int(stats["n"].max()) if len(stats) else 0
-    fig.text(0.99, 0.005, f"bands: +- std over {n} seeds", ha="right", va="bottom", fontsize=6.5, color="0.4")
+    fig.text(0.99, 0.005, f"bands: ± std over {n} seeds", ha="right", va="bottom", fontsize=6.5, color="0.4")
     fig.tight_layout()
     return fig
