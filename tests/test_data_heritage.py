@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from fairbench.cli import cli
 from fairbench.data.base import build_task, open_dataset
+from fairbench.data.catalog import dataset_status
 from fairbench.data.heritage import HEADERS, HOW_TO_GET
 from fairbench.errors import FairbenchError
 
@@ -120,3 +121,13 @@ def test_an_unknown_band_names_its_line(tmp_path: Path) -> None:
     with pytest.raises(FairbenchError, match=r"Claims.csv line 3: LengthOfStay '2-4 wks' is not one of") as err:
         open_dataset("heritage", tmp_path).frame()
     assert "\n" not in str(err.value)
+
+
+def test_status_names_the_missing_files_and_what_to_do(tmp_path: Path) -> None:
+    assert dataset_status("heritage", tmp_path).state == "missing"
+    folder = write_official(tmp_path / "heritage")
+    (folder / "LabCount.csv").unlink()
+    partial = dataset_status("heritage", tmp_path)
+    assert partial.state == "partial" and partial.missing == ["LabCount.csv"] and partial.action == HOW_TO_GET
+    write_official(folder)
+    assert dataset_status("heritage", tmp_path).state == "present"

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairbench.data.base import DatasetStatus, data_dir_from_env
+from fairbench.data.base import DatasetStatus, data_dir_from_env, user_supplied_status
 from fairbench.data.download import RemoteFile
 from fairbench.data.placing import place
 from fairbench.data.tabular import TabularDataset
@@ -192,13 +192,7 @@ class Heritage(TabularDataset):
 
     @classmethod
     def status(cls, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> DatasetStatus:
-        root = data_dir_from_env(data_dir) / cls.folder
-        status = DatasetStatus(cls.name, cls.kind, "present", str(root))
-        status.missing = [name for name in HEADERS if not (root / name).exists()]
-        if status.missing:
-            status.state = "partial" if len(status.missing) < len(HEADERS) else "missing"
-            status.action = HOW_TO_GET
-        return status
+        return user_supplied_status(cls, data_dir, list(HEADERS), HOW_TO_GET)
 
     @classmethod
     def import_files(
