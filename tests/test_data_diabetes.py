@@ -29,6 +29,11 @@ def test_real_file_counts_groups_and_target(real_data) -> None:
     assert len(task.y) == 101763 and task.y.sum() == sum(row["readmitted"] != "NO" for row in kept)
     assert task.g.sum() == 76099
     assert task.group("gender == 'Male'").sum() == 47055
+    both = build_task(dataset, None, "readmit", ["race == 'Caucasian'", "gender == 'Male'"], 0)
+    assert {name: int(groups.sum()) for name, groups in both.protected.items()} == {
+        "race == 'Caucasian'": 76099,
+        "gender == 'Male'": 47055,
+    }
     assert (dataset.frame()["readmitted"] == "<30").sum() == sum(row["readmitted"] == "<30" for row in kept)
     sources = set(task.feature_sources)
     assert not sources & {"readmit", "readmitted", "encounter_id", "patient_nbr", "weight"}
