@@ -6,7 +6,7 @@ protects race and gender; neither paper gives its preprocessing. The choices mad
 - Target `readmit` = 1 when `readmitted` is `<30` or `>30` (any readmission), 0 for `NO`
   (46.1% positive). GRAD's Table 2 accuracies (0.56-0.63) fit this binary target, whose
   majority class is 53.9%; the 30-day target (`readmitted == '<30'`, 11.2% positive) would
-  give at least 0.89 by always answering no. The raw `readmitted` column stays usable in
+  give 0.888 by always answering no. The raw `readmitted` column stays usable in
   expressions (it is never a model input).
 - Groups: `race == 'Caucasian'` (76099 rows against every other value, missing `?` included)
   and `gender == 'Male'`. The 3 rows with gender `Unknown/Invalid` are dropped (101763 rows).
