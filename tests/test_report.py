@@ -565,7 +565,7 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     found = re.search(r'data-probe="([^"]*)"', dom)
     assert found, "the probe script did not run"
     widths = [int(w) for w in found.group(1).split(",")]
-    assert len(widths) == 7 and all(w > 300 for w in widths), widths
+    assert len(widths) == 10 and all(w > 300 for w in widths), widths
 
 
 def test_ablation_reads_the_dvge_methods_rows():
