@@ -20,7 +20,7 @@ SELECTION = ("acc", "disc", "last")
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
     """The hyperparameters every branched method has, with per-method defaults."""
     return {
-        "arch": HParam(defaults["arch"], "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4)", ARCHITECTURES),
+        "arch": HParam(defaults["arch"], "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's images)", ARCHITECTURES),
         "epochs": HParam(defaults["epochs"], "training epochs"),
         "lr": HParam(defaults["lr"], "Adam learning rate"),
         "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),
@@ -43,6 +43,13 @@ class BranchedMethod(Method):
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.fit(data, ctx)[1]
 
+    def outputs(
+        self, model: BranchedNet, inputs: torch.Tensor, groups: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Task and attribute logits of a training batch; a method that changes what the task
+        head sees during training (GBA's feature mask) overrides this."""
+        return model(inputs)
+
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
@@ -61,7 +68,7 @@ class BranchedMethod(Method):
                 rows = train[batch.to(ctx.device)]
                 if len(rows) < 2:  # batch norm needs two rows
                     continue
-                task, attribute = model(as_input(x[rows]))
+                task, attribute = self.outputs(model, as_input(x[rows]), g[rows])
                 loss = F.cross_entropy(task, y[rows])
                 if attribute is not None:
                     loss = loss + lam * F.cross_entropy(attribute, g[rows])

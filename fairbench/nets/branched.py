@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fairbench.nets.backbones import BACKBONES
 from fairbench.nets.layers import dvge_conv_encoder, dvge_mlp, dvge_tabular_encoder, mlp, reverse_gradient
 
-ARCHITECTURES = ("grad", "dvge")
+ARCHITECTURES = ("grad", "dvge", *BACKBONES)
 
 
 class BranchedNet(nn.Module):
@@ -27,7 +28,8 @@ class BranchedNet(nn.Module):
 
 def build_branched(arch: str, input_shape: tuple[int, ...], with_attribute: bool, z_dim: int = 10) -> BranchedNet:
     """`grad`: GRAD's net (two 40-unit layers with batch norm + ReLU per part; tables only).
-    `dvge`: DVGE Table 3/4 feature encoder (to z_dim) with Table 3/4 MLP branches."""
+    `dvge`: DVGE Table 3/4 feature encoder (to z_dim) with Table 3/4 MLP branches.
+    `resnet18`, `mlp3`: GBA's image backbones (nets/backbones.py), the backbone's own heads."""
     if arch == "grad":
         if len(input_shape) != 1:
             raise ValueError("arch 'grad' is for tabular inputs; use arch 'dvge' for images")
@@ -44,6 +46,12 @@ def build_branched(arch: str, input_shape: tuple[int, ...], with_attribute: bool
 
         def head() -> nn.Module:
             return dvge_mlp(z_dim, 2)
+
+    elif arch in BACKBONES:
+        trunk, backbone_head = BACKBONES[arch](input_shape)
+
+        def head() -> nn.Module:
+            return backbone_head(2)
 
     else:
         raise ValueError(f"unknown architecture '{arch}' (valid: {', '.join(ARCHITECTURES)})")
