@@ -20,7 +20,11 @@ SELECTION = ("acc", "disc", "last")
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
     """The hyperparameters every branched method has, with per-method defaults."""
     return {
-        "arch": HParam(defaults["arch"], "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's images)", ARCHITECTURES),
+        "arch": HParam(
+            defaults["arch"],
+            "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's image backbones)",
+            ARCHITECTURES,
+        ),
         "epochs": HParam(defaults["epochs"], "training epochs"),
         "lr": HParam(defaults["lr"], "Adam learning rate"),
         "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),

@@ -70,7 +70,8 @@ class GBA(BranchedMethod):
         **common_hparams(arch="resnet18", epochs=100, lr=1e-3, batch_size=256, select="last"),
         "lam": HParam(1.0, "weight lambda of the reversed discriminator loss (eq. 3)"),
         "variant": HParam(
-            "gba", "mask rule: gba (eq. 7) | naive (GBA-n: ind = +1) | correct (GBA-c: mask only where D is right)",
+            "gba",
+            "mask rule: gba (eq. 7) | naive (GBA-n: ind = +1) | correct (GBA-c: mask only where D is right)",
             VARIANTS,
         ),
     }
