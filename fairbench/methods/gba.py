@@ -18,7 +18,9 @@ Choices the paper leaves open, made here:
   the reversal layer flips.
 - D reads the raw features f (Fig. 2: only the classifier's path is filtered); the reversed
   L_d reaches F through f, L_c through f * a.
-- The bias value in eq. 4 is the task's sensitive attribute (`data.g`), on training rows only.
+- The bias value in eq. 4 is the sensitive attribute (`sensitive:`), on training rows only.
+  With several protected attributes there is one D per attribute (`protect`, as in `adt`), and
+  a feature reaches C only where every D's mask keeps it (the product of their masks).
 - Inference: C reads the raw features F(x). Eq. 4 needs the bias label, which a deployed model
   does not have, and a mask guessed from D's prediction would treat a bias-conflicting test
   image as if D were right about it; like dropout, the mask is a training device only.
@@ -37,7 +39,7 @@ import torch
 from torch import nn
 
 from fairbench.methods.base import HParam
-from fairbench.methods.branched import BranchedMethod, common_hparams
+from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
 from fairbench.nets.layers import reverse_gradient
 
@@ -68,6 +70,7 @@ class GBA(BranchedMethod):
     description = "GBA: adversarial training, the classifier reads features masked by D's gradient"
     hparams = {
         **common_hparams(arch="resnet18", epochs=100, lr=1e-3, batch_size=256, select="last"),
+        "protect": PROTECT,
         "lam": HParam(1.0, "weight lambda of the reversed discriminator loss (eq. 3)"),
         "variant": HParam(
             "gba",
@@ -78,9 +81,12 @@ class GBA(BranchedMethod):
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
     def outputs(
-        self, model: BranchedNet, inputs: torch.Tensor, groups: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = model.trunk(inputs)
-        attribute = model.attribute_head(reverse_gradient(features))
-        mask = gba_mask(model.attribute_head, features, groups, self.params["variant"])
-        return model.task_head(features * mask), attribute
+        reversed_features = reverse_gradient(features)
+        attributes = [head(reversed_features) for head in model.attribute_heads]
+        mask = torch.ones_like(features)
+        for head, bias in zip(model.attribute_heads, groups):
+            mask = mask * gba_mask(head, features, bias, self.params["variant"])
+        return model.task_head(features * mask), attributes
