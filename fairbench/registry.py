@@ -96,6 +96,7 @@ METHODS = Registry(
         "ffvae": "fairbench.methods.ffvae:FFVAE",
         "fdvae": "fairbench.methods.fdvae:FDVAE",
         "faap": "fairbench.methods.faap:FAAP",
+        "lfr": "fairbench.methods.lfr:LFR",
     },
 )
 
