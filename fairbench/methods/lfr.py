@@ -75,8 +75,15 @@ class Parameters:
 
 
 def memberships(x: torch.Tensor, cell: torch.Tensor, p: Parameters) -> torch.Tensor:
-    """M_nk = softmax_k(-sum_i alpha_{cell(n), i} (x_ni - v_ki)^2)."""
-    distances = (p.alpha[cell][:, None, :] * (x[:, None, :] - p.v[None, :, :]) ** 2).sum(-1)
+    """M_nk = softmax_k(-sum_i alpha_{cell(n), i} (x_ni - v_ki)^2).
+
+    The square is expanded into matrix products (sum a x^2 - 2 sum a x v + sum a v^2, each for
+    every cell, then picked by the row's cell): several times faster than an (n, K, P) tensor."""
+    rows = torch.arange(len(x))
+    squares = (x * x) @ p.alpha.T  # (n, cells)
+    cross = x @ (p.alpha[:, None, :] * p.v[None]).transpose(1, 2)  # (cells, n, K)
+    prototypes = p.alpha @ (p.v * p.v).T  # (cells, K)
+    distances = squares[rows, cell, None] - 2 * cross[cell, rows] + prototypes[cell]
     return torch.softmax(-distances, dim=1)
 
 
