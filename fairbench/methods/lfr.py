@@ -13,8 +13,8 @@ with L-BFGS-B (scipy) over (alpha, w, v), as the original; the gradient is exact
 autograd in float64 (|.| in L_z has the subgradient sign(.), 0 at 0).
 
 Choices the paper leaves open, made here:
-- Inputs: the task's features without every column a protected attribute reads (the paper's
-  x excludes the sensitive variable S; S enters only through the group terms below).
+- Inputs: the task's features without every column a protected attribute reads, as the
+  reimplementation below drops its sensitive column; the groups enter only through L_z and alpha.
 - alpha: `alpha: group` (default) learns one weight vector per protected group (alpha+ and
   alpha-), as the reimplementation github.com/zjelveh/learning-fair-representations does (the
   one AIF360's LFR derives from); a row's group picks its weights, for training and prediction.
@@ -22,13 +22,14 @@ Choices the paper leaves open, made here:
   `alpha: shared` learns one vector for everyone. alpha is bounded below by 0 so d stays a
   (weighted squared) distance; that reimplementation leaves it unbounded.
 - Initialisation: alpha, w and v uniform in [0, 1) from the run's seed, as that reimplementation.
-- yhat is clipped into [1e-6, 1 - 1e-6] inside the logarithms only.
-- Defaults K = 10, a_x = 1e-4, a_y = 0.1, a_z = 1000 are that reimplementation's; neither the
-  paper's text nor GRAD (which copies LFR's published numbers) fixes them: Zemel et al. chose the
-  hyperparameters on the validation split. Here that is a suite `grid:` over a_x, a_y, a_z,
-  prototypes with `fairbench report --selection ...` picking the point on validation; one run
-  has no selection of its own. `iterations` bounds both L-BFGS-B iterations and function
-  evaluations (AIF360 uses 5000 for both; the reimplementation 150000 with numerical gradients).
+- yhat is clipped into [1e-6, 1 - 1e-6] inside the logarithms only (that reimplementation:
+  [1e-6, 0.999]).
+- Defaults K = 10, a_x = 1e-4, a_y = 0.1, a_z = 1000 are that reimplementation's. GRAD reports
+  Zemel et al.'s published numbers and fixes no LFR setting or selection rule. To choose the
+  hyperparameters on validation, sweep a_x, a_y, a_z, prototypes in a suite `grid:` and pick
+  with `fairbench report --selection`; one run has no selection of its own. `iterations` bounds
+  both L-BFGS-B iterations and function evaluations (AIF360: 5000 each; the reimplementation:
+  150000, with numerical gradients). Each evaluation is O(n K P) in float64 on the CPU.
 - Several protected attributes (`data.protected`): L_z is summed over the attributes. Every
   attribute must be binary; the target too (the prediction is one probability).
 """
