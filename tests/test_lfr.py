@@ -16,7 +16,7 @@ from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
-from fairbench.methods.lfr import LFR, Objective, Parameters, Problem, loss_terms
+from fairbench.methods.lfr import LFR, Objective, Parameters, Problem, lfr_inputs, loss_terms
 from fairbench.registry import METHODS
 
 # Four rows, two features, two protected attributes (so four alpha cells), two prototypes.
@@ -101,7 +101,7 @@ def _lfr(**params: object) -> LFR:
 
 def test_lfr_sees_the_features_without_the_protected_columns() -> None:
     data = _task()
-    x, cell, groups = LFR._inputs(data)
+    x, cell, groups = lfr_inputs(data)
     kept = [source for source in data.feature_sources if source != "s"]
     assert x.shape == (len(data.y), len(kept)) and x.dtype == np.float64
     assert "proxy" in kept and len(kept) < len(data.feature_sources)

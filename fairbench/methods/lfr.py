@@ -36,7 +36,8 @@ Choices the paper leaves open, made here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -106,6 +107,8 @@ class Objective:
     cells: int
     prototypes: int
     weights: dict[str, float]
+    # The loss at the last evaluation, for progress lines.
+    last: float = field(default=float("nan"), init=False)
 
     @property
     def size(self) -> int:
@@ -125,7 +128,8 @@ class Objective:
         terms = loss_terms(self.problem, self.parameters(flat))
         loss = sum(self.weights[name] * term for name, term in terms.items())
         (grad,) = torch.autograd.grad(loss, flat)
-        return loss.item(), grad.numpy()
+        self.last = loss.item()
+        return self.last, grad.numpy()
 
 
 class LFR(Method):
@@ -145,7 +149,7 @@ class LFR(Method):
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
-        x, cell, groups = self._inputs(data)
+        x, cell, groups = lfr_inputs(data)
         cells = 1 << len(groups) if p["alpha"] == "group" else 1
         cell = cell if p["alpha"] == "group" else np.zeros_like(cell)
         train = data.splits["train"]
@@ -156,6 +160,12 @@ class LFR(Method):
             groups=[torch.from_numpy(g[train]) for g in groups],
         )
         objective = Objective(problem, cells, p["prototypes"], {"L_z": p["a_z"], "L_x": p["a_x"], "L_y": p["a_y"]})
+        iteration = itertools.count(1)
+
+        def progress(_: np.ndarray) -> None:
+            if (i := next(iteration)) % 100 == 0:
+                ctx.log.info(f"lfr: L-BFGS-B iteration {i}, loss {objective.last:.6g}")
+
         rng = np.random.default_rng(ctx.seed)
         theta0 = rng.uniform(size=objective.size)
         result = minimize(
@@ -164,6 +174,7 @@ class LFR(Method):
             jac=True,
             method="L-BFGS-B",
             bounds=objective.bounds(),
+            callback=progress,
             options={"maxiter": p["iterations"], "maxfun": p["iterations"]},
         )
         fitted = objective.parameters(torch.from_numpy(result.x))
@@ -178,29 +189,29 @@ class LFR(Method):
         info = {"iterations": int(result.nit), "evaluations": int(result.nfev), "converged": bool(result.success)}
         return Outcome(scores=scores, info=info | {f"train_{name}": value for name, value in terms.items()})
 
-    @staticmethod
-    def _inputs(data: TaskData) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """Features without the protected columns (float64), each row's alpha cell (the mixed-radix
-        index of its groups) and the group arrays; errors for what LFR cannot model."""
-        if data.n_classes != 2:
+
+def lfr_inputs(data: TaskData) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Features without the protected columns (float64), each row's alpha cell (the mixed-radix
+    index of its groups) and the group arrays; errors for what LFR cannot model."""
+    if data.n_classes != 2:
+        raise FairbenchError(
+            f"lfr predicts one probability per row: target '{data.target}' has {data.n_classes} classes; "
+            f"use a binary target (a boolean expression)"
+        )
+    if data.x.ndim != 2:
+        raise FairbenchError(
+            f"lfr needs tabular features; dataset '{data.dataset}' gives inputs of shape {data.x.shape[1:]}"
+        )
+    for expression, g in data.protected.items():
+        if g.max() > 1:
             raise FairbenchError(
-                f"lfr predicts one probability per row: target '{data.target}' has {data.n_classes} classes; "
-                f"use a binary target (a boolean expression)"
+                f"lfr's parity term needs binary groups: sensitive '{expression}' has {g.max() + 1} values; "
+                f"use a boolean expression (e.g. {expression} == <value>)"
             )
-        if data.x.ndim != 2:
-            raise FairbenchError(
-                f"lfr needs tabular features; dataset '{data.dataset}' gives inputs of shape {data.x.shape[1:]}"
-            )
-        for expression, g in data.protected.items():
-            if g.max() > 1:
-                raise FairbenchError(
-                    f"lfr's parity term needs binary groups: sensitive '{expression}' has {g.max() + 1} values; "
-                    f"use a boolean expression (e.g. {expression} == <value>)"
-                )
-        protected = set().union(*(Expression(e).columns for e in data.protected))
-        keep = [i for i, source in enumerate(data.feature_sources) if source not in protected]
-        if not keep:
-            raise FairbenchError(f"lfr: every input feature of '{data.dataset}' is a protected attribute")
-        groups = list(data.protected.values())
-        cell = sum(g << bit for bit, g in enumerate(groups))
-        return data.x[:, keep].astype(np.float64), cell.astype(np.int64), groups
+    protected = set().union(*(Expression(e).columns for e in data.protected))
+    keep = [i for i, source in enumerate(data.feature_sources) if source not in protected]
+    if not keep:
+        raise FairbenchError(f"lfr: every input feature of '{data.dataset}' is a protected attribute")
+    groups = list(data.protected.values())
+    cell = sum(g << bit for bit, g in enumerate(groups))
+    return data.x[:, keep].astype(np.float64), cell.astype(np.int64), groups
