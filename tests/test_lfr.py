@@ -107,6 +107,12 @@ def test_lfr_sees_the_features_without_the_protected_columns() -> None:
     assert "proxy" in kept and len(kept) < len(data.feature_sources)
     np.testing.assert_array_equal(cell, data.g)
     assert len(groups) == 1
+    # Two attributes: both sources leave the inputs and each row's cell is its pair of groups.
+    both = _task(["s", "proxy > 0"])
+    x, cell, groups = lfr_inputs(both)
+    assert x.shape[1] == len(kept) - 1
+    np.testing.assert_array_equal(cell, both.protected["s"] + 2 * both.protected["proxy > 0"])
+    assert len(groups) == 2 and set(cell) == {0, 1, 2, 3}
 
 
 def test_lfr_is_deterministic_and_scores_are_probabilities(tmp_path: Path) -> None:
@@ -127,7 +133,7 @@ def test_lfr_rejects_what_it_cannot_model(tmp_path: Path) -> None:
     three = dataclasses.replace(data, y=data.y + (data.g == 1), n_classes=3)
     with pytest.raises(FairbenchError, match="target 'y' has 3 classes"):
         _lfr(iterations=5).run(three, _ctx(tmp_path))
-    wide = dataclasses.replace(data, protected={"s": data.g * 2})
+    wide = dataclasses.replace(data, protected={"s": data.g * 2}, group_counts={"s": 3})
     with pytest.raises(FairbenchError, match="needs binary groups: sensitive 's' has 3 values"):
         _lfr(iterations=5).run(wide, _ctx(tmp_path))
 

@@ -45,7 +45,6 @@ from scipy.optimize import minimize
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
-from fairbench.expressions import Expression
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 
 CLIP = 1e-6
@@ -202,14 +201,13 @@ def lfr_inputs(data: TaskData) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]
         raise FairbenchError(
             f"lfr needs tabular features; dataset '{data.dataset}' gives inputs of shape {data.x.shape[1:]}"
         )
-    for expression, g in data.protected.items():
-        if g.max() > 1:
+    for expression, count in data.group_counts.items():
+        if count != 2:
             raise FairbenchError(
-                f"lfr's parity term needs binary groups: sensitive '{expression}' has {g.max() + 1} values; "
+                f"lfr's parity term needs binary groups: sensitive '{expression}' has {count} values; "
                 f"use a boolean expression (e.g. {expression} == <value>)"
             )
-    protected = set().union(*(Expression(e).columns for e in data.protected))
-    keep = [i for i, source in enumerate(data.feature_sources) if source not in protected]
+    keep = [i for i, source in enumerate(data.feature_sources) if source not in data.sensitive_columns]
     if not keep:
         raise FairbenchError(f"lfr: every input feature of '{data.dataset}' is a protected attribute")
     groups = list(data.protected.values())
