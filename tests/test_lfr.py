@@ -87,6 +87,16 @@ def test_objective_weights_the_terms_and_its_gradient_matches_finite_differences
     assert bounds[:8] == [(0.0, None)] * 8 and bounds[8:10] == [(0.0, 1.0)] * 2 and bounds[10:] == [(None, None)] * 4
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, as a runner worker has by default: tiny problems on busy cores run tens
+    of times slower with more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _ctx(root: Path, seed: int = 0) -> RunContext:
     return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
 
@@ -115,7 +125,7 @@ def test_lfr_sees_the_features_without_the_protected_columns() -> None:
     assert len(groups) == 2 and set(cell) == {0, 1, 2, 3}
 
 
-def test_lfr_is_deterministic_and_scores_are_probabilities(tmp_path: Path) -> None:
+def test_lfr_is_deterministic_and_scores_are_probabilities(tmp_path: Path, one_thread: None) -> None:
     data = _task()
     first = _lfr(iterations=40).run(data, _ctx(tmp_path))
     again = _lfr(iterations=40).run(data, _ctx(tmp_path))
