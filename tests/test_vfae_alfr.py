@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
+from fairbench.errors import FairbenchError
+from fairbench.methods import selected
 from fairbench.methods.alfr import ALFR, ALFRNet
 from fairbench.methods.base import RunContext
 from fairbench.methods.vfae import VFAE, group_mmd, mmd
@@ -25,8 +27,8 @@ def _ctx(root: Path, seed: int = 0) -> RunContext:
     return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
 
 
-def _task(n: int = 400) -> TaskData:
-    return build_task(open_dataset("synthetic", None, {"n": n}), None, "y", "s", 0)
+def _task(n: int = 400, target: str = "y", sensitive: str | list[str] = "s") -> TaskData:
+    return build_task(open_dataset("synthetic", None, {"n": n}), None, target, sensitive, 0)
 
 
 def test_mmd_is_zero_for_identical_samples() -> None:
@@ -111,3 +113,29 @@ def test_same_seed_same_scores(cls: type, tmp_path: Path) -> None:
     for split in ("val", "test"):
         np.testing.assert_array_equal(first[split], second[split])
     assert not np.array_equal(first["test"], other["test"])
+
+
+@pytest.mark.parametrize("cls", [VFAE, ALFR])
+def test_several_protected_attributes(cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _task(sensitive=["s", "x0 > 0"])
+    seen: list[list[str]] = []
+    real = selected.mean_discrimination
+
+    def spy(scores: np.ndarray, data: TaskData, rows: np.ndarray, attributes: list[str]) -> float:
+        seen.append(attributes)
+        return real(scores, data, rows, attributes)
+
+    monkeypatch.setattr(selected, "mean_discrimination", spy)
+    outcome = cls(cls.resolve(TINY, "paper")).run(data, _ctx(tmp_path))
+    assert outcome.scores["test"].shape == (len(data.splits["test"]),)
+    # Selection averages over both attributes unless `protect` names one.
+    assert seen and all(attributes == ["s", "x0 > 0"] for attributes in seen)
+    seen.clear()
+    cls(cls.resolve({**TINY, "protect": ["x0 > 0"]}, "paper")).run(data, _ctx(tmp_path))
+    assert seen and all(attributes == ["x0 > 0"] for attributes in seen)
+
+
+@pytest.mark.parametrize("cls", [VFAE, ALFR])
+def test_a_multiclass_target_is_a_clear_error(cls: type, tmp_path: Path) -> None:
+    with pytest.raises(FairbenchError, match=f"method '{cls.name}' needs a binary target; 'grade' has 3 classes"):
+        cls(cls.resolve(TINY, "paper")).run(_task(target="grade"), _ctx(tmp_path))

@@ -21,9 +21,9 @@ marked "ours" are not the paper's):
   step. Here both players move in the same step, through the project's one gradient-reversal
   layer (Ganin et al.); the fixed point is the same min-max, the trajectory is not.
 - Weights alpha = beta = gamma = 1 (ours; the paper trades them off per dataset).
-- Several protected attributes (`data.protected`): one adversary per attribute, their losses
-  summed, each behind the same reversal weight beta; attributes with m groups get an m-way
-  adversary.
+- Several protected attributes (`protect`, default every sensitive attribute of the task): one
+  adversary per attribute, their losses summed, each behind the same reversal weight beta; an
+  attribute with m groups gets an m-way adversary.
 - Reconstruction: squared error summed over the input features, averaged over the batch (the
   inputs mix standardised numbers and one-hot columns). x is the task's input matrix as the
   dataset builds it (the same every other method sees).
@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
-from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.vfae import SELECTION, selection_score
+from fairbench.methods.branched import protected_attributes
+from fairbench.methods.selected import fit_selected, require_binary, training_hparams
 from fairbench.nets.layers import mlp, reverse_gradient
-from fairbench.train import minibatches, predict_proba, seed_everything, to_float, train_with_selection
+from fairbench.train import predict_proba, seed_everything, to_float
 
 
 class ALFRNet(nn.Module):
@@ -89,45 +89,27 @@ class ALFR(Method):
         "gamma": HParam(1.0, "weight of the predictor's cross-entropy"),
         "width": HParam(100, "hidden units of every network (one hidden layer each)"),
         "z_dim": HParam(50, "dimensions of the representation z"),
-        "epochs": HParam(100, "training epochs"),
-        "lr": HParam(1e-3, "Adam learning rate"),
-        "batch_size": HParam(100, "minibatch size"),
-        "select": HParam(
-            "disc",
-            "checkpoint selection on validation: disc (lowest mean discrimination, ties by accuracy; "
-            "GRAD) | acc | last",
-            SELECTION,
-        ),
+        **training_hparams(epochs=100, lr=1e-3, batch_size=100),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
-        if data.n_classes != 2:
-            raise FairbenchError(f"method 'alfr' needs a binary target; '{data.target}' has {data.n_classes} classes")
+        require_binary(self.name, data)
+        attributes = protected_attributes(data, p["protect"])
         generator = seed_everything(ctx.seed)
         x = to_float(data.x, ctx.device)
         y = torch.from_numpy(data.y).to(ctx.device)
-        groups = [torch.from_numpy(g).to(ctx.device) for g in data.protected.values()]
-        counts = [data.group_counts[name] for name in data.protected]
+        groups = [torch.from_numpy(data.protected[a]).to(ctx.device) for a in attributes]
+        counts = [data.group_counts[a] for a in attributes]
         model = ALFRNet(x.shape[1], counts, p["width"], p["z_dim"], p["beta"]).to(ctx.device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"])
-        train = torch.from_numpy(data.splits["train"]).to(ctx.device)
 
-        def train_epoch(epoch: int) -> None:
-            for batch in minibatches(len(train), p["batch_size"], generator):
-                rows = train[batch.to(ctx.device)]
-                reconstruction, prediction, adversary = model.losses(x[rows], y[rows], [g[rows] for g in groups])
-                loss = p["alpha"] * reconstruction + p["gamma"] * prediction + adversary
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            reconstruction, prediction, adversary = model.losses(x[rows], y[rows], [g[rows] for g in groups])
+            return p["alpha"] * reconstruction + p["gamma"] * prediction + adversary
 
         def split_scores(split: str) -> np.ndarray:
             return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
 
-        def score(epoch: int) -> tuple[float, ...]:
-            return selection_score(p["select"], epoch, split_scores("val"), data, data.splits["val"])
-
-        epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
+        epoch = fit_selected(model, p, data, ctx, generator, batch_loss, lambda: split_scores("val"), attributes)
         return Outcome(scores={split: split_scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})

@@ -24,9 +24,9 @@ weights that are ours where marked):
   approximate with that bandwidth), on the minibatch's sampled z1. The paper uses 500 random
   Fourier features for speed on large data; minibatches of 100 make the exact form cheap.
 - Several groups or attributes: the MMD is summed over every pair of groups of every
-  protected attribute (`data.protected`); one pair for a binary attribute. A pair absent
-  from a minibatch contributes nothing.
-- s is fed as the concatenated one-hot codes of every protected attribute. x is the task's
+  protected attribute (`protect`, default every sensitive attribute of the task); one pair for
+  a binary attribute. A pair absent from a minibatch contributes nothing.
+- s is fed as the concatenated one-hot codes of the protected attributes. x is the task's
   input matrix as the dataset builds it (the same every other method sees).
 - p(x | z1, s): Gaussian with unit variance (squared error / 2, summed over features), since
   the inputs mix standardised numbers and one-hot columns. The KL between q(z1 | x, s) and
@@ -49,14 +49,12 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from fairbench import metrics
 from fairbench.data.base import TaskData
-from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.branched import protected_attributes
+from fairbench.methods.selected import fit_selected, require_binary, training_hparams
 from fairbench.nets.layers import mlp
-from fairbench.train import minibatches, predict_proba, seed_everything, train_with_selection
-
-SELECTION = ("disc", "acc", "last")
+from fairbench.train import predict_proba, seed_everything
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -78,13 +76,6 @@ def group_mmd(z: torch.Tensor, groups: list[torch.Tensor], gamma: float = 1.0) -
         for u, v in itertools.combinations(present, 2):
             total = total + mmd(u, v, gamma)
     return total
-
-
-def one_hot_groups(data: TaskData) -> np.ndarray:
-    """Every protected attribute's group as one-hot columns, side by side (float32)."""
-    return np.concatenate(
-        [np.eye(data.group_counts[name], dtype=np.float32)[g] for name, g in data.protected.items()], axis=1
-    )
 
 
 def _gaussian(layer_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,77 +135,52 @@ class VFAE(Method):
         "mmd_gamma": HParam(1.0, "Gaussian kernel width: k(u, v) = exp(-||u - v||^2 / mmd_gamma)"),
         "width": HParam(100, "hidden units of every network (one hidden layer each)"),
         "z_dim": HParam(50, "dimensions of z1 and of z2"),
-        "epochs": HParam(100, "training epochs"),
-        "lr": HParam(1e-3, "Adam learning rate"),
-        "batch_size": HParam(100, "minibatch size"),
         "head": HParam(
             "classifier",
             "predictions: classifier (q(y|z1) at the posterior mean) | logistic (logistic regression "
             "on the posterior means, fitted on train)",
             ("classifier", "logistic"),
         ),
-        "select": HParam(
-            "disc",
-            "checkpoint selection on validation: disc (lowest mean discrimination, ties by accuracy; "
-            "GRAD) | acc | last",
-            SELECTION,
-        ),
+        **training_hparams(epochs=100, lr=1e-3, batch_size=100),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
-        if data.n_classes != 2:
-            raise FairbenchError(f"method 'vfae' needs a binary target; '{data.target}' has {data.n_classes} classes")
+        require_binary(self.name, data)
+        attributes = protected_attributes(data, p["protect"])
         generator = seed_everything(ctx.seed)
-        xs = torch.from_numpy(np.concatenate([data.x.astype(np.float32), one_hot_groups(data)], axis=1)).to(ctx.device)
+        s = np.concatenate([np.eye(data.group_counts[a], dtype=np.float32)[data.protected[a]] for a in attributes], 1)
+        xs = torch.from_numpy(np.concatenate([data.x.astype(np.float32), s], axis=1)).to(ctx.device)
         y = torch.from_numpy(data.y).to(ctx.device)
-        groups = [torch.from_numpy(g).to(ctx.device) for g in data.protected.values()]
-        model = VFAENet(data.x.shape[1], xs.shape[1] - data.x.shape[1], 2, p["width"], p["z_dim"]).to(ctx.device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"])
-        train = torch.from_numpy(data.splits["train"]).to(ctx.device)
+        groups = [torch.from_numpy(data.protected[a]).to(ctx.device) for a in attributes]
+        model = VFAENet(data.x.shape[1], s.shape[1], 2, p["width"], p["z_dim"]).to(ctx.device)
 
-        def train_epoch(epoch: int) -> None:
-            for batch in minibatches(len(train), p["batch_size"], generator):
-                rows = train[batch.to(ctx.device)]
-                bound, classification, z1 = model.losses(xs[rows], y[rows])
-                penalty = group_mmd(z1, [g[rows] for g in groups], p["mmd_gamma"])
-                loss = bound.mean() + p["alpha"] * classification.mean() + p["beta"] * penalty
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            bound, classification, z1 = model.losses(xs[rows], y[rows])
+            penalty = group_mmd(z1, [g[rows] for g in groups], p["mmd_gamma"])
+            return bound.mean() + p["alpha"] * classification.mean() + p["beta"] * penalty
 
-        def split_rows(split: str) -> torch.Tensor:
+        def rows_of(split: str) -> torch.Tensor:
             return torch.from_numpy(data.splits[split]).to(ctx.device)
 
-        def score(epoch: int) -> tuple[float, ...]:
-            val_scores = predict_proba(model, xs[split_rows("val")])
-            return selection_score(p["select"], epoch, val_scores, data, data.splits["val"])
-
-        epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
+        epoch = fit_selected(
+            model, p, data, ctx, generator, batch_loss, lambda: predict_proba(model, xs[rows_of("val")]), attributes
+        )
         if p["head"] == "classifier":
-            scores = {split: predict_proba(model, xs[split_rows(split)]) for split in ("val", "test")}
+            scores = {split: predict_proba(model, xs[rows_of(split)]) for split in ("val", "test")}
         else:
-            head = LogisticRegression(max_iter=1000).fit(representation(model, xs[train]), data.y[data.splits["train"]])
+            head = LogisticRegression(max_iter=1000).fit(
+                representation(model, xs[rows_of("train")]), data.y[data.splits["train"]]
+            )
             scores = {
-                split: head.predict_proba(representation(model, xs[split_rows(split)]))[:, 1]
-                for split in ("val", "test")
+                split: head.predict_proba(representation(model, xs[rows_of(split)]))[:, 1] for split in ("val", "test")
             }
         return Outcome(scores=scores, info={"selected_epoch": epoch})
 
 
 @torch.no_grad()
 def representation(model: VFAENet, xs: torch.Tensor) -> np.ndarray:
+    """Posterior means of z1, for the logistic-regression head."""
     model.eval()
     return model.z1(xs).double().cpu().numpy()
-
-
-def selection_score(select: str, epoch: int, scores: np.ndarray, data: TaskData, rows: np.ndarray) -> tuple[float, ...]:
-    """Validation score of one epoch, lower is better: GRAD's rule (`disc`: mean discrimination
-    over the protected attributes, then -accuracy), `acc` (-accuracy) or `last` (-epoch)."""
-    if select == "last":
-        return (-float(epoch),)
-    accuracy = metrics.acc(data.y[rows], metrics.hard(scores))
-    if select == "acc":
-        return (-accuracy,)
-    return (float(np.mean([metrics.discrimination(scores, g[rows]) for g in data.protected.values()])), -accuracy)
