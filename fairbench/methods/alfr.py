@@ -10,24 +10,26 @@ the protected attribute s from z:
 Loss: alpha * reconstruction + gamma * CE(predictor, y) + sum over attributes of CE(adversary, s).
 The adversary minimises its own cross-entropy; through `fairbench.nets.layers.reverse_gradient`
 the encoder receives that gradient multiplied by -beta, i.e. it maximises beta x the adversary's
-loss: the paper's min-max objective alpha C + gamma E - beta D (reconstruction C, prediction E,
-adversary D). Predictions: P(y = 1) from the predictor.
+loss: the min-max objective min over encoder, decoder, predictor of max over adversary of
+alpha C + gamma E - beta D (reconstruction C, prediction E, adversary cross-entropy D).
+Predictions: P(y = 1) from the predictor.
 
-Choices the paper leaves open, or that this implementation makes (its method and experiment
-sections could not be read through the project's search tool, which returned the abstract, the
-datasets and splits, and that training uses "strictly alternating gradient steps"; the values
-marked "ours" are not the paper's):
+Choices the paper leaves open, or that this implementation makes. Only the abstract, the
+datasets and splits, and that training takes "strictly alternating gradient steps" (its
+Algorithm 1) came back through the project's search tool; which of alpha, beta, gamma weighs
+which term, and every size, weight and optimiser setting below, are ours, not checked against
+the paper's method and experiment sections:
 - Optimisation: the paper alternates one adversary step with one encoder/decoder/predictor
   step. Here both players move in the same step, through the project's one gradient-reversal
-  layer (Ganin et al.); the fixed point is the same min-max, the trajectory is not.
-- Weights alpha = beta = gamma = 1 (ours; the paper trades them off per dataset).
+  layer (Ganin et al.): the same min-max objective, a different trajectory.
+- alpha = beta = gamma = 1.
 - Several protected attributes (`protect`, default every sensitive attribute of the task): one
   adversary per attribute, their losses summed, each behind the same reversal weight beta; an
   attribute with m groups gets an m-way adversary.
 - Reconstruction: squared error summed over the input features, averaged over the batch (the
   inputs mix standardised numbers and one-hot columns). x is the task's input matrix as the
   dataset builds it (the same every other method sees).
-- Networks (ours): one hidden layer of `width` ReLU units in each of encoder, decoder, predictor
+- Networks: one hidden layer of `width` ReLU units in each of encoder, decoder, predictor
   and adversary (fairbench.nets.layers.mlp); z has `z_dim` dimensions and a ReLU, like GRAD's
   trunk. Adam, lr 1e-3, batch 100, 100 epochs.
 - Checkpoint selection on validation as GRAD-Pred (`select: disc`): lowest mean validation

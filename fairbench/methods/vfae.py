@@ -1,7 +1,7 @@
 """VFAE: the Variational Fair Autoencoder (Louizos, Swersky, Li, Welling & Zemel, ICLR 2016).
 
-The semi-supervised VAE of the paper (its Figure 1, right), with s given to the encoder and the
-decoder so that the latent z1 need not carry it:
+The paper's semi-supervised VAE, with s given to the encoder and the decoder so that the
+latent z1 need not carry it:
 
     encoder   q(z1 | x, s),  q(z2 | z1, y)       (diagonal Gaussians)
     decoder   p(x | z1, s),  p(z1 | z2, y),  p(z2) = N(0, I)
@@ -9,20 +9,21 @@ decoder so that the latent z1 need not carry it:
 
 Loss per training row (averaged over the minibatch): the negative labelled lower bound
 -L(x, s, y) + alpha * CE(q(y | z1), y) + beta * MMD^2 between q(z1 | s = i) and q(z1 | s = j).
-Predictions: P(y = 1) from q(y | z1) at the posterior mean of z1 (`head: classifier`; the
-paper's "model accuracy on y"), or from a logistic regression fitted on the train split's
-posterior means (`head: logistic`, what a representation-only reading of the paper does).
+Predictions: P(y = 1) from q(y | z1) at the posterior mean of z1 (`head: classifier`, the
+model's own classifier), or from a logistic regression fitted on the train split's posterior
+means (`head: logistic`, the representation read by a separate classifier).
 
-Choices the paper leaves open, or that this implementation makes (its experiment section could
-not be read through the project's search tool, which only returned the abstract and the dataset
-paragraph; the defaults below are the architecture it describes in section 2, with sizes and
-weights that are ours where marked):
+Choices the paper leaves open, or that this implementation makes. Only the abstract and the
+dataset paragraph of the paper came back through the project's search tool; the model above is
+the one the paper names, and every size, weight and optimiser setting below is ours, not
+checked against its experiment section:
 - Every training row is labelled, so only the labelled bound is used; the paper's unlabelled
   term (summing over y under q(y | z1)) has nothing to act on.
 - MMD: the exact (biased, V-statistic) squared MMD with the Gaussian kernel
   exp(-||a - b||^2 / gamma), gamma = 1 (the kernel the paper's random Fourier features
-  approximate with that bandwidth), on the minibatch's sampled z1. The paper uses 500 random
-  Fourier features for speed on large data; minibatches of 100 make the exact form cheap.
+  approximate with that bandwidth), on the minibatch's sampled z1. The paper approximates it
+  with random Fourier features for speed on large data; minibatches of 100 make the exact
+  form cheap.
 - Several groups or attributes: the MMD is summed over every pair of groups of every
   protected attribute (`protect`, default every sensitive attribute of the task); one pair for
   a binary attribute. A pair absent from a minibatch contributes nothing.
@@ -31,12 +32,14 @@ weights that are ours where marked):
 - p(x | z1, s): Gaussian with unit variance (squared error / 2, summed over features), since
   the inputs mix standardised numbers and one-hot columns. The KL between q(z1 | x, s) and
   p(z1 | z2, y) is analytic given one sample of z2; the one of q(z2 | z1, y) and N(0, I) too.
+- alpha = beta = 1.
 - Networks: one hidden layer of `width` ReLU units each (fairbench.nets.layers.mlp), `z_dim`
-  dimensions for z1 and for z2 (ours: 100 units, 50 dimensions; unverified against the paper).
-- Optimiser Adam, lr 1e-3, batch 100, 100 epochs (ours, unverified).
+  dimensions for z1 and for z2: 100 units, 50 dimensions.
+- Optimiser Adam, lr 1e-3, batch 100, 100 epochs.
 - Checkpoint selection on validation as GRAD-Pred (`select: disc`): lowest mean validation
-  discrimination over the protected attributes, ties by accuracy. The paper reports the end
-  of training; `select: last` gives that.
+  discrimination over the protected attributes, ties by accuracy; `select: acc` keeps the
+  most accurate epoch, `select: last` the end of training. On German (200 validation rows)
+  `disc` often keeps an early epoch that predicts nearly one class.
 """
 
 from __future__ import annotations
