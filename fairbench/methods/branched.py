@@ -3,8 +3,10 @@ differ in their declared defaults (architecture, reversal weight, optimiser, sel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,10 @@ from fairbench.nets.branched import ARCHITECTURES, BranchedNet, build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
 
 SELECTION = ("acc", "disc", "last")
+# The target branch's loss on a batch: (branch output, the batch's row indices) -> scalar.
+TargetLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Scores of the given rows from the net as it is when the scorer is made.
+Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
@@ -43,14 +49,24 @@ class BranchedMethod(Method):
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.fit(data, ctx)[1]
 
+    def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
+        """The target branch's width and loss: y's classes under cross-entropy."""
+        y = torch.from_numpy(data.y).to(x.device)
+        return 2, lambda output, rows: F.cross_entropy(output, y[rows])
+
+    def scorer(self, model: BranchedNet, data: TaskData, x: torch.Tensor) -> Scorer:
+        """How the net scores rows, made after each epoch (for selection) and for the selected
+        checkpoint: the target branch's class probabilities."""
+        return lambda rows: predict_proba(model, x[torch.from_numpy(rows).to(x.device)])
+
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
         generator = seed_everything(ctx.seed)
-        model = build_branched(p["arch"], tuple(data.x.shape[1:]), self.adversarial).to(ctx.device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
         x = to_float(data.x, ctx.device)
-        y = torch.from_numpy(data.y).to(ctx.device)
+        width, target_loss = self.target(data, x)
+        model = build_branched(p["arch"], tuple(data.x.shape[1:]), self.adversarial, width).to(ctx.device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
         g = torch.from_numpy(data.g).to(ctx.device)
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
         val_rows = data.splits["val"]
@@ -62,7 +78,7 @@ class BranchedMethod(Method):
                 if len(rows) < 2:  # batch norm needs two rows
                     continue
                 task, attribute = model(as_input(x[rows]))
-                loss = F.cross_entropy(task, y[rows])
+                loss = target_loss(task, rows)
                 if attribute is not None:
                     loss = loss + lam * F.cross_entropy(attribute, g[rows])
                 optimiser.zero_grad(set_to_none=True)
@@ -72,15 +88,13 @@ class BranchedMethod(Method):
         def score(epoch: int) -> tuple[float, ...]:
             if p["select"] == "last":
                 return (-epoch,)
-            scores = predict_proba(model, x[torch.from_numpy(val_rows).to(ctx.device)])
+            scores = self.scorer(model, data, x)(val_rows)
             accuracy = metrics.acc(data.y[val_rows], metrics.hard(scores))
             if p["select"] == "acc":
                 return (-accuracy,)
             return (metrics.discrimination(scores, data.g[val_rows]), -accuracy)
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
-        scores = {
-            split: predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
-            for split in ("val", "test")
-        }
+        scorer = self.scorer(model, data, x)
+        scores = {split: scorer(data.splits[split]) for split in ("val", "test")}
         return model, Outcome(scores=scores, info={"selected_epoch": epoch})

@@ -25,16 +25,19 @@ class BranchedNet(nn.Module):
         return self.task_head(features), attribute
 
 
-def build_branched(arch: str, input_shape: tuple[int, ...], with_attribute: bool, z_dim: int = 10) -> BranchedNet:
+def build_branched(
+    arch: str, input_shape: tuple[int, ...], with_attribute: bool, task_outputs: int = 2, z_dim: int = 10
+) -> BranchedNet:
     """`grad`: GRAD's net (two 40-unit layers with batch norm + ReLU per part; tables only).
-    `dvge`: DVGE Table 3/4 feature encoder (to z_dim) with Table 3/4 MLP branches."""
+    `dvge`: DVGE Table 3/4 feature encoder (to z_dim) with Table 3/4 MLP branches.
+    The task head has `task_outputs` outputs, the attribute head two."""
     if arch == "grad":
         if len(input_shape) != 1:
             raise ValueError("arch 'grad' is for tabular inputs; use arch 'dvge' for images")
         trunk = mlp([input_shape[0], 40, 40], batchnorm=True, last_activation=True)
 
-        def head() -> nn.Module:
-            return nn.Sequential(mlp([40, 40], batchnorm=True, last_activation=True), nn.Linear(40, 2))
+        def head(outputs: int = 2) -> nn.Module:
+            return nn.Sequential(mlp([40, 40], batchnorm=True, last_activation=True), nn.Linear(40, outputs))
 
     elif arch == "dvge":
         if len(input_shape) == 1:
@@ -42,9 +45,9 @@ def build_branched(arch: str, input_shape: tuple[int, ...], with_attribute: bool
         else:
             trunk = dvge_conv_encoder(z_dim, channels=input_shape[0])
 
-        def head() -> nn.Module:
-            return dvge_mlp(z_dim, 2)
+        def head(outputs: int = 2) -> nn.Module:
+            return dvge_mlp(z_dim, outputs)
 
     else:
         raise ValueError(f"unknown architecture '{arch}' (valid: {', '.join(ARCHITECTURES)})")
-    return BranchedNet(trunk, head(), head() if with_attribute else None)
+    return BranchedNet(trunk, head(task_outputs), head() if with_attribute else None)
