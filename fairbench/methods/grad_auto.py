@@ -20,9 +20,8 @@ from sklearn.linear_model import LogisticRegression
 
 from fairbench.data.base import TaskData
 from fairbench.expressions import Expression
-from fairbench.methods.base import HParam
-from fairbench.methods.branched import BranchedMethod, Scorer, TargetLoss, common_hparams
-from fairbench.methods.grad_pred import TABLE
+from fairbench.methods.branched import Scorer, TargetLoss
+from fairbench.methods.grad_pred import GradPred
 from fairbench.nets.branched import BranchedNet
 from fairbench.train import as_input
 
@@ -40,15 +39,11 @@ def trunk_output(model: BranchedNet, x: torch.Tensor, chunk: int = 4096) -> np.n
     return torch.cat([model.trunk(as_input(x[s : s + chunk])).float().cpu() for s in range(0, len(x), chunk)]).numpy()
 
 
-class GradAuto(BranchedMethod):
+class GradAuto(GradPred):
+    """GRAD-Pred's net, parameters and selection with an autoencoding target branch."""
+
     name = "grad_auto"
     description = "GRAD-Auto: fair autoencoder by gradient reversal, logistic regression on its trunk"
-    hparams = {
-        **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="disc"),
-        "lam": HParam(100.0, "weight of the reversed protected-attribute loss (paper: 100)"),
-    }
-    budgets = {"paper": {}, "quick": {"epochs": 20}}
-    report_tables = (TABLE,)
 
     def protected(self, data: TaskData) -> list[str]:
         """The protected attributes' expressions, whose columns x~ leaves out."""
