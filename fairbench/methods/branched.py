@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from fairbench import metrics
 from fairbench.data.base import TaskData
+from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.nets.branched import ARCHITECTURES, BranchedNet, build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
@@ -41,18 +42,48 @@ def common_hparams(**defaults: Any) -> dict[str, HParam]:
     }
 
 
+# Which sensitive attributes an adversarial method protects (GRAD Table 2's -R / -G variants).
+PROTECT = HParam(
+    (), "the sensitive attributes (expressions, as in the suite) that get an attribute branch; empty: all"
+)
+
+
+def protected_attributes(data: TaskData, protect: tuple[str, ...]) -> list[str]:
+    """The task's sensitive attributes named by `protect` (all of them when it is empty)."""
+    for name in protect:
+        if name not in data.protected:
+            raise FairbenchError(
+                f"protect: '{name}' is not a sensitive attribute of this experiment; its sensitive attributes "
+                f"are {', '.join(repr(n) for n in data.protected)}"
+            )
+    return list(protect) or list(data.protected)
+
+
+def mean_discrimination(scores: np.ndarray, data: TaskData, rows: np.ndarray, attributes: list[str]) -> float:
+    """GRAD's selection criterion: the discrimination of `scores` on `rows`, averaged over `attributes`."""
+    if scores.ndim != 1 or any(data.group_counts[name] != 2 for name in attributes):
+        raise FairbenchError(
+            "select: 'disc' needs a binary target and binary sensitive attributes; use select 'acc' or 'last'"
+        )
+    return float(np.mean([metrics.discrimination(scores, data.protected[name][rows]) for name in attributes]))
+
+
 class BranchedMethod(Method):
-    """Task loss + lam x attribute loss, the attribute branch behind gradient reversal."""
+    """Task loss + lam x the attribute losses, each attribute branch behind gradient reversal."""
 
     adversarial: ClassVar[bool] = True
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.fit(data, ctx)[1]
 
+    def protected(self, data: TaskData) -> list[str]:
+        """The sensitive attributes this run protects (`protect`; all when it is empty or absent)."""
+        return protected_attributes(data, tuple(self.params.get("protect", ())))
+
     def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
         """The target branch's width and loss: y's classes under cross-entropy."""
         y = torch.from_numpy(data.y).to(x.device)
-        return 2, lambda output, rows: F.cross_entropy(output, y[rows])
+        return data.n_classes, lambda output, rows: F.cross_entropy(output, y[rows])
 
     def scorer(self, model: BranchedNet, data: TaskData, x: torch.Tensor) -> Scorer:
         """How the net scores rows, made after each epoch (for selection) and for the selected
@@ -62,12 +93,16 @@ class BranchedMethod(Method):
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
+        protected = self.protected(data)
+        adversaries = protected if self.adversarial else []
         generator = seed_everything(ctx.seed)
         x = to_float(data.x, ctx.device)
         width, target_loss = self.target(data, x)
-        model = build_branched(p["arch"], tuple(data.x.shape[1:]), self.adversarial, width).to(ctx.device)
+        model = build_branched(
+            p["arch"], tuple(data.x.shape[1:]), width, tuple(data.group_counts[n] for n in adversaries)
+        ).to(ctx.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
-        g = torch.from_numpy(data.g).to(ctx.device)
+        groups = [torch.from_numpy(data.protected[name]).to(ctx.device) for name in adversaries]
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
         val_rows = data.splits["val"]
         lam = float(p.get("lam", 0.0))
@@ -77,10 +112,10 @@ class BranchedMethod(Method):
                 rows = train[batch.to(ctx.device)]
                 if len(rows) < 2:  # batch norm needs two rows
                     continue
-                task, attribute = model(as_input(x[rows]))
+                task, attributes = model(as_input(x[rows]))
                 loss = target_loss(task, rows)
-                if attribute is not None:
-                    loss = loss + lam * F.cross_entropy(attribute, g[rows])
+                for logits, g in zip(attributes, groups):
+                    loss = loss + lam * F.cross_entropy(logits, g[rows])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -92,7 +127,7 @@ class BranchedMethod(Method):
             accuracy = metrics.acc(data.y[val_rows], metrics.hard(scores))
             if p["select"] == "acc":
                 return (-accuracy,)
-            return (metrics.discrimination(scores, data.g[val_rows]), -accuracy)
+            return (mean_discrimination(scores, data, val_rows, protected), -accuracy)
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         scorer = self.scorer(model, data, x)

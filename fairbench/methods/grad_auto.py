@@ -45,10 +45,6 @@ class GradAuto(GradPred):
     name = "grad_auto"
     description = "GRAD-Auto: fair autoencoder by gradient reversal, logistic regression on its trunk"
 
-    def protected(self, data: TaskData) -> list[str]:
-        """The protected attributes' expressions, whose columns x~ leaves out."""
-        return [data.sensitive]
-
     def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
         keep = torch.from_numpy(reconstruction_columns(data, self.protected(data))).to(x.device)
         if len(keep) == 0:
