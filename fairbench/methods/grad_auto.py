@@ -1,9 +1,11 @@
 """GRAD-Auto (Raff & Sylvester 2018, section 2, "Architecture Variants"): GRAD's net whose target
 branch reconstructs x~, the inputs without the protected attributes' columns, under squared
-error ||h_target - x~||^2, while the attribute branch sits behind gradient reversal (lambda =
-100). The trunk's output is the fair representation: a logistic regression fit on the train
-split's trunk outputs predicts y. It is refit after every epoch so that GRAD's selection (lowest
-validation discrimination, ties by accuracy) sees the classifier the epoch would give.
+error ||h_target - x~||^2, while one attribute branch per protected attribute (`protect`; all
+sensitive attributes by default) sits behind gradient reversal (lambda = 100). The trunk's
+output is the fair representation: a logistic regression fit on the train split's trunk outputs
+predicts y. It is refit after every epoch so that GRAD's selection (lowest validation
+discrimination averaged over the protected attributes, ties by accuracy) sees the classifier
+the epoch would give.
 
 Choices the paper leaves open: the squared error is summed over x~'s columns and averaged over
 the batch; x~'s columns are those whose `feature_sources` no protected attribute's expression
@@ -19,6 +21,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from fairbench.data.base import TaskData
+from fairbench.errors import FairbenchError
 from fairbench.expressions import Expression
 from fairbench.methods.branched import Scorer, TargetLoss
 from fairbench.methods.grad_pred import GradPred
@@ -46,9 +49,13 @@ class GradAuto(GradPred):
     description = "GRAD-Auto: fair autoencoder by gradient reversal, logistic regression on its trunk"
 
     def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
+        if data.kind != "tabular":
+            raise FairbenchError(f"{self.name} rebuilds tabular inputs; '{data.dataset}' is {data.kind} data")
         keep = torch.from_numpy(reconstruction_columns(data, self.protected(data))).to(x.device)
         if len(keep) == 0:
-            raise ValueError(f"{self.name}: every input column belongs to a protected attribute; nothing to rebuild")
+            raise FairbenchError(
+                f"{self.name}: every input column comes from a protected attribute: nothing to rebuild"
+            )
         return len(keep), lambda output, rows: (output - x[rows][:, keep]).pow(2).sum(1).mean()
 
     def scorer(self, model: BranchedNet, data: TaskData, x: torch.Tensor) -> Scorer:
