@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -18,6 +19,7 @@ from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.methods.base import RunContext
 from fairbench.methods.grad_auto import GradAuto, trunk_output
 from fairbench.methods.nn_auto import NNAuto
+from fairbench.report.declared import declared_tables
 from fairbench.train import to_float
 
 
@@ -103,3 +105,21 @@ def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(
     discrimination = np.mean([metrics.discrimination(scores, g[val]) for g in data.protected.values()])
     again = (discrimination, -metrics.acc(data.y[val], metrics.hard(scores)))
     np.testing.assert_allclose(again, logged[selected - 1], atol=1e-5)
+
+
+def test_grad_table_reads_the_untagged_mean_discrimination() -> None:
+    rows = [
+        {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
+         "value": value, "attribute": attribute}
+        for method, label in (("grad_auto", "GRAD-Auto"), ("nn_auto", "NN-Auto"))
+        for metric, value, attribute in (
+            ("acc", 0.7, None), ("delta", 0.65, None), ("consistency", 0.9, None),
+            ("discrimination", 0.05, None), ("discrimination", 0.02, "race"), ("discrimination", 0.08, "gender"),
+        )
+    ]  # fmt: skip
+    (table,) = declared_tables(pd.DataFrame(rows))
+    assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
+    assert table.text_rows() == [
+        ["GRAD-Auto", "0.700", "0.650", "0.050", "0.900"],
+        ["NN-Auto", "0.700", "0.650", "0.050", "0.900"],
+    ]
