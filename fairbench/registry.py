@@ -98,6 +98,8 @@ METHODS = Registry(
         "ffvae": "fairbench.methods.ffvae:FFVAE",
         "fdvae": "fairbench.methods.fdvae:FDVAE",
         "faap": "fairbench.methods.faap:FAAP",
+        "vfae": "fairbench.methods.vfae:VFAE",
+        "alfr": "fairbench.methods.alfr:ALFR",
     },
 )
 
