@@ -91,6 +91,8 @@ METHODS = Registry(
         "erm": "fairbench.methods.erm:ERM",
         "adt": "fairbench.methods.adt:ADT",
         "grad_pred": "fairbench.methods.grad_pred:GradPred",
+        "grad_auto": "fairbench.methods.grad_auto:GradAuto",
+        "nn_auto": "fairbench.methods.nn_auto:NNAuto",
         "dvge": "fairbench.methods.dvge:DVGE",
         "removal": "fairbench.methods.removal:Removal",
         "ffvae": "fairbench.methods.ffvae:FFVAE",
