@@ -173,6 +173,7 @@ class Heritage(TabularDataset):
     folder = "heritage"
     continuous = BASE_COUNTS
     categorical = ("Sex", "AgeAtFirstClaim")
+    derived_from = {"age": ("AgeAtFirstClaim",)}
 
     def column_names(self) -> list[str]:
         return ["MemberID", "Year", "age", *super().column_names()]

@@ -22,7 +22,6 @@ from sklearn.linear_model import LogisticRegression
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
-from fairbench.expressions import Expression
 from fairbench.methods.branched import Scorer, TargetLoss
 from fairbench.methods.grad_pred import GradPred
 from fairbench.nets.branched import BranchedNet
@@ -30,9 +29,10 @@ from fairbench.train import as_input
 
 
 def reconstruction_columns(data: TaskData, protected: list[str]) -> np.ndarray:
-    """Indices of the input columns derived from no column that a `protected` expression reads."""
-    read = frozenset().union(*(Expression(expression).columns for expression in protected))
-    return np.array([i for i, source in enumerate(data.feature_sources) if source not in read], dtype=np.int64)
+    """Indices of the input columns derived from no column that a `protected` expression reads
+    (nor from the input columns such a column is itself derived from)."""
+    hidden = data.input_sources(protected)
+    return np.array([i for i, source in enumerate(data.feature_sources) if source not in hidden], dtype=np.int64)
 
 
 @torch.no_grad()

@@ -207,7 +207,8 @@ def lfr_inputs(data: TaskData) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]
                 f"lfr's parity term needs binary groups: sensitive '{expression}' has {count} values; "
                 f"use a boolean expression (e.g. {expression} == <value>)"
             )
-    keep = [i for i, source in enumerate(data.feature_sources) if source not in data.sensitive_columns]
+    hidden = data.input_sources(data.protected)
+    keep = [i for i, source in enumerate(data.feature_sources) if source not in hidden]
     if not keep:
         raise FairbenchError(f"lfr: every input feature of '{data.dataset}' is a protected attribute")
     groups = list(data.protected.values())
