@@ -46,6 +46,7 @@ from scipy.optimize import minimize
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
 
 CLIP = 1e-6
 
@@ -145,6 +146,8 @@ class LFR(Method):
         ),
     }
     budgets = {"paper": {}, "quick": {"iterations": 200}}
+    # a row of GRAD's Tables 1/2 (`fairbench report --ablation`)
+    report_tables = (GRAD_TABLE,)
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
