@@ -1,0 +1,136 @@
+"""Filter-Drop (Nagpal, Singh, Singh & Vatsa, CVPR Workshops 2020): find the filters of a shared
+network that carry the bias attribute and drop them from the primary classification.
+
+The paper (a workshop abstract) says: a multi-task network learns the features that predict the
+biasing attribute, and those features are eliminated while the primary task is performed. What
+it leaves open is filled in here, as written below.
+
+- Filters: the units of the backbone's output f (the features both heads read: the pooled
+  channels of a CNN, the last hidden layer of an MLP), as GBA masks the same f.
+- Stage 1, multi-task (`attribute_epochs`): backbone + class head + bias head trained together on
+  CE(class) + lam CE(bias), every filter feeding both heads.
+- Which filters carry the bias: filter j's score is the mean over the training rows of
+  |f_j * d log p(b | f) / d f_j|, the first-order change of the bias head's log-likelihood of the
+  true bias value when f_j is zeroed (the Taylor criterion of filter pruning). The `drop` share of
+  filters with the largest scores is dropped: mask m_j = 0 for them, 1 for the others.
+- Stage 2 (`epochs`): the class head reads f * m (dropped filters are zero), the bias head reads
+  f * (1 - m), so the multi-task loss keeps pulling the bias attribute into the dropped filters
+  and the class head trains without them. The checkpoint is chosen on validation accuracy over
+  stage 2; predictions always read f * m.
+- Defaults (none given in the paper): lam = 1, drop = 0.5 of the filters, Adam; network, epochs
+  and learning rate as `erm` in the same suite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairbench import metrics
+from fairbench.data.base import TaskData
+from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.branched import common_hparams
+from fairbench.methods.repair import bias_labels
+from fairbench.nets.branched import build_branched
+from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
+
+
+class FilterDropNet(nn.Module):
+    """backbone -> f; class head on f * keep; bias head on f (nothing dropped yet) or f * (1 - keep)."""
+
+    def __init__(self, trunk: nn.Module, task_head: nn.Module, bias_head: nn.Module, width: int) -> None:
+        super().__init__()
+        self.trunk, self.task_head, self.bias_head = trunk, task_head, bias_head
+        self.register_buffer("keep", torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(self.trunk(x))
+
+    def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dropped = 1 - self.keep
+        return self.task_head(f * self.keep), self.bias_head(f * dropped if dropped.any() else f)
+
+    def drop(self, filters: torch.Tensor) -> None:
+        """Zero `filters` for the class head (and route only them to the bias head)."""
+        self.keep.fill_(1)
+        self.keep[filters] = 0
+
+
+def bias_scores(model: FilterDropNet, x: torch.Tensor, bias: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Per filter, mean over rows of |f_j * d log p(b | f) / d f_j| under the bias head on all of f."""
+    model.eval()
+    total = torch.zeros_like(model.keep)
+    for start in range(0, len(x), chunk):
+        with torch.no_grad():
+            f = model.trunk(as_input(x[start : start + chunk]))
+        f.requires_grad_(True)
+        log_p = F.log_softmax(model.bias_head(f), dim=1).gather(1, bias[start : start + chunk, None]).sum()
+        (grad,) = torch.autograd.grad(log_p, f)
+        total += (f * grad).abs().sum(dim=0).detach()
+    return total / len(x)
+
+
+def filters_to_drop(scores: torch.Tensor, share: float) -> torch.Tensor:
+    """Indices of the round(share * width) filters with the largest scores (at least one)."""
+    return scores.topk(max(1, round(share * len(scores)))).indices
+
+
+class FilterDrop(Method):
+    name = "filter_drop"
+    description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
+    hparams = {
+        **common_hparams(arch="dvge", epochs=100, lr=1e-3, batch_size=256, select="acc"),
+        "attribute_epochs": HParam(10, "stage 1: epochs of the multi-task network before the filters are chosen"),
+        "lam": HParam(1.0, "weight of the bias head's cross-entropy in both stages"),
+        "drop": HParam(0.5, "share of the backbone's filters dropped (those with the largest bias scores)"),
+    }
+    budgets = {"paper": {}, "quick": {"epochs": 20, "attribute_epochs": 5}}
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        bias_all = bias_labels(data, self.name)
+        generator = seed_everything(ctx.seed)
+        model = self.build(data).to(ctx.device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
+        x = to_float(data.x, ctx.device)
+        y = torch.from_numpy(data.y).to(ctx.device)
+        bias = torch.from_numpy(bias_all).to(ctx.device)
+        train = torch.from_numpy(data.splits["train"]).to(ctx.device)
+        val_rows = data.splits["val"]
+
+        def train_epoch(epoch: int = 0) -> None:
+            model.train()
+            for batch in minibatches(len(train), p["batch_size"], generator):
+                rows = train[batch.to(ctx.device)]
+                if len(rows) < 2:  # batch norm needs two rows
+                    continue
+                task, attribute = model(as_input(x[rows]))
+                loss = F.cross_entropy(task, y[rows]) + p["lam"] * F.cross_entropy(attribute, bias[rows])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+
+        def score(epoch: int) -> tuple[float, ...]:
+            if p["select"] == "last":
+                return (-epoch,)
+            scores = predict_proba(model, x[torch.from_numpy(val_rows).to(ctx.device)])
+            return (-metrics.acc(data.y[val_rows], metrics.hard(scores)),)
+
+        for _ in range(p["attribute_epochs"]):
+            train_epoch()
+        dropped = filters_to_drop(bias_scores(model, x[train], bias[train]), p["drop"])
+        model.drop(dropped)
+        epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
+        scores = {
+            split: predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
+            for split in ("val", "test")
+        }
+        info = {"selected_epoch": epoch, "dropped_filters": sorted(dropped.tolist())}
+        return Outcome(scores=scores, info=info)
+
+    def build(self, data: TaskData) -> FilterDropNet:
+        net = build_branched(self.params["arch"], tuple(data.x.shape[1:]), True)
+        width = int(np.prod(net.trunk(torch.zeros(2, *data.x.shape[1:])).shape[1:]))
+        return FilterDropNet(net.trunk, net.task_head, net.attribute_head, width)
