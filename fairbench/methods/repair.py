@@ -133,7 +133,9 @@ class Repair(Method):
     hparams = {
         **common_hparams(arch="dvge", epochs=100, lr=1e-3, batch_size=256, select="acc"),
         "representation": HParam(
-            "bias", "what the bias classifier reads: bias (one-hot bias label) | color (per-channel max)", REPRESENTATIONS
+            "bias",
+            "what the bias classifier reads: bias (one-hot bias label) | color (per-channel max)",
+            REPRESENTATIONS,
         ),
         "repair_epochs": HParam(200, "epochs of the weight/bias-classifier minimax"),
         "repair_lr": HParam(1e-3, "SGD (momentum 0.9) learning rate of the bias classifier"),
