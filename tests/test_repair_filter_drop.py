@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fairbench.artifacts import ArtifactCache
+from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
 from fairbench.methods.filter_drop import FilterDrop, FilterDropNet, bias_scores, filters_to_drop
@@ -100,3 +101,48 @@ def test_filter_drop_zeroes_exactly_the_dropped_filters() -> None:
     torch.testing.assert_close(task, torch.stack([x[:, 2], x[:, 3]], dim=1))
     torch.testing.assert_close(attribute, torch.stack([0.5 * x[:, 0], -0.5 * x[:, 0]], dim=1))
     assert task.argmax(dim=1).tolist() == [1, 0]
+
+
+def _grades(bias: str | None = "s") -> TaskData:
+    """A generated 3-class task (synthetic's `grade`), biased by the group s."""
+    return build_task(open_dataset("synthetic", None, {"n": 400}), None, "grade", "s", 0, bias=bias)
+
+
+def _ctx(root: Path) -> RunContext:
+    return RunContext("cpu", 0, ArtifactCache(root), logging.getLogger("test"), root)
+
+
+TINY = {"arch": "grad", "epochs": 2, "batch_size": 64}
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        (Repair, {"repair_epochs": 5, "repair_lr": 1e-2, "resample": "reweight"}),
+        (FilterDrop, {"attribute_epochs": 2, "drop": 0.25}),
+    ],
+    ids=["repair", "filter_drop"],
+)
+def test_methods_return_class_probabilities_on_a_three_class_task(method, params, tmp_path: Path) -> None:
+    data = _grades()
+    outcome = method(method.resolve({**TINY, **params}, "paper")).run(data, _ctx(tmp_path))
+    for split in ("val", "test"):
+        scores = outcome.scores[split]
+        assert scores.shape == (len(data.splits[split]), 3)
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+    if method is FilterDrop:
+        assert len(outcome.info["dropped_filters"]) == 10  # a quarter of the grad trunk's 40 units
+    else:
+        assert outcome.info["kept_rows"] == len(data.splits["train"])
+
+
+@pytest.mark.parametrize("method", [Repair, FilterDrop], ids=["repair", "filter_drop"])
+def test_methods_without_a_bias_label_say_to_give_the_bias_key(method, tmp_path: Path) -> None:
+    with pytest.raises(FairbenchError, match=r"`bias:` key"):
+        method(method.resolve(TINY, "paper")).run(_grades(bias=None), _ctx(tmp_path))
+
+
+def test_repair_threshold_that_keeps_nothing_says_what_to_change(tmp_path: Path) -> None:
+    params = Repair.resolve({**TINY, "repair_epochs": 1, "threshold": 1.0}, "paper")
+    with pytest.raises(FairbenchError, match="lower `threshold` or use resample: reweight"):
+        Repair(params).run(_grades(), _ctx(tmp_path))

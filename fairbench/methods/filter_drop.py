@@ -92,7 +92,7 @@ class FilterDrop(Method):
         p = self.params
         bias_all = bias_labels(data, self.name)
         generator = seed_everything(ctx.seed)
-        model = self.build(data).to(ctx.device)
+        model = self.build(data, max(2, int(bias_all.max()) + 1)).to(ctx.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
         x = to_float(data.x, ctx.device)
         y = torch.from_numpy(data.y).to(ctx.device)
@@ -130,7 +130,9 @@ class FilterDrop(Method):
         info = {"selected_epoch": epoch, "dropped_filters": sorted(dropped.tolist())}
         return Outcome(scores=scores, info=info)
 
-    def build(self, data: TaskData) -> FilterDropNet:
-        net = build_branched(self.params["arch"], tuple(data.x.shape[1:]), True)
-        width = int(np.prod(net.trunk(torch.zeros(2, *data.x.shape[1:])).shape[1:]))
-        return FilterDropNet(net.trunk, net.task_head, net.attribute_head, width)
+    def build(self, data: TaskData, bias_values: int) -> FilterDropNet:
+        """The arch's backbone and heads: a k-way class head and a `bias_values`-way bias head."""
+        shape = tuple(data.x.shape[1:])
+        net = build_branched(self.params["arch"], shape, data.n_classes, (bias_values,))
+        width = int(np.prod(net.trunk(torch.zeros(2, *shape)).shape[1:]))
+        return FilterDropNet(net.trunk, net.task_head, net.attribute_heads[0], width)
