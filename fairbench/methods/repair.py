@@ -29,6 +29,9 @@ Choices the paper leaves open for GBA's setting, made here:
   distribution, the expectation of a w-weighted loss). All three give a row list, so the task model
   is ERM on the REPAIRed training split; validation and test rows are never reweighted.
 - Only the training split is reweighted (the paper's script learns weights over train + test).
+- The task model: GBA gives no recipe, so LfF's Colored MNIST one (Adam lr 1e-3, batch 256, 100
+  epochs); `arch` picks the network (mlp3 / resnet18 for GBA's sets). An epoch is one pass over
+  the kept rows, so a threshold that keeps few rows also means few steps, as in the paper.
 """
 
 from __future__ import annotations
