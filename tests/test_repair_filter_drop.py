@@ -16,7 +16,7 @@ from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
 from fairbench.methods.filter_drop import FilterDrop, FilterDropNet, bias_scores, filters_to_drop
-from fairbench.methods.repair import Repair, kept_rows, learn_weights, weighted_terms
+from fairbench.methods.repair import Repair, kept_rows, learn_weights, representation, weighted_terms
 
 
 def test_repair_weighted_loss_and_entropy_match_a_hand_count() -> None:
@@ -57,6 +57,18 @@ def test_repair_final_steps_keep_the_rows_their_rule_says() -> None:
     assert len(drawn) == 5 and set(drawn) <= {0, 1, 2, 3, 4}
     many = np.concatenate([kept_rows(w, "reweight", 0.5, np.random.default_rng(s)) for s in range(4000)])
     np.testing.assert_allclose(np.bincount(many, minlength=5) / len(many), w / w.sum(), atol=0.02)
+
+
+def test_repair_representations_are_the_one_hot_bias_or_the_channel_maxima() -> None:
+    data = _grades()
+    np.testing.assert_array_equal(representation(data, "bias"), np.eye(2)[data.bias])
+    with pytest.raises(FairbenchError, match="needs images"):
+        representation(data, "color")
+    image = np.zeros((1, 3, 2, 2), dtype=np.uint8)
+    image[0, :, 1, 0] = [255, 51, 0]  # the stroke's colour
+    image[0, 1, 0, 1] = 102
+    data.x = image
+    np.testing.assert_allclose(representation(data, "color"), [[1.0, 0.4, 0.0]])
 
 
 def _linear(weight: list[list[float]], bias: list[float]) -> nn.Linear:
