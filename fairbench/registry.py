@@ -96,6 +96,8 @@ METHODS = Registry(
         "ffvae": "fairbench.methods.ffvae:FFVAE",
         "fdvae": "fairbench.methods.fdvae:FDVAE",
         "faap": "fairbench.methods.faap:FAAP",
+        "vfae": "fairbench.methods.vfae:VFAE",
+        "alfr": "fairbench.methods.alfr:ALFR",
         "repair": "fairbench.methods.repair:Repair",
         "filter_drop": "fairbench.methods.filter_drop:FilterDrop",
     },
