@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairbench import metrics
 from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.branched import common_hparams
+from fairbench.methods.branched import protected_attributes
 from fairbench.methods.repair import bias_labels
-from fairbench.nets.branched import build_branched
-from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
+from fairbench.methods.selected import SELECTION, fit_selected, training_hparams
+from fairbench.nets.branched import ARCHITECTURES, build_branched
+from fairbench.train import as_input, predict_proba, seed_everything, to_float
 
 
 class FilterDropNet(nn.Module):
@@ -83,7 +83,11 @@ class FilterDrop(Method):
     name = "filter_drop"
     description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
     hparams = {
-        **common_hparams(arch="dvge", epochs=100, lr=1e-3, batch_size=256, select="acc"),
+        "arch": HParam("dvge", "network: its backbone's output units are the filters", ARCHITECTURES),
+        **training_hparams(epochs=100, lr=1e-3, batch_size=256),
+        "select": HParam(
+            "acc", "checkpoint over stage 2 on validation: acc | disc (GRAD's rule, binary tasks) | last", SELECTION
+        ),
         "attribute_epochs": HParam(10, "stage 1: epochs of the multi-task network before the filters are chosen"),
         "lam": HParam(1.0, "weight of the bias head's cross-entropy in both stages"),
         "drop": HParam(0.5, "share of the backbone's filters dropped (those with the largest bias scores)"),
@@ -93,44 +97,31 @@ class FilterDrop(Method):
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
         bias_all = bias_labels(data, self.name)
+        attributes = protected_attributes(data, p["protect"])
         generator = seed_everything(ctx.seed)
         model = self.build(data, max(2, int(bias_all.max()) + 1)).to(ctx.device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
         x = to_float(data.x, ctx.device)
         y = torch.from_numpy(data.y).to(ctx.device)
         bias = torch.from_numpy(bias_all).to(ctx.device)
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
-        val_rows = data.splits["val"]
 
-        def train_epoch(epoch: int = 0) -> None:
-            model.train()
-            for batch in minibatches(len(train), p["batch_size"], generator):
-                rows = train[batch.to(ctx.device)]
-                if len(rows) < 2:  # batch norm needs two rows
-                    continue
-                task, attribute = model(as_input(x[rows]))
-                loss = F.cross_entropy(task, y[rows]) + p["lam"] * F.cross_entropy(attribute, bias[rows])
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            if len(rows) < 2:  # batch norm needs two rows: a lone last row counts twice
+                rows = rows.repeat(2)
+            task, attribute = model(as_input(x[rows]))
+            return F.cross_entropy(task, y[rows]) + p["lam"] * F.cross_entropy(attribute, bias[rows])
 
-        def score(epoch: int) -> tuple[float, ...]:
-            if p["select"] == "last":
-                return (-epoch,)
-            scores = predict_proba(model, x[torch.from_numpy(val_rows).to(ctx.device)])
-            return (-metrics.acc(data.y[val_rows], metrics.hard(scores)),)
+        def scores(split: str) -> np.ndarray:
+            return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
 
-        for _ in range(p["attribute_epochs"]):
-            train_epoch()
+        # Stage 1 keeps its last epoch; each stage gets a fresh Adam, as its objective changes at the drop.
+        stage_one = {**p, "epochs": p["attribute_epochs"], "select": "last"}
+        fit_selected(model, stage_one, data, ctx, generator, batch_loss, lambda: scores("val"), attributes)
         dropped = filters_to_drop(bias_scores(model, x[train], bias[train]), p["drop"])
         model.drop(dropped)
-        epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
-        scores = {
-            split: predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
-            for split in ("val", "test")
-        }
+        epoch = fit_selected(model, p, data, ctx, generator, batch_loss, lambda: scores("val"), attributes)
         info = {"selected_epoch": epoch, "dropped_filters": sorted(dropped.tolist())}
-        return Outcome(scores=scores, info=info)
+        return Outcome(scores={split: scores(split) for split in ("val", "test")}, info=info)
 
     def build(self, data: TaskData, bias_values: int) -> FilterDropNet:
         """The arch's backbone and heads: a k-way class head and a `bias_values`-way bias head."""
