@@ -30,8 +30,9 @@ Choices the paper leaves open for GBA's setting, made here:
   is ERM on the REPAIRed training split; validation and test rows are never reweighted.
 - Only the training split is reweighted (the paper's script learns weights over train + test).
 - The task model: GBA gives no recipe, so LfF's Colored MNIST one (Adam lr 1e-3, batch 256, 100
-  epochs); `arch` picks the network (mlp3 / resnet18 for GBA's sets). An epoch is one pass over
-  the kept rows, so a threshold that keeps few rows also means few steps, as in the paper.
+  epochs); `arch` picks the network (default mlp3, GBA's Colored MNIST MLP; resnet18 for CIFAR-10S
+  and CelebA). An epoch is one pass over the kept rows, so a threshold that keeps few rows also
+  means few steps, as in the paper.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class Repair(Method):
     name = "repair"
     description = "REPAIR: resample the training set so the bias representation stops predicting the class"
     hparams = {
-        **common_hparams(arch="dvge", epochs=100, lr=1e-3, batch_size=256, select="acc"),
+        **common_hparams(arch="mlp3", epochs=100, lr=1e-3, batch_size=256, select="acc"),
         "representation": HParam(
             "bias",
             "what the bias classifier reads: bias (one-hot bias label) | color (per-channel max)",
