@@ -64,6 +64,20 @@ class DatasetStatus:
         return self.state in ("present", "generated")
 
 
+def user_supplied_status(
+    dataset: type[Dataset], data_dir: Path | None, needed: list[str], action: str
+) -> DatasetStatus:
+    """Status of a dataset the user imports: which of the `needed` entries (a trailing '/' marks
+    a folder) are in its data folder, and `action` (how to get them) when some are not."""
+    root = data_dir_from_env(data_dir) / dataset.folder
+    status = DatasetStatus(dataset.name, dataset.kind, "present", str(root))
+    status.missing = [name for name in needed if not (root / name.rstrip("/")).exists()]
+    if status.missing:
+        status.state = "partial" if len(status.missing) < len(needed) else "missing"
+        status.action = action
+    return status
+
+
 @dataclass
 class Inputs:
     """Model inputs for every row: a feature matrix (tabular) or an image array (N, C, H, W uint8)."""
