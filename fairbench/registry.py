@@ -102,6 +102,8 @@ METHODS = Registry(
         "vfae": "fairbench.methods.vfae:VFAE",
         "alfr": "fairbench.methods.alfr:ALFR",
         "lfr": "fairbench.methods.lfr:LFR",
+        "repair": "fairbench.methods.repair:Repair",
+        "filter_drop": "fairbench.methods.filter_drop:FilterDrop",
     },
 )
 
