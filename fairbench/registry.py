@@ -96,6 +96,9 @@ METHODS = Registry(
         "ffvae": "fairbench.methods.ffvae:FFVAE",
         "fdvae": "fairbench.methods.fdvae:FDVAE",
         "faap": "fairbench.methods.faap:FAAP",
+        "lff": "fairbench.methods.lff:LfF",
+        "group_dro": "fairbench.methods.group_dro:GroupDRO",
+        "domain_ind": "fairbench.methods.domain_ind:DomainInd",
     },
 )
 
