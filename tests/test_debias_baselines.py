@@ -104,7 +104,8 @@ def toy_task(n_classes: int = 3, n_bias: int = 3, n: int = 240, bias: bool = Tru
     data = TaskData(
         dataset="toy", kind="tabular", protocol="random", target="label", sensitive="bias == 0", x=x.astype(np.float32),
         y=y.astype(np.int64), g=(b == 0).astype(np.int64), splits=splits,
-        feature_names=[f"f{i}" for i in range(x.shape[1])], feature_sources=[], sensitive_columns=frozenset({"bias"}), attributes=frame, input_key="toy",
+        feature_names=[f"f{i}" for i in range(x.shape[1])], feature_sources=[],
+        sensitive_columns=frozenset({"bias"}), attributes=frame, input_key="toy",
         bias=b.astype(np.int64) if bias else None, aligned=(b == y % n_bias) if bias else None,
     )  # fmt: skip
     data.n_classes = n_classes
