@@ -105,7 +105,7 @@ class DebiasingMethod(Method):
         generator = seed_everything(ctx.seed)
         model = self.build(data, n_bias).to(ctx.device)
         optimiser = make_optimiser(model, p)
-        schedule = torch.optim.lr_scheduler.StepLR(optimiser, p["lr_step"] or p["epochs"] + 1, 0.1)
+        schedule = torch.optim.lr_scheduler.StepLR(optimiser, p["lr_step"], 0.1) if p["lr_step"] else None
         step = self.objective(model, data, n_bias)
         x = to_float(data.x, ctx.device)
         y = torch.from_numpy(data.y).to(ctx.device)
@@ -122,7 +122,8 @@ class DebiasingMethod(Method):
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
 
         def scores(split: str) -> np.ndarray:
             return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
@@ -131,8 +132,8 @@ class DebiasingMethod(Method):
             if p["select"] == "last":
                 return (-epoch,)
             rows = data.splits["val"]
-            cells = None if bias is None else data.y[rows] * n_bias + bias[rows]
-            return (-selection_accuracy(scores("val"), data.y[rows], cells, p["select"]),)
+            val_cells = None if bias is None else data.y[rows] * n_bias + bias[rows]
+            return (-selection_accuracy(scores("val"), data.y[rows], val_cells, p["select"]),)
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         return Outcome(scores={split: scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})
