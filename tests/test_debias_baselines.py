@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fairbench.artifacts import ArtifactCache
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
 from fairbench.methods.debiasing import Batch
@@ -79,8 +78,7 @@ def test_domain_ind_trains_each_head_only_on_its_domain() -> None:
     method = METHODS.get("domain_ind")(METHODS.get("domain_ind").resolve({}, "paper"))
     net = nn.Linear(5, 2 * 3)
     model = DomainHeads(net, 2, 3, "logits")
-    data = toy_task(n_classes=3, n_bias=2)
-    step = method.objective(model, data, n_bias=2)
+    step = method.objective(model, toy_task(), n_bias=2)
     rows = torch.tensor([0, 1, 2])
     x, y, bias = torch.randn(3, 5), torch.tensor([0, 2, 1]), torch.zeros(3, dtype=torch.int64)
     step(Batch(rows, x, y, bias)).backward()
@@ -88,28 +86,9 @@ def test_domain_ind_trains_each_head_only_on_its_domain() -> None:
     assert net.weight.grad[3:].abs().sum() == 0
 
 
-def toy_task(n_classes: int = 3, n_bias: int = 3, n: int = 240, bias: bool = True, seed: int = 0) -> TaskData:
-    """A tabular k-class task whose bias agrees with the class on 90% of the rows."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, n_classes, n)
-    b = np.where(rng.random(n) < 0.9, y % n_bias, rng.integers(0, n_bias, n))
-    x = np.concatenate([np.eye(n_classes)[y] + rng.normal(0, 0.8, (n, n_classes)), np.eye(n_bias)[b]], axis=1)
-    order = rng.permutation(n)
-    splits = {
-        "train": np.sort(order[: n // 2]),
-        "val": np.sort(order[n // 2 : 3 * n // 4]),
-        "test": np.sort(order[3 * n // 4 :]),
-    }
-    frame = pd.DataFrame({"label": y, "bias": b})
-    data = TaskData(
-        dataset="toy", kind="tabular", protocol="random", target="label", sensitive="bias == 0", x=x.astype(np.float32),
-        y=y.astype(np.int64), g=(b == 0).astype(np.int64), splits=splits,
-        feature_names=[f"f{i}" for i in range(x.shape[1])], feature_sources=[],
-        sensitive_columns=frozenset({"bias"}), attributes=frame, input_key="toy",
-        bias=b.astype(np.int64) if bias else None, aligned=(b == y % n_bias) if bias else None,
-    )  # fmt: skip
-    data.n_classes = n_classes
-    return data
+def toy_task(bias: str | None = "s") -> TaskData:
+    """The synthetic dataset's 3-class `grade` target, biased by the group `s` (2 values)."""
+    return build_task(open_dataset("synthetic", options={"n": 600}), None, "grade", "s", seed=0, bias=bias)
 
 
 def context(tmp_path) -> RunContext:
@@ -131,4 +110,4 @@ def test_each_method_trains_and_returns_class_probabilities(name: str, tmp_path)
 def test_methods_that_train_on_bias_labels_say_how_to_give_them(name: str, tmp_path) -> None:
     cls = METHODS.get(name)
     with pytest.raises(FairbenchError, match="`bias:` key"):
-        cls(cls.resolve({"arch": "grad", "epochs": 1}, "paper")).run(toy_task(bias=False), context(tmp_path))
+        cls(cls.resolve({"arch": "grad", "epochs": 1}, "paper")).run(toy_task(bias=None), context(tmp_path))

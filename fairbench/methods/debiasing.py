@@ -67,7 +67,7 @@ def bias_labels(data: TaskData, method: str) -> np.ndarray:
 
 def classifier(arch: str, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """The branched net of `arch` without attribute branches, its task head giving `n_outputs` logits."""
-    return TaskLogits(build_branched(arch, input_shape, False, n_classes=n_outputs))
+    return TaskLogits(build_branched(arch, input_shape, n_classes=n_outputs))
 
 
 class TaskLogits(nn.Module):
@@ -132,8 +132,9 @@ class DebiasingMethod(Method):
             if p["select"] == "last":
                 return (-epoch,)
             rows = data.splits["val"]
-            val_cells = None if bias is None else data.y[rows] * n_bias + bias[rows]
-            return (-selection_accuracy(scores("val"), data.y[rows], val_cells, p["select"]),)
+            return (
+                -selection_accuracy(scores("val"), data.y[rows], None if bias is None else bias[rows], p["select"]),
+            )
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         return Outcome(scores={split: scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})
@@ -145,11 +146,13 @@ def make_optimiser(model: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer
     return torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
 
 
-def selection_accuracy(scores: np.ndarray, y: np.ndarray, cells: np.ndarray | None, rule: str) -> float:
-    """Validation accuracy under `rule`: overall (acc), mean over the (class, bias) cells present
-    (unbiased) or their minimum (worst)."""
-    correct = metrics.hard(scores) == y
+def selection_accuracy(scores: np.ndarray, y: np.ndarray, bias: np.ndarray | None, rule: str) -> float:
+    """Validation accuracy under `rule`: overall (acc), the mean over the (class, bias) cells
+    (unbiased, LfF's protocol) or the worst cell (worst, GroupDRO's early stopping)."""
+    yh = metrics.hard(scores)
     if rule == "acc":
-        return float(correct.mean())
-    per_cell = [correct[cells == cell].mean() for cell in np.unique(cells)]
-    return float(np.mean(per_cell) if rule == "unbiased" else np.min(per_cell))
+        return metrics.acc(y, yh)
+    if rule == "unbiased":
+        return metrics.acc_unbiased(y, yh, bias)
+    cells = np.unique(np.stack([y, bias]), axis=1).T
+    return min(metrics.acc(y[rows], yh[rows]) for rows in ((y == c) & (bias == b) for c, b in cells))
