@@ -20,28 +20,27 @@ from fairbench import metrics
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.nets.branched import ARCHITECTURES, build_branched
+from fairbench.methods.branched import common_hparams
+from fairbench.nets.branched import build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
 
 SELECTION = ("acc", "unbiased", "worst", "last")
 
 
 def debiasing_hparams(**defaults: Any) -> dict[str, HParam]:
-    """Hyperparameters every debiasing baseline has, with per-method defaults."""
+    """The branched methods' hyperparameters (arch, epochs, lr, Adam betas, batch size), these
+    methods' selection rules, optimiser choice, weight decay and step schedule."""
     return {
-        "arch": HParam(defaults["arch"], "network (fairbench.nets.branched ARCHITECTURES)", ARCHITECTURES),
-        "epochs": HParam(defaults["epochs"], "training epochs"),
-        "optimizer": HParam(defaults["optimizer"], "adam | sgd (momentum 0.9)", ("adam", "sgd")),
-        "lr": HParam(defaults["lr"], "learning rate"),
-        "weight_decay": HParam(defaults["weight_decay"], "L2 weight decay"),
-        "lr_step": HParam(defaults.get("lr_step", 0), "epochs between x0.1 learning-rate decays (0: constant)"),
-        "batch_size": HParam(defaults["batch_size"], "minibatch size"),
+        **common_hparams(**defaults),
         "select": HParam(
             defaults["select"],
-            "checkpoint on validation: acc | unbiased (mean accuracy over (class, bias) cells) | "
-            "worst (worst such cell) | last",
+            "checkpoint on validation: acc | unbiased (mean accuracy over the (class, bias) cells) | "
+            "worst (the worst such cell) | last",
             SELECTION,
         ),
+        "optimizer": HParam(defaults["optimizer"], "adam | sgd (momentum 0.9, learning rate lr)", ("adam", "sgd")),
+        "weight_decay": HParam(defaults["weight_decay"], "L2 weight decay"),
+        "lr_step": HParam(defaults.get("lr_step", 0), "epochs between x0.1 learning-rate decays (0: constant)"),
     }
 
 
@@ -143,7 +142,9 @@ class DebiasingMethod(Method):
 def make_optimiser(model: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer:
     if p["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=0.9, weight_decay=p["weight_decay"])
-    return torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    return torch.optim.Adam(
+        model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), weight_decay=p["weight_decay"]
+    )
 
 
 def selection_accuracy(scores: np.ndarray, y: np.ndarray, bias: np.ndarray | None, rule: str) -> float:
