@@ -2,12 +2,14 @@
 (class, bias) cells, with the paper's online algorithm.
 
 Group weights q (uniform at start) follow exponentiated gradient ascent on the group losses:
-q_g <- q_g exp(eta loss_g), then q /= sum(q); the model descends sum_g q_g loss_g. eta = 0.01,
-the step size eta_q the paper fixes for all its experiments (and the released code's default).
+q_g <- q_g exp(eta loss_g), then q /= sum(q); the model descends sum_g q_g loss_g. eta = 0.01:
+the step size eta_q of the released code (`--robust_step_size` default, which none of its
+published commands changes).
 
 Choices the paper leaves open, as the released code (kohpangwei/group_DRO) makes them:
 - loss_g is the mean cross-entropy of group g's rows in the minibatch (0 for a group absent from
-  it), and q is updated once per minibatch with every group's loss.
+  it), and q is updated once per minibatch with every group's loss (the paper's Algorithm 1
+  draws one example; its authors confirm minibatches holding many groups, group_DRO issues 7, 9).
 - Rows are drawn with probability 1 / (size of their group), so every group is equally likely
   (the paper's algorithm samples a group uniformly; the released commands pass
   --reweight_groups); `balance: false` draws a plain shuffled pass instead.
