@@ -131,9 +131,7 @@ class DebiasingMethod(Method):
             if p["select"] == "last":
                 return (-epoch,)
             rows = data.splits["val"]
-            return (
-                -selection_accuracy(scores("val"), data.y[rows], None if bias is None else bias[rows], p["select"]),
-            )
+            return selection_score(scores("val"), data.y[rows], None if bias is None else bias[rows], p["select"])
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         return Outcome(scores={split: scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})
@@ -147,13 +145,16 @@ def make_optimiser(model: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer
     )
 
 
-def selection_accuracy(scores: np.ndarray, y: np.ndarray, bias: np.ndarray | None, rule: str) -> float:
-    """Validation accuracy under `rule`: overall (acc), the mean over the (class, bias) cells
-    (unbiased, LfF's protocol) or the worst cell (worst, GroupDRO's early stopping)."""
+def selection_score(scores: np.ndarray, y: np.ndarray, bias: np.ndarray | None, rule: str) -> tuple[float, ...]:
+    """Validation score under `rule`, lower is better: overall accuracy (acc), the mean accuracy
+    over the (class, bias) cells (unbiased, LfF's protocol), or the worst cell's, ties by the mean
+    (worst, GroupDRO's early stopping; a small validation split often has a cell of one or two
+    rows, all wrong at every epoch)."""
     yh = metrics.hard(scores)
     if rule == "acc":
-        return metrics.acc(y, yh)
+        return (-metrics.acc(y, yh),)
+    unbiased = metrics.acc_unbiased(y, yh, bias)
     if rule == "unbiased":
-        return metrics.acc_unbiased(y, yh, bias)
+        return (-unbiased,)
     cells = np.unique(np.stack([y, bias]), axis=1).T
-    return min(metrics.acc(y[rows], yh[rows]) for rows in ((y == c) & (bias == b) for c, b in cells))
+    return (-min(metrics.acc(y[rows], yh[rows]) for rows in ((y == c) & (bias == b) for c, b in cells)), -unbiased)

@@ -16,7 +16,8 @@ Choices the paper leaves open, as the released code (kohpangwei/group_DRO) makes
 - The group adjustment C / sqrt(n_g) is not applied (C = 0, as in the released commands).
 - Defaults: the released Waterbirds command's optimiser (SGD momentum 0.9, lr 1e-3, weight decay
   1e-4, batch 128; the paper's "standard" regularisation) for the CelebA command's 50 epochs; the
-  checkpoint with the best worst-group validation accuracy (`select: worst`).
+  checkpoint with the best worst-group validation accuracy (`select: worst`; ties, which a cell of
+  one or two validation rows makes common, go to the best mean accuracy over the groups).
 """
 
 from __future__ import annotations
