@@ -4,7 +4,11 @@ checkpoint chosen on validation, class probabilities from the module's logits.
 
 A method supplies `build` (the module: its forward gives k class logits, which is what
 inference and selection read), `objective` (a per-batch loss, closing over any state such as
-loss averages or group weights) and optionally `batches` (the sampling of train rows)."""
+loss averages or group weights) and optionally `batches` (the sampling of train rows).
+
+The network is a hyperparameter (`arch`, any of nets/branched.py's): GBA trains every method on
+the same backbone per dataset, so its suites set it (LfF's three-layer MLP on Colored MNIST,
+ResNet-18 on CIFAR-10S and CelebA)."""
 
 from __future__ import annotations
 
@@ -83,7 +87,7 @@ class TaskLogits(nn.Module):
 class DebiasingMethod(Method):
     """Train `build`'s module on `objective`; checkpoint by `select`; scores from its logits."""
 
-    # Whether the method trains on bias labels (GroupDRO, DomainInd) or only reports with them (LfF).
+    # Whether the method trains on bias labels (GroupDRO, DomainInd) or without them (LfF).
     needs_bias: ClassVar[bool] = True
 
     def build(self, data: TaskData, n_bias: int) -> nn.Module:
