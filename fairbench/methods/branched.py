@@ -22,7 +22,11 @@ SELECTION = ("acc", "disc", "last")
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
     """The hyperparameters every branched method has, with per-method defaults."""
     return {
-        "arch": HParam(defaults["arch"], "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4)", ARCHITECTURES),
+        "arch": HParam(
+            defaults["arch"],
+            "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's image backbones)",
+            ARCHITECTURES,
+        ),
         "epochs": HParam(defaults["epochs"], "training epochs"),
         "lr": HParam(defaults["lr"], "Adam learning rate"),
         "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),
@@ -71,6 +75,14 @@ class BranchedMethod(Method):
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.fit(data, ctx)[1]
 
+    def outputs(
+        self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Task logits and the attribute logits per head of a training batch (`groups`: the batch's
+        values of each head's attribute); a method that changes what the task head sees during
+        training (GBA's feature mask) overrides this."""
+        return model(inputs)
+
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
@@ -93,10 +105,11 @@ class BranchedMethod(Method):
                 rows = train[batch.to(ctx.device)]
                 if len(rows) < 2:  # batch norm needs two rows
                     continue
-                task, attributes = model(as_input(x[rows]))
+                batch_groups = [g[rows] for g in groups]
+                task, attributes = self.outputs(model, as_input(x[rows]), batch_groups)
                 loss = F.cross_entropy(task, y[rows])
-                for logits, g in zip(attributes, groups):
-                    loss = loss + lam * F.cross_entropy(logits, g[rows])
+                for logits, g in zip(attributes, batch_groups):
+                    loss = loss + lam * F.cross_entropy(logits, g)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
