@@ -109,7 +109,7 @@ def context(tmp_path) -> RunContext:
 def test_each_method_trains_and_returns_class_probabilities(name: str, tmp_path) -> None:
     data = toy_task()
     cls = METHODS.get(name)
-    outcome = cls(cls.resolve({"arch": "grad", "epochs": 3, "batch_size": 32}, "paper")).run(data, context(tmp_path))
+    outcome = cls(cls.resolve({"epochs": 3, "batch_size": 32}, "paper")).run(data, context(tmp_path))
     for split in ("val", "test"):
         scores = outcome.scores[split]
         assert scores.shape == (len(data.splits[split]), 3)
@@ -120,4 +120,4 @@ def test_each_method_trains_and_returns_class_probabilities(name: str, tmp_path)
 def test_methods_that_train_on_bias_labels_say_how_to_give_them(name: str, tmp_path) -> None:
     cls = METHODS.get(name)
     with pytest.raises(FairbenchError, match="`bias:` key"):
-        cls(cls.resolve({"arch": "grad", "epochs": 1}, "paper")).run(toy_task(bias=None), context(tmp_path))
+        cls(cls.resolve({"epochs": 1}, "paper")).run(toy_task(bias=None), context(tmp_path))

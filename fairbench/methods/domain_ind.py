@@ -10,7 +10,8 @@ returned are the softmax of the summed logits (of the mean probability with `pro
 
 Choices the paper leaves open, as the released code (princetonvisualai/DomainBiasMitigation)
 makes them: the heads are the network's last layer widened to n_domains x k outputs (block d is
-head d; everything before it is the shared backbone). Defaults: its CIFAR-10S recipe, SGD
+head d; everything before it is the shared backbone). Defaults: `arch: mlp3`, GBA's Colored
+MNIST backbone (the paper uses ResNet-18; suites pick the backbone), and its CIFAR-10S recipe, SGD
 momentum 0.9, lr 0.1 decayed x0.1 every 50 epochs, weight decay 5e-4, batch 128, 200 epochs,
 the last model kept.
 """
@@ -53,7 +54,7 @@ class DomainInd(DebiasingMethod):
     name = "domain_ind"
     description = "domain-independent training: a classifier head per bias domain, inference sums the heads"
     hparams = {
-        **debiasing_hparams(arch="dvge", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
+        **debiasing_hparams(arch="mlp3", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
                             batch_size=128, select="last"),
         "combine": HParam("logits", "inference: sum the heads' logits (Wang et al.) or their probabilities", COMBINE),
     }  # fmt: skip

@@ -14,8 +14,8 @@ Choices the paper leaves open, as the released code (alinlab/LfF) makes them:
 - Both models have the same architecture and optimiser and step together on the summed loss.
 - GCE is the paper's formula; the released code multiplies CE by q p_y^q instead (gradient q
   times larger), which only rescales f_B's gradients: Adam's steps ignore that up to its eps.
-- Defaults are the paper's Colored MNIST recipe: Adam lr 1e-3, no weight decay, batch 256,
-  100 epochs; the released code keeps the last model (`select: last`).
+- Defaults are the paper's Colored MNIST recipe: its MLP (`arch: mlp3`), Adam lr 1e-3, no weight
+  decay, batch 256, 100 epochs; the released code keeps the last model (`select: last`).
 Inference: f_D. Its checkpoint (with f_B's) is what `select` keeps.
 """
 
@@ -75,7 +75,7 @@ class LfF(DebiasingMethod):
     description = "Learning from Failure: GCE-trained biased model, relative-difficulty weights for the debiased one"
     needs_bias = False
     hparams = {
-        **debiasing_hparams(arch="dvge", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
+        **debiasing_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
                             select="last"),
         "q": HParam(0.7, "GCE exponent of the biased model"),
         "ema": HParam(0.7, "EMA factor of the per-sample losses"),
