@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
-from fairbench.methods import selected
+from fairbench.methods import branched
 from fairbench.methods.alfr import ALFR, ALFRNet
 from fairbench.methods.base import RunContext
 from fairbench.methods.vfae import VFAE, group_mmd, mmd
@@ -119,13 +119,13 @@ def test_same_seed_same_scores(cls: type, tmp_path: Path) -> None:
 def test_several_protected_attributes(cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _task(sensitive=["s", "x0 > 0"])
     seen: list[list[str]] = []
-    real = selected.mean_discrimination
+    real = branched.mean_discrimination
 
     def spy(scores: np.ndarray, data: TaskData, rows: np.ndarray, attributes: list[str]) -> float:
         seen.append(attributes)
         return real(scores, data, rows, attributes)
 
-    monkeypatch.setattr(selected, "mean_discrimination", spy)
+    monkeypatch.setattr(branched, "mean_discrimination", spy)
     outcome = cls(cls.resolve(TINY, "paper")).run(data, _ctx(tmp_path))
     assert outcome.scores["test"].shape == (len(data.splits["test"]),)
     # Selection averages over both attributes unless `protect` names one.

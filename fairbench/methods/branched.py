@@ -3,6 +3,7 @@ differ in their declared defaults (architecture, reversal weight, optimiser, sel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -67,6 +68,21 @@ def mean_discrimination(scores: np.ndarray, data: TaskData, rows: np.ndarray, at
     return float(np.mean([metrics.discrimination(scores, data.protected[name][rows]) for name in attributes]))
 
 
+def selection_score(
+    select: str, epoch: int, val_scores: Callable[[], np.ndarray], data: TaskData, attributes: list[str]
+) -> tuple[float, ...]:
+    """One epoch's validation score, lower is better: `disc` (mean discrimination over
+    `attributes`, then -accuracy; GRAD), `acc` (-accuracy) or `last` (-epoch, scoring nothing)."""
+    if select == "last":
+        return (-float(epoch),)
+    rows = data.splits["val"]
+    scores = val_scores()
+    accuracy = metrics.acc(data.y[rows], metrics.hard(scores))
+    if select == "acc":
+        return (-accuracy,)
+    return (mean_discrimination(scores, data, rows, attributes), -accuracy)
+
+
 class BranchedMethod(Method):
     """Task loss + lam x the attribute losses, each attribute branch behind gradient reversal."""
 
@@ -97,7 +113,6 @@ class BranchedMethod(Method):
         y = torch.from_numpy(data.y).to(ctx.device)
         groups = [torch.from_numpy(data.protected[name]).to(ctx.device) for name in adversaries]
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
-        val_rows = data.splits["val"]
         lam = float(p.get("lam", 0.0))
 
         def train_epoch(epoch: int) -> None:
@@ -115,13 +130,10 @@ class BranchedMethod(Method):
                 optimiser.step()
 
         def score(epoch: int) -> tuple[float, ...]:
-            if p["select"] == "last":
-                return (-epoch,)
-            scores = predict_proba(model, x[torch.from_numpy(val_rows).to(ctx.device)])
-            accuracy = metrics.acc(data.y[val_rows], metrics.hard(scores))
-            if p["select"] == "acc":
-                return (-accuracy,)
-            return (mean_discrimination(scores, data, val_rows, protected), -accuracy)
+            def val_scores() -> np.ndarray:
+                return predict_proba(model, x[torch.from_numpy(data.splits["val"]).to(ctx.device)])
+
+            return selection_score(p["select"], epoch, val_scores, data, protected)
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         scores = {

@@ -8,11 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from fairbench import metrics
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, RunContext
-from fairbench.methods.branched import PROTECT, mean_discrimination
+from fairbench.methods.branched import PROTECT, selection_score
 from fairbench.train import minibatches, train_with_selection
 
 SELECTION = ("disc", "acc", "last")
@@ -39,19 +38,6 @@ def require_binary(method: str, data: TaskData) -> None:
         raise FairbenchError(f"method '{method}' needs a binary target; '{data.target}' has {data.n_classes} classes")
 
 
-def selection_score(
-    select: str, epoch: int, scores: np.ndarray, data: TaskData, rows: np.ndarray, attributes: list[str]
-) -> tuple[float, ...]:
-    """One epoch's validation score, lower is better: `disc` (mean discrimination, then
-    -accuracy), `acc` (-accuracy) or `last` (-epoch)."""
-    if select == "last":
-        return (-float(epoch),)
-    accuracy = metrics.acc(data.y[rows], metrics.hard(scores))
-    if select == "acc":
-        return (-accuracy,)
-    return (mean_discrimination(scores, data, rows, attributes), -accuracy)
-
-
 def fit_selected(
     model: torch.nn.Module,
     params: dict,
@@ -75,7 +61,7 @@ def fit_selected(
             optimiser.step()
 
     def score(epoch: int) -> tuple[float, ...]:
-        return selection_score(params["select"], epoch, val_scores(), data, data.splits["val"], attributes)
+        return selection_score(params["select"], epoch, val_scores, data, attributes)
 
     epoch, _ = train_with_selection(model, params["epochs"], train_epoch, score, ctx.log.info)
     return epoch
