@@ -24,7 +24,7 @@ from fairbench import metrics
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.branched import common_hparams
+from fairbench.methods.branched import common_hparams, selection_score
 from fairbench.nets.branched import build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
 
@@ -132,10 +132,10 @@ class DebiasingMethod(Method):
             return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
 
         def score(epoch: int) -> tuple[float, ...]:
-            if p["select"] == "last":
-                return (-epoch,)
+            if p["select"] in ("acc", "last"):
+                return selection_score(p["select"], epoch, lambda: scores("val"), data, [])
             rows = data.splits["val"]
-            return selection_score(scores("val"), data.y[rows], None if bias is None else bias[rows], p["select"])
+            return cell_selection_score(scores("val"), data.y[rows], bias[rows], p["select"])
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         return Outcome(scores={split: scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})
@@ -149,14 +149,11 @@ def make_optimiser(model: nn.Module, p: dict[str, Any]) -> torch.optim.Optimizer
     )
 
 
-def selection_score(scores: np.ndarray, y: np.ndarray, bias: np.ndarray | None, rule: str) -> tuple[float, ...]:
-    """Validation score under `rule`, lower is better: overall accuracy (acc), the mean accuracy
-    over the (class, bias) cells (unbiased, LfF's protocol), or the worst cell's, ties by the mean
-    (worst, GroupDRO's early stopping; a small validation split often has a cell of one or two
-    rows, all wrong at every epoch)."""
+def cell_selection_score(scores: np.ndarray, y: np.ndarray, bias: np.ndarray, rule: str) -> tuple[float, ...]:
+    """Validation score over the (class, bias) cells, lower is better: the mean cell accuracy
+    (unbiased, LfF's protocol), or the worst cell's, ties by the mean (worst, GroupDRO's early
+    stopping; a small validation split often has a cell of one or two rows, wrong at every epoch)."""
     yh = metrics.hard(scores)
-    if rule == "acc":
-        return (-metrics.acc(y, yh),)
     unbiased = metrics.acc_unbiased(y, yh, bias)
     if rule == "unbiased":
         return (-unbiased,)
