@@ -104,6 +104,9 @@ METHODS = Registry(
         "lfr": "fairbench.methods.lfr:LFR",
         "repair": "fairbench.methods.repair:Repair",
         "filter_drop": "fairbench.methods.filter_drop:FilterDrop",
+        "lff": "fairbench.methods.lff:LfF",
+        "group_dro": "fairbench.methods.group_dro:GroupDRO",
+        "domain_ind": "fairbench.methods.domain_ind:DomainInd",
     },
 )
 

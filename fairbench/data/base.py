@@ -129,6 +129,15 @@ class TaskData:
         read = frozenset().union(*(Expression(text).columns for text in expressions))
         return read.union(*(self.derived_from.get(column, ()) for column in read))
 
+    def require_bias(self, method: str) -> np.ndarray:
+        """The bias attribute per row, or a one-line error saying how to give one."""
+        if self.bias is None:
+            raise FairbenchError(
+                f"method '{method}' needs a bias label per row and dataset '{self.dataset}' has no `bias` column: "
+                f"give the experiment a `bias:` key (an expression or a class column, e.g. `bias: color`)"
+            )
+        return np.asarray(self.bias, dtype=np.int64)
+
     def __post_init__(self) -> None:
         if not self.protected:
             self.protected = {self.sensitive: self.g}

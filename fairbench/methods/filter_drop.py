@@ -33,7 +33,6 @@ from torch import nn
 from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import protected_attributes
-from fairbench.methods.repair import bias_labels
 from fairbench.methods.selected import SELECTION, fit_selected, training_hparams
 from fairbench.nets.branched import ARCHITECTURES, build_branched
 from fairbench.train import as_input, predict_proba, seed_everything, to_float
@@ -96,7 +95,7 @@ class FilterDrop(Method):
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
-        bias_all = bias_labels(data, self.name)
+        bias_all = data.require_bias(self.name)
         attributes = protected_attributes(data, p["protect"])
         generator = seed_everything(ctx.seed)
         model = self.build(data, max(2, int(bias_all.max()) + 1)).to(ctx.device)

@@ -54,20 +54,10 @@ REPRESENTATIONS = ("bias", "color")
 RESAMPLING = ("threshold", "sample", "reweight")
 
 
-def bias_labels(data: TaskData, method: str) -> np.ndarray:
-    """The bias label per row, or a one-line error saying how to give one."""
-    if data.bias is None:
-        raise FairbenchError(
-            f"method '{method}' needs a bias label per row, and dataset '{data.dataset}' has no `bias` column: "
-            "give the experiment a `bias:` key (an expression or a class column, e.g. `bias: color`)"
-        )
-    return np.asarray(data.bias, dtype=np.int64)
-
-
 def representation(data: TaskData, kind: str) -> np.ndarray:
     """phi(x) for every row: the one-hot bias value, or the per-channel maximum of an image."""
     if kind == "bias":
-        bias = bias_labels(data, "repair")
+        bias = data.require_bias("repair")
         return np.eye(int(bias.max()) + 1, dtype=np.float32)[bias]
     if data.x.ndim != 4:
         raise FairbenchError(
