@@ -107,19 +107,24 @@ def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(
     np.testing.assert_allclose(again, logged[selected - 1], atol=1e-5)
 
 
-def test_grad_table_reads_the_untagged_mean_discrimination() -> None:
+def test_grad_table_gives_the_mean_and_each_attributes_discrimination() -> None:
+    """GRAD Table 2: Discr is the mean over the protected attributes, then one column per
+    attribute; the per-attribute rows of other metrics (delta) are not columns."""
     rows = [
         {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
          "value": value, "attribute": attribute}
         for method, label in (("grad_auto", "GRAD-Auto"), ("nn_auto", "NN-Auto"))
         for metric, value, attribute in (
-            ("acc", 0.7, None), ("delta", 0.65, None), ("consistency", 0.9, None),
+            ("acc", 0.7, None), ("delta", 0.65, None), ("consistency", 0.9, None), ("delta", 0.68, "race"),
             ("discrimination", 0.05, None), ("discrimination", 0.02, "race"), ("discrimination", 0.08, "gender"),
         )
     ]  # fmt: skip
     (table,) = declared_tables(pd.DataFrame(rows))
-    assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
+    assert table.header == ["Label", "Acc", "Delta", "Discr", "Discr (race)", "Discr (gender)", "Cons"]
     assert table.text_rows() == [
-        ["GRAD-Auto", "0.700", "0.650", "0.050", "0.900"],
-        ["NN-Auto", "0.700", "0.650", "0.050", "0.900"],
+        ["GRAD-Auto", "0.700", "0.650", "0.050", "0.020", "0.080", "0.900"],
+        ["NN-Auto", "0.700", "0.650", "0.050", "0.020", "0.080", "0.900"],
     ]
+    single = [r for r in rows if r["attribute"] is None]  # Table 1: one attribute, no extra columns
+    (table,) = declared_tables(pd.DataFrame(single))
+    assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]

@@ -6,14 +6,14 @@ from fairbench.methods.base import HParam
 from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.report.spec import ReportTable
 
-# GRAD Tables 1 and 2's columns, one row per label; untagged rows only, so with several
-# protected attributes Discr is their mean (the per-attribute rows carry an `attribute` tag).
+# GRAD Tables 1 and 2's columns, one row per label. With several protected attributes Discr is
+# their mean (Delta = Acc - mean Discr) and each attribute's Discr follows it (Table 2).
 TABLE = ReportTable(
     name="grad",
-    caption="GRAD's columns on the {split} split, {experiment} (Discr: mean over the protected attributes); "
+    caption="GRAD's columns on the {split} split, {experiment} (Discr: mean over the sensitive attributes); "
     "mean ± std over seeds",
     metrics={"acc": "Acc", "delta": "Delta", "discrimination": "Discr", "consistency": "Cons"},
-    where={"attribute": None},
+    columns_by_tag={"discrimination": "attribute"},
 )
 
 

@@ -85,6 +85,22 @@ def _tag_rows(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     return rows
 
 
+def _metric_columns(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+    """Rows with `column` and `order` from their metric (`metrics`), and one more column per tag
+    value for the metrics of `columns_by_tag`."""
+    rows["column"] = rows["metric"].map(spec.metrics)
+    rows["order"] = rows["metric"].map({m: float(i) for i, m in enumerate(spec.metrics)})
+    for tag in {t for t in spec.columns_by_tag.values() if t in rows}:
+        tagged = rows[tag].notna()
+        splits = rows["metric"].map(lambda m, tag=tag: spec.columns_by_tag.get(m) == tag)
+        rows = rows[~tagged | splits]  # other metrics' per-tag rows are not columns of the table
+        tagged = rows[tag].notna()
+        values = {v: i for i, v in enumerate(dict.fromkeys(rows.loc[tagged, tag]))}
+        rows.loc[tagged, "column"] = rows.loc[tagged, "column"] + " (" + rows.loc[tagged, tag].astype(str) + ")"
+        rows.loc[tagged, "order"] += (1 + rows.loc[tagged, tag].map(values)) / (len(values) + 1)
+    return rows
+
+
 def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     """Long table of cells: experiment, the present `table_by` columns, row, label, column,
     order, mean, std, n (`row` and `order` rank the rows and columns)."""
@@ -99,8 +115,7 @@ def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     else:
         rows["label"], rows["row"] = rows["label"].fillna(rows["method"]), 0
     if spec.metrics:
-        rows["column"] = rows["metric"].map(spec.metrics)
-        rows["order"] = rows["metric"].map({m: i for i, m in enumerate(spec.metrics)})
+        rows = _metric_columns(rows, spec)
     elif not rows.empty:
         rows = _param_columns(rows, spec)
     if rows.empty:

@@ -32,7 +32,11 @@ class ReportTable:
       columns after them;
     - one column per value of `column_param` (a tag of that name wins over `param_<name>`),
       headed `column_label.format(value)`; rows with neither a reference nor a value are ignored;
-    or (with `metrics`, metric -> header) one column per metric, in that order.
+    or (with `metrics`, metric -> header) one column per metric, in that order; with
+    `columns_by_tag` (metric -> tag) that metric's rows tagged with a value of the tag get a column
+    each after the metric's own, headed "header (value)", values in order of appearance (GRAD
+    Table 2's discrimination per protected attribute); other metrics' rows with that tag are
+    left out.
 
     The caption is `caption` formatted with `split`, `experiment` and the `table_by` values
     (`param_` dropped; "-" where absent), followed by ", name: value" for each other column
@@ -56,6 +60,7 @@ class ReportTable:
     references: dict[str, str] = field(default_factory=dict)
     table_by: tuple[str, ...] = ()
     where: dict[str, Any] = field(default_factory=dict)
+    columns_by_tag: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if bool(self.metrics) == bool(self.metric and self.column_param):
@@ -67,6 +72,8 @@ class ReportTable:
                 f"report table {self.name!r}: `metrics` names the columns; "
                 "drop `metric`, `column_param` and `references`"
             )
+        if not set(self.columns_by_tag) <= set(self.metrics):
+            raise ValueError(f"report table {self.name!r}: `columns_by_tag` names metrics that `metrics` lacks")
         if bool(self.row_tags) != bool(self.row_label) or not set(self.row_labels) <= set(self.row_tags):
             raise ValueError(
                 f"report table {self.name!r}: `row_label` and `row_labels` format the `row_tags`; give them together"
