@@ -274,6 +274,24 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
         index = labels.index(name)
         raise fail(("methods", index), f"label '{name}' is used by several methods; give each a distinct 'label'")
     _check_same_jobs(suite, labels, fail)
+    _check_report_tables(suite, fail)
+
+
+def _check_report_tables(suite: Suite, fail: Any) -> None:
+    """`report: {tables: [...]}`: each entry a valid ReportTable reading registered metrics."""
+    from fairbench import metrics
+    from fairbench.report.spec import table_from_mapping
+
+    tables = suite.report.get("tables", [])
+    if not isinstance(tables, list):
+        raise fail(("report", "tables"), "report.tables must be a list of tables (name, caption, metrics, ...)")
+    for index, entry in enumerate(tables):
+        try:
+            spec = table_from_mapping(entry)
+            for name in spec.metric_names:
+                metrics.get(name)
+        except (ValueError, FairbenchError) as error:
+            raise fail(("report", "tables", index), f"report.tables[{index}]: {error}") from None
 
 
 def _check_same_jobs(suite: Suite, labels: list[str], fail: Any) -> None:

@@ -6,7 +6,7 @@ Files written under the output folder (default `<results>/report/`):
     pareto_fronts.{csv,md}              the front points (seed means and std)
     hypervolume.{csv,md}                hypervolume per experiment x pair x label, reference point
     cd_diagram.<fmt>, cd.{md,csv}       critical-difference analysis (ranks, statistics)
-    <table>_<experiment>_<values>.{md,tex,csv}  the tables the methods declare (e.g. an ablation)
+    <table>_<experiment>_<values>.{md,tex,csv}  the tables the methods and the suite declare
     summary.{md,tex,csv}
     report.html                         everything above in one self-contained page
 """
@@ -30,6 +30,7 @@ from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
 from fairbench.report.common import fmt_num, markdown_table, slug, untagged
 from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
+from fairbench.report.spec import ReportTable, table_from_mapping
 from fairbench.store import load_jobs, load_results
 
 DEFAULT_PAIRS = [("dp", "acc"), ("eo", "acc")]
@@ -116,6 +117,24 @@ def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
         return [(str(a), str(b)) for a, b in pairs] if pairs else None
     except (yaml.YAMLError, AttributeError, TypeError, ValueError):
         return None  # a malformed optional key must not stop the report; defaults apply
+
+
+def suite_tables(folder: Path) -> list[ReportTable]:
+    """The tables the suite's suite.yaml declares under `report: {tables: [...]}` (checked when
+    the suite was loaded; entries that no longer parse are left out)."""
+    path = folder / "suite.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text()) if path.exists() else None
+        entries = spec.get("report", {}).get("tables") if isinstance(spec, dict) else None
+    except (yaml.YAMLError, AttributeError):
+        return []
+    out = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            out.append(table_from_mapping(entry))
+        except (ValueError, TypeError):
+            continue
+    return out
 
 
 def _write(report: Report, name: str, text: str) -> None:
@@ -259,15 +278,16 @@ def build_report(folder: Path, opts: Options) -> Report:
         report.sections.append(_cd_section(report, hv_frames, opts, want_png))
 
     if "ablation" in parts:
-        specs = declared_mod.declared_specs(df)
-        tables = declared_mod.declared_tables(df)
-        section = Section("Ablation: the tables the methods declare")
+        suite_specs = suite_tables(folder)
+        specs = declared_mod.declared_specs(df) + suite_specs
+        tables = declared_mod.declared_tables(df, suite_specs)
+        section = Section("Declared tables: the methods' and the suite's")
         if not tables:
             if explicit and "ablation" in opts.parts:
                 wanted = ", ".join(f"{s.split}-split '{'/'.join(s.metric_names)}'" for s in specs) or "nothing"
                 raise FairbenchError(
-                    f"--ablation: {folder} has no rows for the tables its methods declare (they read: "
-                    f"{wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
+                    f"--ablation: {folder} has no rows for the tables its methods and suite declare (they "
+                    f"read: {wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
                     f"or drop --ablation"
                 )
         else:
