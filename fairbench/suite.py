@@ -286,12 +286,18 @@ def _check_report_tables(suite: Suite, fail: Any) -> None:
     if not isinstance(tables, list):
         raise fail(("report", "tables"), "report.tables must be a list of tables (name, caption, metrics, ...)")
     for index, entry in enumerate(tables):
+        at: tuple[Any, ...] = ("report", "tables", index)
         try:
             spec = table_from_mapping(entry)
-            for name in spec.metric_names:
+        except ValueError as error:
+            key = next((k for k in entry if f"'{k}'" in str(error)), None) if isinstance(entry, dict) else None
+            raise fail((*at, key) if key else at, f"report.tables[{index}]: {error}") from None
+        for name in spec.metric_names:
+            try:
                 metrics.get(name)
-        except (ValueError, FairbenchError) as error:
-            raise fail(("report", "tables", index), f"report.tables[{index}]: {error}") from None
+            except FairbenchError as error:
+                where = (*at, "metrics", name) if spec.metrics else (*at, "metric")
+                raise fail(where, f"report.tables[{index}]: {error}") from None
 
 
 def _check_same_jobs(suite: Suite, labels: list[str], fail: Any) -> None:
