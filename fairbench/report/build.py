@@ -108,26 +108,30 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
-    """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
+def _suite_report(folder: Path) -> dict:
+    """The `report:` mapping of the results folder's suite.yaml ({} when absent or malformed)."""
     path = folder / "suite.yaml"
     try:
         spec = yaml.safe_load(path.read_text()) if path.exists() else None
-        pairs = spec.get("report", {}).get("pareto") if isinstance(spec, dict) else None
+    except yaml.YAMLError:
+        return {}
+    report = spec.get("report") if isinstance(spec, dict) else None
+    return report if isinstance(report, dict) else {}
+
+
+def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
+    """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
+    try:
+        pairs = _suite_report(folder).get("pareto")
         return [(str(a), str(b)) for a, b in pairs] if pairs else None
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return None  # a malformed optional key must not stop the report; defaults apply
 
 
 def suite_tables(folder: Path) -> list[ReportTable]:
-    """The tables the suite's suite.yaml declares under `report: {tables: [...]}` (checked when
-    the suite was loaded; entries that no longer parse are left out)."""
-    path = folder / "suite.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text()) if path.exists() else None
-        entries = spec.get("report", {}).get("tables") if isinstance(spec, dict) else None
-    except (yaml.YAMLError, AttributeError):
-        return []
+    """The tables the suite declares under `report: {tables: [...]}` (checked when the suite was
+    loaded; entries that no longer parse are left out)."""
+    entries = _suite_report(folder).get("tables")
     out = []
     for entry in entries if isinstance(entries, list) else []:
         try:
