@@ -63,6 +63,11 @@ class Expression:
             if name not in columns:
                 raise FairbenchError(f"{where}unknown column '{name}' in '{self.text}'{did_you_mean(name, columns)}")
 
+    @property
+    def column(self) -> str | None:
+        """The column's name when the expression is a bare column name, else None."""
+        return self._tree.id if isinstance(self._tree, ast.Name) else None
+
     def atoms(self) -> list[Expression]:
         """The comparisons and bare column names the expression combines, in source order,
         without repeats: one binary attribute each (`not (not Male and Young)` -> Male, Young)."""
@@ -116,4 +121,3 @@ class Expression:
         if isinstance(node, ast.Name):
             return frame[node.id].to_numpy()
         return node.value  # type: ignore[attr-defined]
-

@@ -1,14 +1,17 @@
 """Every metric of DESIGN.md section 4, in one place, and the registry that names them.
 
-Inputs: binary labels `y`, scores `p` = P(yh = 1), groups `g` in {0, 1}; hard predictions are
-yh = 1[p >= 0.5]. All gaps are absolute values.
+Inputs: labels `y`, scores `p` = P(yh = 1) for a binary target or (n, k) class probabilities for
+k classes, groups `g` in {0, 1}; hard predictions are yh = 1[p >= 0.5] (binary) or the argmax.
+All gaps are absolute values. Only metrics registered with `multiclass=True` are computed for
+k > 2 (the accuracies); the fairness gaps need a binary target and a binary group, and are left
+out otherwise rather than computed wrongly.
 
 A metric is one function registered with `@metric(name, higher_is_better=..., needs=(...))`;
 `evaluate` computes every registered metric whose inputs are present. The inputs a metric may
 need (its positional arguments, in the order of `needs`):
 
     y          true labels                      pred       hard predictions yh
-    scores     P(y = 1) per row                 group      sensitive group g in {0, 1}
+    scores     P(y = 1) per row, or (n, k)      group      sensitive group g in {0, 1}
     features   model inputs without the sensitive columns (tabular tasks; kNN-ready)
     bias       the dataset's bias attribute     aligned    bias-aligned flag per row
 
@@ -43,6 +46,8 @@ class Metric:
     # The metric's range, so figures can clip error bars (a gap never goes below zero).
     bounds: tuple[float, float] = (0.0, 1.0)
     origin: str = "built-in"
+    # Defined for k > 2 classes too (else computed for binary targets only).
+    multiclass: bool = False
 
 
 _REGISTRY: dict[str, Metric] = {}
@@ -59,16 +64,23 @@ def _add(entry: Metric) -> None:
 
 
 def metric(
-    name: str, *, higher_is_better: bool, needs: tuple[str, ...], bounds: tuple[float, float] = (0.0, 1.0)
+    name: str,
+    *,
+    higher_is_better: bool,
+    needs: tuple[str, ...],
+    bounds: tuple[float, float] = (0.0, 1.0),
+    multiclass: bool = False,
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
-    """Register the decorated function as metric `name`; it is called with the inputs in `needs`."""
+    """Register the decorated function as metric `name`; it is called with the inputs in `needs`.
+    `multiclass=True`: the metric is defined for k > 2 classes (labels 0..k-1, hard predictions,
+    (n, k) scores); otherwise it is computed only for binary targets."""
     unknown = [n for n in needs if n not in INPUTS]
     if unknown:
         raise FairbenchError(f"metric '{name}': unknown input '{unknown[0]}'{did_you_mean(unknown[0], INPUTS)}")
 
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         origin = "built-in" if fn.__module__ == __name__ else f"plugin ({fn.__module__})"
-        _add(Metric(name, higher_is_better, tuple(needs), fn, bounds, origin))
+        _add(Metric(name, higher_is_better, tuple(needs), fn, bounds, origin, multiclass))
         return fn
 
     return register
@@ -123,10 +135,12 @@ def _gap(values: np.ndarray, g: np.ndarray, within: np.ndarray | None = None) ->
 
 
 def hard(p: np.ndarray) -> np.ndarray:
-    return (np.asarray(p) >= 0.5).astype(np.int64)
+    """Hard predictions: 1[p >= 0.5] for P(y = 1) scores, the argmax for (n, k) probabilities."""
+    p = np.asarray(p)
+    return p.argmax(axis=1).astype(np.int64) if p.ndim == 2 else (p >= 0.5).astype(np.int64)
 
 
-@metric("acc", higher_is_better=True, needs=("y", "pred"))
+@metric("acc", higher_is_better=True, needs=("y", "pred"), multiclass=True)
 def acc(y: np.ndarray, yh: np.ndarray) -> float:
     return float(np.mean(yh == y))
 
@@ -182,9 +196,7 @@ def delta(y: np.ndarray, yh: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
 
 
 @metric("consistency", higher_is_better=True, needs=("features", "pred"))
-def consistency(
-    features: np.ndarray, yh: np.ndarray, k: int = CONSISTENCY_K, chunk: int = 2048
-) -> float:
+def consistency(features: np.ndarray, yh: np.ndarray, k: int = CONSISTENCY_K, chunk: int = 2048) -> float:
     """GRAD eq. 2: 1 - mean |yh_i - mean of yh over i's k nearest neighbours (i excluded)|.
 
     Exact Euclidean kNN by chunked distance matrices: in the ~100 one-hot dimensions of tabular
@@ -202,29 +214,30 @@ def consistency(
     return float(1.0 - total / len(x))
 
 
-# GBA / LfF accuracies. Aligned means bias == y unless the dataset says (`aligned`).
-@metric("acc_aligned", higher_is_better=True, needs=("y", "pred", "aligned"))
+# GBA / LfF accuracies. A row is aligned when its bias value is the one its class is skewed to
+# (the task says which: `TaskData.aligned`); without that flag, bias == y.
+@metric("acc_aligned", higher_is_better=True, needs=("y", "pred", "aligned"), multiclass=True)
 def acc_aligned(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     return _rate((yh == y).astype(np.float64), aligned)
 
 
-@metric("acc_conflicting", higher_is_better=True, needs=("y", "pred", "aligned"))
+@metric("acc_conflicting", higher_is_better=True, needs=("y", "pred", "aligned"), multiclass=True)
 def acc_conflicting(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     return _rate((yh == y).astype(np.float64), ~aligned)
 
 
-@metric("acc_mean", higher_is_better=True, needs=("y", "pred", "aligned"))
+@metric("acc_mean", higher_is_better=True, needs=("y", "pred", "aligned"), multiclass=True)
 def acc_mean(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     return (acc_aligned(y, yh, aligned) + acc_conflicting(y, yh, aligned)) / 2
 
 
-@metric("bias_gap", higher_is_better=False, needs=("y", "pred", "aligned"), bounds=(-1.0, 1.0))
+@metric("bias_gap", higher_is_better=False, needs=("y", "pred", "aligned"), bounds=(-1.0, 1.0), multiclass=True)
 def bias_gap(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     """Aligned minus conflicting accuracy (signed: GBA reports it so)."""
     return acc_aligned(y, yh, aligned) - acc_conflicting(y, yh, aligned)
 
 
-@metric("acc_unbiased", higher_is_better=True, needs=("y", "pred", "bias"))
+@metric("acc_unbiased", higher_is_better=True, needs=("y", "pred", "bias"), multiclass=True)
 def acc_unbiased(y: np.ndarray, yh: np.ndarray, bias: np.ndarray) -> float:
     """Mean accuracy over the (y, bias) cells (LfF protocol)."""
     correct = (yh == y).astype(np.float64)
@@ -236,9 +249,7 @@ def _aligned(y: np.ndarray, bias: np.ndarray, aligned: np.ndarray | None) -> np.
     return (bias == y) if aligned is None else np.asarray(aligned, dtype=bool)
 
 
-def acc_by_bias(
-    y: np.ndarray, yh: np.ndarray, bias: np.ndarray, aligned: np.ndarray | None = None
-) -> dict[str, float]:
+def acc_by_bias(y: np.ndarray, yh: np.ndarray, bias: np.ndarray, aligned: np.ndarray | None = None) -> dict[str, float]:
     """The five GBA / LfF accuracies at once (for callers outside `evaluate`)."""
     flags = _aligned(y, bias, aligned)
     return {
@@ -262,11 +273,14 @@ def inputs(
     bias: np.ndarray | None = None,
     aligned: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The named inputs that metrics may need; absent ones are left out."""
-    y, p = np.asarray(y), np.asarray(p)
-    if p.ndim != 1:  # kept predictions may hold (n, k) class probabilities; no metric reads them yet
-        raise ValueError(f"the metrics take P(y = 1) per row of a binary target, got scores of shape {p.shape}")
-    out = {"y": y, "pred": hard(p), "scores": p, "group": np.asarray(g)}
+    """The named inputs that metrics may need; absent ones are left out. `group` is left out unless
+    it is binary (a class-valued sensitive attribute has no two-group gap)."""
+    y, p, g = np.asarray(y), np.asarray(p), np.asarray(g)
+    if p.ndim not in (1, 2):
+        raise ValueError(f"scores must be P(y = 1) per row or (n, k) class probabilities, got shape {p.shape}")
+    out = {"y": y, "pred": hard(p), "scores": p}
+    if set(np.unique(g)) <= {0, 1}:
+        out["group"] = g
     if features is not None and features.ndim == 2 and features.shape[1] > 0 and len(y) > CONSISTENCY_K:
         out["features"] = features
     if bias is not None:
@@ -289,9 +303,13 @@ def evaluate(
 
 def evaluate_inputs(given: dict[str, np.ndarray], names: set[str] | None = None) -> dict[str, float]:
     """Every registered metric (or only those in `names`) whose inputs are all in `given` (see
-    `inputs`), by name."""
+    `inputs`), by name; for (n, k) scores, only the multiclass ones."""
+    binary = given["scores"].ndim == 1
     return {
         m.name: float(m.compute(*(given[n] for n in m.needs)))
         for m in registered().values()
-        if m.compute is not None and all(n in given for n in m.needs) and (names is None or m.name in names)
+        if m.compute is not None
+        and (binary or m.multiclass)
+        and all(n in given for n in m.needs)
+        and (names is None or m.name in names)
     }

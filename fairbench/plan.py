@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fairbench import STORE_FORMAT
+from fairbench.data.base import sensitive_text
 from fairbench.registry import DATASETS, METHODS
 from fairbench.suite import Suite
 
@@ -30,6 +31,8 @@ class Job:
     # Seeds the data (generated data, train/val/test split); `seed` seeds the model.
     split_seed: int
     budget: str
+    # The experiment's `bias` attribute, where it names one (else the dataset's bias column).
+    bias: str | None = None
     job_id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -40,7 +43,7 @@ class Job:
         """What the id hashes: not the suite's name nor the label, so identical jobs of two suites
         share an id and relabelling reruns nothing; the method's and the dataset's `version`, so
         a fix that changes numbers reruns their jobs."""
-        return {
+        identity = {
             "format": STORE_FORMAT,
             "dataset": self.dataset,
             "dataset_version": DATASETS.get(self.dataset).version,
@@ -55,6 +58,9 @@ class Job:
             "split_seed": self.split_seed,
             "budget": self.budget,
         }
+        if self.bias is not None:
+            identity["bias"] = self.bias
+        return identity
 
     def stack_key(self) -> str:
         """Jobs with equal keys may train together: same everything but the stackable params."""
@@ -82,7 +88,7 @@ def expand(suite: Suite) -> list[Job]:
                             dataset=experiment.dataset,
                             protocol=protocol,
                             target=experiment.target,
-                            sensitive=experiment.sensitive,
+                            sensitive=sensitive_text(experiment.sensitive),
                             options=experiment.options,
                             method=spec.method,
                             label=spec.label or spec.method,
@@ -90,6 +96,7 @@ def expand(suite: Suite) -> list[Job]:
                             seed=seed,
                             split_seed=suite.split_seed_of(seed),
                             budget=suite.budget,
+                            bias=experiment.bias,
                         )
                     )
     return jobs

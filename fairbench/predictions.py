@@ -5,8 +5,10 @@ One compressed file per job, `<results>/predictions/<job_id>.npz`, holding for e
 
     s.rows      int64 row ids: the task's split indices into the dataset's attribute table
     s.scores    float32, (n,) = P(y = 1) for a binary target; (n, k) class probabilities for k classes
-    s.y, s.group            the rows' labels and sensitive groups
+    s.y, s.group            the rows' labels and sensitive groups: (n,) for one sensitive
+                            attribute, (n, a) for a of them (one column each)
     s.bias, s.aligned       where the dataset defines them
+    attributes              the sensitive attributes' expressions, in column order (several only)
 
 and `finished`, the job's finish time as its store row records it: a file whose time differs
 from its row belongs to another run of the job and is refused.
@@ -42,6 +44,8 @@ from fairbench.errors import FairbenchError
 FOLDER = "predictions"
 SPLITS = ("val", "test")
 _OPTIONAL = ("bias", "aligned")
+# The tag of a framework metric row computed for one of several sensitive attributes.
+ATTRIBUTE_TAG = "attribute"
 
 
 @dataclass
@@ -54,10 +58,47 @@ class SplitPredictions:
     group: np.ndarray
     bias: np.ndarray | None = None
     aligned: np.ndarray | None = None
+    # The sensitive attributes, one per column of a 2-D `group`; empty for one attribute.
+    attributes: tuple[str, ...] = ()
+
+    def groups(self) -> list[np.ndarray]:
+        """Each sensitive attribute's groups (one array per attribute)."""
+        return [self.group] if self.group.ndim == 1 else list(self.group.T)
+
+    def strata(self) -> np.ndarray:
+        """One id per combination of the sensitive attributes' values (bootstrap strata)."""
+        return np.unique(np.column_stack(self.groups()), axis=0, return_inverse=True)[1].ravel()
 
     def inputs(self, features: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The metric inputs of these rows (see fairbench.metrics)."""
-        return metrics.inputs(self.y, self.scores, self.group, features, self.bias, self.aligned)
+        """The metric inputs of these rows (see fairbench.metrics), with the first attribute's groups."""
+        return metrics.inputs(self.y, self.scores, self.groups()[0], features, self.bias, self.aligned)
+
+    def evaluate(
+        self, features: np.ndarray | None = None, index: np.ndarray | None = None, names: set[str] | None = None
+    ) -> list[tuple[str, float, dict]]:
+        """(metric, value, tags) of every registered metric these outputs support (or those in
+        `names`), on the rows `index` (default all). With several sensitive attributes, a metric
+        that reads the group is computed for each (tagged `attribute`) and its untagged value is
+        the mean over them, e.g. GRAD's Delta = accuracy - mean discrimination."""
+        take = slice(None) if index is None else index
+        base = {k: v[take] for k, v in self.inputs(features).items()}
+        if self.group.ndim == 1:
+            return [(name, value, {}) for name, value in metrics.evaluate_inputs(base, names).items()]
+        per_group = {m.name for m in metrics.registered().values() if "group" in m.needs}
+        out = [(n, v, {}) for n, v in metrics.evaluate_inputs(base, names).items() if n not in per_group]
+        tagged: dict[str, list[tuple[str, float]]] = {}
+        for attribute, groups in zip(self.attributes, self.groups()):
+            given = {k: v for k, v in base.items() if k != "group"}
+            given |= {
+                k: v for k, v in metrics.inputs(self.y[take], self.scores[take], groups[take]).items() if k == "group"
+            }
+            wanted = per_group if names is None else per_group & set(names)
+            for name, value in metrics.evaluate_inputs(given, wanted).items():
+                tagged.setdefault(name, []).append((attribute, value))
+        for name, values in tagged.items():
+            out.append((name, float(np.mean([value for _, value in values])), {}))
+            out.extend((name, value, {ATTRIBUTE_TAG: attribute}) for attribute, value in values)
+        return out
 
 
 Predictions = dict[str, SplitPredictions]
@@ -66,20 +107,28 @@ Predictions = dict[str, SplitPredictions]
 def from_outcome(data: TaskData, scores: dict[str, np.ndarray]) -> Predictions:
     """A method's scores per split, as kept: float32, with the split's row ids and labels."""
     out: Predictions = {}
+    attributes = tuple(data.protected) if len(data.protected) > 1 else ()
+    group = np.column_stack(list(data.protected.values())) if attributes else data.g
     for split, values in scores.items():
         rows = np.asarray(data.splits[split], dtype=np.int64)
         values = np.asarray(values, dtype=np.float32)
-        if len(values) != len(rows) or values.ndim not in (1, 2):
+        if values.ndim == 2 and values.shape[1] == 2 and data.n_classes == 2:
+            values = values[:, 1]  # (n, 2) class probabilities of a binary target -> P(y = 1)
+        expected = "(n,) P(y = 1)" if data.n_classes == 2 else f"(n, {data.n_classes}) class probabilities"
+        width_ok = values.ndim == 1 if data.n_classes == 2 else values.ndim == 2 and values.shape[1] == data.n_classes
+        if len(values) != len(rows) or not width_ok:
             raise ValueError(
-                f"method returned scores of shape {values.shape} for the {split} split of {len(rows)} rows"
+                f"method returned scores of shape {values.shape} for the {split} split of {len(rows)} rows; "
+                f"a {data.n_classes}-class target takes {expected}"
             )
         out[split] = SplitPredictions(
             rows=rows,
             scores=values,
             y=data.y[rows],
-            group=data.g[rows],
+            group=group[rows],
             bias=None if data.bias is None else data.bias[rows],
             aligned=None if data.aligned is None else data.aligned[rows],
+            attributes=attributes,
         )
     return out
 
@@ -92,11 +141,7 @@ def task_features(data: TaskData, rows: np.ndarray) -> np.ndarray | None:
 
 def metric_rows(kept: Predictions, features: dict[str, np.ndarray | None]) -> list[tuple[str, str, float, dict]]:
     """Rows (split, metric, value, tags) of every registered metric the kept outputs support."""
-    rows = []
-    for split, part in kept.items():
-        for name, value in metrics.evaluate_inputs(part.inputs(features.get(split))).items():
-            rows.append((split, name, value, {}))
-    return rows
+    return [(split, *row) for split, part in kept.items() for row in part.evaluate(features.get(split))]
 
 
 def path(results: Path, job_id: str) -> Path:
@@ -106,6 +151,9 @@ def path(results: Path, job_id: str) -> Path:
 def save(results: Path, job_id: str, kept: Predictions, finished: float) -> Path:
     """Write one job's file atomically (tmp + rename): a reader sees the old file or the new one."""
     arrays: dict[str, np.ndarray] = {"finished": np.float64(finished)}
+    attributes = next((part.attributes for part in kept.values()), ())
+    if attributes:
+        arrays["attributes"] = np.array(attributes)
     for split, part in kept.items():
         for field in ("rows", "scores", "y", "group", *_OPTIONAL):
             value = getattr(part, field)
@@ -141,5 +189,5 @@ def load(results: Path, job_id: str, finished: float | None = None) -> Predictio
     for split in SPLITS:
         if f"{split}.rows" in arrays:
             fields = {f: arrays.get(f"{split}.{f}") for f in ("rows", "scores", "y", "group", *_OPTIONAL)}
-            out[split] = SplitPredictions(**fields)
+            out[split] = SplitPredictions(**fields, attributes=tuple(str(a) for a in arrays.get("attributes", ())))
     return out

@@ -22,13 +22,14 @@ from fairbench.store import Store, load_jobs
 
 def _task(job: Any, data_dir: Path | None, cache: dict[tuple, TaskData | None]) -> TaskData | None:
     """The job's task where metrics need its input features (tabular); None otherwise."""
-    key = (job.dataset, job.options, job.protocol, job.target, job.sensitive, int(job.split_seed))
+    bias = job.bias if isinstance(job.bias, str) else None  # NULL in the store: the dataset's own
+    key = (job.dataset, job.options, job.protocol, job.target, job.sensitive, int(job.split_seed), bias)
     if key not in cache:
         needs_features = any("features" in m.needs for m in metrics.registered().values())
         try:
             dataset = open_dataset(job.dataset, data_dir, json.loads(job.options or "{}"))
             cache[key] = (
-                build_task(dataset, job.protocol, job.target, job.sensitive, int(job.split_seed))
+                build_task(dataset, job.protocol, job.target, job.sensitive, int(job.split_seed), bias)
                 if needs_features and dataset.kind == "tabular"
                 else None
             )

@@ -35,7 +35,9 @@ def preflight(suite: Suite, data_dir: Path | None) -> None:
     for experiment in suite.experiments:
         dataset = open_dataset(experiment.dataset, data_dir, experiment.options)
         for seed in sorted({suite.split_seed_of(seed) for seed in suite.seeds}):
-            check_task(dataset, experiment.protocol, experiment.target, experiment.sensitive, seed)
+            check_task(
+                dataset, experiment.protocol, experiment.target, experiment.sensitive, seed, bias=experiment.bias
+            )
 
 
 def missing_data(suite: Suite, data_dir: Path | None) -> list[DatasetStatus]:

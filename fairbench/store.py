@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     target TEXT, sensitive TEXT, method TEXT, label TEXT, budget TEXT, seed INTEGER, split_seed INTEGER,
     params TEXT, options TEXT, status TEXT, error TEXT, info TEXT, started REAL, finished REAL,
     duration REAL, device TEXT, host TEXT, versions TEXT, git_rev TEXT, log TEXT,
-    last_error TEXT, last_attempt REAL
+    last_error TEXT, last_attempt REAL, bias TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT, split TEXT, metric TEXT, value REAL, tags TEXT,
@@ -142,13 +142,15 @@ class Store:
         return row is not None
 
     def replace_untagged(self, updates: dict[str, list[tuple[str, str, float, dict]]], names: set[str]) -> None:
-        """Replace the untagged rows of metrics `names` of each job in `updates` by its new rows, in one
-        transaction (`fairbench rescore`); rows a method reported with tags stay."""
+        """Replace the framework rows of metrics `names` of each job in `updates` (untagged, or tagged
+        only with the sensitive attribute they are computed for) by its new rows, in one transaction
+        (`fairbench rescore`); rows a method reported with its own tags stay."""
         marks = ", ".join("?" * len(names))
         with self.db:
             for job_id, rows in updates.items():
                 self.db.execute(
-                    f"DELETE FROM metrics WHERE job_id = ? AND tags = '{{}}' AND metric IN ({marks})",
+                    f"DELETE FROM metrics WHERE job_id = ? AND (tags = '{{}}' OR tags LIKE '{{\"attribute\": %') "
+                    f"AND metric IN ({marks})",
                     (job_id, *sorted(names)),
                 )
                 self.db.executemany(

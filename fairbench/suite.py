@@ -22,18 +22,27 @@ class _Strict(BaseModel):
 
 
 class ExperimentSpec(_Strict):
-    """One dataset task: which data, split protocol, target and sensitive group."""
+    """One dataset task: which data, split protocol, target and sensitive group(s).
+
+    `target` and `sensitive` are boolean expressions or bare class columns; `sensitive` may list
+    several attributes. `bias` names the bias attribute of the aligned / conflicting accuracies
+    (default: the dataset's `bias` column, where it has one)."""
 
     dataset: str
     target: str
-    sensitive: str
+    sensitive: str | list[str] = Field(min_length=1)
     protocol: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     name: str | None = None
+    bias: str | None = None
 
     @property
     def id(self) -> str:
-        return self.name or f"{self.dataset}/{self.target}/{self.sensitive}"
+        return self.name or f"{self.dataset}/{self.target}/{', '.join(self.sensitive_list)}"
+
+    @property
+    def sensitive_list(self) -> list[str]:
+        return [self.sensitive] if isinstance(self.sensitive, str) else list(self.sensitive)
 
 
 class MethodSpec(_Strict):
@@ -228,11 +237,15 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
         except FairbenchError as error:
             raise fail((*at, "options" if exp.options else "protocol"), str(error)) from None
         columns = dataset.column_names()
-        for role in ("target", "sensitive"):
+        roles = [(("target",), exp.target), *((("sensitive", j) if isinstance(exp.sensitive, list) else
+                 ("sensitive",), text) for j, text in enumerate(exp.sensitive_list))]  # fmt: skip
+        if exp.bias is not None:
+            roles.append((("bias",), exp.bias))
+        for key, text in roles:
             try:
-                Expression(getattr(exp, role)).validate(columns, f"{role}: ")
+                Expression(text).validate(columns, f"{key[0]}: ")
             except FairbenchError as error:
-                raise fail((*at, role), f"dataset '{exp.dataset}' {error}") from None
+                raise fail((*at, *key), f"dataset '{exp.dataset}' {error}") from None
     for i, spec in enumerate(suite.methods):
         at = ("methods", i)
         if spec.method not in METHODS:

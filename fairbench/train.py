@@ -38,13 +38,15 @@ def as_input(batch: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
-    """P(y = 1) from a model whose first output is 2-class logits."""
+    """Class probabilities from a model whose (first) output is class logits: P(y = 1), shape (n,),
+    for 2 classes; shape (n, k) for k > 2."""
     model.eval()
     out = []
     for start in range(0, len(x), batch_size):
         logits = model(as_input(x[start : start + batch_size]))
         logits = logits[0] if isinstance(logits, tuple) else logits
-        out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+        probabilities = torch.softmax(logits.float(), dim=1)
+        out.append((probabilities[:, 1] if probabilities.shape[1] == 2 else probabilities).cpu())
     return torch.cat(out).numpy()
 
 

@@ -231,15 +231,15 @@ def test_reversal_layer_flips_and_scales_the_gradient_and_nothing_else() -> None
 
 
 def test_adt_feature_encoder_and_branches_follow_table_3() -> None:
-    net = build_branched("dvge", (3, 64, 64), with_attribute=True)
+    net = build_branched("dvge", (3, 64, 64), attribute_counts=(2,))
     convs = [m for m in net.trunk if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
         (3, 32, 4), (32, 32, 4), (32, 64, 4), (64, 64, 4), (64, 256, 4), (256, 10, 1),
     ]  # fmt: skip
-    for head in (net.task_head, net.attribute_head):
+    for head in (net.task_head, *net.attribute_heads):
         linears = [m for m in head if isinstance(m, torch.nn.Linear)]
         assert [(m.in_features, m.out_features) for m in linears] == [(10, 1000), *[(1000, 1000)] * 4, (1000, 2)]
-    task, attribute = net(torch.rand(2, 3, 64, 64))
+    task, (attribute,) = net(torch.rand(2, 3, 64, 64))
     assert task.shape == attribute.shape == (2, 2)
 
 

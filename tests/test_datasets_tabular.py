@@ -67,9 +67,9 @@ def test_describe_reports_groups_and_dp_perfect(real_data) -> None:
 
 def test_split_is_seeded_and_changes_with_seed() -> None:
     dataset = open_dataset("synthetic", None, {"n": 500})
-    a = check_task(dataset, None, "y", "s", 0)[4]
-    b = check_task(dataset, None, "y", "s", 0)[4]
-    c = check_task(dataset, None, "y", "s", 1)[4]
+    a = check_task(dataset, None, "y", "s", 0).splits
+    b = check_task(dataset, None, "y", "s", 0).splits
+    c = check_task(dataset, None, "y", "s", 1).splits
     assert all(np.array_equal(a[k], b[k]) for k in a) and not np.array_equal(a["test"], c["test"])
 
 

@@ -3,7 +3,12 @@
 A dataset provides an attribute table (one row per sample), its split protocols and the model
 inputs, and says how to get and check its own files (`fetch`, `status`, `import_files`: what
 `fairbench data` runs for every registered dataset, plugins included). `build_task` turns
-(dataset, protocol, target, sensitive, seed) into a `TaskData`.
+(dataset, protocol, target, sensitive, seed, bias) into a `TaskData`.
+
+Targets, sensitive attributes and the bias attribute are boolean expressions over the attribute
+table (two values, 0 and 1) or bare class columns (`target: digit`: k values, coded 0..k-1 in
+the order of the column's sorted distinct values). An experiment may name several sensitive
+attributes (a list); `TaskData.g` is the first one's.
 """
 
 from __future__ import annotations
@@ -90,8 +95,28 @@ class TaskData:
     # artifact trained without labels (an encoder) is shared between tasks.
     input_key: str
     bias: np.ndarray | None = None
-    # Per-sample "bias-aligned" flag where the dataset defines it (else bias == y is used).
+    # Per-row "bias-aligned" flag: the dataset's own, else the row's bias value is the one its
+    # class is skewed to (the most frequent in its class on the train split). None without bias.
     aligned: np.ndarray | None = None
+    # k, the number of target classes (2 for a boolean target).
+    n_classes: int = 2
+    # Every sensitive attribute (expression -> group per row), in suite order; the first is `g`.
+    protected: dict[str, np.ndarray] = field(default_factory=dict)
+    # The number of values of each sensitive attribute (2 for a boolean expression).
+    group_counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.protected:
+            self.protected = {self.sensitive: self.g}
+        if not self.group_counts:
+            self.group_counts = {
+                name: max(2, int(values.max(initial=0)) + 1) for name, values in self.protected.items()
+            }
+
+    @property
+    def n_groups(self) -> int:
+        """The number of values of the first sensitive attribute (`g`)."""
+        return self.group_counts[self.sensitive]
 
     def part(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, g) of one split."""
@@ -230,24 +255,78 @@ def open_dataset(name: str, data_dir: Path | None = None, options: dict[str, Any
     return DATASETS.get(name)(data_dir, **(options or {}))
 
 
+def sensitive_attributes(sensitive: str | list[str] | tuple[str, ...]) -> list[str]:
+    """An experiment's sensitive attributes: one expression, a list of them, or a job's JSON list."""
+    if isinstance(sensitive, (list, tuple)):
+        return [str(item) for item in sensitive]
+    text = str(sensitive)
+    return [str(item) for item in json.loads(text)] if text.startswith("[") else [text]
+
+
+def sensitive_text(sensitive: str | list[str] | tuple[str, ...]) -> str:
+    """The one text a job stores for its sensitive attributes: the expression, or a JSON list."""
+    names = sensitive_attributes(sensitive)
+    return names[0] if len(names) == 1 else json.dumps(names)
+
+
+def encode(frame: pd.DataFrame, text: str, role: str) -> tuple[np.ndarray, int]:
+    """A target / sensitive / bias attribute per row and its number of values: 0/1 for a boolean
+    expression; for a bare column that is not 0/1, each value's index among the column's sorted
+    distinct values."""
+    expression = Expression(text)
+    expression.validate(frame.columns, f"{role}: ")
+    name = expression.column
+    if name is not None:
+        column = frame[name]
+        if not set(pd.unique(column.dropna())) <= {0, 1}:
+            if column.isna().any() or pd.api.types.is_float_dtype(column):
+                raise FairbenchError(
+                    f"{role}: column '{name}' is neither binary nor a class column (it has "
+                    f"{'missing' if column.isna().any() else 'float'} values); compare it instead, "
+                    f"e.g. '{name} > 25'"
+                )
+            classes, codes = np.unique(column.to_numpy(), return_inverse=True)
+            return codes.astype(np.int64), len(classes)
+    return expression.evaluate(frame).astype(np.int64), 2
+
+
+@dataclass
+class TaskLabels:
+    """What `check_task` derives from the attribute table alone."""
+
+    protocol: str
+    frame: pd.DataFrame
+    y: np.ndarray
+    n_classes: int
+    protected: dict[str, np.ndarray]
+    group_counts: dict[str, int]
+    splits: dict[str, np.ndarray]
+    bias: np.ndarray | None
+
+
 def check_task(
     dataset: Dataset,
     protocol: str | None,
     target: str,
-    sensitive: str,
+    sensitive: str | list[str],
     seed: int,
     check: tuple[str, ...] = ("train", "test"),
-) -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Evaluate target and group and split by protocol, checking that each split in `check`
-    ("all" = every row) has rows and sees both groups; needs only the attribute table.
-    Returns (protocol, frame, y, g, splits)."""
+    bias: str | None = None,
+) -> TaskLabels:
+    """Evaluate target, sensitive attributes and bias and split by protocol, checking that each
+    split in `check` ("all" = every row) has rows and sees at least two values of every sensitive
+    attribute; needs only the attribute table."""
     protocol = dataset.check_protocol(protocol)
     frame = dataset.frame(seed)
-    target_expr, group_expr = Expression(target), Expression(sensitive)
-    for expr, role in ((target_expr, "target"), (group_expr, "sensitive")):
-        expr.validate(frame.columns, f"{dataset.name} {role}: ")
-    y = target_expr.evaluate(frame).astype(np.int64)
-    g = group_expr.evaluate(frame).astype(np.int64)
+    where = f"{dataset.name} "
+    y, n_classes = encode(frame, target, where + "target")
+    protected, counts = {}, {}
+    for name in sensitive_attributes(sensitive):
+        protected[name], counts[name] = encode(frame, name, where + "sensitive")
+    if bias is not None:
+        bias_values = encode(frame, bias, where + "bias")[0]
+    else:
+        bias_values = frame["bias"].to_numpy().astype(np.int64) if "bias" in frame.columns else None
     splits = dataset.split(frame, protocol, seed)
     for split in check:
         rows = np.arange(len(frame)) if split == "all" else splits[split]
@@ -257,44 +336,72 @@ def check_task(
                 f"{dataset.name}: the {split} split of protocol '{protocol}' is empty (0 of the {len(frame)} "
                 f"rows here); the data folder holds part of the dataset: use another split or get the rest"
             )
-        sizes = np.bincount(g[rows], minlength=2)
-        if sizes.min() == 0:
-            side = "an empty group" if sizes[1] == 0 else "every row"
-            raise FairbenchError(
-                f"{dataset.name}: sensitive group '{sensitive}' selects {side} on the {split} split "
-                f"({sizes[1]} of {len(rows)} rows); choose an expression that splits the data"
-            )
-    return protocol, frame, y, g, splits
+        for name, g in protected.items():
+            sizes = np.bincount(g[rows], minlength=2)
+            if np.count_nonzero(sizes) < 2:
+                side = "an empty group" if counts[name] == 2 and sizes[1] == 0 else "one value only"
+                raise FairbenchError(
+                    f"{dataset.name}: sensitive group '{name}' selects {side} on the {split} split "
+                    f"({sizes[1] if counts[name] == 2 else len(rows)} of {len(rows)} rows); choose an expression "
+                    f"that splits the data"
+                )
+    return TaskLabels(protocol, frame, y, n_classes, protected, counts, splits, bias_values)
 
 
-def build_task(dataset: Dataset, protocol: str | None, target: str, sensitive: str, seed: int) -> TaskData:
-    """Assemble the task: evaluate target and group, split by protocol, build inputs."""
-    protocol, frame, y, g, splits = check_task(dataset, protocol, target, sensitive, seed)
+def aligned_flags(y: np.ndarray, bias: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """True where a row's bias value is the one its class is skewed to: the most frequent bias
+    value of that class on the train split (ties: the smallest value)."""
+    skewed = {}
+    for label in np.unique(y):
+        values = bias[train][y[train] == label]
+        skewed[label] = np.bincount(values).argmax() if len(values) else -1
+    return bias == np.vectorize(skewed.get, otypes=[np.int64])(y)
+
+
+def build_task(
+    dataset: Dataset,
+    protocol: str | None,
+    target: str,
+    sensitive: str | list[str],
+    seed: int,
+    bias: str | None = None,
+) -> TaskData:
+    """Assemble the task: evaluate target, sensitive attributes and bias, split by protocol, build inputs."""
+    labels = check_task(dataset, protocol, target, sensitive, seed, bias=bias)
+    frame, splits = labels.frame, labels.splits
+    names = sensitive_attributes(sensitive)
+    columns = Expression(names[0]).columns.union(*(Expression(n).columns for n in names[1:]))
     inputs = dataset.inputs(frame, Expression(target).columns, splits["train"])
     input_key = hashlib.sha1(
         json.dumps(
-            [dataset.name, dataset.version, protocol, seed, dataset.settings, inputs.feature_names],
+            [dataset.name, dataset.version, labels.protocol, seed, dataset.settings, inputs.feature_names],
             sort_keys=True,
             default=str,
         ).encode()
     ).hexdigest()[:16]
-    bias = frame["bias"].to_numpy() if "bias" in frame.columns else None
-    aligned = frame["aligned"].to_numpy().astype(bool) if "aligned" in frame.columns else None
+    aligned = None
+    if "aligned" in frame.columns and bias is None:
+        aligned = frame["aligned"].to_numpy().astype(bool)
+    elif labels.bias is not None:
+        aligned = aligned_flags(labels.y, labels.bias, splits["train"])
     return TaskData(
         dataset=dataset.name,
         kind=dataset.kind,
-        protocol=protocol,
+        protocol=labels.protocol,
         target=target,
-        sensitive=sensitive,
+        sensitive=names[0],
         x=inputs.x,
-        y=y,
-        g=g,
+        y=labels.y,
+        g=labels.protected[names[0]],
         splits=splits,
         feature_names=inputs.feature_names,
         feature_sources=inputs.feature_sources,
-        sensitive_columns=Expression(sensitive).columns,
+        sensitive_columns=frozenset(columns),
         attributes=frame,
         input_key=input_key,
-        bias=bias,
+        bias=labels.bias,
         aligned=aligned,
+        n_classes=labels.n_classes,
+        protected=labels.protected,
+        group_counts=labels.group_counts,
     )

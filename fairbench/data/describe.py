@@ -21,7 +21,7 @@ def describe_task(
     split asked for must have rows and both groups ("all": the whole table), so a partial
     download can be described; with "all", an empty split shows n = 0 and NaN rates."""
     task = check_task(open_dataset(dataset, data_dir, options), protocol, target, sensitive, seed, check=(split,))
-    protocol, _, y, g, splits = task
+    protocol, y, g, splits = task.protocol, task.y, next(iter(task.protected.values())), task.splits
     parts = {"all": np.arange(len(y)), **splits} if split == "all" else {split: splits[split]}
     rows = []
     for name, index in parts.items():

@@ -14,6 +14,7 @@ class Synthetic(TabularDataset):
 
     y = 1[w.x + bias * (s - 1/2) + noise > 0]: `bias` sets how much the base rate of y differs
     between the groups; `proxy` = s + N(0, proxy_noise^2) leaks the group into the inputs.
+    `grade` cuts the same logit at -1/2 and 1/2 into three classes, a k = 3 target.
     """
 
     name = "synthetic"
@@ -33,6 +34,9 @@ class Synthetic(TabularDataset):
 
     categorical = ("s",)
 
+    def derived_columns(self) -> list[str]:
+        return ["grade"]
+
     def ensure_files(self, allow_download: bool = True) -> None:
         return None
 
@@ -47,4 +51,5 @@ class Synthetic(TabularDataset):
         frame["proxy"] = s + rng.normal(scale=self.settings["proxy_noise"], size=n)
         frame["s"] = s
         frame["y"] = (logit > 0).astype(int)
+        frame["grade"] = np.digitize(logit, [-0.5, 0.5])
         return frame

@@ -62,10 +62,17 @@ def deterministic_cuda() -> None:
 
 @lru_cache(maxsize=8)
 def _task(
-    dataset: str, options: str, data_dir: str | None, protocol: str, target: str, sensitive: str, seed: int
+    dataset: str,
+    options: str,
+    data_dir: str | None,
+    protocol: str,
+    target: str,
+    sensitive: str,
+    seed: int,
+    bias: str | None,
 ) -> TaskData:
     return build_task(
-        open_dataset(dataset, data_dir and Path(data_dir), json.loads(options)), protocol, target, sensitive, seed
+        open_dataset(dataset, data_dir and Path(data_dir), json.loads(options)), protocol, target, sensitive, seed, bias
     )
 
 
@@ -97,10 +104,10 @@ def check_tags(method: str, outcome: Outcome) -> None:
     table would make export and report fail for every job, so it fails this job instead."""
     for row in outcome.metrics:
         for tag in row.tags:
-            if tag in TABLE_COLUMNS or tag.startswith("param_"):
+            if tag in TABLE_COLUMNS or tag.startswith("param_") or tag == predictions.ATTRIBUTE_TAG:
                 raise ValueError(
-                    f"method '{method}' tags metric '{row.metric}' with '{tag}', a column of the results table; "
-                    f"rename the tag"
+                    f"method '{method}' tags metric '{row.metric}' with '{tag}', a column of the results table "
+                    f"(or the framework's per-attribute tag); rename the tag"
                 )
 
 
@@ -148,7 +155,7 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
             _device,
         )
         data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
-                     first.target, first.sensitive, first.split_seed)  # fmt: skip
+                     first.target, first.sensitive, first.split_seed, first.bias)  # fmt: skip
         ctx = RunContext(_device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir)
         cls = METHODS.get(first.method)
         if len(unit) == 1:

@@ -16,7 +16,7 @@ import torch
 from fairbench.data.base import TaskData
 from fairbench.latent import Recipe, retrained_accuracy
 from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
-from fairbench.methods.branched import BranchedMethod, common_hparams
+from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
 from fairbench.train import as_input, to_float
 
@@ -26,6 +26,7 @@ class ADT(BranchedMethod):
     description = "adversarial debiasing: sensitive branch behind gradient reversal, weight lam"
     hparams = {
         **common_hparams(arch="dvge", epochs=100, lr=1e-5, beta1=0.5, beta2=0.9, batch_size=64, select="acc"),
+        "protect": PROTECT,
         "lam": HParam(1.0, "weight of the reversed sensitive-attribute loss"),
         "ablation": HParam(
             False, "also report sens_acc: a fresh d (DVGE's recipe) retrained on the feature encoder's output"

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fairbench import metrics
 from fairbench.data.base import TaskData
+from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.nets.branched import ARCHITECTURES, BranchedNet, build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
@@ -35,8 +37,34 @@ def common_hparams(**defaults: Any) -> dict[str, HParam]:
     }
 
 
+# Which sensitive attributes an adversarial method protects (GRAD Table 2's -R / -G variants).
+PROTECT = HParam(
+    (), "the sensitive attributes (expressions, as in the suite) that get an attribute branch; empty: all"
+)
+
+
+def protected_attributes(data: TaskData, protect: tuple[str, ...]) -> list[str]:
+    """The task's sensitive attributes named by `protect` (all of them when it is empty)."""
+    for name in protect:
+        if name not in data.protected:
+            raise FairbenchError(
+                f"protect: '{name}' is not a sensitive attribute of this experiment; its sensitive attributes "
+                f"are {', '.join(repr(n) for n in data.protected)}"
+            )
+    return list(protect) or list(data.protected)
+
+
+def mean_discrimination(scores: np.ndarray, data: TaskData, rows: np.ndarray, attributes: list[str]) -> float:
+    """GRAD's selection criterion: the discrimination of `scores` on `rows`, averaged over `attributes`."""
+    if scores.ndim != 1 or any(data.group_counts[name] != 2 for name in attributes):
+        raise FairbenchError(
+            "select: 'disc' needs a binary target and binary sensitive attributes; use select 'acc' or 'last'"
+        )
+    return float(np.mean([metrics.discrimination(scores, data.protected[name][rows]) for name in attributes]))
+
+
 class BranchedMethod(Method):
-    """Task loss + lam x attribute loss, the attribute branch behind gradient reversal."""
+    """Task loss + lam x the attribute losses, each attribute branch behind gradient reversal."""
 
     adversarial: ClassVar[bool] = True
 
@@ -46,12 +74,16 @@ class BranchedMethod(Method):
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
+        protected = protected_attributes(data, tuple(p.get("protect", ())))
+        adversaries = protected if self.adversarial else []
         generator = seed_everything(ctx.seed)
-        model = build_branched(p["arch"], tuple(data.x.shape[1:]), self.adversarial).to(ctx.device)
+        model = build_branched(
+            p["arch"], tuple(data.x.shape[1:]), data.n_classes, tuple(data.group_counts[n] for n in adversaries)
+        ).to(ctx.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
         x = to_float(data.x, ctx.device)
         y = torch.from_numpy(data.y).to(ctx.device)
-        g = torch.from_numpy(data.g).to(ctx.device)
+        groups = [torch.from_numpy(data.protected[name]).to(ctx.device) for name in adversaries]
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
         val_rows = data.splits["val"]
         lam = float(p.get("lam", 0.0))
@@ -61,10 +93,10 @@ class BranchedMethod(Method):
                 rows = train[batch.to(ctx.device)]
                 if len(rows) < 2:  # batch norm needs two rows
                     continue
-                task, attribute = model(as_input(x[rows]))
+                task, attributes = model(as_input(x[rows]))
                 loss = F.cross_entropy(task, y[rows])
-                if attribute is not None:
-                    loss = loss + lam * F.cross_entropy(attribute, g[rows])
+                for logits, g in zip(attributes, groups):
+                    loss = loss + lam * F.cross_entropy(logits, g[rows])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -76,7 +108,7 @@ class BranchedMethod(Method):
             accuracy = metrics.acc(data.y[val_rows], metrics.hard(scores))
             if p["select"] == "acc":
                 return (-accuracy,)
-            return (metrics.discrimination(scores, data.g[val_rows]), -accuracy)
+            return (mean_discrimination(scores, data, val_rows, protected), -accuracy)
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         scores = {

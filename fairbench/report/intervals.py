@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairbench import metrics, predictions
+from fairbench import predictions
 from fairbench.predictions import SplitPredictions
 from fairbench.report.common import GROUP, point_keys, untagged
 from fairbench.store import load_jobs
@@ -34,15 +34,14 @@ COLUMNS = [*GROUP, "point", "metric", "ci_low", "ci_high"]
 def replicates(part: SplitPredictions, reps: int, seed: int = 0, names: Iterable[str] | None = None) -> pd.DataFrame:
     """Metric values on `reps` group-stratified bootstrap resamples: one row per replicate, one
     column per metric (those the kept outputs support without features, or only `names`)."""
-    given = part.inputs()
     chosen = set(names) if names is not None else None
-    by_group = [np.flatnonzero(part.group == value) for value in np.unique(part.group)]
+    strata = part.strata()
+    by_group = [np.flatnonzero(strata == value) for value in np.unique(strata)]
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(reps):
         index = np.concatenate([members[rng.integers(0, len(members), len(members))] for members in by_group])
-        values = metrics.evaluate_inputs({k: v[index] for k, v in given.items()}, chosen)
-        rows.append(values)
+        rows.append({name: value for name, value, tags in part.evaluate(index=index, names=chosen) if not tags})
     return pd.DataFrame(rows)
 
 
