@@ -16,7 +16,7 @@ from image_fixtures import (
     make_mnist,
 )
 
-from fairbench.data import catalog
+from fairbench.data import catalog, celeba
 from fairbench.data.base import build_task, open_dataset
 from fairbench.errors import FairbenchError
 
@@ -55,6 +55,10 @@ def test_cifar10s_aligned_and_bias_by_hand(tmp_path: Path) -> None:
     test = frame[frame.is_test == 1]
     # every test image once in colour, once grey: half of them aligned
     assert len(test) == 100 and test.aligned.sum() == 50
+    # `target: label` is the 10-class task of GBA Table 1; bias and aligned come from the frame
+    task = build_task(open_dataset("cifar10s", tmp_path), None, "label", "grey", 0)
+    assert task.n_classes == 10 and np.array_equal(task.y, frame.label)
+    assert np.array_equal(task.bias, frame.grey) and np.array_equal(task.aligned, frame.aligned == 1)
 
 
 def test_celeba_lff_protocol(tmp_path: Path) -> None:
@@ -132,3 +136,29 @@ def test_cifar_i_too_few_imagenet_images(cifar_i_root: Path) -> None:
     with pytest.raises(FairbenchError, match=r"imagenet/test/airplane/ holds 4 ImageNet images, 5 are needed"):
         build_task(dataset, None, "imagenet_major", "imagenet", 0)
 
+
+
+def test_celeba_bias_male_aligned_by_hand(tmp_path: Path) -> None:
+    """Blond_Hair with bias Male (GBA Table 3): the fixture's blond people are the women, but for
+    two training and three test images; the aligned rows are the others."""
+    folder = make_celeba(tmp_path)
+    path = folder / celeba.ATTR_FILE
+    lines = path.read_bytes().decode().split("\r\n")
+    blond, male = celeba.ATTRIBUTES.index("Blond_Hair"), celeba.ATTRIBUTES.index("Male")
+    conflicting = {"000003.jpg", "000008.jpg", "162772.jpg", "162775.jpg", "180002.jpg"}
+    for i, line in enumerate(lines[2:], start=2):
+        if line:
+            name, *values = line.split()
+            flip = -1 if name in conflicting else 1
+            values[blond] = str(-int(values[male]) * flip)
+            lines[i] = name + " " + " ".join(f"{int(v):2d}" for v in values)
+    path.write_bytes("\r\n".join(lines).encode())
+    dataset = open_dataset("celeba", tmp_path)
+    task = build_task(dataset, "lff", "Blond_Hair", "Male", 0, bias="Male")
+    frame = task.attributes
+    np.testing.assert_array_equal(task.bias, frame.Male)
+    np.testing.assert_array_equal(task.aligned, ~frame.image.isin(conflicting).to_numpy())
+    test = task.splits["test"]
+    assert len(test) == 10 and (~task.aligned[test]).sum() == 3
+    # without a bias key CelebA has none (no `bias` column): no aligned / conflicting accuracy
+    assert build_task(dataset, "lff", "Blond_Hair", "Male", 0).bias is None
