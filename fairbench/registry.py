@@ -96,6 +96,10 @@ METHODS = Registry(
         "ffvae": "fairbench.methods.ffvae:FFVAE",
         "fdvae": "fairbench.methods.fdvae:FDVAE",
         "faap": "fairbench.methods.faap:FAAP",
+        "gba": "fairbench.methods.gba:GBA",
+        "vfae": "fairbench.methods.vfae:VFAE",
+        "alfr": "fairbench.methods.alfr:ALFR",
+        "lfr": "fairbench.methods.lfr:LFR",
     },
 )
 

@@ -1,7 +1,8 @@
 """The method contract: declared hyperparameters, budgets, and one `run` per job.
 
-A method receives a `TaskData` and a `RunContext` and returns scores P(y = 1) for the val and
-test rows; the framework computes the metrics. Everything else (data, executors, the store)
+A method receives a `TaskData` and a `RunContext` and returns scores for the val and test rows:
+P(y = 1) per row for a binary target, (n, k) class probabilities for `data.n_classes` = k > 2;
+the framework computes the metrics. Everything else (data, executors, the store)
 is someone else's job.
 """
 

@@ -3,6 +3,7 @@ differ in their declared defaults (architecture, reversal weight, optimiser, sel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +23,11 @@ SELECTION = ("acc", "disc", "last")
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
     """The hyperparameters every branched method has, with per-method defaults."""
     return {
-        "arch": HParam(defaults["arch"], "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4)", ARCHITECTURES),
+        "arch": HParam(
+            defaults["arch"],
+            "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's image backbones)",
+            ARCHITECTURES,
+        ),
         "epochs": HParam(defaults["epochs"], "training epochs"),
         "lr": HParam(defaults["lr"], "Adam learning rate"),
         "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),
@@ -63,6 +68,21 @@ def mean_discrimination(scores: np.ndarray, data: TaskData, rows: np.ndarray, at
     return float(np.mean([metrics.discrimination(scores, data.protected[name][rows]) for name in attributes]))
 
 
+def selection_score(
+    select: str, epoch: int, val_scores: Callable[[], np.ndarray], data: TaskData, attributes: list[str]
+) -> tuple[float, ...]:
+    """One epoch's validation score, lower is better: `disc` (mean discrimination over
+    `attributes`, then -accuracy; GRAD), `acc` (-accuracy) or `last` (-epoch, scoring nothing)."""
+    if select == "last":
+        return (-float(epoch),)
+    rows = data.splits["val"]
+    scores = val_scores()
+    accuracy = metrics.acc(data.y[rows], metrics.hard(scores))
+    if select == "acc":
+        return (-accuracy,)
+    return (mean_discrimination(scores, data, rows, attributes), -accuracy)
+
+
 class BranchedMethod(Method):
     """Task loss + lam x the attribute losses, each attribute branch behind gradient reversal."""
 
@@ -70,6 +90,14 @@ class BranchedMethod(Method):
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.fit(data, ctx)[1]
+
+    def outputs(
+        self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Task logits and the attribute logits per head of a training batch (`groups`: the batch's
+        values of each head's attribute); a method that changes what the task head sees during
+        training (GBA's feature mask) overrides this."""
+        return model(inputs)
 
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
@@ -85,7 +113,6 @@ class BranchedMethod(Method):
         y = torch.from_numpy(data.y).to(ctx.device)
         groups = [torch.from_numpy(data.protected[name]).to(ctx.device) for name in adversaries]
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
-        val_rows = data.splits["val"]
         lam = float(p.get("lam", 0.0))
 
         def train_epoch(epoch: int) -> None:
@@ -93,22 +120,20 @@ class BranchedMethod(Method):
                 rows = train[batch.to(ctx.device)]
                 if len(rows) < 2:  # batch norm needs two rows
                     continue
-                task, attributes = model(as_input(x[rows]))
+                batch_groups = [g[rows] for g in groups]
+                task, attributes = self.outputs(model, as_input(x[rows]), batch_groups)
                 loss = F.cross_entropy(task, y[rows])
-                for logits, g in zip(attributes, groups):
-                    loss = loss + lam * F.cross_entropy(logits, g[rows])
+                for logits, g in zip(attributes, batch_groups):
+                    loss = loss + lam * F.cross_entropy(logits, g)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
 
         def score(epoch: int) -> tuple[float, ...]:
-            if p["select"] == "last":
-                return (-epoch,)
-            scores = predict_proba(model, x[torch.from_numpy(val_rows).to(ctx.device)])
-            accuracy = metrics.acc(data.y[val_rows], metrics.hard(scores))
-            if p["select"] == "acc":
-                return (-accuracy,)
-            return (mean_discrimination(scores, data, val_rows, protected), -accuracy)
+            def val_scores() -> np.ndarray:
+                return predict_proba(model, x[torch.from_numpy(data.splits["val"]).to(ctx.device)])
+
+            return selection_score(p["select"], epoch, val_scores, data, protected)
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
         scores = {

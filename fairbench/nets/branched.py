@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fairbench.nets.backbones import BACKBONES
 from fairbench.nets.layers import dvge_conv_encoder, dvge_mlp, dvge_tabular_encoder, mlp, reverse_gradient
 
-ARCHITECTURES = ("grad", "dvge")
+ARCHITECTURES = ("grad", "dvge", *BACKBONES)
 
 
 class BranchedNet(nn.Module):
@@ -39,7 +40,8 @@ def build_branched(
     `attribute_counts` (its number of values).
 
     `grad`: GRAD's net (two 40-unit layers with batch norm + ReLU per part; tables only).
-    `dvge`: DVGE Table 3/4 feature encoder (to z_dim) with Table 3/4 MLP branches."""
+    `dvge`: DVGE Table 3/4 feature encoder (to z_dim) with Table 3/4 MLP branches.
+    `resnet18`, `mlp3`: GBA's image backbones (nets/backbones.py) with their own heads."""
     if arch == "grad":
         if len(input_shape) != 1:
             raise ValueError("arch 'grad' is for tabular inputs; use arch 'dvge' for images")
@@ -56,6 +58,9 @@ def build_branched(
 
         def head(outputs: int) -> nn.Module:
             return dvge_mlp(z_dim, outputs)
+
+    elif arch in BACKBONES:
+        trunk, head = BACKBONES[arch](input_shape)
 
     else:
         raise ValueError(f"unknown architecture '{arch}' (valid: {', '.join(ARCHITECTURES)})")

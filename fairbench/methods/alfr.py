@@ -1,0 +1,117 @@
+"""ALFR: adversarially learned fair representations (Edwards & Storkey, "Censoring
+Representations with an Adversary", ICLR 2016).
+
+An autoencoder whose code z also feeds a predictor of y and an adversary that tries to recover
+the protected attribute s from z:
+
+    encoder x -> z,   decoder z -> x (reconstruction),   predictor z -> y,
+    adversary z -> reverse_gradient(., beta) -> s
+
+Loss: alpha * reconstruction + gamma * CE(predictor, y) + sum over attributes of CE(adversary, s).
+The adversary minimises its own cross-entropy; through `fairbench.nets.layers.reverse_gradient`
+the encoder receives that gradient multiplied by -beta, i.e. it maximises beta x the adversary's
+loss: the min-max objective min over encoder, decoder, predictor of max over adversary of
+alpha C + gamma E - beta D (reconstruction C, prediction E, adversary cross-entropy D).
+Predictions: P(y = 1) from the predictor.
+
+Choices the paper leaves open, or that this implementation makes. Only the abstract, the
+datasets and splits, and that training takes "strictly alternating gradient steps" (its
+Algorithm 1) came back through the project's search tool; which of alpha, beta, gamma weighs
+which term, and every size, weight and optimiser setting below, are ours, not checked against
+the paper's method and experiment sections:
+- Optimisation: the paper alternates one adversary step with one encoder/decoder/predictor
+  step. Here both players move in the same step, through the project's one gradient-reversal
+  layer (Ganin et al.): the same min-max objective, a different trajectory.
+- alpha = beta = gamma = 1.
+- Several protected attributes (`protect`, default every sensitive attribute of the task): one
+  adversary per attribute, their losses summed, each behind the same reversal weight beta; an
+  attribute with m groups gets an m-way adversary.
+- Reconstruction: squared error summed over the input features, averaged over the batch (the
+  inputs mix standardised numbers and one-hot columns). x is the task's input matrix as the
+  dataset builds it (the same every other method sees).
+- Networks: one hidden layer of `width` ReLU units in each of encoder, decoder, predictor
+  and adversary (fairbench.nets.layers.mlp); z has `z_dim` dimensions and a ReLU, like GRAD's
+  trunk. Adam, lr 1e-3, batch 100, 100 epochs.
+- Checkpoint selection on validation as GRAD-Pred (`select: disc`): lowest mean validation
+  discrimination over the protected attributes, ties by accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairbench.data.base import TaskData
+from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.branched import protected_attributes
+from fairbench.methods.selected import fit_selected, require_binary, training_hparams
+from fairbench.nets.layers import mlp, reverse_gradient
+from fairbench.train import predict_proba, seed_everything, to_float
+
+
+class ALFRNet(nn.Module):
+    """Encoder, decoder, predictor and one adversary per protected attribute. `forward` returns
+    the predictor's logits (what `predict_proba` scores) and the adversaries' logits, which sit
+    behind the reversal."""
+
+    def __init__(self, x_dim: int, group_counts: list[int], width: int, z_dim: int, beta: float) -> None:
+        super().__init__()
+        self.beta = beta
+        self.encoder = mlp([x_dim, width, z_dim], last_activation=True)
+        self.decoder = mlp([z_dim, width, x_dim])
+        self.predictor = mlp([z_dim, width, 2])
+        self.adversaries = nn.ModuleList(mlp([z_dim, width, m]) for m in group_counts)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        z = self.encoder(x)
+        hidden = reverse_gradient(z, self.beta)
+        return self.predictor(z), [adversary(hidden) for adversary in self.adversaries]
+
+    def losses(
+        self, x: torch.Tensor, y: torch.Tensor, groups: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch means of the reconstruction, prediction and (summed) adversary losses."""
+        z = self.encoder(x)
+        reconstruction = (self.decoder(z) - x).pow(2).sum(dim=1).mean()
+        hidden = reverse_gradient(z, self.beta)
+        adversary = sum(
+            (F.cross_entropy(head(hidden), g) for head, g in zip(self.adversaries, groups)), x.new_zeros(())
+        )
+        return reconstruction, F.cross_entropy(self.predictor(z), y), adversary
+
+
+class ALFR(Method):
+    name = "alfr"
+    description = "adversarially learned fair representations: autoencoder + predictor + adversary on s"
+    hparams = {
+        "alpha": HParam(1.0, "weight of the reconstruction loss"),
+        "beta": HParam(1.0, "weight of the adversary's loss in the encoder's objective (reversal scale)"),
+        "gamma": HParam(1.0, "weight of the predictor's cross-entropy"),
+        "width": HParam(100, "hidden units of every network (one hidden layer each)"),
+        "z_dim": HParam(50, "dimensions of the representation z"),
+        **training_hparams(epochs=100, lr=1e-3, batch_size=100),
+    }
+    budgets = {"paper": {}, "quick": {"epochs": 10}}
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        require_binary(self.name, data)
+        attributes = protected_attributes(data, p["protect"])
+        generator = seed_everything(ctx.seed)
+        x = to_float(data.x, ctx.device)
+        y = torch.from_numpy(data.y).to(ctx.device)
+        groups = [torch.from_numpy(data.protected[a]).to(ctx.device) for a in attributes]
+        counts = [data.group_counts[a] for a in attributes]
+        model = ALFRNet(x.shape[1], counts, p["width"], p["z_dim"], p["beta"]).to(ctx.device)
+
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            reconstruction, prediction, adversary = model.losses(x[rows], y[rows], [g[rows] for g in groups])
+            return p["alpha"] * reconstruction + p["gamma"] * prediction + adversary
+
+        def split_scores(split: str) -> np.ndarray:
+            return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
+
+        epoch = fit_selected(model, p, data, ctx, generator, batch_loss, lambda: split_scores("val"), attributes)
+        return Outcome(scores={split: split_scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})
