@@ -135,7 +135,8 @@ def from_outcome(data: TaskData, scores: dict[str, np.ndarray]) -> Predictions:
 
 def task_features(data: TaskData, rows: np.ndarray) -> np.ndarray | None:
     """The inputs `consistency` compares rows on: tabular features without the sensitive columns."""
-    keep = [i for i, source in enumerate(data.feature_sources) if source not in data.sensitive_columns]
+    hidden = data.input_sources(data.protected)
+    keep = [i for i, source in enumerate(data.feature_sources) if source not in hidden]
     return data.x[rows][:, keep] if data.kind == "tabular" and keep else None
 
 

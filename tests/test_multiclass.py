@@ -142,3 +142,17 @@ def test_suite_lists_sensitive_attributes(tmp_path: Path, fairbench) -> None:
     typo.write_text(suite.read_text().replace("x0 > 0]", "x9 > 0]"))
     bad = fairbench("validate", typo)
     assert bad.code == 2 and "typo.yaml:5:" in bad.err and "'x9 > 0'" in bad.err
+
+
+def test_derived_attributes_hide_their_source_columns(real_data) -> None:
+    """German's sex is derived from personal_status: protecting sex leaves personal_status out of
+    consistency's neighbour features too."""
+    from fairbench.predictions import task_features
+
+    root = real_data("statlog_german/german.data")
+    data = build_task(open_dataset("german", root), None, "credit", "sex == 'male'", 0)
+    rows = data.splits["test"]
+    kept = task_features(data, rows)
+    shown = [s for s in data.feature_sources if s not in {"sex", "personal_status"}]
+    assert kept.shape == (len(rows), len(shown))
+    assert data.input_sources(["sex == 'male'"]) == {"sex", "personal_status"}

@@ -509,7 +509,7 @@ def test_cli_default_folders_and_too_few_blocks(tmp_path, monkeypatch):
 
 def test_figures_are_real_images(built):
     pngs = [p for f in built.sections for fig in f.figures for p in fig.paths if p.suffix == ".png"]
-    assert len(pngs) == 3 * 2 + 1
+    assert len(pngs) == 3 * 2 + 1 + 3  # Pareto per experiment x pair, CD, ADT's lam sweep per experiment
     for path in pngs:
         with Image.open(path) as im:
             assert im.size[0] > 300 and im.size[1] > 150
@@ -521,7 +521,7 @@ def test_figures_are_real_images(built):
 def test_html_is_self_contained(built):
     page = (built.out / "report.html").read_text()
     srcs = re.findall(r"<img src='([^']*)'", page)
-    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     for expected in ("toy", "abc1234", "testhost", "torch", "2.13", "boom", "Time per job"):
         assert expected in page
@@ -565,7 +565,7 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     found = re.search(r'data-probe="([^"]*)"', dom)
     assert found, "the probe script did not run"
     widths = [int(w) for w in found.group(1).split(",")]
-    assert len(widths) == 7 and all(w > 300 for w in widths), widths
+    assert len(widths) == 10 and all(w > 300 for w in widths), widths
 
 
 def test_ablation_reads_the_dvge_methods_rows():

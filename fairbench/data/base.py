@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -64,6 +65,20 @@ class DatasetStatus:
         return self.state in ("present", "generated")
 
 
+def user_supplied_status(
+    dataset: type[Dataset], data_dir: Path | None, needed: list[str], action: str
+) -> DatasetStatus:
+    """Status of a dataset the user imports: which of the `needed` entries (a trailing '/' marks
+    a folder) are in its data folder, and `action` (how to get them) when some are not."""
+    root = data_dir_from_env(data_dir) / dataset.folder
+    status = DatasetStatus(dataset.name, dataset.kind, "present", str(root))
+    status.missing = [name for name in needed if not (root / name.rstrip("/")).exists()]
+    if status.missing:
+        status.state = "partial" if len(status.missing) < len(needed) else "missing"
+        status.action = action
+    return status
+
+
 @dataclass
 class Inputs:
     """Model inputs for every row: a feature matrix (tabular) or an image array (N, C, H, W uint8)."""
@@ -105,6 +120,24 @@ class TaskData:
     # The number of values of each sensitive attribute (2 for a boolean expression).
     group_counts: dict[str, int] = field(default_factory=dict)
 
+    # The dataset's `derived_from`: attribute column -> the input columns it is derived from.
+    derived_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def input_sources(self, expressions: Iterable[str]) -> frozenset[str]:
+        """The columns `expressions` read, with the input columns those derive from: the feature
+        sources to leave out where the attributes must not be seen."""
+        read = frozenset().union(*(Expression(text).columns for text in expressions))
+        return read.union(*(self.derived_from.get(column, ()) for column in read))
+
+    def require_bias(self, method: str) -> np.ndarray:
+        """The bias attribute per row, or a one-line error saying how to give one."""
+        if self.bias is None:
+            raise FairbenchError(
+                f"method '{method}' needs a bias label per row and dataset '{self.dataset}' has no `bias` column: "
+                f"give the experiment a `bias:` key (an expression or a class column, e.g. `bias: color`)"
+            )
+        return np.asarray(self.bias, dtype=np.int64)
+
     def __post_init__(self) -> None:
         if not self.protected:
             self.protected = {self.sensitive: self.g}
@@ -144,6 +177,10 @@ class Dataset:
     # Part of every job's id and of `input_key`: bump it when a fix changes the data, so
     # finished jobs rerun and cached artifacts rebuild.
     version: ClassVar[int] = 1
+    # Attribute columns derived from input columns (German's sex from personal_status): a sensitive
+    # attribute's sources are then left out wherever the attribute must be (consistency's
+    # neighbours, GRAD-Auto's reconstruction target).
+    derived_from: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, data_dir: Path | None = None, **options: Any) -> None:
         unknown = set(options) - set(self.options)
@@ -370,7 +407,7 @@ def build_task(
     labels = check_task(dataset, protocol, target, sensitive, seed, bias=bias)
     frame, splits = labels.frame, labels.splits
     names = sensitive_attributes(sensitive)
-    columns = Expression(names[0]).columns.union(*(Expression(n).columns for n in names[1:]))
+    columns = frozenset().union(*(Expression(name).columns for name in names))
     inputs = dataset.inputs(frame, Expression(target).columns, splits["train"])
     input_key = hashlib.sha1(
         json.dumps(
@@ -404,4 +441,5 @@ def build_task(
         n_classes=labels.n_classes,
         protected=labels.protected,
         group_counts=labels.group_counts,
+        derived_from=dict(dataset.derived_from),
     )

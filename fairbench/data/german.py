@@ -38,6 +38,10 @@ class StatlogGerman(TabularDataset):
                    "other_debtors", "property", "other_plans", "housing", "job", "telephone",
                    "foreign_worker")  # fmt: skip
 
+    derived_from = {"sex": ("personal_status",)}
+    # 2: with `sex` protected, personal_status is left out of consistency's neighbour features
+    version = 2
+
     def derived_columns(self) -> list[str]:
         return ["sex"]
 

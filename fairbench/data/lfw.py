@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
+from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env, user_supplied_status
 from fairbench.data.download import RemoteFile
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
 from fairbench.data.placing import file_sizes, place
@@ -148,13 +148,7 @@ class LFW(Dataset):
 
     @classmethod
     def status(cls, data_dir: Path | None = None, options: dict[str, Any] | None = None) -> DatasetStatus:
-        root = data_dir_from_env(data_dir) / cls.folder
-        status = DatasetStatus(cls.name, cls.kind, "present", str(root))
-        status.missing = [name for name in (ATTR_FILE, IMAGES + "/") if not (root / name.rstrip("/")).exists()]
-        if status.missing:
-            status.state = "partial" if len(status.missing) == 1 else "missing"
-            status.action = HOW_TO_GET
-        return status
+        return user_supplied_status(cls, data_dir, [ATTR_FILE, IMAGES + "/"], HOW_TO_GET)
 
     @classmethod
     def import_files(

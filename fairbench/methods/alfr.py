@@ -46,6 +46,7 @@ from torch import nn
 from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import protected_attributes
+from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
 from fairbench.methods.selected import fit_selected, require_binary, training_hparams
 from fairbench.nets.layers import mlp, reverse_gradient
 from fairbench.train import predict_proba, seed_everything, to_float
@@ -94,6 +95,8 @@ class ALFR(Method):
         **training_hparams(epochs=100, lr=1e-3, batch_size=100),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
+    # a row of GRAD's Tables 1/2 (`fairbench report --ablation`)
+    report_tables = (GRAD_TABLE,)
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params

@@ -18,6 +18,10 @@ from fairbench.nets.branched import ARCHITECTURES, BranchedNet, build_branched
 from fairbench.train import as_input, minibatches, predict_proba, seed_everything, to_float, train_with_selection
 
 SELECTION = ("acc", "disc", "last")
+# The target branch's loss on a batch: (branch output, the batch's row indices) -> scalar.
+TargetLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Scores of the given rows from the net as it is when the scorer is made.
+Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
@@ -91,6 +95,20 @@ class BranchedMethod(Method):
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.fit(data, ctx)[1]
 
+    def protected(self, data: TaskData) -> list[str]:
+        """The sensitive attributes this run protects (`protect`; all when it is empty or absent)."""
+        return protected_attributes(data, tuple(self.params.get("protect", ())))
+
+    def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
+        """The target branch's width and loss: y's classes under cross-entropy."""
+        y = torch.from_numpy(data.y).to(x.device)
+        return data.n_classes, lambda output, rows: F.cross_entropy(output, y[rows])
+
+    def scorer(self, model: BranchedNet, data: TaskData, x: torch.Tensor) -> Scorer:
+        """How the net scores rows, made after each epoch (for selection) and for the selected
+        checkpoint: the target branch's class probabilities."""
+        return lambda rows: predict_proba(model, x[torch.from_numpy(rows).to(x.device)])
+
     def outputs(
         self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -102,15 +120,15 @@ class BranchedMethod(Method):
     def fit(self, data: TaskData, ctx: RunContext) -> tuple[BranchedNet, Outcome]:
         """Train the net (selected checkpoint loaded); return it with the outcome."""
         p = self.params
-        protected = protected_attributes(data, tuple(p.get("protect", ())))
+        protected = self.protected(data)
         adversaries = protected if self.adversarial else []
         generator = seed_everything(ctx.seed)
+        x = to_float(data.x, ctx.device)
+        width, target_loss = self.target(data, x)
         model = build_branched(
-            p["arch"], tuple(data.x.shape[1:]), data.n_classes, tuple(data.group_counts[n] for n in adversaries)
+            p["arch"], tuple(data.x.shape[1:]), width, tuple(data.group_counts[n] for n in adversaries)
         ).to(ctx.device)
         optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p["beta1"], p["beta2"]), foreach=True)
-        x = to_float(data.x, ctx.device)
-        y = torch.from_numpy(data.y).to(ctx.device)
         groups = [torch.from_numpy(data.protected[name]).to(ctx.device) for name in adversaries]
         train = torch.from_numpy(data.splits["train"]).to(ctx.device)
         lam = float(p.get("lam", 0.0))
@@ -122,7 +140,7 @@ class BranchedMethod(Method):
                     continue
                 batch_groups = [g[rows] for g in groups]
                 task, attributes = self.outputs(model, as_input(x[rows]), batch_groups)
-                loss = F.cross_entropy(task, y[rows])
+                loss = target_loss(task, rows)
                 for logits, g in zip(attributes, batch_groups):
                     loss = loss + lam * F.cross_entropy(logits, g)
                 optimiser.zero_grad(set_to_none=True)
@@ -130,14 +148,11 @@ class BranchedMethod(Method):
                 optimiser.step()
 
         def score(epoch: int) -> tuple[float, ...]:
-            def val_scores() -> np.ndarray:
-                return predict_proba(model, x[torch.from_numpy(data.splits["val"]).to(ctx.device)])
-
-            return selection_score(p["select"], epoch, val_scores, data, protected)
+            return selection_score(
+                p["select"], epoch, lambda: self.scorer(model, data, x)(data.splits["val"]), data, protected
+            )
 
         epoch, _ = train_with_selection(model, p["epochs"], train_epoch, score, ctx.log.info)
-        scores = {
-            split: predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
-            for split in ("val", "test")
-        }
+        scorer = self.scorer(model, data, x)
+        scores = {split: scorer(data.splits[split]) for split in ("val", "test")}
         return model, Outcome(scores=scores, info={"selected_epoch": epoch})

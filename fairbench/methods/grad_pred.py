@@ -4,6 +4,17 @@ validation discrimination (ties: highest validation accuracy)."""
 
 from fairbench.methods.base import HParam
 from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
+from fairbench.report.spec import ReportTable
+
+# GRAD Tables 1 and 2's columns, one row per label; untagged rows only, so with several
+# protected attributes Discr is their mean (the per-attribute rows carry an `attribute` tag).
+TABLE = ReportTable(
+    name="grad",
+    caption="GRAD's columns on the {split} split, {experiment} (Discr: mean over the protected attributes); "
+    "mean ± std over seeds",
+    metrics={"acc": "Acc", "delta": "Delta", "discrimination": "Discr", "consistency": "Cons"},
+    where={"attribute": None},
+)
 
 
 class GradPred(BranchedMethod):
@@ -15,3 +26,4 @@ class GradPred(BranchedMethod):
         "lam": HParam(100.0, "weight of the reversed protected-attribute loss (paper: 100)"),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20}}
+    report_tables = (TABLE,)

@@ -46,6 +46,7 @@ from scipy.optimize import minimize
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
 
 CLIP = 1e-6
 
@@ -145,6 +146,8 @@ class LFR(Method):
         ),
     }
     budgets = {"paper": {}, "quick": {"iterations": 200}}
+    # a row of GRAD's Tables 1/2 (`fairbench report --ablation`)
+    report_tables = (GRAD_TABLE,)
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
@@ -207,7 +210,8 @@ def lfr_inputs(data: TaskData) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]
                 f"lfr's parity term needs binary groups: sensitive '{expression}' has {count} values; "
                 f"use a boolean expression (e.g. {expression} == <value>)"
             )
-    keep = [i for i, source in enumerate(data.feature_sources) if source not in data.sensitive_columns]
+    hidden = data.input_sources(data.protected)
+    keep = [i for i, source in enumerate(data.feature_sources) if source not in hidden]
     if not keep:
         raise FairbenchError(f"lfr: every input feature of '{data.dataset}' is a protected attribute")
     groups = list(data.protected.values())

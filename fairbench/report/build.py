@@ -3,6 +3,8 @@ console and the HTML page. The click command in cli.py only parses options and c
 
 Files written under the output folder (default `<results>/report/`):
     pareto_<experiment>_<x>-<y>.<fmt>   one figure per experiment and metric pair
+    sweep_<experiment>_<param>.<fmt>    metrics against a swept numeric parameter (report/sweep.py)
+    sweep_<param>.{csv,md}              its seed means and std per parameter value
     pareto_fronts.{csv,md}              the front points (seed means and std)
     hypervolume.{csv,md}                hypervolume per experiment x pair x label, reference point
     cd_diagram.<fmt>, cd.{md,csv}       critical-difference analysis (ranks, statistics)
@@ -26,9 +28,10 @@ from fairbench.report import cd as cd_mod
 from fairbench.report import declared as declared_mod
 from fairbench.report import intervals as intervals_mod
 from fairbench.report import pareto as pareto_mod
+from fairbench.report import sweep as sweep_mod
 from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
-from fairbench.report.common import fmt_num, markdown_table, slug, untagged
+from fairbench.report.common import fmt_mean_std, fmt_num, markdown_table, slug, untagged
 from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
 from fairbench.report.spec import ReportTable, table_from_mapping
 from fairbench.store import load_jobs, load_results
@@ -51,6 +54,8 @@ class Options:
     ci: float | None = None  # bootstrap interval level (e.g. 0.95) in the summary tables
     bootstrap: int = 1000  # bootstrap replicates per job
     ci_bars: bool = False  # Pareto error bars: the bootstrap interval instead of the seed std
+    sweep: list[str] | None = None  # parameters to draw metrics against (default: the suite's, else every swept one)
+    sweep_metrics: list[str] | None = None  # metrics of the sweep figures (default: sweep.DEFAULT_METRICS)
 
 
 @dataclass
@@ -108,32 +113,35 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def _suite_report(folder: Path) -> dict:
-    """The `report:` mapping of the results folder's suite.yaml ({} when absent or malformed)."""
+def parse_names(text: str, option: str) -> list[str]:
+    """'lam,eta1' -> ['lam', 'eta1'] (for --sweep and --sweep-metrics)."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise FairbenchError(f"{option}: give at least one name (e.g. {option} lam)")
+    return names
+
+
+def suite_report(folder: Path, key: str, convert):
+    """`convert` of the suite's own `report: {<key>: ...}`, or None when its suite.yaml lacks it."""
     path = folder / "suite.yaml"
     try:
         spec = yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError:
-        return {}
-    report = spec.get("report") if isinstance(spec, dict) else None
-    return report if isinstance(report, dict) else {}
+        value = spec.get("report", {}).get(key) if isinstance(spec, dict) else None
+        return convert(value) if value else None
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return None  # a malformed optional key must not stop the report; defaults apply
 
 
 def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
     """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
-    try:
-        pairs = _suite_report(folder).get("pareto")
-        return [(str(a), str(b)) for a, b in pairs] if pairs else None
-    except (TypeError, ValueError):
-        return None  # a malformed optional key must not stop the report; defaults apply
+    return suite_report(folder, "pareto", lambda pairs: [(str(a), str(b)) for a, b in pairs])
 
 
 def suite_tables(folder: Path) -> list[ReportTable]:
     """The tables the suite declares under `report: {tables: [...]}` (checked when the suite was
     loaded; entries that no longer parse are left out)."""
-    entries = _suite_report(folder).get("tables")
     out = []
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in suite_report(folder, "tables", lambda entries: list(entries)) or []:
         try:
             out.append(table_from_mapping(entry))
         except (ValueError, TypeError):
@@ -281,6 +289,11 @@ def build_report(folder: Path, opts: Options) -> Report:
     if "cd" in parts:
         report.sections.append(_cd_section(report, hv_frames, opts, want_png))
 
+    if "sweep" in parts:
+        section = _sweep_section(report, df, metrics, opts, want_png)
+        if section.figures or (explicit and "sweep" in opts.parts):
+            report.sections.append(section)
+
     if "ablation" in parts:
         suite_specs = suite_tables(folder)
         specs = declared_mod.declared_specs(df) + suite_specs
@@ -321,6 +334,46 @@ def build_report(folder: Path, opts: Options) -> Report:
         page = render_html(report, load_jobs(folder))
         _write(report, "report.html", page)
     return report
+
+
+def _sweep_section(report: Report, df: pd.DataFrame, metrics: set[str], opts: Options, want_png: bool) -> Section:
+    """Metrics against each swept parameter: --sweep, else the suite's `report: {sweep: [...]}`,
+    else every numeric parameter with at least sweep.MIN_VALUES values."""
+    section = Section("Parameter sweeps")
+    declared = suite_report(report.folder, "sweep", lambda v: [str(p) for p in v])
+    params = opts.sweep or declared or sweep_mod.swept_params(df)
+    source = "--sweep" if opts.sweep else "suite.yaml report: sweep"
+    wanted = opts.sweep_metrics or suite_report(report.folder, "sweep_metrics", lambda v: [str(m) for m in v])
+    names = sweep_mod.sweep_metrics(metrics, wanted)
+    for name in names:
+        if name not in metrics:
+            raise FairbenchError(f"sweep metrics: {name!r} is not in {report.folder}{did_you_mean(name, metrics)}")
+    known = [c.removeprefix("param_") for c in df.columns if c.startswith("param_")]
+    if not params:
+        section.notes.append("no numeric parameter takes three or more values; nothing to sweep")
+    for param in params:
+        if param not in known:
+            raise FairbenchError(f"{source}: no parameter {param!r} in {report.folder}{did_you_mean(param, known)}")
+        stats = sweep_mod.sweep_stats(df, param, names)
+        if stats.empty:
+            if opts.sweep:
+                raise FairbenchError(
+                    f"--sweep: {param!r} takes fewer than two numeric values in every label of {report.folder}"
+                )
+            continue
+        _write_csv(report, f"sweep_{slug(param)}.csv", stats)
+        header = ["experiment", "series", param, *names]
+        rows = []
+        for (exp, series, x), sub in stats.groupby(["experiment", "series", "x"], sort=True):
+            cell = {r.metric: fmt_mean_std(r.mean, r.std, r.n) for r in sub.itertuples()}
+            rows.append([exp, series, f"{x:g}", *[cell.get(m, "-") for m in names]])
+        _write(report, f"sweep_{slug(param)}.md", markdown_table(header, rows))
+        section.tables.append(Table(f"{', '.join(names)} against {param} (test, seed mean ± std)", header, rows))
+        for exp, sub in stats.groupby("experiment", sort=True):
+            fig = sweep_mod.plot_sweep(sub, param, names, title=f"{exp}: metrics against {param} (test)")
+            stem = f"sweep_{slug(exp)}_{slug(param)}"
+            section.figures.append(_figure(report, fig, stem, f"{exp}: metrics against {param}", opts, want_png))
+    return section
 
 
 def _cd_section(report: Report, hv_frames: list[pd.DataFrame], opts: Options, want_png: bool) -> Section:

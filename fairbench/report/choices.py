@@ -4,4 +4,4 @@ the `report` command does not pull in scipy and matplotlib (they load when a rep
 CD_TESTS = ("nemenyi", "wilcoxon-holm")
 SELECTION_RULES = ("best-val-acc", "gap-floor", "all")
 FIGURE_FORMATS = ("png", "pdf", "svg")
-PARTS = ("pareto", "cd", "ablation", "tables", "html")
+PARTS = ("pareto", "cd", "sweep", "ablation", "tables", "html")

@@ -94,6 +94,20 @@ def print_report(report, console: Console) -> None:  # report: fairbench.report.
     help="Bootstrap replicates per job for --ci.",
 )
 @click.option("--ci-bars", is_flag=True, help="Pareto error bars show the --ci interval instead of the seed std.")
+@click.option(
+    "--sweep",
+    "sweep",
+    default=None,
+    metavar="PARAM[,PARAM]",
+    help="Metrics against these swept numeric parameters (default: the suite's report: sweep, else every "
+    "numeric parameter with 3 or more values).",
+)
+@click.option(
+    "--sweep-metrics",
+    default=None,
+    metavar="M[,M]",
+    help="Metrics of the sweep figures (default: the first three of acc, discrimination, consistency, dp, eo).",
+)
 def report(
     results: tuple[Path, ...],
     pareto: bool,
@@ -110,10 +124,12 @@ def report(
     ci: float | None,
     bootstrap: int,
     ci_bars: bool,
+    sweep: str | None,
+    sweep_metrics: str | None,
 ) -> None:
     """Figures and tables from RESULTS folders (default: every folder under ./results)."""
     # Imported here: scipy/matplotlib take seconds to load and other commands do not need them.
-    from fairbench.report.build import Options, build_report, parse_formats, parse_pairs
+    from fairbench.report.build import Options, build_report, parse_formats, parse_names, parse_pairs
 
     folders = list(results) or find_results()
     if not folders:
@@ -134,6 +150,7 @@ def report(
         for n, on in (
             ("pareto", pareto),
             ("cd", cd),
+            ("sweep", sweep is not None),
             ("ablation", ablation),
             ("tables", tables),
             ("html", html_),
@@ -150,6 +167,8 @@ def report(
         ci=ci,
         bootstrap=bootstrap,
         ci_bars=ci_bars,
+        sweep=parse_names(sweep, "--sweep") if sweep is not None else None,
+        sweep_metrics=parse_names(sweep_metrics, "--sweep-metrics") if sweep_metrics is not None else None,
     )
     console = Console()
     names = [f.resolve().name for f in folders]

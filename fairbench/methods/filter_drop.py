@@ -1,0 +1,130 @@
+"""Filter-Drop (Nagpal, Singh, Singh & Vatsa, CVPR Workshops 2020): find the filters of a shared
+network that carry the bias attribute and drop them from the primary classification.
+
+The paper (a workshop abstract) says: a multi-task network learns the features that predict the
+biasing attribute, and those features are eliminated while the primary task is performed. What
+it leaves open is filled in here, as written below.
+
+- Filters: the units of the backbone's output f (the features both heads read: the pooled
+  channels of a CNN, the last hidden layer of an MLP), as GBA masks the same f.
+- Stage 1, multi-task (`attribute_epochs`): backbone + class head + bias head trained together on
+  CE(class) + lam CE(bias), every filter feeding both heads.
+- Which filters carry the bias: filter j's score is the mean over the training rows of
+  |f_j * d log p(b | f) / d f_j|, the first-order change of the bias head's log-likelihood of the
+  true bias value when f_j is zeroed (the Taylor criterion of filter pruning). The `drop` share of
+  filters with the largest scores is dropped: mask m_j = 0 for them, 1 for the others.
+- Stage 2 (`epochs`): the class head reads f * m (dropped filters are zero), the bias head reads
+  f * (1 - m), so the multi-task loss keeps pulling the bias attribute into the dropped filters
+  and the class head trains without them. The checkpoint is chosen on validation accuracy over
+  stage 2; predictions always read f * m.
+- Defaults (the paper gives none): lam = 1, drop = half the filters, 10 multi-task epochs; then
+  LfF's Colored MNIST recipe (Adam lr 1e-3, batch 256, 100 epochs); `arch` picks the network
+  (default mlp3: the 100 units of its last hidden layer are the filters; resnet18 for CIFAR-10S
+  and CelebA: its 512 pooled channels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairbench.data.base import TaskData
+from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.branched import protected_attributes
+from fairbench.methods.selected import SELECTION, fit_selected, training_hparams
+from fairbench.nets.branched import ARCHITECTURES, build_branched
+from fairbench.train import as_input, predict_proba, seed_everything, to_float
+
+
+class FilterDropNet(nn.Module):
+    """backbone -> f; class head on f * keep; bias head on f (nothing dropped yet) or f * (1 - keep)."""
+
+    def __init__(self, trunk: nn.Module, task_head: nn.Module, bias_head: nn.Module, width: int) -> None:
+        super().__init__()
+        self.trunk, self.task_head, self.bias_head = trunk, task_head, bias_head
+        self.register_buffer("keep", torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(self.trunk(x))
+
+    def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dropped = 1 - self.keep
+        return self.task_head(f * self.keep), self.bias_head(f * dropped if dropped.any() else f)
+
+    def drop(self, filters: torch.Tensor) -> None:
+        """Zero `filters` for the class head (and route only them to the bias head)."""
+        self.keep.fill_(1)
+        self.keep[filters] = 0
+
+
+def bias_scores(model: FilterDropNet, x: torch.Tensor, bias: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Per filter, mean over rows of |f_j * d log p(b | f) / d f_j| under the bias head on all of f."""
+    model.eval()
+    total = torch.zeros_like(model.keep)
+    for start in range(0, len(x), chunk):
+        with torch.no_grad():
+            f = model.trunk(as_input(x[start : start + chunk]))
+        f.requires_grad_(True)
+        log_p = F.log_softmax(model.bias_head(f), dim=1).gather(1, bias[start : start + chunk, None]).sum()
+        (grad,) = torch.autograd.grad(log_p, f)
+        total += (f * grad).abs().sum(dim=0).detach()
+    return total / len(x)
+
+
+def filters_to_drop(scores: torch.Tensor, share: float) -> torch.Tensor:
+    """Indices of the round(share * width) filters with the largest scores (at least one)."""
+    return scores.topk(max(1, round(share * len(scores)))).indices
+
+
+class FilterDrop(Method):
+    name = "filter_drop"
+    description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
+    hparams = {
+        "arch": HParam("mlp3", "network: its backbone's output units are the filters", ARCHITECTURES),
+        **training_hparams(epochs=100, lr=1e-3, batch_size=256),
+        "select": HParam(
+            "acc", "checkpoint over stage 2 on validation: acc | disc (GRAD's rule, binary tasks) | last", SELECTION
+        ),
+        "attribute_epochs": HParam(10, "stage 1: epochs of the multi-task network before the filters are chosen"),
+        "lam": HParam(1.0, "weight of the bias head's cross-entropy in both stages"),
+        "drop": HParam(0.5, "share of the backbone's filters dropped (those with the largest bias scores)"),
+    }
+    budgets = {"paper": {}, "quick": {"epochs": 20, "attribute_epochs": 5}}
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        p = self.params
+        bias_all = data.require_bias(self.name)
+        attributes = protected_attributes(data, p["protect"])
+        generator = seed_everything(ctx.seed)
+        model = self.build(data, max(2, int(bias_all.max()) + 1)).to(ctx.device)
+        x = to_float(data.x, ctx.device)
+        y = torch.from_numpy(data.y).to(ctx.device)
+        bias = torch.from_numpy(bias_all).to(ctx.device)
+        train = torch.from_numpy(data.splits["train"]).to(ctx.device)
+
+        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
+            if len(rows) < 2:  # batch norm needs two rows: a lone last row counts twice
+                rows = rows.repeat(2)
+            task, attribute = model(as_input(x[rows]))
+            return F.cross_entropy(task, y[rows]) + p["lam"] * F.cross_entropy(attribute, bias[rows])
+
+        def scores(split: str) -> np.ndarray:
+            return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
+
+        # Stage 1 keeps its last epoch; each stage gets a fresh Adam, as its objective changes at the drop.
+        stage_one = {**p, "epochs": p["attribute_epochs"], "select": "last"}
+        fit_selected(model, stage_one, data, ctx, generator, batch_loss, lambda: scores("val"), attributes)
+        dropped = filters_to_drop(bias_scores(model, x[train], bias[train]), p["drop"])
+        model.drop(dropped)
+        epoch = fit_selected(model, p, data, ctx, generator, batch_loss, lambda: scores("val"), attributes)
+        info = {"selected_epoch": epoch, "dropped_filters": sorted(dropped.tolist())}
+        return Outcome(scores={split: scores(split) for split in ("val", "test")}, info=info)
+
+    def build(self, data: TaskData, bias_values: int) -> FilterDropNet:
+        """The arch's backbone and heads: a k-way class head and a `bias_values`-way bias head."""
+        shape = tuple(data.x.shape[1:])
+        net = build_branched(self.params["arch"], shape, data.n_classes, (bias_values,))
+        width = int(np.prod(net.trunk(torch.zeros(2, *shape)).shape[1:]))
+        return FilterDropNet(net.trunk, net.task_head, net.attribute_heads[0], width)

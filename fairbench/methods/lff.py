@@ -1,0 +1,106 @@
+"""LfF, Learning from Failure (Nam et al., NeurIPS 2020): train a biased and a debiased model together.
+
+The biased model f_B minimises the generalised cross-entropy GCE = (1 - p_y^q) / q (q = 0.7), whose
+gradient is p_y^q times cross-entropy's, so it leans on the easy (bias-aligned) samples and
+amplifies the bias. The debiased model f_D minimises CE weighted per sample by the relative
+difficulty W(x) = CE_B(x) / (CE_B(x) + CE_D(x)): high where f_B fails, i.e. on bias-conflicting
+samples. No bias labels are used for training.
+
+Choices the paper leaves open, as the released code (alinlab/LfF) makes them:
+- CE_B and CE_D in W are per-sample exponential moving averages of each model's loss over the
+  times the sample was drawn (alpha = 0.7; the first draw sets the average), each divided by
+  the maximum average among the training samples of the sample's class; W adds 1e-8 to the
+  denominator. W is a constant (no gradient flows through it).
+- Both models have the same architecture and optimiser and step together on the summed loss.
+- GCE is the paper's formula; the released code multiplies CE by q p_y^q instead (gradient q
+  times larger), which only rescales f_B's gradients: Adam's steps ignore that up to its eps.
+- Defaults are the paper's Colored MNIST recipe: its MLP (`arch: mlp3`), Adam lr 1e-3, no weight
+  decay, batch 256, 100 epochs; the released code keeps the last model (`select: last`).
+Inference: f_D. Its checkpoint (with f_B's) is what `select` keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairbench.data.base import TaskData
+from fairbench.methods.base import HParam
+from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
+
+
+def generalized_cross_entropy(logits: torch.Tensor, y: torch.Tensor, q: float) -> torch.Tensor:
+    """Per-sample GCE (1 - p_y^q) / q (Zhang & Sabuncu 2018), p_y the softmax probability of y."""
+    p_y_q = torch.exp(-q * F.cross_entropy(logits, y, reduction="none"))
+    return (1.0 - p_y_q) / q
+
+
+class LossAverage:
+    """Per-sample exponential moving average of a loss, normalised per class by its maximum."""
+
+    def __init__(self, y: torch.Tensor, train: torch.Tensor, n_classes: int, alpha: float) -> None:
+        self.alpha = alpha
+        self.value = torch.zeros(len(y), device=y.device)
+        self.seen = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+        # the training rows of each class, among which the maximum is taken
+        self.members = [train[y[train] == c] for c in range(n_classes)]
+        self.y = y
+
+    def update(self, rows: torch.Tensor, loss: torch.Tensor) -> None:
+        old = self.value[rows]
+        self.value[rows] = torch.where(self.seen[rows], self.alpha * old + (1 - self.alpha) * loss, loss)
+        self.seen[rows] = True
+
+    def normalised(self, rows: torch.Tensor) -> torch.Tensor:
+        maxima = torch.stack([self.value[m].max() if len(m) else self.value.new_ones(()) for m in self.members])
+        return self.value[rows] / maxima[self.y[rows]]
+
+
+class Pair(nn.Module):
+    """The biased and the debiased model; the forward pass is the debiased one's."""
+
+    def __init__(self, biased: nn.Module, debiased: nn.Module) -> None:
+        super().__init__()
+        self.biased, self.debiased = biased, debiased
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.debiased(x)
+
+
+class LfF(DebiasingMethod):
+    name = "lff"
+    description = "Learning from Failure: GCE-trained biased model, relative-difficulty weights for the debiased one"
+    needs_bias = False
+    hparams = {
+        **debiasing_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
+                            select="last"),
+        "q": HParam(0.7, "GCE exponent of the biased model"),
+        "ema": HParam(0.7, "EMA factor of the per-sample losses"),
+    }  # fmt: skip
+    budgets = {"paper": {}, "quick": {"epochs": 10}}
+
+    def build(self, data: TaskData, n_bias: int) -> nn.Module:
+        shape, arch = tuple(data.x.shape[1:]), self.params["arch"]
+        return Pair(classifier(arch, shape, data.n_classes), classifier(arch, shape, data.n_classes))
+
+    def objective(self, model: nn.Module, data: TaskData, n_bias: int) -> Callable[[Batch], torch.Tensor]:
+        p = self.params
+        device = next(model.parameters()).device
+        y = torch.from_numpy(data.y).to(device)
+        train = torch.from_numpy(data.splits["train"]).to(device)
+        average_b, average_d = (LossAverage(y, train, data.n_classes, p["ema"]) for _ in range(2))
+
+        def step(batch: Batch) -> torch.Tensor:
+            logits_b, logits_d = model.biased(batch.x), model.debiased(batch.x)
+            ce_d = F.cross_entropy(logits_d, batch.y, reduction="none")
+            with torch.no_grad():
+                average_b.update(batch.rows, F.cross_entropy(logits_b, batch.y, reduction="none"))
+                average_d.update(batch.rows, ce_d)
+                loss_b, loss_d = average_b.normalised(batch.rows), average_d.normalised(batch.rows)
+                weight = loss_b / (loss_b + loss_d + 1e-8)
+            return generalized_cross_entropy(logits_b, batch.y, p["q"]).mean() + (weight * ce_d).mean()
+
+        return step

@@ -1,0 +1,13 @@
+"""NN-Auto (Raff & Sylvester 2018): GRAD-Auto without the attribute branch, an autoencoder that
+rebuilds x without the columns of every sensitive attribute, with logistic regression on its
+trunk. It keeps GRAD's selection (lowest validation discrimination, ties by accuracy), which the
+paper applies to every model of its tables."""
+
+from fairbench.methods.grad_auto import GradAuto
+
+
+class NNAuto(GradAuto):
+    name = "nn_auto"
+    description = "NN-Auto: GRAD-Auto's autoencoder without the attribute branch"
+    adversarial = False
+    hparams = {name: hp for name, hp in GradAuto.hparams.items() if name not in ("lam", "protect")}

@@ -1,0 +1,125 @@
+"""GRAD-Auto and NN-Auto: the reconstruction target, the logistic regression on the trunk, the
+attribute branch and GRAD's selection rule."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from fairbench import metrics
+from fairbench.artifacts import ArtifactCache
+from fairbench.data.base import TaskData, build_task, open_dataset
+from fairbench.methods.base import RunContext
+from fairbench.methods.grad_auto import GradAuto, trunk_output
+from fairbench.methods.nn_auto import NNAuto
+from fairbench.report.declared import declared_tables
+from fairbench.train import to_float
+
+
+def _ctx(root: Path, log: logging.Logger | None = None) -> RunContext:
+    return RunContext("cpu", 0, ArtifactCache(root), log or logging.getLogger("test"), root)
+
+
+def _data(sensitive: str | list[str] = "s == 1") -> TaskData:
+    return build_task(open_dataset("synthetic", None, {"n": 300}), None, "y", sensitive, 0)
+
+
+def _method(cls: type[GradAuto], **params: object) -> GradAuto:
+    return cls(cls.resolve({"epochs": 3, **params}, "paper"))
+
+
+def test_target_is_x_without_the_protected_columns() -> None:
+    data = _data("s == 1")
+    x = to_float(data.x, "cpu")
+    width, loss = _method(GradAuto).target(data, x)
+    kept = [i for i, name in enumerate(data.feature_names) if name not in ("s=0", "s=1")]
+    assert [data.feature_names[i] for i in kept] == ["x0", "x1", "x2", "x3", "x4", "proxy"]
+    assert width == len(kept)
+    rows = torch.arange(10)
+    # Zero exactly at x~; away from it, the squared error summed over x~'s columns.
+    assert loss(x[rows][:, kept], rows).item() == 0.0
+    expected = x[rows][:, kept].pow(2).sum(1).mean()
+    torch.testing.assert_close(loss(torch.zeros(10, width), rows), expected)
+
+
+def test_target_drops_the_columns_of_the_protected_attributes_only() -> None:
+    def rebuilt(method: GradAuto, data: TaskData) -> int:
+        return method.target(data, to_float(data.x, "cpu"))[0]
+
+    # x1..x4 and proxy: every column an expression reads goes, the proxy is a feature, not the attribute
+    assert rebuilt(_method(NNAuto), _data("s == 1 and x0 > 0")) == 5
+    both = _data(["s == 1", "x0 > 0"])
+    assert rebuilt(_method(GradAuto), both) == rebuilt(_method(NNAuto), both) == 5
+    assert rebuilt(_method(GradAuto, protect=["x0 > 0"]), both) == 7  # s=0, s=1 stay
+
+
+def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
+    data = _data()
+    model, outcome = _method(GradAuto).fit(data, _ctx(tmp_path))
+    x = to_float(data.x, "cpu")
+    train, test = (torch.from_numpy(data.splits[s]) for s in ("train", "test"))
+    head = LogisticRegression(max_iter=1000).fit(trunk_output(model, x[train]), data.y[train])
+    assert head.n_features_in_ == 40  # the trunk's width, not the 8 input columns
+    np.testing.assert_allclose(outcome.scores["test"], head.predict_proba(trunk_output(model, x[test]))[:, 1])
+    # A protected input column moves the scores exactly as far as it moves the trunk's output.
+    flipped = x.clone()
+    s_columns = [i for i, name in enumerate(data.feature_names) if name.startswith("s=")]
+    flipped[:, s_columns] = 1.0 - flipped[:, s_columns]
+    scores = _method(GradAuto).scorer(model, data, flipped)(data.splits["test"])
+    refit = LogisticRegression(max_iter=1000).fit(trunk_output(model, flipped[train]), data.y[train])
+    np.testing.assert_allclose(scores, refit.predict_proba(trunk_output(model, flipped[test]))[:, 1])
+
+
+def test_one_attribute_branch_per_protected_attribute_none_for_nn_auto(tmp_path: Path) -> None:
+    data = _data(["s == 1", "x0 > 0"])
+    assert len(_method(GradAuto, epochs=1).fit(data, _ctx(tmp_path))[0].attribute_heads) == 2
+    assert len(_method(GradAuto, epochs=1, protect=["s == 1"]).fit(data, _ctx(tmp_path))[0].attribute_heads) == 1
+    assert len(_method(NNAuto, epochs=1).fit(data, _ctx(tmp_path))[0].attribute_heads) == 0
+    assert not {"lam", "protect"} & set(NNAuto.hparams)
+
+
+def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = _data(["s == 1", "x0 > 0"])
+    with caplog.at_level(logging.INFO, logger="grad_auto_test"):
+        _, outcome = _method(GradAuto, epochs=4).fit(data, _ctx(tmp_path, logging.getLogger("grad_auto_test")))
+    logged = [
+        tuple(float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", m.split("score")[1]))
+        for m in caplog.messages
+        if "score" in m
+    ]
+    assert len(logged) == 4
+    selected = outcome.info["selected_epoch"]
+    assert logged[selected - 1] == min(logged)
+    # The kept scores are the selected epoch's: its (discrimination, -accuracy) on validation.
+    val = data.splits["val"]
+    scores = outcome.scores["val"]
+    discrimination = np.mean([metrics.discrimination(scores, g[val]) for g in data.protected.values()])
+    again = (discrimination, -metrics.acc(data.y[val], metrics.hard(scores)))
+    np.testing.assert_allclose(again, logged[selected - 1], atol=1e-5)
+
+
+def test_grad_table_reads_the_untagged_mean_discrimination() -> None:
+    rows = [
+        {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
+         "value": value, "attribute": attribute}
+        for method, label in (("grad_auto", "GRAD-Auto"), ("nn_auto", "NN-Auto"))
+        for metric, value, attribute in (
+            ("acc", 0.7, None), ("delta", 0.65, None), ("consistency", 0.9, None),
+            ("discrimination", 0.05, None), ("discrimination", 0.02, "race"), ("discrimination", 0.08, "gender"),
+        )
+    ]  # fmt: skip
+    (table,) = declared_tables(pd.DataFrame(rows))
+    assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
+    assert table.text_rows() == [
+        ["GRAD-Auto", "0.700", "0.650", "0.050", "0.900"],
+        ["NN-Auto", "0.700", "0.650", "0.050", "0.900"],
+    ]
