@@ -124,6 +124,7 @@ DATASETS = Registry(
         "celeba": "fairbench.data.celeba:CelebA",
         "colored_mnist": "fairbench.data.colored_mnist:ColoredMNIST",
         "cifar10s": "fairbench.data.cifar10s:CIFAR10S",
+        "cifar_i": "fairbench.data.cifar_i:CIFARI",
         "lfw": "fairbench.data.lfw:LFW",
     },
 )

@@ -287,6 +287,30 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
         index = labels.index(name)
         raise fail(("methods", index), f"label '{name}' is used by several methods; give each a distinct 'label'")
     _check_same_jobs(suite, labels, fail)
+    _check_report_tables(suite, fail)
+
+
+def _check_report_tables(suite: Suite, fail: Any) -> None:
+    """`report: {tables: [...]}`: each entry a valid ReportTable reading registered metrics."""
+    from fairbench import metrics
+    from fairbench.report.spec import table_from_mapping
+
+    tables = suite.report.get("tables", [])
+    if not isinstance(tables, list):
+        raise fail(("report", "tables"), "report.tables must be a list of tables (name, caption, metrics, ...)")
+    for index, entry in enumerate(tables):
+        at: tuple[Any, ...] = ("report", "tables", index)
+        try:
+            spec = table_from_mapping(entry)
+        except ValueError as error:
+            key = next((k for k in entry if f"'{k}'" in str(error)), None) if isinstance(entry, dict) else None
+            raise fail((*at, key) if key else at, f"report.tables[{index}]: {error}") from None
+        for name in spec.metric_names:
+            try:
+                metrics.get(name)
+            except FairbenchError as error:
+                where = (*at, "metrics", name) if spec.metrics else (*at, "metric")
+                raise fail(where, f"report.tables[{index}]: {error}") from None
 
 
 def _check_same_jobs(suite: Suite, labels: list[str], fail: Any) -> None:

@@ -142,3 +142,21 @@ def make_cifar10(root: Path, per_batch: int = 40, n_test: int = 50, seed: int = 
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump(meta, handle, protocol=2)
     return folder.parent
+
+
+def make_cinic_imagenet(folder: Path, train: int = 20, test: int = 4, seed: int = 0) -> Path:
+    """Write CINIC-10-style class folders `folder/{train,test}/<class>/` of 32x32 RGB PNGs: `train`
+    (or `test`) ImageNet-named images per class (n<wnid>_<i>.png) and two CIFAR copies
+    (cifar10-<split>-<i>.png) that a loader must skip."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("test", test)):
+        for label, name in enumerate(CIFAR_CLASSES):
+            target = folder / split / name
+            target.mkdir(parents=True, exist_ok=True)
+            names = [f"n0{label}000000_{i}.png" for i in range(n)]
+            names += [f"cifar10-{split}-{label}{i}.png" for i in range(2)]
+            for file in names:
+                Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)).save(target / file)
+    return folder

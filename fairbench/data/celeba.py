@@ -131,22 +131,26 @@ def _find(src: Path, name: str, subfolders: tuple[str, ...]) -> Path | None:
 class CelebA(Dataset):
     """CelebA (Liu et al. 2015), official files; images cached once as uint8 (N, 3, size, size).
 
-    Protocols: `official` (list_eval_partition: train 1..162770, val ..182637, test ..202599) and
-    `dvge` (the released DVGE code: images 1..180000 train, the rest test; a seeded
-    `val_fraction` of the train range is validation).
+    Protocols: `official` (list_eval_partition: train 1..162770, val ..182637, test ..202599),
+    `dvge` (the released DVGE code: images 1..180000 train, the rest test) and `lff` (LfF, Nam
+    et al. 2020, as GBA Table 3 uses it: trains on the official train partition and tests on
+    the official validation partition, 19867 images, where LfF reports accuracy averaged over
+    the (target, bias) cells, the `acc_unbiased` metric). In `dvge` and `lff` a seeded
+    `val_fraction` of the train range is the validation split (model selection; LfF itself
+    selects nothing and reports its last step).
     """
 
     name = "celeba"
     description = "CelebA faces, 40 binary attributes (user-supplied; see 'fairbench data import')"
     kind = "image"
-    protocols = ("official", "dvge")
+    protocols = ("official", "dvge", "lff")
     label = "Attractive"
     folder = "celeba"
     options = {
         "size": Option(64, "side of the square images after resizing"),
         "crop": Option(0, "centre square cut before resizing, in original pixels (0 = none, as DVGE)"),
         "draft": Option(True, "fast JPEG decode at reduced DCT scale (False = full decode, slower)"),
-        "val_fraction": Option(0.1, "protocol dvge: share of the train range used for validation"),
+        "val_fraction": Option(0.1, "protocols dvge, lff: share of the train range used for validation"),
     }
 
     @property
@@ -173,16 +177,16 @@ class CelebA(Dataset):
         if protocol == "official":
             part = frame["partition"].to_numpy()
             return {name: np.flatnonzero(part == code) for code, name in enumerate(("train", "val", "test"))}
-        ids = frame["image_id"].to_numpy()
-        train_range = np.flatnonzero(ids <= DVGE_TRAIN_LAST)
+        if protocol == "lff":
+            part = frame["partition"].to_numpy()
+            train_range, test = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
+        else:
+            ids = frame["image_id"].to_numpy()
+            train_range, test = np.flatnonzero(ids <= DVGE_TRAIN_LAST), np.flatnonzero(ids > DVGE_TRAIN_LAST)
         rng = np.random.default_rng(seed)
         n_val = int(round(float(self.settings["val_fraction"]) * len(train_range)))
         val = np.sort(rng.choice(train_range, size=n_val, replace=False))
-        return {
-            "train": np.setdiff1d(train_range, val),
-            "val": val,
-            "test": np.flatnonzero(ids > DVGE_TRAIN_LAST),
-        }
+        return {"train": np.setdiff1d(train_range, val), "val": val, "test": test}
 
     def image_listing(self, files: np.ndarray) -> list[int]:
         """Byte sizes of `files` in img_align_celeba/; stops naming the missing ones."""

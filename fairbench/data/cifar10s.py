@@ -13,6 +13,7 @@ import pickle
 import shutil
 import tarfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -63,11 +64,13 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 class CIFAR10S(Dataset):
-    """CIFAR-10S: colour/grey skewed CIFAR-10. Frame columns: `label` (0-9), `class_name`,
-    `grey` (0/1), `grey_major` (the class is mostly grey in training), `aligned` (grey ==
-    grey_major), `bias` (= grey), `is_test`, `source_index` (row in the train or test batches).
+    """CIFAR-10S: colour/grey skewed CIFAR-10. Frame columns: `label` (0-9, usable as
+    `target: label`), `class_name`, `grey` (0/1), `grey_major` (the class is mostly grey in
+    training), `aligned` (grey == grey_major), `bias` (= grey), `is_test`, `source_index` (row in
+    the train or test batches).
 
-    A binary target `grey_major` has bias-aligned samples exactly where `bias == y`.
+    A binary target `grey_major` has bias-aligned samples exactly where `bias == y`. Subclasses
+    replace the second domain (`domain`, here grey) by other images (CIFAR-I: ImageNet).
     """
 
     name = "cifar10s"
@@ -83,6 +86,8 @@ class CIFAR10S(Dataset):
         "skew": Option(0.95, "share of each training class in its majority domain"),
         "val_fraction": Option(0.1, "share of the training images used for validation"),
     }
+    # The name of the second domain's 0/1 column (the bias); its classes are MOSTLY_GREY.
+    domain: ClassVar[str] = "grey"
 
     def ensure_files(self, allow_download: bool = True) -> None:
         if allow_download and any(not (self.data_dir / f.path).exists() for f in self.files):
@@ -127,7 +132,8 @@ class CIFAR10S(Dataset):
         return [f"cifar10s: {folder} extracted from {archive.name} (md5 ok)"]
 
     def column_names(self) -> list[str]:
-        return ["label", "class_name", "grey", "grey_major", "aligned", "bias", "is_test", "source_index"]
+        d = self.domain
+        return ["label", "class_name", d, f"{d}_major", "aligned", "bias", "is_test", "source_index"]
 
     def _labels(self) -> tuple[np.ndarray, np.ndarray]:
         folder = self.data_dir / FOLDER
@@ -140,35 +146,44 @@ class CIFAR10S(Dataset):
     def read_frame(self, seed: int) -> pd.DataFrame:
         skew = float(self.settings["skew"])
         if not 0 <= skew <= 1:
-            raise FairbenchError(f"cifar10s: option skew must be in [0, 1], not {skew}")
+            raise FairbenchError(f"{self.name}: option skew must be in [0, 1], not {skew}")
         train, test = self._labels()
         rng = np.random.default_rng([seed, 20200401])
-        grey_major = np.array([name in MOSTLY_GREY for name in CLASSES], dtype=np.int64)
-        grey_train = np.zeros(len(train), dtype=np.int64)
+        major = np.array([name in MOSTLY_GREY for name in CLASSES], dtype=np.int64)
+        domain_train = np.zeros(len(train), dtype=np.int64)
         for label in range(len(CLASSES)):
             rows = rng.permutation(np.flatnonzero(train == label))
             majority = rows[: int(round(skew * len(rows)))]
-            grey_train[rows] = 1 - grey_major[label]
-            grey_train[majority] = grey_major[label]
-        labels = np.concatenate([train, test, test])
-        grey = np.concatenate([grey_train, np.zeros(len(test), np.int64), np.ones(len(test), np.int64)])
-        frame = pd.DataFrame(
+            domain_train[rows] = 1 - major[label]
+            domain_train[majority] = major[label]
+        test_labels, domain_test, test_index = self._test_rows(test)
+        labels = np.concatenate([train, test_labels])
+        domain = np.concatenate([domain_train, domain_test])
+        return pd.DataFrame(
             {
                 "label": labels,
                 "class_name": np.array(CLASSES)[labels],
-                "grey": grey,
-                "grey_major": grey_major[labels],
-                "aligned": (grey == grey_major[labels]).astype(np.int64),
-                "bias": grey,
-                "is_test": np.r_[np.zeros(len(train), np.int64), np.ones(2 * len(test), np.int64)],
-                "source_index": np.r_[np.arange(len(train)), np.arange(len(test)), np.arange(len(test))],
+                self.domain: domain,
+                f"{self.domain}_major": major[labels],
+                "aligned": (domain == major[labels]).astype(np.int64),
+                "bias": domain,
+                "is_test": np.r_[np.zeros(len(train), np.int64), np.ones(len(test_labels), np.int64)],
+                "source_index": np.r_[self._train_index(train, domain_train), test_index],
             }
         )
-        return frame
+
+    def _test_rows(self, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels, domain, source_index) of the test rows: every test image once per domain."""
+        n = len(test)
+        return np.r_[test, test], np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)], np.r_[np.arange(n), np.arange(n)]
+
+    def _train_index(self, train: np.ndarray, domain: np.ndarray) -> np.ndarray:
+        """source_index of the training rows: their place in the train batches."""
+        return np.arange(len(train))
 
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1
-        strata = frame["label"].to_numpy() * 2 + frame["grey"].to_numpy()
+        strata = frame["label"].to_numpy() * 2 + frame[self.domain].to_numpy()
         train, val = carve_validation(
             np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
         )
@@ -176,6 +191,15 @@ class CIFAR10S(Dataset):
 
     def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:
         """(N, 3, 32, 32) uint8, grey rows converted to luma on three channels."""
+        x = self._cifar_images(frame, np.ones(len(frame), dtype=bool))
+        grey = np.flatnonzero(frame["grey"].to_numpy() == 1)
+        for start in range(0, len(grey), 8192):
+            rows = grey[start : start + 8192]
+            x[rows] = to_grey_rgb(x[rows])
+        return Inputs(x=x, feature_names=["rgb_32px"], feature_sources=[])
+
+    def _cifar_images(self, frame: pd.DataFrame, where: np.ndarray) -> np.ndarray:
+        """(N, 3, 32, 32) uint8 with the CIFAR-10 image of every row in `where` (others zero)."""
         folder = self.data_dir / FOLDER
         sources = {
             0: np.concatenate([read_batch(folder / name)[0] for name in TRAIN_BATCHES]),
@@ -183,12 +207,8 @@ class CIFAR10S(Dataset):
         }
         is_test = frame["is_test"].to_numpy()
         index = frame["source_index"].to_numpy()
-        x = np.empty((len(frame), 3, 32, 32), dtype=np.uint8)
+        x = np.zeros((len(frame), 3, 32, 32), dtype=np.uint8)
         for flag, images in sources.items():
-            rows = np.flatnonzero(is_test == flag)
+            rows = np.flatnonzero((is_test == flag) & where)
             x[rows] = images[index[rows]]
-        grey = np.flatnonzero(frame["grey"].to_numpy() == 1)
-        for start in range(0, len(grey), 8192):
-            rows = grey[start : start + 8192]
-            x[rows] = to_grey_rgb(x[rows])
-        return Inputs(x=x, feature_names=["rgb_32px"], feature_sources=[])
+        return x

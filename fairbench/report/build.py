@@ -8,7 +8,7 @@ Files written under the output folder (default `<results>/report/`):
     pareto_fronts.{csv,md}              the front points (seed means and std)
     hypervolume.{csv,md}                hypervolume per experiment x pair x label, reference point
     cd_diagram.<fmt>, cd.{md,csv}       critical-difference analysis (ranks, statistics)
-    <table>_<experiment>_<values>.{md,tex,csv}  the tables the methods declare (e.g. an ablation)
+    <table>_<experiment>_<values>.{md,tex,csv}  the tables the methods and the suite declare
     summary.{md,tex,csv}
     report.html                         everything above in one self-contained page
 """
@@ -33,6 +33,7 @@ from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
 from fairbench.report.common import fmt_mean_std, fmt_num, markdown_table, slug, untagged
 from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
+from fairbench.report.spec import ReportTable, table_from_mapping
 from fairbench.store import load_jobs, load_results
 
 DEFAULT_PAIRS = [("dp", "acc"), ("eo", "acc")]
@@ -134,6 +135,18 @@ def suite_report(folder: Path, key: str, convert):
 def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
     """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
     return suite_report(folder, "pareto", lambda pairs: [(str(a), str(b)) for a, b in pairs])
+
+
+def suite_tables(folder: Path) -> list[ReportTable]:
+    """The tables the suite declares under `report: {tables: [...]}` (checked when the suite was
+    loaded; entries that no longer parse are left out)."""
+    out = []
+    for entry in suite_report(folder, "tables", lambda entries: list(entries)) or []:
+        try:
+            out.append(table_from_mapping(entry))
+        except (ValueError, TypeError):
+            continue
+    return out
 
 
 def _write(report: Report, name: str, text: str) -> None:
@@ -282,15 +295,16 @@ def build_report(folder: Path, opts: Options) -> Report:
             report.sections.append(section)
 
     if "ablation" in parts:
-        specs = declared_mod.declared_specs(df)
-        tables = declared_mod.declared_tables(df)
-        section = Section("Ablation: the tables the methods declare")
+        suite_specs = suite_tables(folder)
+        specs = declared_mod.declared_specs(df) + suite_specs
+        tables = declared_mod.declared_tables(df, suite_specs)
+        section = Section("Declared tables: the methods' and the suite's")
         if not tables:
             if explicit and "ablation" in opts.parts:
                 wanted = ", ".join(f"{s.split}-split '{'/'.join(s.metric_names)}'" for s in specs) or "nothing"
                 raise FairbenchError(
-                    f"--ablation: {folder} has no rows for the tables its methods declare (they read: "
-                    f"{wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
+                    f"--ablation: {folder} has no rows for the tables its methods and suite declare (they "
+                    f"read: {wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
                     f"or drop --ablation"
                 )
         else:

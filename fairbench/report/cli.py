@@ -54,7 +54,11 @@ def print_report(report, console: Console) -> None:  # report: fairbench.report.
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--pareto", is_flag=True, help="Pareto-front figures and hypervolume tables.")
 @click.option("--cd", is_flag=True, help="Critical-difference diagram (Friedman + post-hoc test).")
-@click.option("--ablation", is_flag=True, help="The tables the methods in the results declare (e.g. an ablation).")
+@click.option(
+    "--ablation",
+    is_flag=True,
+    help="The tables the methods in the results and their suite declare (an ablation, a paper table).",
+)
 @click.option("--tables", is_flag=True, help="Summary tables at the selected hyperparameter point.")
 @click.option("--html", "html_", is_flag=True, help="One self-contained HTML page.")
 @click.option(

@@ -1,11 +1,13 @@
-"""The report tables that methods declare (`Method.report_tables`, fairbench/report/spec.py),
-rendered from the tidy results table: one `DeclaredTable` per spec x experiment x `table_by`
-values. Methods are found through the METHODS registry by the `method` column; a table reads
-only the rows of the methods that declare it.
+"""The report tables that methods declare (`Method.report_tables`, fairbench/report/spec.py) and
+that suites declare (`report: {tables: [...]}`), rendered from the tidy results table: one
+`DeclaredTable` per spec x experiment x `table_by` values. Methods are found through the METHODS
+registry by the `method` column; a method's table reads only the rows of the methods that
+declare it, a suite's table the rows of all methods.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,12 +198,13 @@ class DeclaredTable:
         return self.cells.drop(columns=["row", "order"])
 
 
-def declared_tables(df: pd.DataFrame) -> list[DeclaredTable]:
+def declared_tables(df: pd.DataFrame, suite_specs: Sequence[ReportTable] = ()) -> list[DeclaredTable]:
     """Every table the methods present in `df` declare, each read from the rows of the methods
-    that declare it; may be empty."""
+    that declare it, then the suite's `suite_specs`, read from every method's rows; may be empty."""
     out = []
-    for spec, methods in declaring_methods(df):
-        cells = table_cells(df[df["method"].isin(methods)], spec)
+    sources = [(spec, df[df["method"].isin(methods)]) for spec, methods in declaring_methods(df)]
+    for spec, rows in [*sources, *((spec, df) for spec in suite_specs)]:
+        cells = table_cells(rows, spec)
         by = [c for c in spec.table_by if c in cells]
         for key, sub in cells.groupby(["experiment", *by], sort=True):
             values = dict(zip(by, key[1:], strict=True))

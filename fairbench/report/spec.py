@@ -1,14 +1,19 @@
-"""What a method declares about the report tables it feeds (`Method.report_tables`).
+"""What a method declares about the report tables it feeds (`Method.report_tables`), and what
+a suite declares under `report: {tables: [...]}` for tables over all its methods (a paper's
+comparison table, which belongs to no single method).
 
 A light module (no pandas): methods import it at registration time. The report finds the
 methods present in a results table through the METHODS registry and renders every table they
-declare (fairbench/report/declared.py); it knows no method by name.
+declare, and the tables of the suite that made the results (fairbench/report/declared.py); it
+knows no method by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
+
+from fairbench.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -83,3 +88,19 @@ class ReportTable:
     def metric_names(self) -> tuple[str, ...]:
         """The metrics the table reads."""
         return tuple(self.metrics) or (self.metric,)
+
+
+def table_from_mapping(entry: Any) -> ReportTable:
+    """A ReportTable from one entry of a suite's `report: {tables: [...]}`: a mapping of the
+    same fields (lists for tuples). Raises ValueError with a one-line reason."""
+    if not isinstance(entry, dict):
+        raise ValueError("a table is a mapping of ReportTable fields (name, caption, metrics, ...)")
+    known = {f.name: f for f in fields(ReportTable)}
+    for key in entry:
+        if key not in known:
+            raise ValueError(f"unknown key '{key}'{did_you_mean(str(key), known)}")
+    for name, spec in known.items():
+        if name not in entry and spec.default is MISSING and spec.default_factory is MISSING:
+            raise ValueError(f"missing required key '{name}'")
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in entry.items()}
+    return ReportTable(**values)
