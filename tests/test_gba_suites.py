@@ -32,7 +32,6 @@ def _run(fairbench, suite: str, data: Path, out: Path, sets: list[str]) -> pd.Da
     return pd.read_csv(out / "results.csv")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("suite", ["gba_cifar10s", "gba_celeba"])
 def test_gba_image_suites_run_end_to_end_on_generated_files(suite: str, tmp_path: Path, fairbench) -> None:
     data = tmp_path / "data"
@@ -58,7 +57,6 @@ def test_gba_image_suites_run_end_to_end_on_generated_files(suite: str, tmp_path
         assert all(f"| {label} |" in text for label in labels)
 
 
-@pytest.mark.slow
 def test_cd_diagram_over_multiclass_colored_mnist_runs(tmp_path: Path, fairbench) -> None:
     """Two skews x three metric pairs = six blocks; three methods on a 10-class target."""
     data = tmp_path / "data"
