@@ -17,6 +17,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
@@ -183,7 +184,21 @@ def tidy_table(db: sqlite3.Connection) -> pd.DataFrame:
     )
     tags = pd.DataFrame([json.loads(t) for t in table["tags"]], index=table.index)
     table = pd.concat([table[TABLE_COLUMNS], params.reindex(sorted(params.columns), axis=1), tags], axis=1)
+    _one_type_per_column(table)
     return table.sort_values(["experiment", "label", "job_id", "split", "metric"], kind="stable").reset_index(drop=True)
+
+
+def _one_type_per_column(table: pd.DataFrame) -> None:
+    """Write as text a parameter or tag column whose values differ in type: a name shared by
+    methods may be a number for one and a word for another (VFAE's alpha 1.0, LFR's 'group'),
+    and a parquet column holds one type."""
+    for column in table.columns[len(TABLE_COLUMNS) :]:
+        kinds = {
+            "bool" if isinstance(v, bool | np.bool_) else "number" if isinstance(v, int | float | np.number) else "text"
+            for v in table[column].dropna()
+        }
+        if len(kinds) > 1:
+            table[column] = table[column].map(lambda v: v if pd.isna(v) else str(v))
 
 
 def load_results(folder: Path) -> pd.DataFrame:

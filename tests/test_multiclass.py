@@ -156,3 +156,17 @@ def test_derived_attributes_hide_their_source_columns(real_data) -> None:
     shown = [s for s in data.feature_sources if s not in {"sex", "personal_status"}]
     assert kept.shape == (len(rows), len(shown))
     assert data.input_sources(["sex == 'male'"]) == {"sex", "personal_status"}
+
+
+def test_a_parameter_name_shared_with_different_types_exports(tmp_path: Path, fairbench) -> None:
+    """LFR's alpha is a word ('group'), VFAE's a number: the results table still exports."""
+    suite = tmp_path / "mixed.yaml"
+    suite.write_text(
+        "name: mixed\nseeds: [0]\nbudget: quick\nexperiments:\n"
+        "  - {dataset: synthetic, target: y, sensitive: s, options: {n: 200}}\n"
+        "methods:\n  - {method: lfr, params: {iterations: 5}}\n  - {method: vfae, params: {epochs: 1}}\n"
+    )
+    result = fairbench("run", suite, "--results", tmp_path / "out")
+    assert result.code == 0, result.err
+    table = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert set(table["param_alpha"].dropna()) == {"group", "1.0"}
