@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,7 +29,10 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
 
 def to_float(x: np.ndarray, device: str) -> torch.Tensor:
     """Inputs to the device once: images stay uint8 there and are scaled per batch."""
-    tensor = torch.from_numpy(np.ascontiguousarray(x))
+    with warnings.catch_warnings():
+        # a read-only memory map (the image caches) is only ever read: no copy of the dataset
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.from_numpy(np.ascontiguousarray(x))
     return tensor.to(device) if tensor.dtype == torch.uint8 else tensor.float().to(device)
 
 
