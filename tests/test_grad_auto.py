@@ -128,3 +128,22 @@ def test_grad_table_gives_the_mean_and_each_attributes_discrimination() -> None:
     single = [r for r in rows if r["attribute"] is None]  # Table 1: one attribute, no extra columns
     (table,) = declared_tables(pd.DataFrame(single))
     assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
+
+
+def test_a_suite_table_replaces_the_methods_table_of_the_same_name() -> None:
+    """grad_table1/2 declare GRAD's table in the suite, so that NN (erm, which declares none) is a row."""
+    import yaml
+
+    from fairbench.report.spec import table_from_mapping
+
+    rows = [
+        {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
+         "value": 0.5, "attribute": None}
+        for method, label in (("erm", "NN"), ("grad_pred", "GRAD-Pred"))
+        for metric in ("acc", "delta", "discrimination", "consistency")
+    ]  # fmt: skip
+    suite = yaml.safe_load((Path(__file__).parent.parent / "suites" / "grad_table1.yaml").read_text())
+    specs = [table_from_mapping(entry) for entry in suite["report"]["tables"]]
+    (table,) = declared_tables(pd.DataFrame(rows), specs)
+    assert [row[0] for row in table.text_rows()] == ["GRAD-Pred", "NN"]
+    assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]

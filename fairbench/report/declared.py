@@ -200,9 +200,13 @@ class DeclaredTable:
 
 def declared_tables(df: pd.DataFrame, suite_specs: Sequence[ReportTable] = ()) -> list[DeclaredTable]:
     """Every table the methods present in `df` declare, each read from the rows of the methods
-    that declare it, then the suite's `suite_specs`, read from every method's rows; may be empty."""
+    that declare it, then the suite's `suite_specs`, read from every method's rows (a suite's
+    table replaces a method's of the same name: GRAD's table with the NN row); may be empty."""
     out = []
-    sources = [(spec, df[df["method"].isin(methods)]) for spec, methods in declaring_methods(df)]
+    named = {spec.name for spec in suite_specs}
+    sources = [
+        (spec, df[df["method"].isin(methods)]) for spec, methods in declaring_methods(df) if spec.name not in named
+    ]
     for spec, rows in [*sources, *((spec, df) for spec in suite_specs)]:
         cells = table_cells(rows, spec)
         by = [c for c in spec.table_by if c in cells]
