@@ -147,3 +147,5 @@ def test_a_suite_table_replaces_the_methods_table_of_the_same_name() -> None:
     (table,) = declared_tables(pd.DataFrame(rows), specs)
     assert [row[0] for row in table.text_rows()] == ["GRAD-Pred", "NN"]
     assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
+    (ordered,) = declared_tables(pd.DataFrame(rows), specs, ["NN", "GRAD-Pred"])  # the suite's method order
+    assert [row[0] for row in ordered.text_rows()] == ["NN", "GRAD-Pred"]

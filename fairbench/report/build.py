@@ -121,20 +121,35 @@ def parse_names(text: str, option: str) -> list[str]:
     return names
 
 
-def suite_report(folder: Path, key: str, convert):
-    """`convert` of the suite's own `report: {<key>: ...}`, or None when its suite.yaml lacks it."""
+def _suite_spec(folder: Path) -> dict:
+    """The results folder's suite.yaml as written by the run ({} when absent or unreadable)."""
     path = folder / "suite.yaml"
     try:
         spec = yaml.safe_load(path.read_text()) if path.exists() else None
-        value = spec.get("report", {}).get(key) if isinstance(spec, dict) else None
+    except yaml.YAMLError:
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def suite_report(folder: Path, key: str, convert):
+    """`convert` of the suite's own `report: {<key>: ...}`, or None when its suite.yaml lacks it."""
+    try:
+        value = _suite_spec(folder).get("report", {}).get(key)
         return convert(value) if value else None
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return None  # a malformed optional key must not stop the report; defaults apply
 
 
 def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
     """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
     return suite_report(folder, "pareto", lambda pairs: [(str(a), str(b)) for a, b in pairs])
+
+
+def suite_labels(folder: Path) -> list[str]:
+    """The suite's method labels in its order (a method's name where it has no label)."""
+    methods = _suite_spec(folder).get("methods", [])
+    entries = methods if isinstance(methods, list) else []
+    return [str(m.get("label") or m.get("method")) for m in entries if isinstance(m, dict)]
 
 
 def suite_tables(folder: Path) -> list[ReportTable]:
@@ -297,7 +312,7 @@ def build_report(folder: Path, opts: Options) -> Report:
     if "ablation" in parts:
         suite_specs = suite_tables(folder)
         specs = declared_mod.declared_specs(df) + suite_specs
-        tables = declared_mod.declared_tables(df, suite_specs)
+        tables = declared_mod.declared_tables(df, suite_specs, suite_labels(folder))
         section = Section("Declared tables: the methods' and the suite's")
         if not tables:
             if explicit and "ablation" in opts.parts:

@@ -103,7 +103,7 @@ def _metric_columns(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     return rows
 
 
-def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+def table_cells(df: pd.DataFrame, spec: ReportTable, label_order: Sequence[str] = ()) -> pd.DataFrame:
     """Long table of cells: experiment, the present `table_by` columns, row, label, column,
     order, mean, std, n (`row` and `order` rank the rows and columns)."""
     rows = df[df["metric"].isin(spec.metric_names) & (df["split"] == spec.split)].copy()
@@ -115,7 +115,9 @@ def table_cells(df: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     if spec.row_tags:
         rows = _tag_rows(rows, spec)
     else:
-        rows["label"], rows["row"] = rows["label"].fillna(rows["method"]), 0
+        rows["label"] = rows["label"].fillna(rows["method"])
+        position = {label: i for i, label in enumerate(label_order)}
+        rows["row"] = rows["label"].map(lambda label: position.get(label, len(position)))
     if spec.metrics:
         rows = _metric_columns(rows, spec)
     elif not rows.empty:
@@ -198,17 +200,20 @@ class DeclaredTable:
         return self.cells.drop(columns=["row", "order"])
 
 
-def declared_tables(df: pd.DataFrame, suite_specs: Sequence[ReportTable] = ()) -> list[DeclaredTable]:
+def declared_tables(
+    df: pd.DataFrame, suite_specs: Sequence[ReportTable] = (), label_order: Sequence[str] = ()
+) -> list[DeclaredTable]:
     """Every table the methods present in `df` declare, each read from the rows of the methods
     that declare it, then the suite's `suite_specs`, read from every method's rows (a suite's
-    table replaces a method's of the same name: GRAD's table with the NN row); may be empty."""
+    table replaces a method's of the same name: GRAD's table with the NN row); may be empty.
+    Rows labelled by method come in `label_order` (the suite's), others after, alphabetically."""
     out = []
     named = {spec.name for spec in suite_specs}
     sources = [
         (spec, df[df["method"].isin(methods)]) for spec, methods in declaring_methods(df) if spec.name not in named
     ]
     for spec, rows in [*sources, *((spec, df) for spec in suite_specs)]:
-        cells = table_cells(rows, spec)
+        cells = table_cells(rows, spec, label_order)
         by = [c for c in spec.table_by if c in cells]
         for key, sub in cells.groupby(["experiment", *by], sort=True):
             values = dict(zip(by, key[1:], strict=True))
