@@ -146,8 +146,9 @@ def note_other_revisions(store: Store, done: list[str], revision: str, console: 
 
 def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
     """The executor's work units: sweep members stacked where `stack` (auto | on | off) says
-    so for the device that `device` (auto | cpu | cuda[:i]) resolves to."""
-    return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0]))
+    so for `device` (cpu | cuda[:i], or auto: resolved on this machine). A cluster's cuda is
+    taken as given: the driver may have no GPU."""
+    return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0] if device == "auto" else device))
 
 
 def run_suite(
