@@ -54,6 +54,21 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 409
     return torch.cat(out).numpy()
 
 
+@torch.no_grad()
+def embed(
+    module: torch.nn.Module,
+    x: torch.Tensor,
+    chunk: int = 4096,
+    through: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """`module` (or its method `through`) in eval mode on the rows of `x`, in chunks, as a float32
+    array: a learned representation (a trunk's features, an encoder's code) for a head fit
+    outside torch."""
+    module.eval()
+    apply = through or module
+    return torch.cat([apply(as_input(x[s : s + chunk])).float().cpu() for s in range(0, len(x), chunk)]).numpy()
+
+
 def train_with_selection(
     model: torch.nn.Module,
     epochs: int,

@@ -17,10 +17,10 @@ from fairbench import metrics
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.methods.base import RunContext
-from fairbench.methods.grad_auto import GradAuto, trunk_output
+from fairbench.methods.grad_auto import GradAuto
 from fairbench.methods.nn_auto import NNAuto
 from fairbench.report.declared import declared_tables
-from fairbench.train import to_float
+from fairbench.train import embed, to_float
 
 
 def _ctx(root: Path, log: logging.Logger | None = None) -> RunContext:
@@ -65,16 +65,16 @@ def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
     model, outcome = _method(GradAuto).fit(data, _ctx(tmp_path))
     x = to_float(data.x, "cpu")
     train, test = (torch.from_numpy(data.splits[s]) for s in ("train", "test"))
-    head = LogisticRegression(max_iter=1000).fit(trunk_output(model, x[train]), data.y[train])
+    head = LogisticRegression(max_iter=1000).fit(embed(model.trunk, x[train]), data.y[train])
     assert head.n_features_in_ == 40  # the trunk's width, not the 8 input columns
-    np.testing.assert_allclose(outcome.scores["test"], head.predict_proba(trunk_output(model, x[test]))[:, 1])
+    np.testing.assert_allclose(outcome.scores["test"], head.predict_proba(embed(model.trunk, x[test]))[:, 1])
     # A protected input column moves the scores exactly as far as it moves the trunk's output.
     flipped = x.clone()
     s_columns = [i for i, name in enumerate(data.feature_names) if name.startswith("s=")]
     flipped[:, s_columns] = 1.0 - flipped[:, s_columns]
     scores = _method(GradAuto).scorer(model, data, flipped)(data.splits["test"])
-    refit = LogisticRegression(max_iter=1000).fit(trunk_output(model, flipped[train]), data.y[train])
-    np.testing.assert_allclose(scores, refit.predict_proba(trunk_output(model, flipped[test]))[:, 1])
+    refit = LogisticRegression(max_iter=1000).fit(embed(model.trunk, flipped[train]), data.y[train])
+    np.testing.assert_allclose(scores, refit.predict_proba(embed(model.trunk, flipped[test]))[:, 1])
 
 
 def test_one_attribute_branch_per_protected_attribute_none_for_nn_auto(tmp_path: Path) -> None:

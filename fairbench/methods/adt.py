@@ -11,14 +11,13 @@ log-variance per dim, which a deterministic encoder does not have). Adam lr 1e-5
 0.9), batch 64, 100 epochs (Appendix B)."""
 
 import numpy as np
-import torch
 
 from fairbench.data.base import TaskData
 from fairbench.latent import Recipe, retrained_accuracy
 from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
 from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
-from fairbench.train import as_input, to_float
+from fairbench.train import embed, to_float
 
 
 class ADT(BranchedMethod):
@@ -51,9 +50,6 @@ class ADT(BranchedMethod):
         return outcome
 
 
-@torch.no_grad()
-def features(model: BranchedNet, data: TaskData, device: str, chunk: int = 1024) -> np.ndarray:
+def features(model: BranchedNet, data: TaskData, device: str) -> np.ndarray:
     """The feature encoder's output for every row: the representation both branches read."""
-    model.eval()
-    x = to_float(data.x, device)
-    return torch.cat([model.trunk(as_input(x[s : s + chunk])).float().cpu() for s in range(0, len(x), chunk)]).numpy()
+    return embed(model.trunk, to_float(data.x, device), chunk=1024)

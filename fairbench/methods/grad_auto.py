@@ -25,7 +25,7 @@ from fairbench.errors import FairbenchError
 from fairbench.methods.branched import Scorer, TargetLoss
 from fairbench.methods.grad_pred import GradPred
 from fairbench.nets.branched import BranchedNet
-from fairbench.train import as_input
+from fairbench.train import embed
 
 
 def reconstruction_columns(data: TaskData, protected: list[str]) -> np.ndarray:
@@ -33,13 +33,6 @@ def reconstruction_columns(data: TaskData, protected: list[str]) -> np.ndarray:
     (nor from the input columns such a column is itself derived from)."""
     hidden = data.input_sources(protected)
     return np.array([i for i, source in enumerate(data.feature_sources) if source not in hidden], dtype=np.int64)
-
-
-@torch.no_grad()
-def trunk_output(model: BranchedNet, x: torch.Tensor, chunk: int = 4096) -> np.ndarray:
-    """The trunk's output (eval mode) for the rows of `x`: the learned representation."""
-    model.eval()
-    return torch.cat([model.trunk(as_input(x[s : s + chunk])).float().cpu() for s in range(0, len(x), chunk)]).numpy()
 
 
 class GradAuto(GradPred):
@@ -61,11 +54,11 @@ class GradAuto(GradPred):
     def scorer(self, model: BranchedNet, data: TaskData, x: torch.Tensor) -> Scorer:
         train = data.splits["train"]
         head = LogisticRegression(max_iter=1000).fit(
-            trunk_output(model, x[torch.from_numpy(train).to(x.device)]), data.y[train]
+            embed(model.trunk, x[torch.from_numpy(train).to(x.device)]), data.y[train]
         )
 
         def score(rows: np.ndarray) -> np.ndarray:
-            proba = head.predict_proba(trunk_output(model, x[torch.from_numpy(rows).to(x.device)]))
+            proba = head.predict_proba(embed(model.trunk, x[torch.from_numpy(rows).to(x.device)]))
             return proba[:, 1] if proba.shape[1] == 2 else proba
 
         return score

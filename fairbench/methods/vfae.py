@@ -58,7 +58,7 @@ from fairbench.methods.branched import protected_attributes
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
 from fairbench.methods.selected import fit_selected, require_binary, training_hparams
 from fairbench.nets.layers import mlp
-from fairbench.train import predict_proba, seed_everything
+from fairbench.train import embed, predict_proba, seed_everything
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -176,17 +176,10 @@ class VFAE(Method):
         if p["head"] == "classifier":
             scores = {split: predict_proba(model, xs[rows_of(split)]) for split in ("val", "test")}
         else:
-            head = LogisticRegression(max_iter=1000).fit(
-                representation(model, xs[rows_of("train")]), data.y[data.splits["train"]]
-            )
-            scores = {
-                split: head.predict_proba(representation(model, xs[rows_of(split)]))[:, 1] for split in ("val", "test")
-            }
+
+            def code(split: str) -> np.ndarray:
+                return embed(model, xs[rows_of(split)], through=model.z1).astype(np.float64)
+
+            head = LogisticRegression(max_iter=1000).fit(code("train"), data.y[data.splits["train"]])
+            scores = {split: head.predict_proba(code(split))[:, 1] for split in ("val", "test")}
         return Outcome(scores=scores, info={"selected_epoch": epoch})
-
-
-@torch.no_grad()
-def representation(model: VFAENet, xs: torch.Tensor) -> np.ndarray:
-    """Posterior means of z1, for the logistic-regression head."""
-    model.eval()
-    return model.z1(xs).double().cpu().numpy()
