@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +11,16 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from contexts import run_context
+from contexts import synthetic_task as _table
 
 import fairbench.latent.codes as codes_module
-from fairbench.artifacts import ArtifactCache
-from fairbench.data.base import build_task, open_dataset
 from fairbench.encoders import latent_codes, resolve_encoder
 from fairbench.encoders.fdvae import FDVAETrainer
 from fairbench.encoders.ffvae import FFVAETrainer
 from fairbench.encoders.networks import VAE
 from fairbench.errors import FairbenchError
 from fairbench.expressions import Expression
-from fairbench.methods.base import RunContext
 from fairbench.methods.fdvae import FDVAE
 from fairbench.methods.ffvae import FFVAE
 from fairbench.nets.branched import build_branched
@@ -37,14 +35,6 @@ TINY: dict[str, Any] = {
     "width": 16,
     "precision": "float64",
 }
-
-
-def _ctx(root: Path, seed: int = 0) -> RunContext:
-    return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
-
-
-def _table(sensitive: str = "s", target: str = "y"):
-    return build_task(open_dataset("synthetic", None, {"n": 300}), None, target, sensitive, 0)
 
 
 def _spy_fit(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
@@ -121,16 +111,16 @@ def test_ffvae_discriminator_loss_never_reaches_the_encoder() -> None:
 
 def test_ffvae_encoder_key_holds_the_sensitive_expression(tmp_path: Path) -> None:
     params = FFVAE.resolve({**TINY, "encoder": {"width": 16}}, "paper")
-    first = latent_codes(_table(), params["encoder"], 5, _ctx(tmp_path))
+    first = latent_codes(_table(), params["encoder"], 5, run_context(tmp_path))
     assert first.parts == {"z": list(range(9)), "sensitive": [9]}
     key = json.loads((first.folder / "key.json").read_text())
     assert key["task"] == {"sensitive": "s"}
-    two = latent_codes(_table("s == 1 and proxy > 0"), params["encoder"], 5, _ctx(tmp_path))
+    two = latent_codes(_table("s == 1 and proxy > 0"), params["encoder"], 5, run_context(tmp_path))
     assert two.built_now and two.folder != first.folder and two.parts["sensitive"] == [8, 9]
     # A new target that leaves the inputs alone reuses it (FFVAE never sees the target).
-    assert not latent_codes(_table(target="y == 1"), params["encoder"], 5, _ctx(tmp_path)).built_now
+    assert not latent_codes(_table(target="y == 1"), params["encoder"], 5, run_context(tmp_path)).built_now
     # The label-free encoders' keys are as before: no task.
-    vanilla = latent_codes(_table(), {"name": "vanilla_vae", "width": 16}, 5, _ctx(tmp_path))
+    vanilla = latent_codes(_table(), {"name": "vanilla_vae", "width": 16}, 5, run_context(tmp_path))
     assert "task" not in json.loads((vanilla.folder / "key.json").read_text())
     with pytest.raises(FairbenchError, match="trains its own encoder"):
         FFVAE.resolve({"encoder": {"name": "factor_vae"}}, "paper")
@@ -145,7 +135,7 @@ def test_ffvae_g_sees_z_without_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     seen = _spy_fit(monkeypatch)
     data = _table("s == 1 and proxy > 0")
     outcome = FFVAE(FFVAE.resolve({**TINY, "encoder": {"width": 16}, "ablation": True}, "paper")).run(
-        data, _ctx(tmp_path)
+        data, run_context(tmp_path)
     )
     mean = np.load(Path(tmp_path / "encoder" / outcome.info["encoder_artifact"] / "mean.npy"))
     np.testing.assert_array_equal(seen[0].numpy(), mean[:, :8])
@@ -209,14 +199,16 @@ def test_fdvae_key_holds_target_and_sensitive_and_g_reads_target_and_mutual(
 ) -> None:
     seen = _spy_fit(monkeypatch)
     params = FDVAE.resolve({**TINY, "encoder": {"width": 16}, "ablation": True}, "paper")
-    outcome = FDVAE(params).run(_table(), _ctx(tmp_path))
+    outcome = FDVAE(params).run(_table(), run_context(tmp_path))
     folder = tmp_path / "encoder" / outcome.info["encoder_artifact"]
     assert json.loads((folder / "key.json").read_text())["task"] == {"target": "y", "sensitive": "s"}
     np.testing.assert_array_equal(seen[0].numpy(), np.load(folder / "mean.npy")[:, :7])
     assert outcome.info["g_dims"] == list(range(7)) and outcome.info["encoder_label"] == "FD-VAE"
     assert {(r.split, r.tags["variant"]) for r in outcome.metrics} == {("val", "fdvae"), ("test", "fdvae")}
-    other_target = latent_codes(_table(target="y == 1"), params["encoder"], params["encoder_iters"], _ctx(tmp_path))
-    other_group = latent_codes(_table("proxy > 0"), params["encoder"], params["encoder_iters"], _ctx(tmp_path))
+    other_target = latent_codes(
+        _table(target="y == 1"), params["encoder"], params["encoder_iters"], run_context(tmp_path)
+    )
+    other_group = latent_codes(_table("proxy > 0"), params["encoder"], params["encoder_iters"], run_context(tmp_path))
     assert other_target.built_now and other_group.built_now
 
 
@@ -293,5 +285,5 @@ def test_removal_on_an_ffvae_code_zeroes_b(tmp_path: Path) -> None:
 
     tiny = {k: v for k, v in TINY.items() if k != "sens_epochs"}
     params = Removal.resolve({**tiny, "encoder": {"name": "ffvae", "width": 16}}, "paper")
-    outcome = Removal(params).run(_table("s == 1 and proxy > 0"), _ctx(tmp_path))
+    outcome = Removal(params).run(_table("s == 1 and proxy > 0"), run_context(tmp_path))
     assert outcome.info["removed_dims"] == [8, 9]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from contexts import run_context
 from torch import nn
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
@@ -101,7 +99,7 @@ def toy_task(bias: str | None = "s") -> TaskData:
 
 
 def context(tmp_path) -> RunContext:
-    return RunContext("cpu", 0, ArtifactCache(tmp_path / "cache"), logging.getLogger("test"), tmp_path)
+    return run_context(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["lff", "group_dro", "domain_ind"])

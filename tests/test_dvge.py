@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from contexts import run_context
+from contexts import synthetic_task as _table
 
 import fairbench.methods.dvge as dvge_module
 from fairbench import metrics
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.latent import sensitive_dims
-from fairbench.methods.base import RunContext
 from fairbench.methods.dvge import DVGE
 from fairbench.methods.removal import Removal
 from fairbench.plan import expand, group_units
@@ -38,14 +37,6 @@ TINY: dict[str, Any] = {
 }
 
 
-def _ctx(root: Path, seed: int = 0) -> RunContext:
-    return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
-
-
-def _table(sensitive: str = "s", target: str = "y"):
-    return build_task(open_dataset("synthetic", None, {"n": 300}), None, target, sensitive, 0)
-
-
 def _params(**overrides: Any) -> dict[str, Any]:
     return DVGE.resolve({**TINY, **overrides}, "paper")
 
@@ -65,9 +56,9 @@ def test_registered_with_budgets_and_checked_encoder() -> None:
 def test_stacked_grid_equals_solo_runs(tmp_path: Path) -> None:
     data = _table()
     grid = [_params(eta1=e1, eta2=e2, ablation=True) for e1, e2 in ((0.1, 0.0), (1.0, 0.0), (0.5, 0.4), (2.0, 2.0))]
-    stacked = DVGE.run_stacked(grid, data, _ctx(tmp_path))
+    stacked = DVGE.run_stacked(grid, data, run_context(tmp_path))
     for params, outcome in zip(grid, stacked, strict=True):
-        solo = DVGE(params).run(data, _ctx(tmp_path))
+        solo = DVGE(params).run(data, run_context(tmp_path))
         for split in ("val", "test"):
             np.testing.assert_allclose(outcome.scores[split], solo.scores[split], rtol=0, atol=1e-12)
         assert [(r.split, r.metric, r.tags) for r in outcome.metrics] == [
@@ -95,7 +86,7 @@ def _capture_fit(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_inference_uses_the_unperturbed_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _table()
     calls = _capture_fit(monkeypatch)
-    outcome = DVGE(_params(eta1=5.0, eta2=5.0, clip=False)).run(data, _ctx(tmp_path))
+    outcome = DVGE(_params(eta1=5.0, eta2=5.0, clip=False)).run(data, run_context(tmp_path))
     model, z = calls[0]["model"], calls[0]["features"]
     for split in ("val", "test"):
         rows = torch.from_numpy(data.splits[split])
@@ -108,8 +99,8 @@ def test_inference_uses_the_unperturbed_code(tmp_path: Path, monkeypatch: pytest
 def test_training_perturbation_is_clipped_and_follows_eq_8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _table()
     calls = _capture_fit(monkeypatch)
-    DVGE(_params(eta1=3.0, eta2=0.7)).run(data, _ctx(tmp_path))
-    DVGE(_params(eta1=3.0, eta2=0.7, clip=False)).run(data, _ctx(tmp_path))
+    DVGE(_params(eta1=3.0, eta2=0.7)).run(data, run_context(tmp_path))
+    DVGE(_params(eta1=3.0, eta2=0.7, clip=False)).run(data, run_context(tmp_path))
     clipped, free = calls[0], calls[1]
     rows = torch.arange(40).unsqueeze(0)
     z = clipped["features"][rows]
@@ -123,13 +114,13 @@ def test_training_perturbation_is_clipped_and_follows_eq_8(tmp_path: Path, monke
 
 
 def test_sensitive_focus_is_cached_and_shared_across_targets(tmp_path: Path) -> None:
-    first = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
+    first = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), run_context(tmp_path))
     assert first.info["encoder_built_now"]
-    other = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(target="proxy > 0.5"), _ctx(tmp_path))
+    other = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(target="proxy > 0.5"), run_context(tmp_path))
     # The encoder key holds no target or group; the classifier's holds the group only.
     # (A new target drops its columns from the inputs, hence a new input_key here; the group
     # alone never does.)
-    third = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(sensitive="proxy > 0.5"), _ctx(tmp_path))
+    third = DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(sensitive="proxy > 0.5"), run_context(tmp_path))
     assert not third.info["encoder_built_now"]
     assert third.info["encoder_artifact"] == first.info["encoder_artifact"]
     assert third.info["sens_classifier_artifact"] != first.info["sens_classifier_artifact"]
@@ -137,7 +128,7 @@ def test_sensitive_focus_is_cached_and_shared_across_targets(tmp_path: Path) -> 
 
 
 def test_stored_focus_is_the_classifiers_predicted_logit_gradient(tmp_path: Path) -> None:
-    DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), _ctx(tmp_path))
+    DVGE(_params(eta1=0.5, eta2=0.0)).run(_table(), run_context(tmp_path))
     folder = next((tmp_path / "sensitive_classifier").glob("*/focus_logit.npy")).parent
     state = torch.load(folder / "classifier.pt")
     d = StackedMLP([10, 16, 16, 16, 16, 16, 2], 1, dtype=torch.float64)
@@ -159,7 +150,7 @@ def test_stored_focus_is_the_classifiers_predicted_logit_gradient(tmp_path: Path
 
 
 def test_ablation_rows_and_tags(tmp_path: Path) -> None:
-    outcome = DVGE(_params(eta1=0.3, eta2=0.0, ablation=True)).run(_table(), _ctx(tmp_path))
+    outcome = DVGE(_params(eta1=0.3, eta2=0.0, ablation=True)).run(_table(), run_context(tmp_path))
     rows = {(r.split, r.metric, r.tags["variant"], r.tags["sens_classifier"]): r for r in outcome.metrics}
     for split in ("val", "test"):
         for variant in ("dvge", "no_removal", "dims_removed"):
@@ -187,7 +178,7 @@ def test_sensitive_dims_are_the_most_correlated_on_train() -> None:
 def test_removal_zeroes_the_sensitive_dims(tmp_path: Path) -> None:
     params = Removal.resolve({k: v for k, v in TINY.items() if k != "sens_epochs"}, "paper")
     data = _table(sensitive="s == 1 and proxy > 0")  # reads two attributes: two dims
-    outcome = Removal(params).run(data, _ctx(tmp_path))
+    outcome = Removal(params).run(data, run_context(tmp_path))
     assert len(outcome.info["removed_dims"]) == 2
     assert outcome.scores["test"].shape == (len(data.splits["test"]),)
 
@@ -195,7 +186,7 @@ def test_removal_zeroes_the_sensitive_dims(tmp_path: Path) -> None:
 def test_dvge_on_images(tmp_path: Path) -> None:
     data = build_task(open_dataset("synthetic_images", None, {"n": 60}), None, "Attractive", "Male", 0)
     params = _params(encoder={"name": "vanilla_vae"}, encoder_iters=2, eta1=0.5, eta2=0.1)
-    outcome = DVGE(params).run(data, _ctx(tmp_path))
+    outcome = DVGE(params).run(data, run_context(tmp_path))
     assert outcome.info["encoder_label"] == "DVGE-N"
     assert np.isfinite(outcome.scores["test"]).all()
 
@@ -206,7 +197,7 @@ def test_real_south_german_credit_quick(tmp_path: Path, real_data) -> None:
     root = real_data("south_german_credit/SouthGermanCredit.asc")
     data = build_task(open_dataset("south_german_credit", root), None, "kredit", "alter > 25", 0)
     grid = [DVGE.resolve({"eta1": e, "eta2": 0.0}, "quick") for e in (0.1, 1.0)]
-    outcomes = DVGE.run_stacked(grid, data, _ctx(tmp_path))
+    outcomes = DVGE.run_stacked(grid, data, run_context(tmp_path))
     test = data.splits["test"]
     for outcome in outcomes:
         assert metrics.acc(data.y[test], metrics.hard(outcome.scores["test"])) > 0.6
@@ -245,8 +236,8 @@ def test_loss_focus_is_the_finite_difference_of_the_summed_cross_entropy() -> No
 
 def test_logit_focus_convention_runs_and_differs(tmp_path: Path) -> None:
     data = _table()
-    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="logit")).run(data, _ctx(tmp_path))
-    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, _ctx(tmp_path))
+    logit = DVGE(_params(eta1=2.0, eta2=0.5, clip=False, focus="logit")).run(data, run_context(tmp_path))
+    loss = DVGE(_params(eta1=2.0, eta2=0.5, clip=False)).run(data, run_context(tmp_path))
     assert logit.info["sens_classifier_artifact"] == loss.info["sens_classifier_artifact"]
     assert not np.array_equal(logit.scores["test"], loss.scores["test"])
 

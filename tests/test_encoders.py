@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -12,21 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from contexts import run_context
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import build_task, open_dataset
 from fairbench.encoders import latent_codes, resolve_encoder
 from fairbench.encoders.base import batch_stream
 from fairbench.encoders.factor_vae import FactorVAETrainer, permute_dims
 from fairbench.encoders.networks import VAE
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import RunContext
 
 TINY = {"name": "factor_vae", "width": 16}
-
-
-def _ctx(root: Path, seed: int = 0) -> RunContext:
-    return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
 
 
 def _images(n: int = 48):
@@ -99,7 +93,7 @@ def test_batch_stream_yields_full_batches_of_train_rows() -> None:
 
 def test_encoder_cache_is_hit_and_independent_of_target_and_sensitive(tmp_path: Path) -> None:
     data = _images()
-    first = latent_codes(data, TINY, 3, _ctx(tmp_path))
+    first = latent_codes(data, TINY, 3, run_context(tmp_path))
     assert first.built_now and first.mean.shape == first.sample.shape == (48, 10)
     assert not np.array_equal(first.mean, first.sample)
     assert {"encoder.pt", "mean.npy", "sample.npy", "logvar.npy", "done"} <= {p.name for p in first.folder.iterdir()}
@@ -107,12 +101,12 @@ def test_encoder_cache_is_hit_and_independent_of_target_and_sensitive(tmp_path: 
         open_dataset("synthetic_images", None, {"n": 48}), None, "Oval_Face", "not (not Male and Young)", 0
     )
     # A new cache object on the same root: what a restarted process sees.
-    second = latent_codes(other_task, TINY, 3, _ctx(tmp_path))
+    second = latent_codes(other_task, TINY, 3, run_context(tmp_path))
     assert not second.built_now and second.folder == first.folder
     np.testing.assert_array_equal(second.mean, first.mean)
     # Another seed, budget or encoder setting is another encoder.
-    assert latent_codes(data, TINY, 4, _ctx(tmp_path)).built_now
-    assert latent_codes(data, {**TINY, "gamma": 1.0}, 3, _ctx(tmp_path)).built_now
+    assert latent_codes(data, TINY, 4, run_context(tmp_path)).built_now
+    assert latent_codes(data, {**TINY, "gamma": 1.0}, 3, run_context(tmp_path)).built_now
 
 
 def test_encoder_cache_survives_a_new_process(tmp_path: Path) -> None:
@@ -133,13 +127,13 @@ def test_encoder_cache_survives_a_new_process(tmp_path: Path) -> None:
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env) for _ in range(2)]
     assert [r.stdout.strip() for r in runs] == ["True", "False"], [r.stderr[-2000:] for r in runs]
     # The same artifact from this process, with another sensitive group.
-    assert not latent_codes(_table("proxy > 0.5"), TINY, 5, _ctx(tmp_path)).built_now
+    assert not latent_codes(_table("proxy > 0.5"), TINY, 5, run_context(tmp_path)).built_now
 
 
 def test_real_south_german_credit_encodes(tmp_path: Path, real_data) -> None:
     root = real_data("south_german_credit/SouthGermanCredit.asc")
     data = build_task(open_dataset("south_german_credit", root), None, "kredit", "alter > 25", 0)
-    latents = latent_codes(data, {"name": "vanilla_vae", "width": 32}, 20, _ctx(tmp_path))
+    latents = latent_codes(data, {"name": "vanilla_vae", "width": 32}, 20, run_context(tmp_path))
     assert latents.mean.shape == (1000, 10) and np.isfinite(latents.mean).all()
 
 

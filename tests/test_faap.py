@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from contexts import run_context
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.deployed import KINDS, DeployedConfig, flip_labels, load_deployed, split_train
 from fairbench.errors import FairbenchError
@@ -30,7 +30,7 @@ def data() -> TaskData:
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> RunContext:
-    return RunContext("cpu", 0, ArtifactCache(tmp_path / "cache"), logging.getLogger("test_faap"), tmp_path)
+    return run_context(tmp_path, log=logging.getLogger("test_faap"))
 
 
 def _faap(**params: object) -> FAAP:

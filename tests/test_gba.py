@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from contexts import run_context
 from torch import nn
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import build_task, open_dataset
-from fairbench.methods.base import RunContext
 from fairbench.methods.gba import GBA, gba_mask
 from fairbench.nets.backbones import mlp3_backbone, resnet18_backbone
 from fairbench.nets.branched import build_branched
@@ -110,7 +108,7 @@ def test_gba_trains_end_to_end_on_colored_mnist(real_data, tmp_path: Path) -> No
     dataset = open_dataset("colored_mnist", root, {"source": "t10k", "skew": 0.05})
     data = build_task(dataset, None, "digit", "color", 0)
     params = GBA.resolve({"arch": "mlp3", "epochs": 1}, "quick")
-    ctx = RunContext("cpu", 0, ArtifactCache(tmp_path), logging.getLogger("test"), tmp_path)
+    ctx = run_context(tmp_path)
     outcome = GBA(params).run(data, ctx)
     test = outcome.scores["test"]
     assert test.shape == (len(data.splits["test"]), 10)

@@ -137,7 +137,6 @@ def test_cifar_i_too_few_imagenet_images(cifar_i_root: Path) -> None:
         build_task(dataset, None, "imagenet_major", "imagenet", 0)
 
 
-
 def test_celeba_bias_male_aligned_by_hand(tmp_path: Path) -> None:
     """Blond_Hair with bias Male (GBA Table 3): the fixture's blond people are the women, but for
     two training and three test images; the aligned rows are the others."""

@@ -11,20 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from contexts import run_context
 from sklearn.linear_model import LogisticRegression
 
 from fairbench import metrics
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
-from fairbench.methods.base import RunContext
 from fairbench.methods.grad_auto import GradAuto
 from fairbench.methods.nn_auto import NNAuto
 from fairbench.report.declared import declared_tables
 from fairbench.train import embed, to_float
-
-
-def _ctx(root: Path, log: logging.Logger | None = None) -> RunContext:
-    return RunContext("cpu", 0, ArtifactCache(root), log or logging.getLogger("test"), root)
 
 
 def _data(sensitive: str | list[str] = "s == 1") -> TaskData:
@@ -62,7 +57,7 @@ def test_target_drops_the_columns_of_the_protected_attributes_only() -> None:
 
 def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
     data = _data()
-    model, outcome = _method(GradAuto).fit(data, _ctx(tmp_path))
+    model, outcome = _method(GradAuto).fit(data, run_context(tmp_path))
     x = to_float(data.x, "cpu")
     train, test = (torch.from_numpy(data.splits[s]) for s in ("train", "test"))
     head = LogisticRegression(max_iter=1000).fit(embed(model.trunk, x[train]), data.y[train])
@@ -79,9 +74,9 @@ def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
 
 def test_one_attribute_branch_per_protected_attribute_none_for_nn_auto(tmp_path: Path) -> None:
     data = _data(["s == 1", "x0 > 0"])
-    assert len(_method(GradAuto, epochs=1).fit(data, _ctx(tmp_path))[0].attribute_heads) == 2
-    assert len(_method(GradAuto, epochs=1, protect=["s == 1"]).fit(data, _ctx(tmp_path))[0].attribute_heads) == 1
-    assert len(_method(NNAuto, epochs=1).fit(data, _ctx(tmp_path))[0].attribute_heads) == 0
+    assert len(_method(GradAuto, epochs=1).fit(data, run_context(tmp_path))[0].attribute_heads) == 2
+    assert len(_method(GradAuto, epochs=1, protect=["s == 1"]).fit(data, run_context(tmp_path))[0].attribute_heads) == 1
+    assert len(_method(NNAuto, epochs=1).fit(data, run_context(tmp_path))[0].attribute_heads) == 0
     assert not {"lam", "protect"} & set(NNAuto.hparams)
 
 
@@ -90,7 +85,9 @@ def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(
 ) -> None:
     data = _data(["s == 1", "x0 > 0"])
     with caplog.at_level(logging.INFO, logger="grad_auto_test"):
-        _, outcome = _method(GradAuto, epochs=4).fit(data, _ctx(tmp_path, logging.getLogger("grad_auto_test")))
+        _, outcome = _method(GradAuto, epochs=4).fit(
+            data, run_context(tmp_path, log=logging.getLogger("grad_auto_test"))
+        )
     logged = [
         tuple(float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", m.split("score")[1]))
         for m in caplog.messages

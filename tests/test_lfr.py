@@ -4,18 +4,16 @@ L-BFGS-B receives, the inputs it sees, and runs through the method and the CLI."
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from contexts import run_context
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import RunContext
 from fairbench.methods.lfr import LFR, Objective, Parameters, Problem, lfr_inputs, loss_terms
 from fairbench.registry import METHODS
 
@@ -97,10 +95,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _ctx(root: Path, seed: int = 0) -> RunContext:
-    return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
-
-
 def _task(sensitive: str | list[str] = "s") -> TaskData:
     return build_task(open_dataset("synthetic", None, {"n": 300}), None, "y", sensitive, 0)
 
@@ -127,9 +121,9 @@ def test_lfr_sees_the_features_without_the_protected_columns() -> None:
 
 def test_lfr_is_deterministic_and_scores_are_probabilities(tmp_path: Path, one_thread: None) -> None:
     data = _task()
-    first = _lfr(iterations=40).run(data, _ctx(tmp_path))
-    again = _lfr(iterations=40).run(data, _ctx(tmp_path))
-    other = _lfr(iterations=40).run(data, _ctx(tmp_path, seed=1))
+    first = _lfr(iterations=40).run(data, run_context(tmp_path))
+    again = _lfr(iterations=40).run(data, run_context(tmp_path))
+    other = _lfr(iterations=40).run(data, run_context(tmp_path, seed=1))
     for split in ("val", "test"):
         scores = first.scores[split]
         assert scores.shape == (len(data.splits[split]),) and ((scores >= 0) & (scores <= 1)).all()
@@ -142,10 +136,10 @@ def test_lfr_rejects_what_it_cannot_model(tmp_path: Path) -> None:
     data = _task()
     three = dataclasses.replace(data, y=data.y + (data.g == 1), n_classes=3)
     with pytest.raises(FairbenchError, match="target 'y' has 3 classes"):
-        _lfr(iterations=5).run(three, _ctx(tmp_path))
+        _lfr(iterations=5).run(three, run_context(tmp_path))
     wide = dataclasses.replace(data, protected={"s": data.g * 2}, group_counts={"s": 3})
     with pytest.raises(FairbenchError, match="needs binary groups: sensitive 's' has 3 values"):
-        _lfr(iterations=5).run(wide, _ctx(tmp_path))
+        _lfr(iterations=5).run(wide, run_context(tmp_path))
 
 
 def test_lfr_runs_end_to_end_from_a_suite(tmp_path: Path, fairbench) -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from contexts import run_context
 
 from fairbench import metrics
 from fairbench.data.base import aligned_flags, build_task, encode, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.execution.worker import metric_rows
-from fairbench.methods.base import Outcome, RunContext
+from fairbench.methods.base import Outcome
 from fairbench.methods.grad_pred import GradPred
 from fairbench.predictions import SplitPredictions, from_outcome
 
@@ -77,19 +78,11 @@ def test_several_sensitive_attributes_are_scored_each_and_averaged() -> None:
     assert rows[("delta", None)] == pytest.approx(accuracy - (disc_a + disc_b) / 2, abs=1e-6)
 
 
-def _ctx(tmp_path: Path) -> RunContext:
-    import logging
-
-    from fairbench.artifacts import ArtifactCache
-
-    return RunContext("cpu", 0, ArtifactCache(tmp_path / "cache"), logging.getLogger("test"), tmp_path)
-
-
 def test_a_three_class_target_trains_and_scores_end_to_end(tmp_path: Path) -> None:
     data = build_task(open_dataset("synthetic", None, {"n": 400}), None, "grade", "s", 0, bias="proxy > 0.5")
     assert data.n_classes == 3 and set(np.unique(data.y)) == {0, 1, 2}
     assert data.aligned is not None and data.bias is not None
-    outcome = GradPred(GradPred.resolve({"epochs": 2, "select": "acc"}, "paper")).run(data, _ctx(tmp_path))
+    outcome = GradPred(GradPred.resolve({"epochs": 2, "select": "acc"}, "paper")).run(data, run_context(tmp_path))
     assert outcome.scores["test"].shape == (len(data.splits["test"]), 3)
     rows = {(split, m) for split, m, _, _ in metric_rows(data, outcome)[0]}
     assert ("test", "acc_conflicting") in rows and ("test", "dp") not in rows
@@ -108,12 +101,12 @@ def test_grad_pred_protects_a_chosen_attribute_and_reports_both(tmp_path: Path) 
     data = build_task(open_dataset("synthetic", None, {"n": 400}), None, "y", ["s", "x0 > 0"], 0)
     assert list(data.protected) == ["s", "x0 > 0"] and data.sensitive == "s"
     method = GradPred(GradPred.resolve({"epochs": 2, "protect": ["x0 > 0"]}, "paper"))
-    outcome: Outcome = method.run(data, _ctx(tmp_path))
+    outcome: Outcome = method.run(data, run_context(tmp_path))
     tagged = {t.get("attribute") for split, m, _, t in metric_rows(data, outcome)[0] if m == "discrimination"}
     assert tagged == {None, "s", "x0 > 0"}
     bad = GradPred(GradPred.resolve({"epochs": 1, "protect": ["race == 1"]}, "paper"))
     with pytest.raises(FairbenchError, match="protect: 'race == 1' is not a sensitive attribute"):
-        bad.run(data, _ctx(tmp_path))
+        bad.run(data, run_context(tmp_path))
 
 
 def test_suite_lists_sensitive_attributes(tmp_path: Path, fairbench) -> None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from contexts import run_context
 from torch import nn
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import RunContext
 from fairbench.methods.filter_drop import FilterDrop, FilterDropNet, bias_scores, filters_to_drop
 from fairbench.methods.repair import Repair, kept_rows, learn_weights, representation, weighted_terms
 
@@ -120,10 +118,6 @@ def _grades(bias: str | None = "s") -> TaskData:
     return build_task(open_dataset("synthetic", None, {"n": 400}), None, "grade", "s", 0, bias=bias)
 
 
-def _ctx(root: Path) -> RunContext:
-    return RunContext("cpu", 0, ArtifactCache(root), logging.getLogger("test"), root)
-
-
 TINY = {"arch": "grad", "epochs": 2, "batch_size": 64}
 
 
@@ -137,7 +131,7 @@ TINY = {"arch": "grad", "epochs": 2, "batch_size": 64}
 )
 def test_methods_return_class_probabilities_on_a_three_class_task(method, params, tmp_path: Path) -> None:
     data = _grades()
-    outcome = method(method.resolve({**TINY, **params}, "paper")).run(data, _ctx(tmp_path))
+    outcome = method(method.resolve({**TINY, **params}, "paper")).run(data, run_context(tmp_path))
     for split in ("val", "test"):
         scores = outcome.scores[split]
         assert scores.shape == (len(data.splits[split]), 3)
@@ -151,10 +145,10 @@ def test_methods_return_class_probabilities_on_a_three_class_task(method, params
 @pytest.mark.parametrize("method", [Repair, FilterDrop], ids=["repair", "filter_drop"])
 def test_methods_without_a_bias_label_say_to_give_the_bias_key(method, tmp_path: Path) -> None:
     with pytest.raises(FairbenchError, match=r"`bias:` key"):
-        method(method.resolve(TINY, "paper")).run(_grades(bias=None), _ctx(tmp_path))
+        method(method.resolve(TINY, "paper")).run(_grades(bias=None), run_context(tmp_path))
 
 
 def test_repair_threshold_that_keeps_nothing_says_what_to_change(tmp_path: Path) -> None:
     params = Repair.resolve({**TINY, "repair_epochs": 1, "threshold": 1.0}, "paper")
     with pytest.raises(FairbenchError, match="lower `threshold` or use resample: reweight"):
-        Repair(params).run(_grades(), _ctx(tmp_path))
+        Repair(params).run(_grades(), run_context(tmp_path))

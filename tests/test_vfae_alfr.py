@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,21 +9,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from contexts import run_context
 
-from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods import branched
 from fairbench.methods.alfr import ALFR, ALFRNet
-from fairbench.methods.base import RunContext
 from fairbench.methods.vfae import VFAE, group_mmd, mmd
 from fairbench.registry import METHODS
 
 TINY: dict[str, Any] = {"epochs": 3, "width": 16, "z_dim": 4, "batch_size": 64}
-
-
-def _ctx(root: Path, seed: int = 0) -> RunContext:
-    return RunContext("cpu", seed, ArtifactCache(root), logging.getLogger("test"), root)
 
 
 def _task(n: int = 400, target: str = "y", sensitive: str | list[str] = "s") -> TaskData:
@@ -94,7 +88,7 @@ def test_alfr_has_one_adversary_per_protected_attribute() -> None:
 def test_trains_end_to_end_and_returns_probabilities(method: str, params: dict[str, Any], tmp_path: Path) -> None:
     data = _task()
     cls = METHODS.get(method)
-    outcome = cls(cls.resolve({**TINY, **params}, "paper")).run(data, _ctx(tmp_path))
+    outcome = cls(cls.resolve({**TINY, **params}, "paper")).run(data, run_context(tmp_path))
     for split in ("val", "test"):
         scores = outcome.scores[split]
         assert scores.shape == (len(data.splits[split]),)
@@ -107,9 +101,9 @@ def test_trains_end_to_end_and_returns_probabilities(method: str, params: dict[s
 def test_same_seed_same_scores(cls: type, tmp_path: Path) -> None:
     data = _task(300)
     params = cls.resolve(TINY, "paper")
-    first = cls(params).run(data, _ctx(tmp_path, seed=3)).scores
-    second = cls(params).run(data, _ctx(tmp_path, seed=3)).scores
-    other = cls(params).run(data, _ctx(tmp_path, seed=4)).scores
+    first = cls(params).run(data, run_context(tmp_path, seed=3)).scores
+    second = cls(params).run(data, run_context(tmp_path, seed=3)).scores
+    other = cls(params).run(data, run_context(tmp_path, seed=4)).scores
     for split in ("val", "test"):
         np.testing.assert_array_equal(first[split], second[split])
     assert not np.array_equal(first["test"], other["test"])
@@ -126,16 +120,16 @@ def test_several_protected_attributes(cls: type, tmp_path: Path, monkeypatch: py
         return real(scores, data, rows, attributes)
 
     monkeypatch.setattr(branched, "mean_discrimination", spy)
-    outcome = cls(cls.resolve(TINY, "paper")).run(data, _ctx(tmp_path))
+    outcome = cls(cls.resolve(TINY, "paper")).run(data, run_context(tmp_path))
     assert outcome.scores["test"].shape == (len(data.splits["test"]),)
     # Selection averages over both attributes unless `protect` names one.
     assert seen and all(attributes == ["s", "x0 > 0"] for attributes in seen)
     seen.clear()
-    cls(cls.resolve({**TINY, "protect": ["x0 > 0"]}, "paper")).run(data, _ctx(tmp_path))
+    cls(cls.resolve({**TINY, "protect": ["x0 > 0"]}, "paper")).run(data, run_context(tmp_path))
     assert seen and all(attributes == ["x0 > 0"] for attributes in seen)
 
 
 @pytest.mark.parametrize("cls", [VFAE, ALFR])
 def test_a_multiclass_target_is_a_clear_error(cls: type, tmp_path: Path) -> None:
     with pytest.raises(FairbenchError, match=f"method '{cls.name}' needs a binary target; 'grade' has 3 classes"):
-        cls(cls.resolve(TINY, "paper")).run(_task(target="grade"), _ctx(tmp_path))
+        cls(cls.resolve(TINY, "paper")).run(_task(target="grade"), run_context(tmp_path))
