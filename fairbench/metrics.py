@@ -265,6 +265,12 @@ def acc_by_bias(y: np.ndarray, yh: np.ndarray, bias: np.ndarray, aligned: np.nda
 declare("sens_acc", higher_is_better=False, origin="built-in (reported by dvge)")
 
 
+def group_input(g: np.ndarray) -> dict[str, np.ndarray]:
+    """{"group": g} where g is binary, else {}: a class-valued attribute has no two-group gap."""
+    g = np.asarray(g)
+    return {"group": g} if set(np.unique(g)) <= {0, 1} else {}
+
+
 def inputs(
     y: np.ndarray,
     p: np.ndarray,
@@ -279,8 +285,7 @@ def inputs(
     if p.ndim not in (1, 2):
         raise ValueError(f"scores must be P(y = 1) per row or (n, k) class probabilities, got shape {p.shape}")
     out = {"y": y, "pred": hard(p), "scores": p}
-    if set(np.unique(g)) <= {0, 1}:
-        out["group"] = g
+    out |= group_input(g)
     if features is not None and features.ndim == 2 and features.shape[1] > 0 and len(y) > CONSISTENCY_K:
         out["features"] = features
     if bias is not None:

@@ -88,10 +88,7 @@ class SplitPredictions:
         out = [(n, v, {}) for n, v in metrics.evaluate_inputs(base, names).items() if n not in per_group]
         tagged: dict[str, list[tuple[str, float]]] = {}
         for attribute, groups in zip(self.attributes, self.groups()):
-            given = {k: v for k, v in base.items() if k != "group"}
-            given |= {
-                k: v for k, v in metrics.inputs(self.y[take], self.scores[take], groups[take]).items() if k == "group"
-            }
+            given = {k: v for k, v in base.items() if k != "group"} | metrics.group_input(groups[take])
             wanted = per_group if names is None else per_group & set(names)
             for name, value in metrics.evaluate_inputs(given, wanted).items():
                 tagged.setdefault(name, []).append((attribute, value))
