@@ -39,8 +39,11 @@ import torch.nn.functional as F
 from bench_stacked import machine  # this folder: run as python bench/bench_dvge_step.py
 from torch import nn
 
-import fairbench.stacked
-from fairbench.stacked import StackedMLP, accuracy, clip_perturbation, fit_stacked, predicted_loss_focus, stream
+import fairbench.nets.stacked
+from fairbench.methods.families.latent.explanation import clip_perturbation, predicted_loss_focus
+from fairbench.nets.stacked import StackedMLP
+from fairbench.train.seeding import stream
+from fairbench.train.stacked import accuracy, fit_stacked
 
 # Wall time by default; --clock cpu: this process's CPU time (all its threads), which on a loaded
 # machine stays close to the idle machine's wall time for one thread (not for two: it counts
@@ -146,12 +149,12 @@ def fit_seconds(data: dict[str, torch.Tensor], steps: int) -> float:
 
 def before_steps(data: dict[str, torch.Tensor], steps: int) -> float:
     """fairbench_steps with the oneDNN linears off: the batched-matmul step of before issue 8."""
-    available = fairbench.stacked.onednn_available
-    fairbench.stacked.onednn_available = lambda: False
+    available = fairbench.nets.stacked.onednn_available
+    fairbench.nets.stacked.onednn_available = lambda: False
     try:
         return fairbench_steps(data, steps)
     finally:
-        fairbench.stacked.onednn_available = available
+        fairbench.nets.stacked.onednn_available = available
 
 
 def eval_pass(data: dict[str, torch.Tensor]) -> float:

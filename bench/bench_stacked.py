@@ -4,7 +4,7 @@ CelebA-sized codes.
 Every member trains the real DVGE step (d's cached focus, g's focus per step, clip, Adam) on
 180000 x 10 codes for --steps minibatches; the stacked run trains all members as one model,
 the sequential run trains them one at a time, and the auto run does what `stack: auto`
-decides for the device (fairbench.stacked.should_stack). Prints members x steps per second
+decides for the device (fairbench.execution.stacking.should_stack). Prints members x steps per second
 for the three (medians over --repeats, the three interleaved), their ratios, the machine and
 its load.
 
@@ -21,14 +21,11 @@ import time
 
 import torch
 
-from fairbench.stacked import (
-    StackedMLP,
-    clip_perturbation,
-    fit_stacked,
-    predicted_logit_focus,
-    should_stack,
-    stream,
-)
+from fairbench.execution.stacking import should_stack
+from fairbench.methods.families.latent.explanation import clip_perturbation, predicted_logit_focus
+from fairbench.nets.stacked import StackedMLP
+from fairbench.train.seeding import stream
+from fairbench.train.stacked import fit_stacked
 
 # Wall time by default; --clock cpu: this process's CPU time, close to an idle machine's wall
 # time with --threads 1 on a loaded one (not with more threads: it counts OpenMP's spinning).

@@ -26,10 +26,10 @@ import torch
 from fairbench.artifacts import ArtifactCache, default_cache_dir
 from fairbench.data.base import build_task, data_dir_from_env, open_dataset
 from fairbench.encoders import encoder_label, latent_codes, sensitive_classifier
-from fairbench.latent import sens_recipe
 from fairbench.methods.base import RunContext
 from fairbench.methods.dvge import DVGE
-from fairbench.stacked import clip_perturbation
+from fairbench.methods.families.latent import sens_recipe
+from fairbench.methods.families.latent.explanation import clip_perturbation
 from fairbench.suite import load_suite
 
 

@@ -25,7 +25,6 @@ the whole training config, the seed and a version: a second suite reuses the mod
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.nets.layers import reverse_gradient
 from fairbench.nets.resnet import SplitClassifier, feature_discriminator, resnet18_split
-from fairbench.train import as_input, minibatches, seed_everything, to_float
+from fairbench.train import Batch, JobContext, Trainer, as_input
 
 KINDS = ("normal", "fair", "LF", "RG")
 ARTIFACT_VERSION = 2  # 2: the ImageNet stem from 32 pixels up
@@ -134,52 +133,51 @@ def deployed_key(data: TaskData, config: DeployedConfig, seed: int) -> dict[str,
     }
 
 
+class DeployedTraining(torch.nn.Module):
+    """What trains when a deployed model is built: the network, and for the fair / RG kinds the
+    attribute discriminator behind the reversal layer."""
+
+    def __init__(self, net: SplitClassifier, discriminator: torch.nn.Module | None) -> None:
+        super().__init__()
+        self.net, self.discriminator = net, discriminator
+
+
 def train_deployed(
-    data: TaskData, config: DeployedConfig, seed: int, device: str, log: Callable[[str], Any]
+    data: TaskData, config: DeployedConfig, ctx: JobContext
 ) -> tuple[SplitClassifier, list[dict[str, float]]]:
-    """Train one deployed model of `config.kind` on its share of the train split."""
-    generator = seed_everything(seed)
-    net = resnet18_split(config.size, data.x.shape[1]).to(device)
-    discriminator = feature_discriminator().to(device) if config.kind in _REVERSAL else None
-    params = list(net.parameters()) + (list(discriminator.parameters()) if discriminator else [])
-    optimiser = torch.optim.Adam(params, lr=config.lr)
-    rows_np = split_train(data.splits["train"], config.fraction, seed)[0]
+    """Train one deployed model of `config.kind` on its share of the train split (seeded from ctx.seed)."""
+    t = Trainer(data, ctx)
+    net = resnet18_split(config.size, data.x.shape[1]).to(ctx.device)
+    discriminator = feature_discriminator().to(ctx.device) if config.kind in _REVERSAL else None
+    model = DeployedTraining(net, discriminator)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rows = split_train(data.splits["train"], config.fraction, ctx.seed)[0]
     labels = data.y
     if config.kind == "LF":
         labels = data.y.copy()
-        labels[rows_np] = flip_labels(data.y[rows_np], data.g[rows_np], config.flip_rate, seed)
-        log(f"LF: {int((labels[rows_np] != data.y[rows_np]).sum())} of {len(rows_np)} labels flipped")
-    x = to_float(data.x, device)
-    y = torch.from_numpy(labels).to(device)
-    z = torch.from_numpy(data.g).to(device)
-    rows = torch.from_numpy(rows_np).to(device)
-    history = []
-    started = time.perf_counter()
-    net.train()
-    for epoch in range(1, config.epochs + 1):
-        totals, batches = np.zeros(2), 0
-        for batch in minibatches(len(rows), config.batch_size, generator):
-            index = rows[batch.to(device)]
-            if len(index) < 2:  # batch norm needs two rows
-                continue
-            features = net.g(prepare(x[index], config.size))
-            task = F.cross_entropy(net.f(features), y[index])
-            loss, attribute = task, torch.zeros(())
-            if discriminator is not None:
-                attribute = F.cross_entropy(discriminator(reverse_gradient(features, _REVERSAL[config.kind])), z[index])
-                loss = task + config.adv_weight * attribute
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            totals += (task.item(), attribute.item())
-            batches += 1
-        mean = totals / max(batches, 1)
-        history.append({"epoch": epoch, "task_loss": mean[0], "attribute_loss": mean[1]})
-        log(
-            f"deployed {config.kind} epoch {epoch}/{config.epochs} task {mean[0]:.4f} "
-            f"attribute {mean[1]:.4f} ({time.perf_counter() - started:.0f} s)"
-        )
-    return net.eval(), history
+        labels[rows] = flip_labels(data.y[rows], data.g[rows], config.flip_rate, ctx.seed)
+        ctx.log.info(f"LF: {int((labels[rows] != data.y[rows]).sum())} of {len(rows)} labels flipped")
+    y = torch.from_numpy(labels).to(ctx.device)
+    z = torch.from_numpy(data.g).to(ctx.device)
+
+    def update(batch: Batch) -> dict[str, torch.Tensor]:
+        features = net.g(prepare(t.x[batch.rows], config.size))
+        task = F.cross_entropy(net.f(features), y[batch.rows])
+        loss, attribute = task, torch.zeros((), device=task.device)
+        if discriminator is not None:
+            reversed_features = reverse_gradient(features, _REVERSAL[config.kind])
+            attribute = F.cross_entropy(discriminator(reversed_features), z[batch.rows])
+            loss = task + config.adv_weight * attribute
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return {"task_loss": task, "attribute_loss": attribute}
+
+    fit = t.fit(
+        model, update, epochs=config.epochs, batch_size=config.batch_size, train_rows=rows, min_batch=2,
+        name=f"deployed {config.kind}",
+    )
+    return net.eval(), fit.history
 
 
 def load_deployed(data: TaskData, config: DeployedConfig, ctx: Any) -> Deployed:
@@ -190,7 +188,7 @@ def load_deployed(data: TaskData, config: DeployedConfig, ctx: Any) -> Deployed:
 
     def build(folder: Path) -> None:
         ctx.log.info(f"training deployed model {config.kind}")
-        net, history = train_deployed(data, config, ctx.seed, ctx.device, ctx.log.info)
+        net, history = train_deployed(data, config, ctx)
         torch.save(net.state_dict(), folder / "model.pt")
         (folder / "train_log.json").write_text(json.dumps(history, indent=1))
 

@@ -18,13 +18,13 @@ from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
 from fairbench.execution import Execution, execute
 from fairbench.execution.local import resolve_devices
+from fairbench.execution.stacking import should_stack
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
 from fairbench.registry import DATASETS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
-from fairbench.stacked import should_stack
 from fairbench.store import STORE_FILE, Store, check_folder, load_jobs, lock_folder
 from fairbench.suite import Suite
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from contexts import run_context
 from contexts import synthetic_task as _table
 
-import fairbench.latent.codes as codes_module
+import fairbench.methods.families.latent.codes as codes_module
 from fairbench.encoders import latent_codes, resolve_encoder
 from fairbench.encoders.fdvae import FDVAETrainer
 from fairbench.encoders.ffvae import FFVAETrainer

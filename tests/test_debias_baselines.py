@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,11 +15,11 @@ from torch import nn
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
-from fairbench.methods.debiasing import Batch, cell_selection_score
 from fairbench.methods.domain_ind import DomainHeads
 from fairbench.methods.group_dro import group_losses, update_group_weights
 from fairbench.methods.lff import LossAverage, generalized_cross_entropy
 from fairbench.registry import METHODS
+from fairbench.train import Batch, Trainer, Validation, get_rule
 
 
 def test_group_dro_weights_move_toward_the_worst_group() -> None:
@@ -40,8 +43,10 @@ def test_worst_group_selection_breaks_ties_by_the_mean_cell_accuracy() -> None:
     bias = np.array([0, 0, 1, 1, 1, 0])
     scores = np.array([0.2, 0.7, 0.9, 0.8, 0.3, 0.9])  # P(y = 1): correct on rows 0, 3, 5
     # cells (0,0): 1/2, (0,1): 0/1, (1,1): 1/2, (1,0): 1/1
-    assert cell_selection_score(scores, y, bias, "worst") == pytest.approx((-0.0, -0.5))
-    assert cell_selection_score(scores, y, bias, "unbiased") == pytest.approx((-0.5,))
+    data = SimpleNamespace(dataset="toy", y=y, bias=bias, splits={"val": np.arange(6)})
+    validation = Validation(1, data, lambda: scores)
+    assert get_rule("worst").score(validation).key == pytest.approx((-0.0, -0.5))
+    assert get_rule("unbiased").score(validation).key == pytest.approx((-0.5,))
 
 
 def test_gce_equals_its_formula_and_its_gradient_is_p_y_q_times_cross_entropys() -> None:
@@ -81,14 +86,14 @@ def test_domain_ind_inference_sums_the_heads() -> None:
     assert torch.allclose(mean_probability, sum(torch.softmax(h, dim=1) for h in heads) / n_domains, atol=1e-6)
 
 
-def test_domain_ind_trains_each_head_only_on_its_domain() -> None:
+def test_domain_ind_trains_each_head_only_on_its_domain(tmp_path: Path) -> None:
     method = METHODS.get("domain_ind")(METHODS.get("domain_ind").resolve({}, "paper"))
-    net = nn.Linear(5, 2 * 3)
-    model = DomainHeads(net, 2, 3, "logits")
-    step = method.objective(model, toy_task(), n_bias=2)
-    rows = torch.tensor([0, 1, 2])
-    x, y, bias = torch.randn(3, 5), torch.tensor([0, 2, 1]), torch.zeros(3, dtype=torch.int64)
-    step(Batch(rows, x, y, bias)).backward()
+    task = toy_task()
+    method.check(task)
+    net = nn.Linear(task.x.shape[1], method.n_bias * 3)
+    model = DomainHeads(net, method.n_bias, 3, "logits")
+    rows = torch.from_numpy(np.flatnonzero(task.bias == 0)[:3])  # three rows of domain 0
+    method.loss(model, Batch(Trainer(task, run_context(tmp_path)), rows, rows)).backward()
     assert net.weight.grad[:3].abs().sum() > 0
     assert net.weight.grad[3:].abs().sum() == 0
 

@@ -15,12 +15,13 @@ import fairbench.methods.dvge as dvge_module
 from fairbench import metrics
 from fairbench.data.base import build_task, open_dataset
 from fairbench.errors import FairbenchError
-from fairbench.latent import sensitive_dims
 from fairbench.methods.dvge import DVGE
+from fairbench.methods.families.latent import sensitive_dims
+from fairbench.methods.families.latent.explanation import FOCI, predicted_logit_focus, predicted_loss_focus
 from fairbench.methods.removal import Removal
+from fairbench.nets.stacked import StackedMLP
 from fairbench.plan import expand, group_units
 from fairbench.registry import METHODS
-from fairbench.stacked import FOCI, StackedMLP, predicted_logit_focus, predicted_loss_focus
 from fairbench.suite import load_suite
 
 ABLATION_CHECK = Path(__file__).resolve().parent.parent / "suites" / "dvge_ablation_check.yaml"

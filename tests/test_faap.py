@@ -15,10 +15,10 @@ from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.deployed import KINDS, DeployedConfig, flip_labels, load_deployed, split_train
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import RunContext
-from fairbench.methods.faap import FAAP, entropy, faap_step, fairness_loss, perturb
+from fairbench.methods.faap import FAAP, Players, entropy, faap_step, fairness_loss, perturb
 from fairbench.metrics import dp
 from fairbench.nets.generators import AdvGANGenerator
-from fairbench.nets.resnet import FEATURES, feature_discriminator, resnet18_split
+from fairbench.nets.resnet import FEATURES, resnet18_split
 
 TINY = {"size": 16, "deployed_epochs": 1, "epochs": 1, "batch_size": 16, "deployed_batch_size": 16}
 
@@ -81,14 +81,15 @@ def test_deployed_model_is_frozen_during_a_faap_step(data: TaskData) -> None:
     torch.manual_seed(0)
     model = resnet18_split(16).eval().requires_grad_(False)
     before = {name: value.clone() for name, value in model.state_dict().items()}
-    generator, discriminator = AdvGANGenerator(3, bound=0.05), feature_discriminator()
+    players = Players(AdvGANGenerator(3, bound=0.05), 1)
+    generator = players.generator
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-2)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=1e-2)
+    opt_d = torch.optim.Adam(players.discriminators.parameters(), lr=1e-2)
     x = torch.rand(8, 3, 16, 16)
     y, z = torch.randint(0, 2, (8,)), torch.tensor([0, 1] * 4)
     g_before = [w.clone() for w in generator.parameters()]
     for _ in range(2):
-        faap_step(generator, [discriminator], [model], x, y, z, opt_g, opt_d, 0.05, 0.1, 1.0)
+        faap_step(players, [model], x, y, z, opt_g, opt_d, 0.05, 0.1, 1.0)
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
     assert any(not torch.equal(a, b) for a, b in zip(g_before, generator.parameters()))  # G did learn
 
@@ -96,7 +97,8 @@ def test_deployed_model_is_frozen_during_a_faap_step(data: TaskData) -> None:
 def test_discriminator_sees_only_g_features() -> None:
     torch.manual_seed(0)
     model = resnet18_split(16).eval().requires_grad_(False)
-    generator, discriminator = AdvGANGenerator(3, bound=0.05), feature_discriminator()
+    players = Players(AdvGANGenerator(3, bound=0.05), 1)
+    generator, discriminator = players.generator, players.discriminators[0]
     seen_by_d: list[torch.Tensor] = []
     made_by_g: list[torch.Tensor] = []
     discriminator.register_forward_pre_hook(lambda module, inputs: seen_by_d.append(inputs[0].detach()))
@@ -104,8 +106,9 @@ def test_discriminator_sees_only_g_features() -> None:
     opt_g = torch.optim.Adam(generator.parameters())
     opt_d = torch.optim.Adam(discriminator.parameters())
     x = torch.rand(6, 3, 16, 16)
-    faap_step(generator, [discriminator], [model], x, torch.zeros(6, dtype=torch.long),
-              torch.tensor([0, 1] * 3), opt_g, opt_d, 0.05, 0.1, 1.0)  # fmt: skip
+    faap_step(
+        players, [model], x, torch.zeros(6, dtype=torch.long), torch.tensor([0, 1] * 3), opt_g, opt_d, 0.05, 0.1, 1.0
+    )
     assert len(made_by_g) == 1 and len(seen_by_d) == 2  # one D step, one G step
     for tensor in seen_by_d:
         assert tensor.shape == (6, FEATURES, 1, 1)  # the last convolution's map, never an image

@@ -3,13 +3,10 @@ attribute branch and GRAD's selection rule."""
 
 from __future__ import annotations
 
-import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from contexts import run_context
 from sklearn.linear_model import LogisticRegression
@@ -19,7 +16,7 @@ from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.methods.grad_auto import GradAuto
 from fairbench.methods.nn_auto import NNAuto
 from fairbench.report.declared import declared_tables
-from fairbench.train import embed, to_float
+from fairbench.train import Trainer, embed
 
 
 def _data(sensitive: str | list[str] = "s == 1") -> TaskData:
@@ -30,10 +27,11 @@ def _method(cls: type[GradAuto], **params: object) -> GradAuto:
     return cls(cls.resolve({"epochs": 3, **params}, "paper"))
 
 
-def test_target_is_x_without_the_protected_columns() -> None:
+def test_target_is_x_without_the_protected_columns(tmp_path: Path) -> None:
     data = _data("s == 1")
-    x = to_float(data.x, "cpu")
-    width, loss = _method(GradAuto).target(data, x)
+    t = Trainer(data, run_context(tmp_path))
+    x = t.x
+    width, loss = _method(GradAuto).target(t)
     kept = [i for i, name in enumerate(data.feature_names) if name not in ("s=0", "s=1")]
     assert [data.feature_names[i] for i in kept] == ["x0", "x1", "x2", "x3", "x4", "proxy"]
     assert width == len(kept)
@@ -44,9 +42,9 @@ def test_target_is_x_without_the_protected_columns() -> None:
     torch.testing.assert_close(loss(torch.zeros(10, width), rows), expected)
 
 
-def test_target_drops_the_columns_of_the_protected_attributes_only() -> None:
+def test_target_drops_the_columns_of_the_protected_attributes_only(tmp_path: Path) -> None:
     def rebuilt(method: GradAuto, data: TaskData) -> int:
-        return method.target(data, to_float(data.x, "cpu"))[0]
+        return method.target(Trainer(data, run_context(tmp_path)))[0]
 
     # x1..x4 and proxy: every column an expression reads goes, the proxy is a feature, not the attribute
     assert rebuilt(_method(NNAuto), _data("s == 1 and x0 > 0")) == 5
@@ -57,8 +55,10 @@ def test_target_drops_the_columns_of_the_protected_attributes_only() -> None:
 
 def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
     data = _data()
-    model, outcome = _method(GradAuto).fit(data, run_context(tmp_path))
-    x = to_float(data.x, "cpu")
+    method = _method(GradAuto)
+    model, t, fit = method.train(data, run_context(tmp_path))
+    outcome = method.outcome(model, t, fit)
+    x = t.x
     train, test = (torch.from_numpy(data.splits[s]) for s in ("train", "test"))
     head = LogisticRegression(max_iter=1000).fit(embed(model.trunk, x[train]), data.y[train])
     assert head.n_features_in_ == 40  # the trunk's width, not the 8 input columns
@@ -67,32 +67,29 @@ def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
     flipped = x.clone()
     s_columns = [i for i, name in enumerate(data.feature_names) if name.startswith("s=")]
     flipped[:, s_columns] = 1.0 - flipped[:, s_columns]
-    scores = _method(GradAuto).scorer(model, data, flipped)(data.splits["test"])
+    t_flipped = Trainer(data, run_context(tmp_path), inputs=flipped.numpy())
+    scores = _method(GradAuto).scorer(model, t_flipped)("test")
     refit = LogisticRegression(max_iter=1000).fit(embed(model.trunk, flipped[train]), data.y[train])
     np.testing.assert_allclose(scores, refit.predict_proba(embed(model.trunk, flipped[test]))[:, 1])
 
 
 def test_one_attribute_branch_per_protected_attribute_none_for_nn_auto(tmp_path: Path) -> None:
     data = _data(["s == 1", "x0 > 0"])
-    assert len(_method(GradAuto, epochs=1).fit(data, run_context(tmp_path))[0].attribute_heads) == 2
-    assert len(_method(GradAuto, epochs=1, protect=["s == 1"]).fit(data, run_context(tmp_path))[0].attribute_heads) == 1
-    assert len(_method(NNAuto, epochs=1).fit(data, run_context(tmp_path))[0].attribute_heads) == 0
+    def heads(method: GradAuto) -> int:
+        return len(method.train(data, run_context(tmp_path))[0].attribute_heads)
+
+    assert heads(_method(GradAuto, epochs=1)) == 2
+    assert heads(_method(GradAuto, epochs=1, protect=["s == 1"])) == 1
+    assert heads(_method(NNAuto, epochs=1)) == 0
     assert not {"lam", "protect"} & set(NNAuto.hparams)
 
 
-def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(tmp_path: Path) -> None:
     data = _data(["s == 1", "x0 > 0"])
-    with caplog.at_level(logging.INFO, logger="grad_auto_test"):
-        _, outcome = _method(GradAuto, epochs=4).fit(
-            data, run_context(tmp_path, log=logging.getLogger("grad_auto_test"))
-        )
-    logged = [
-        tuple(float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", m.split("score")[1]))
-        for m in caplog.messages
-        if "score" in m
-    ]
+    method = _method(GradAuto, epochs=4)
+    model, t, fit = method.train(data, run_context(tmp_path))
+    outcome = method.outcome(model, t, fit)
+    logged = [(epoch["val_disc"], -epoch["val_acc"]) for epoch in fit.history]
     assert len(logged) == 4
     selected = outcome.info["selected_epoch"]
     assert logged[selected - 1] == min(logged)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from contexts import run_context
+from contexts import run_context, synthetic_task
 from torch import nn
 
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.filter_drop import FilterDrop, FilterDropNet, bias_scores, filters_to_drop
 from fairbench.methods.repair import Repair, kept_rows, learn_weights, representation, weighted_terms
+from fairbench.train import Trainer
 
 
 def test_repair_weighted_loss_and_entropy_match_a_hand_count() -> None:
@@ -28,7 +30,7 @@ def test_repair_weighted_loss_and_entropy_match_a_hand_count() -> None:
     assert entropy.item() == pytest.approx((math.log(3) + 1.5 * math.log(3 / 2) + 0.5 * math.log(3 / 2)) / 3)
 
 
-def test_repair_weights_move_against_the_bias_classifier() -> None:
+def test_repair_weights_move_against_the_bias_classifier(tmp_path: Path) -> None:
     # Two classes, bias = class on 90% of the rows; phi = one-hot bias.
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 200)
@@ -36,7 +38,8 @@ def test_repair_weights_move_against_the_bias_classifier() -> None:
     bias = np.where(aligned, y, 1 - y)
     phi = torch.from_numpy(np.eye(2, dtype=np.float32)[bias])
     # Classifier lr 1e-2, not the paper's 1e-3: 400 rows make 4 steps an epoch, not the paper's ~550.
-    w, final_bias = learn_weights(phi, torch.from_numpy(y), 2, 100, 1e-2, 10.0, 128, torch.Generator().manual_seed(0))
+    task = dataclasses.replace(synthetic_task(), y=y, splits={"train": np.arange(400)})
+    w, final_bias = learn_weights(Trainer(task, run_context(tmp_path)), phi, 100, 1e-2, 10.0, 128)
     # Unweighted, the best bias classifier (class = bias) is right on the aligned rows: B = 1 - h(0.1) / ln 2.
     before = 1 - (-(0.1 * math.log(0.1) + 0.9 * math.log(0.9))) / math.log(2)
     assert before == pytest.approx(0.531, abs=1e-3)

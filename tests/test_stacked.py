@@ -6,17 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from fairbench.execution.stacking import should_stack
+from fairbench.methods.families.latent.explanation import clip_perturbation, predicted_logit_focus, predicted_loss_focus
 from fairbench.nets.layers import mlp
-from fairbench.stacked import (
-    StackedMLP,
-    clip_perturbation,
-    fit_stacked,
-    onednn_available,
-    predicted_logit_focus,
-    predicted_loss_focus,
-    should_stack,
-    stream,
-)
+from fairbench.nets.stacked import StackedMLP, onednn_available
+from fairbench.train.seeding import stream
+from fairbench.train.stacked import fit_stacked
 
 
 def _problem(

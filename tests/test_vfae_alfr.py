@@ -13,10 +13,10 @@ from contexts import run_context
 
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
-from fairbench.methods import branched
 from fairbench.methods.alfr import ALFR, ALFRNet
 from fairbench.methods.vfae import VFAE, group_mmd, mmd
 from fairbench.registry import METHODS
+from fairbench.train import selection
 
 TINY: dict[str, Any] = {"epochs": 3, "width": 16, "z_dim": 4, "batch_size": 64}
 
@@ -113,13 +113,13 @@ def test_same_seed_same_scores(cls: type, tmp_path: Path) -> None:
 def test_several_protected_attributes(cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _task(sensitive=["s", "x0 > 0"])
     seen: list[list[str]] = []
-    real = branched.mean_discrimination
+    real = selection.mean_discrimination
 
     def spy(scores: np.ndarray, data: TaskData, rows: np.ndarray, attributes: list[str]) -> float:
         seen.append(attributes)
         return real(scores, data, rows, attributes)
 
-    monkeypatch.setattr(branched, "mean_discrimination", spy)
+    monkeypatch.setattr(selection, "mean_discrimination", spy)
     outcome = cls(cls.resolve(TINY, "paper")).run(data, run_context(tmp_path))
     assert outcome.scores["test"].shape == (len(data.splits["test"]),)
     # Selection averages over both attributes unless `protect` names one.

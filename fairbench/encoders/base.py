@@ -234,8 +234,7 @@ def train_encoder(
     data: TaskData, config: dict[str, Any], iterations: int, seed: int, device: str, log: Callable[[str], Any]
 ) -> tuple[VAE, list[dict[str, float]]]:
     """Train a VAE of `config` on the train split for `iterations` steps; return it and a loss log."""
-    seed_everything(seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seed_everything(seed)
     kind = trainers()[config["name"]]
     deterministic = kind.deterministic(config, attribute_count(data))
     vae = VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"], deterministic).to(device)

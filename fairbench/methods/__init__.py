@@ -1,5 +1,16 @@
-"""Debiasing methods: one module per method, all behind `fairbench.registry.METHODS`."""
+"""Debiasing methods: one module per method, all behind `fairbench.registry.METHODS`; the shared
+bases of method families in `fairbench/methods/families/`."""
 
 from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
+from fairbench.methods.families.trained import TrainedMethod, select_param, training_hparams
 
-__all__ = ["HParam", "Method", "MetricRow", "Outcome", "RunContext"]
+__all__ = [
+    "HParam",
+    "Method",
+    "MetricRow",
+    "Outcome",
+    "RunContext",
+    "TrainedMethod",
+    "select_param",
+    "training_hparams",
+]

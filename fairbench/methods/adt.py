@@ -12,12 +12,11 @@ log-variance per dim, which a deterministic encoder does not have). Adam lr 1e-5
 
 import numpy as np
 
-from fairbench.data.base import TaskData
-from fairbench.latent import Recipe, retrained_accuracy
-from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
-from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
+from fairbench.methods.base import HParam, MetricRow, Outcome
+from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
+from fairbench.methods.families.latent import Recipe, retrained_accuracy
 from fairbench.nets.branched import BranchedNet
-from fairbench.train import embed, to_float
+from fairbench.train import Fit, Trainer, embed
 
 
 class ADT(BranchedMethod):
@@ -36,20 +35,20 @@ class ADT(BranchedMethod):
     # The quick d follows DVGE's quick budget (30 epochs at 1e-4).
     budgets = {"paper": {}, "quick": {"epochs": 20, "lr": 1e-3, "sens_epochs": 30, "sens_lr": 1e-4}}
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        model, outcome = self.fit(data, ctx)
+    def outcome(self, model: BranchedNet, t: Trainer, fit: Fit) -> Outcome:
+        outcome = super().outcome(model, t, fit)
         p = self.params
         if p["ablation"]:
             recipe = Recipe(
                 epochs=p["sens_epochs"], lr=p["sens_lr"], beta1=0.5, beta2=0.9, batch_size=64, width=1000,
                 precision="float32",
             )  # fmt: skip
-            accuracy = retrained_accuracy(features(model, data, ctx.device), data, recipe, ctx)
+            accuracy = retrained_accuracy(features(model, t), t.data, recipe, t.ctx)
             tags = {"variant": self.name, "sens_classifier": "retrained", "encoder_label": "ADT"}
             outcome.metrics = [MetricRow(split, "sens_acc", accuracy[split], tags) for split in ("val", "test")]
         return outcome
 
 
-def features(model: BranchedNet, data: TaskData, device: str) -> np.ndarray:
+def features(model: BranchedNet, t: Trainer) -> np.ndarray:
     """The feature encoder's output for every row: the representation both branches read."""
-    return embed(model.trunk, to_float(data.x, device), chunk=1024)
+    return embed(model.trunk, t.x, chunk=1024)

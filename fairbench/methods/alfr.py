@@ -38,18 +38,16 @@ the paper's method and experiment sections:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
-from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.branched import protected_attributes
+from fairbench.methods.base import HParam
+from fairbench.methods.families.trained import TrainedMethod, require_binary, training_hparams
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
-from fairbench.methods.selected import fit_selected, require_binary, training_hparams
 from fairbench.nets.layers import mlp, reverse_gradient
-from fairbench.train import predict_proba, seed_everything, to_float
+from fairbench.train import Batch, Trainer
 
 
 class ALFRNet(nn.Module):
@@ -83,7 +81,7 @@ class ALFRNet(nn.Module):
         return reconstruction, F.cross_entropy(self.predictor(z), y), adversary
 
 
-class ALFR(Method):
+class ALFR(TrainedMethod):
     name = "alfr"
     description = "adversarially learned fair representations: autoencoder + predictor + adversary on s"
     hparams = {
@@ -98,23 +96,18 @@ class ALFR(Method):
     # a row of GRAD's Tables 1/2 (`fairbench report --ablation`)
     report_tables = (GRAD_TABLE,)
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        p = self.params
+    def check(self, data: TaskData) -> None:
+        super().check(data)
         require_binary(self.name, data)
-        attributes = protected_attributes(data, p["protect"])
-        generator = seed_everything(ctx.seed)
-        x = to_float(data.x, ctx.device)
-        y = torch.from_numpy(data.y).to(ctx.device)
-        groups = [torch.from_numpy(data.protected[a]).to(ctx.device) for a in attributes]
-        counts = [data.group_counts[a] for a in attributes]
-        model = ALFRNet(x.shape[1], counts, p["width"], p["z_dim"], p["beta"]).to(ctx.device)
 
-        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
-            reconstruction, prediction, adversary = model.losses(x[rows], y[rows], [g[rows] for g in groups])
-            return p["alpha"] * reconstruction + p["gamma"] * prediction + adversary
+    def build(self, t: Trainer) -> ALFRNet:
+        p = self.params
+        self.protected = self.attributes(t.data)
+        counts = [t.data.group_counts[a] for a in self.protected]
+        return ALFRNet(t.data.x.shape[1], counts, p["width"], p["z_dim"], p["beta"])
 
-        def split_scores(split: str) -> np.ndarray:
-            return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
-
-        epoch = fit_selected(model, p, data, ctx, generator, batch_loss, lambda: split_scores("val"), attributes)
-        return Outcome(scores={split: split_scores(split) for split in ("val", "test")}, info={"selected_epoch": epoch})
+    def loss(self, model: ALFRNet, batch: Batch) -> dict[str, torch.Tensor]:
+        p = self.params
+        reconstruction, prediction, adversary = model.losses(batch.x, batch.y, batch.groups(self.protected))
+        loss = p["alpha"] * reconstruction + p["gamma"] * prediction + adversary
+        return {"loss": loss, "reconstruction": reconstruction, "prediction": prediction, "adversary": adversary}

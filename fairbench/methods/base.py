@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.report.spec import ReportTable
+from fairbench.train.seeding import stream
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,23 @@ class Outcome:
 
 @dataclass
 class RunContext:
+    """What the framework hands a job: its device, its seed, the artifact cache, its log."""
+
     device: str
     seed: int
     cache: ArtifactCache
     log: logging.Logger
     workdir: Path
+    # the arithmetic of training and inference (fairbench.train.PRECISIONS); fp32 on a CPU
+    precision: str = "fp32"
+
+    def stream(self, *labels: Any) -> torch.Generator:
+        """The job's torch random stream named `labels` (the same for a member alone or stacked)."""
+        return stream(self.seed, *labels)
+
+    def numpy_generator(self) -> np.random.Generator:
+        """The job's NumPy random generator, for draws outside training (e.g. a resampling)."""
+        return np.random.default_rng(self.seed)
 
 
 class Method:

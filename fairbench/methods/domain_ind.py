@@ -18,15 +18,13 @@ the last model kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam
-from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
+from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
+from fairbench.train import Batch, Trainer
 
 COMBINE = ("logits", "probabilities")
 
@@ -50,23 +48,20 @@ class DomainHeads(nn.Module):
         return torch.log(torch.softmax(heads, dim=2).mean(dim=1))
 
 
-class DomainInd(DebiasingMethod):
+class DomainInd(ClassifierMethod):
     name = "domain_ind"
     description = "domain-independent training: a classifier head per bias domain, inference sums the heads"
     hparams = {
-        **debiasing_hparams(arch="mlp3", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
+        **classifier_hparams(arch="mlp3", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
                             batch_size=128, select="last"),
         "combine": HParam("logits", "inference: sum the heads' logits (Wang et al.) or their probabilities", COMBINE),
     }  # fmt: skip
     budgets = {"paper": {}, "quick": {"epochs": 10, "lr_step": 0}}
 
-    def build(self, data: TaskData, n_bias: int) -> nn.Module:
-        net = classifier(self.params["arch"], tuple(data.x.shape[1:]), n_bias * data.n_classes)
-        return DomainHeads(net, n_bias, data.n_classes, self.params["combine"])
+    def build(self, t: Trainer) -> nn.Module:
+        net = classifier(self.params["arch"], tuple(t.data.x.shape[1:]), self.n_bias * t.data.n_classes)
+        return DomainHeads(net, self.n_bias, t.data.n_classes, self.params["combine"])
 
-    def objective(self, model: nn.Module, data: TaskData, n_bias: int) -> Callable[[Batch], torch.Tensor]:
-        def step(batch: Batch) -> torch.Tensor:
-            own_head = model.heads(batch.x)[torch.arange(len(batch.x), device=batch.x.device), batch.bias]
-            return F.cross_entropy(own_head, batch.y)
-
-        return step
+    def loss(self, model: DomainHeads, batch: Batch) -> torch.Tensor:
+        own_head = model.heads(batch.x)[torch.arange(len(batch.x), device=batch.x.device), batch.bias]
+        return F.cross_entropy(own_head, batch.y)

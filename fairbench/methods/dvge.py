@@ -29,7 +29,8 @@ import torch
 from fairbench.data.base import TaskData
 from fairbench.encoders import Latents, encoder_label, latent_codes
 from fairbench.errors import FairbenchError
-from fairbench.latent import (
+from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
+from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
     LatentCodeMethod,
@@ -42,9 +43,9 @@ from fairbench.latent import (
     sensitive_dims,
     zero_dims,
 )
-from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
+from fairbench.methods.families.latent.explanation import FOCI, clip_perturbation
 from fairbench.report.spec import ReportTable
-from fairbench.stacked import FOCI, accuracy, clip_perturbation, fit_stacked, stream
+from fairbench.train.stacked import accuracy, fit_stacked
 
 
 def check_stack(params_list: list[dict[str, Any]], stackable: tuple[str, ...]) -> None:
@@ -123,7 +124,7 @@ class DVGE(LatentCodeMethod):
         task_focus = any(q["eta2"] != 0 for q in params_list)
         rec = recipe(p, p["epochs"])
         model = rec.model(t.z.shape[1], members, ctx.device)
-        generators = [stream(ctx.seed, "downstream") for _ in params_list]
+        generators = [ctx.stream("downstream") for _ in params_list]
         model.reset(generators)
 
         def perturb(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -205,7 +206,7 @@ def ablation_rows(
 
     # Retrained: a new sensitive classifier per eta1 on z' (stacked), selected on z' of val.
     model = rec.model(t.z.shape[1], members, ctx.device)
-    generators = [stream(ctx.seed, "retrained_sensitive_classifier") for _ in params_list]
+    generators = [ctx.stream("retrained_sensitive_classifier") for _ in params_list]
     model.reset(generators)
     fit = fit_stacked(
         model, z_prime, t.g, t.rows["train"], t.rows["val"], generators,

@@ -1,6 +1,6 @@
 """ERM: the same network with no debiasing (GRAD's "NN", FAAP's "normal training")."""
 
-from fairbench.methods.branched import BranchedMethod, common_hparams
+from fairbench.methods.families.branched import BranchedMethod, common_hparams
 
 
 class ERM(BranchedMethod):

@@ -32,7 +32,6 @@ those deployed kinds (their losses averaged) and evaluated on `deployed`, which 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,7 +43,7 @@ from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContex
 from fairbench.nets.generators import AdvGANGenerator
 from fairbench.nets.resnet import feature_discriminator
 from fairbench.report.spec import ReportTable
-from fairbench.train import minibatches, seed_everything, to_float
+from fairbench.train import Batch, Trainer
 
 REPORTED = ("acc", "dp", "eodds_sum")
 
@@ -140,8 +139,9 @@ class FAAP(Method):
             raise FairbenchError(f"faap: the evaluated deployed kind {p['deployed']!r} must not be a surrogate")
         target = load_deployed(data, self.deployed_config(p["deployed"]), ctx)
         attacked = [load_deployed(data, self.deployed_config(kind), ctx) for kind in surrogates] or [target]
-        x = to_float(data.x, ctx.device)
-        generator = self.train_generator(data, x, attacked, ctx)
+        t = Trainer(data, ctx)
+        x = t.x
+        generator = self.train_generator(t, attacked)
         generator.eval()
 
         def with_faap(batch: torch.Tensor) -> torch.Tensor:
@@ -165,34 +165,23 @@ class FAAP(Method):
         }
         return Outcome(scores=scores, metrics=rows, info=info)
 
-    def train_generator(
-        self, data: TaskData, x: torch.Tensor, attacked: list[Deployed], ctx: RunContext
-    ) -> AdvGANGenerator:
+    def train_generator(self, t: Trainer, attacked: list[Deployed]) -> AdvGANGenerator:
         """Algorithm 1 on FAAP's share of the train split, against every model in `attacked`
         (one model, or the surrogate ensemble) with one D per model; losses averaged."""
         p = self.params
-        torch_generator = seed_everything(ctx.seed)
-        generator = AdvGANGenerator(data.x.shape[1], bound=p["eps"]).to(ctx.device)
-        discriminators = [feature_discriminator().to(ctx.device) for _ in attacked]
-        opt_g = torch.optim.Adam(generator.parameters(), lr=p["lr_g"])
-        opt_d = torch.optim.Adam([w for d in discriminators for w in d.parameters()], lr=p["lr_d"])
-        rows = torch.from_numpy(split_train(data.splits["train"], p["deployed_fraction"], ctx.seed)[1]).to(ctx.device)
-        y_all = torch.from_numpy(data.y).to(ctx.device)
-        z_all = torch.from_numpy(data.g).to(ctx.device)
-        for epoch in range(1, p["epochs"] + 1):
-            totals, batches = np.zeros(3), 0
-            generator.train()
-            for batch in minibatches(len(rows), p["batch_size"], torch_generator):
-                index = rows[batch.to(ctx.device)]
-                losses = faap_step(
-                    generator, discriminators, [d.net for d in attacked], prepare(x[index], p["size"]),
-                    y_all[index], z_all[index], opt_g, opt_d, p["eps"], p["alpha"], p["beta"],
-                )  # fmt: skip
-                totals += losses
-                batches += 1
-            mean = totals / max(batches, 1)
-            ctx.log.info(f"faap epoch {epoch}/{p['epochs']} L_D {mean[0]:.4f} L_fair {mean[1]:.4f} L_T {mean[2]:.4f}")
-        return generator
+        players = Players(AdvGANGenerator(t.data.x.shape[1], bound=p["eps"]), len(attacked)).to(t.device)
+        opt_g = torch.optim.Adam(players.generator.parameters(), lr=p["lr_g"])
+        opt_d = torch.optim.Adam(players.discriminators.parameters(), lr=p["lr_d"])
+        models = [d.net for d in attacked]
+        z = torch.from_numpy(t.data.g).to(t.device)
+
+        def update(batch: Batch) -> dict[str, torch.Tensor]:
+            x = prepare(t.x[batch.rows], p["size"])
+            return faap_step(players, models, x, batch.y, z[batch.rows], opt_g, opt_d, p["eps"], p["alpha"], p["beta"])
+
+        faap_rows = split_train(t.data.splits["train"], p["deployed_fraction"], t.seed)[1]
+        t.fit(players, update, epochs=p["epochs"], batch_size=p["batch_size"], train_rows=faap_rows, name="faap")
+        return players.generator
 
     def largest_perturbation(self, x: torch.Tensor, data: TaskData, generator: AdvGANGenerator) -> float:
         """max |x_hat - x| over the test images (at most eps by construction; reported as a check)."""
@@ -205,9 +194,17 @@ class FAAP(Method):
         return largest
 
 
+class Players(torch.nn.Module):
+    """FAAP's trained players: the generator G and one discriminator D per attacked model."""
+
+    def __init__(self, generator: AdvGANGenerator, n_discriminators: int) -> None:
+        super().__init__()
+        self.generator = generator
+        self.discriminators = torch.nn.ModuleList(feature_discriminator() for _ in range(n_discriminators))
+
+
 def faap_step(
-    generator: torch.nn.Module,
-    discriminators: list[torch.nn.Module],
+    players: Players,
     models: list[torch.nn.Module],
     x: torch.Tensor,
     y: torch.Tensor,
@@ -217,9 +214,10 @@ def faap_step(
     eps: float,
     alpha: float,
     beta: float,
-) -> tuple[float, float, float]:
+) -> dict[str, torch.Tensor]:
     """One iteration of Algorithm 1: update each D on its model's features of x_hat (L_D), then
-    G on L_G^fair + beta L_G^T; the models stay frozen. Returns (L_D, L_G^fair, L_G^T)."""
+    G on L_G^fair + beta L_G^T; the models stay frozen. Returns the three losses."""
+    generator, discriminators = players.generator, players.discriminators
     x_hat = perturb(x, generator(x), eps)
     features = [model.g(x_hat) for model in models]
     loss_d = sum(F.cross_entropy(d(r.detach()), z) for d, r in zip(discriminators, features)) / len(models)
@@ -231,4 +229,4 @@ def faap_step(
     opt_g.zero_grad(set_to_none=True)
     (loss_fair + beta * loss_t).backward()
     opt_g.step()
-    return loss_d.item(), loss_fair.item(), loss_t.item()
+    return {"L_D": loss_d, "L_fair": loss_fair, "L_T": loss_t}

@@ -2,8 +2,8 @@
 target and mutual dims, its protected dims dropped. The encoder (fairbench/encoders/fdvae.py)
 trains with the target and the sensitive group, so its artifact depends on both."""
 
-from fairbench.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
 from fairbench.methods.base import HParam
+from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
 
 
 class FDVAE(SensitivePartDropped):

@@ -3,8 +3,8 @@ without its sensitive dims b; the encoder (see fairbench/encoders/ffvae.py) is t
 the sensitive attributes, so its artifact depends on the sensitive expression. This is also
 FFVAE's "sensitive dims removed" reading."""
 
-from fairbench.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
 from fairbench.methods.base import HParam
+from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
 
 
 class FFVAE(SensitivePartDropped):

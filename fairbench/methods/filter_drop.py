@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
-from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.branched import protected_attributes
-from fairbench.methods.selected import SELECTION, fit_selected, training_hparams
+from fairbench.methods.base import HParam, Outcome, RunContext
+from fairbench.methods.families.trained import TrainedMethod, training_hparams
 from fairbench.nets.branched import ARCHITECTURES, build_branched
-from fairbench.train import as_input, predict_proba, seed_everything, to_float
+from fairbench.train import Batch, Trainer, as_input, descend
 
 
 class FilterDropNet(nn.Module):
@@ -78,15 +77,12 @@ def filters_to_drop(scores: torch.Tensor, share: float) -> torch.Tensor:
     return scores.topk(max(1, round(share * len(scores)))).indices
 
 
-class FilterDrop(Method):
+class FilterDrop(TrainedMethod):
     name = "filter_drop"
     description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
     hparams = {
         "arch": HParam("mlp3", "network: its backbone's output units are the filters", ARCHITECTURES),
-        **training_hparams(epochs=100, lr=1e-3, batch_size=256),
-        "select": HParam(
-            "acc", "checkpoint over stage 2 on validation: acc | disc (GRAD's rule, binary tasks) | last", SELECTION
-        ),
+        **training_hparams(epochs=100, lr=1e-3, batch_size=256, select="acc"),
         "attribute_epochs": HParam(10, "stage 1: epochs of the multi-task network before the filters are chosen"),
         "lam": HParam(1.0, "weight of the bias head's cross-entropy in both stages"),
         "drop": HParam(0.5, "share of the backbone's filters dropped (those with the largest bias scores)"),
@@ -94,36 +90,42 @@ class FilterDrop(Method):
     budgets = {"paper": {}, "quick": {"epochs": 20, "attribute_epochs": 5}}
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        """Two trainings of one model on the engine: the multi-task stage, the drop, stage 2."""
         p = self.params
-        bias_all = data.require_bias(self.name)
-        attributes = protected_attributes(data, p["protect"])
-        generator = seed_everything(ctx.seed)
-        model = self.build(data, max(2, int(bias_all.max()) + 1)).to(ctx.device)
-        x = to_float(data.x, ctx.device)
-        y = torch.from_numpy(data.y).to(ctx.device)
-        bias = torch.from_numpy(bias_all).to(ctx.device)
-        train = torch.from_numpy(data.splits["train"]).to(ctx.device)
+        data.require_bias(self.name)
+        self.check(data)
+        t = Trainer(data, ctx)
+        model = self.build(t).to(ctx.device)
+        train = t.rows("train")
 
-        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
-            if len(rows) < 2:  # batch norm needs two rows: a lone last row counts twice
-                rows = rows.repeat(2)
-            task, attribute = model(as_input(x[rows]))
-            return F.cross_entropy(task, y[rows]) + p["lam"] * F.cross_entropy(attribute, bias[rows])
+        def stage(epochs: int, select: str, name: str) -> int:
+            # each stage gets a fresh Adam, as its objective changes at the drop
+            optimizer = self.optimizer(model)
+            return t.fit(
+                model, lambda batch: descend(optimizer, self.loss(model, batch)), epochs=epochs,
+                batch_size=p["batch_size"], select=select, score_val=lambda: self.scorer(model, t)("val"),
+                attributes=self.attributes(data), name=name,
+            ).epoch
 
-        def scores(split: str) -> np.ndarray:
-            return predict_proba(model, x[torch.from_numpy(data.splits[split]).to(ctx.device)])
-
-        # Stage 1 keeps its last epoch; each stage gets a fresh Adam, as its objective changes at the drop.
-        stage_one = {**p, "epochs": p["attribute_epochs"], "select": "last"}
-        fit_selected(model, stage_one, data, ctx, generator, batch_loss, lambda: scores("val"), attributes)
-        dropped = filters_to_drop(bias_scores(model, x[train], bias[train]), p["drop"])
+        stage(p["attribute_epochs"], "last", "multi-task")
+        dropped = filters_to_drop(bias_scores(model, t.x[train], t.bias[train]), p["drop"])
         model.drop(dropped)
-        epoch = fit_selected(model, p, data, ctx, generator, batch_loss, lambda: scores("val"), attributes)
+        epoch = stage(p["epochs"], p["select"], "dropped")
         info = {"selected_epoch": epoch, "dropped_filters": sorted(dropped.tolist())}
-        return Outcome(scores={split: scores(split) for split in ("val", "test")}, info=info)
+        scorer = self.scorer(model, t)
+        return Outcome(scores={split: scorer(split) for split in ("val", "test")}, info=info)
 
-    def build(self, data: TaskData, bias_values: int) -> FilterDropNet:
-        """The arch's backbone and heads: a k-way class head and a `bias_values`-way bias head."""
+    def loss(self, model: FilterDropNet, batch: Batch) -> torch.Tensor:
+        rows = batch.rows if len(batch) > 1 else batch.rows.repeat(2)  # batch norm: a lone last row counts twice
+        task, attribute = model(as_input(batch.trainer.x[rows]))
+        return F.cross_entropy(task, batch.trainer.y[rows]) + self.params["lam"] * F.cross_entropy(
+            attribute, batch.trainer.bias[rows]
+        )
+
+    def build(self, t: Trainer) -> FilterDropNet:
+        """The arch's backbone and heads: a k-way class head and a bias head (one output per bias value)."""
+        data = t.data
+        bias_values = max(2, int(data.bias.max()) + 1)
         shape = tuple(data.x.shape[1:])
         net = build_branched(self.params["arch"], shape, data.n_classes, (bias_values,))
         width = int(np.prod(net.trunk(torch.zeros(2, *shape)).shape[1:]))

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from fairbench.methods.base import HParam
-from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
+from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
 from fairbench.nets.layers import reverse_gradient
 

@@ -22,10 +22,11 @@ from sklearn.linear_model import LogisticRegression
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
-from fairbench.methods.branched import Scorer, TargetLoss
+from fairbench.methods.families.branched import TargetLoss
+from fairbench.methods.families.trained import Scorer
 from fairbench.methods.grad_pred import GradPred
 from fairbench.nets.branched import BranchedNet
-from fairbench.train import embed
+from fairbench.train import Trainer, embed
 
 
 def reconstruction_columns(data: TaskData, protected: list[str]) -> np.ndarray:
@@ -41,24 +42,23 @@ class GradAuto(GradPred):
     name = "grad_auto"
     description = "GRAD-Auto: fair autoencoder by gradient reversal, logistic regression on its trunk"
 
-    def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
+    def target(self, t: Trainer) -> tuple[int, TargetLoss]:
+        data, x = t.data, t.x
         if data.kind != "tabular":
             raise FairbenchError(f"{self.name} rebuilds tabular inputs; '{data.dataset}' is {data.kind} data")
-        keep = torch.from_numpy(reconstruction_columns(data, self.protected(data))).to(x.device)
+        keep = torch.from_numpy(reconstruction_columns(data, self.attributes(data))).to(x.device)
         if len(keep) == 0:
             raise FairbenchError(
                 f"{self.name}: every input column comes from a protected attribute: nothing to rebuild"
             )
         return len(keep), lambda output, rows: (output - x[rows][:, keep]).pow(2).sum(1).mean()
 
-    def scorer(self, model: BranchedNet, data: TaskData, x: torch.Tensor) -> Scorer:
-        train = data.splits["train"]
-        head = LogisticRegression(max_iter=1000).fit(
-            embed(model.trunk, x[torch.from_numpy(train).to(x.device)]), data.y[train]
-        )
+    def scorer(self, model: BranchedNet, t: Trainer) -> Scorer:
+        train = embed(model.trunk, t.x[t.rows("train")])
+        head = LogisticRegression(max_iter=1000).fit(train, t.data.y[t.data.splits["train"]])
 
-        def score(rows: np.ndarray) -> np.ndarray:
-            proba = head.predict_proba(embed(model.trunk, x[torch.from_numpy(rows).to(x.device)]))
+        def score(split: str) -> np.ndarray:
+            proba = head.predict_proba(embed(model.trunk, t.x[t.rows(split)]))
             return proba[:, 1] if proba.shape[1] == 2 else proba
 
         return score

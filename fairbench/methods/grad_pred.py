@@ -3,7 +3,7 @@ with batch norm + ReLU, Adam, 50 epochs, lambda = 100, keeping the epoch with th
 validation discrimination (ties: highest validation accuracy)."""
 
 from fairbench.methods.base import HParam
-from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
+from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.report.spec import ReportTable
 
 # GRAD Tables 1 and 2's columns, one row per label. With several protected attributes Discr is

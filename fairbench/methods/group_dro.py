@@ -24,15 +24,15 @@ Choices the paper leaves open, as the released code (kohpangwei/group_DRO) makes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam
-from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
+from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
+from fairbench.train import Batch, Trainer
 
 
 def group_losses(losses: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -48,36 +48,31 @@ def update_group_weights(q: torch.Tensor, losses: torch.Tensor, eta: float) -> t
     return q / q.sum()
 
 
-class GroupDRO(DebiasingMethod):
+class GroupDRO(ClassifierMethod):
     name = "group_dro"
     description = "GroupDRO: exponentiated-gradient weights on the (class, bias) groups' losses"
     hparams = {
-        **debiasing_hparams(arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128,
+        **classifier_hparams(arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128,
                             select="worst"),
         "eta": HParam(0.01, "step size of the group weights (the paper's eta_q)"),
         "balance": HParam(True, "draw rows with probability 1 / group size (every group equally often)"),
     }  # fmt: skip
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
-    def build(self, data: TaskData, n_bias: int) -> nn.Module:
-        return classifier(self.params["arch"], tuple(data.x.shape[1:]), data.n_classes)
+    def build(self, t: Trainer) -> nn.Module:
+        self.n_groups = t.data.n_classes * self.n_bias
+        self.q = torch.full((self.n_groups,), 1.0 / self.n_groups, device=t.device)
+        return classifier(self.params["arch"], tuple(t.data.x.shape[1:]), t.data.n_classes)
 
-    def batches(self, cells: torch.Tensor | None, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    def batches(self, t: Trainer, n: int) -> Iterable[torch.Tensor]:
         if not self.params["balance"]:
-            return super().batches(cells, n, generator)
-        _, inverse, sizes = torch.unique(cells, return_inverse=True, return_counts=True)
-        drawn = torch.multinomial((1.0 / sizes.double())[inverse].cpu(), n, replacement=True, generator=generator)
-        return iter(drawn.split(self.params["batch_size"]))
+            return super().batches(t, n)
+        _, inverse, sizes = torch.unique(self.cells(t), return_inverse=True, return_counts=True)
+        drawn = torch.multinomial((1.0 / sizes.double())[inverse].cpu(), n, replacement=True, generator=t.generator)
+        return drawn.split(self.params["batch_size"])
 
-    def objective(self, model: nn.Module, data: TaskData, n_bias: int) -> Callable[[Batch], torch.Tensor]:
-        n_groups = data.n_classes * n_bias
-        q = torch.full((n_groups,), 1.0 / n_groups, device=next(model.parameters()).device)
-
-        def step(batch: Batch) -> torch.Tensor:
-            nonlocal q
-            per_sample = F.cross_entropy(model(batch.x), batch.y, reduction="none")
-            losses = group_losses(per_sample, batch.y * n_bias + batch.bias, n_groups)
-            q = update_group_weights(q, losses, self.params["eta"])
-            return (q * losses).sum()
-
-        return step
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        per_sample = F.cross_entropy(model(batch.x), batch.y, reduction="none")
+        losses = group_losses(per_sample, batch.y * self.n_bias + batch.bias, self.n_groups)
+        self.q = update_group_weights(self.q, losses, self.params["eta"])
+        return (self.q * losses).sum()

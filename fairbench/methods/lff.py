@@ -21,15 +21,13 @@ Inference: f_D. Its checkpoint (with f_B's) is what `select` keeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam
-from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
+from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
+from fairbench.train import Batch, Trainer
 
 
 def generalized_cross_entropy(logits: torch.Tensor, y: torch.Tensor, q: float) -> torch.Tensor:
@@ -70,37 +68,32 @@ class Pair(nn.Module):
         return self.debiased(x)
 
 
-class LfF(DebiasingMethod):
+class LfF(ClassifierMethod):
     name = "lff"
     description = "Learning from Failure: GCE-trained biased model, relative-difficulty weights for the debiased one"
     needs_bias = False
     hparams = {
-        **debiasing_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
+        **classifier_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
                             select="last"),
         "q": HParam(0.7, "GCE exponent of the biased model"),
         "ema": HParam(0.7, "EMA factor of the per-sample losses"),
     }  # fmt: skip
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
-    def build(self, data: TaskData, n_bias: int) -> nn.Module:
-        shape, arch = tuple(data.x.shape[1:]), self.params["arch"]
-        return Pair(classifier(arch, shape, data.n_classes), classifier(arch, shape, data.n_classes))
+    def build(self, t: Trainer) -> nn.Module:
+        shape, arch, k = tuple(t.data.x.shape[1:]), self.params["arch"], t.data.n_classes
+        model = Pair(classifier(arch, shape, k), classifier(arch, shape, k))
+        self.average_b, self.average_d = (LossAverage(t.y, t.rows("train"), k, self.params["ema"]) for _ in range(2))
+        return model
 
-    def objective(self, model: nn.Module, data: TaskData, n_bias: int) -> Callable[[Batch], torch.Tensor]:
-        p = self.params
-        device = next(model.parameters()).device
-        y = torch.from_numpy(data.y).to(device)
-        train = torch.from_numpy(data.splits["train"]).to(device)
-        average_b, average_d = (LossAverage(y, train, data.n_classes, p["ema"]) for _ in range(2))
-
-        def step(batch: Batch) -> torch.Tensor:
-            logits_b, logits_d = model.biased(batch.x), model.debiased(batch.x)
-            ce_d = F.cross_entropy(logits_d, batch.y, reduction="none")
-            with torch.no_grad():
-                average_b.update(batch.rows, F.cross_entropy(logits_b, batch.y, reduction="none"))
-                average_d.update(batch.rows, ce_d)
-                loss_b, loss_d = average_b.normalised(batch.rows), average_d.normalised(batch.rows)
-                weight = loss_b / (loss_b + loss_d + 1e-8)
-            return generalized_cross_entropy(logits_b, batch.y, p["q"]).mean() + (weight * ce_d).mean()
-
-        return step
+    def loss(self, model: Pair, batch: Batch) -> dict[str, torch.Tensor]:
+        logits_b, logits_d = model.biased(batch.x), model.debiased(batch.x)
+        ce_d = F.cross_entropy(logits_d, batch.y, reduction="none")
+        with torch.no_grad():
+            self.average_b.update(batch.rows, F.cross_entropy(logits_b, batch.y, reduction="none"))
+            self.average_d.update(batch.rows, ce_d)
+            loss_b, loss_d = self.average_b.normalised(batch.rows), self.average_d.normalised(batch.rows)
+            weight = loss_b / (loss_b + loss_d + 1e-8)
+        biased = generalized_cross_entropy(logits_b, batch.y, self.params["q"]).mean()
+        debiased = (weight * ce_d).mean()
+        return {"loss": biased + debiased, "biased": biased, "debiased": debiased}

@@ -168,7 +168,7 @@ class LFR(Method):
             if (i := next(iteration)) % 100 == 0:
                 ctx.log.info(f"lfr: L-BFGS-B iteration {i}, loss {objective.last:.6g}")
 
-        rng = np.random.default_rng(ctx.seed)
+        rng = ctx.numpy_generator()
         theta0 = rng.uniform(size=objective.size)
         result = minimize(
             objective,

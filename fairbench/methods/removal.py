@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from fairbench.data.base import TaskData
 from fairbench.encoders import encoder_label, latent_codes
-from fairbench.latent import (
+from fairbench.methods.base import HParam, Outcome, RunContext
+from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
     LatentCodeMethod,
@@ -22,7 +23,6 @@ from fairbench.latent import (
     sensitive_dims,
     zero_dims,
 )
-from fairbench.methods.base import HParam, Outcome, RunContext
 
 
 class Removal(LatentCodeMethod):

@@ -42,13 +42,14 @@ import dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.branched import common_hparams
 from fairbench.methods.erm import ERM
-from fairbench.train import minibatches, seed_everything
+from fairbench.methods.families.branched import common_hparams
+from fairbench.train import Batch, Trainer
 
 REPRESENTATIONS = ("bias", "color")
 RESAMPLING = ("threshold", "sample", "reweight")
@@ -76,39 +77,46 @@ def weighted_terms(
     return (z * F.cross_entropy(logits, y, reduction="none")).mean(), -(z * q[y].log()).mean()
 
 
+class Minimax(nn.Module):
+    """REPAIR's two players: the bias classifier on phi, and the per-row logits theta of the weights."""
+
+    def __init__(self, phi_width: int, n_classes: int, rows: int, device: str) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(phi_width, n_classes).to(device)
+        self.theta = nn.Parameter(torch.zeros(rows, device=device))
+
+
 def learn_weights(
-    phi: torch.Tensor,
-    y: torch.Tensor,
-    n_classes: int,
-    epochs: int,
-    lr: float,
-    weight_lr: float,
-    batch_size: int,
-    generator: torch.Generator,
+    t: Trainer, phi: torch.Tensor, epochs: int, lr: float, weight_lr: float, batch_size: int
 ) -> tuple[np.ndarray, float]:
-    """REPAIR's minimax on (phi, y): returns the weights w in (0, 1) and the final bias B(w)."""
-    classifier = torch.nn.Linear(phi.shape[1], n_classes).to(phi.device)
-    optimiser = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=0.9)
-    theta = torch.zeros(len(y), device=phi.device, requires_grad=True)
-    weight_optimiser = torch.optim.SGD([theta], lr=weight_lr)
-    one_hot = F.one_hot(y, n_classes).float()
-    for _ in range(epochs):
-        for batch in minibatches(len(y), batch_size, generator):
-            rows = batch.to(phi.device)
-            w = torch.sigmoid(theta)
-            logits = classifier(phi[rows])
-            # The classifier's step sees the weights as constants, the weights' step the classifier.
-            loss, _ = weighted_terms(logits, y[rows], w[rows].detach(), w.detach(), one_hot.T @ w.detach())
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            weighted, entropy = weighted_terms(logits.detach(), y[rows], w[rows], w, one_hot.T @ w)
-            weight_optimiser.zero_grad(set_to_none=True)
-            (1 - weighted / entropy).backward()
-            weight_optimiser.step()
+    """REPAIR's minimax on (phi, y) of the train rows (phi: one row per train row): returns the
+    weights w in (0, 1) and the final bias B(w)."""
+    y = t.y[t.rows("train")]
+    model = Minimax(phi.shape[1], t.data.n_classes, len(y), t.device)
+    optimiser = torch.optim.SGD(model.classifier.parameters(), lr=lr, momentum=0.9)
+    weight_optimiser = torch.optim.SGD([model.theta], lr=weight_lr)
+    one_hot = F.one_hot(y, t.data.n_classes).float()
+
+    def update(batch: Batch) -> dict[str, torch.Tensor]:
+        rows = batch.positions
+        w = torch.sigmoid(model.theta)
+        logits = model.classifier(phi[rows])
+        # The classifier's step sees the weights as constants, the weights' step the classifier.
+        loss, _ = weighted_terms(logits, y[rows], w[rows].detach(), w.detach(), one_hot.T @ w.detach())
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        weighted, entropy = weighted_terms(logits.detach(), y[rows], w[rows], w, one_hot.T @ w)
+        bias = 1 - weighted / entropy
+        weight_optimiser.zero_grad(set_to_none=True)
+        bias.backward()
+        weight_optimiser.step()
+        return {"classifier": loss, "bias": bias}
+
+    t.fit(model, update, epochs=epochs, batch_size=batch_size, name="minimax")
     with torch.no_grad():
-        w = torch.sigmoid(theta)
-        loss, entropy = weighted_terms(classifier(phi), y, w, w, one_hot.T @ w)
+        w = torch.sigmoid(model.theta)
+        loss, entropy = weighted_terms(model.classifier(phi), y, w, w, one_hot.T @ w)
     return w.cpu().numpy(), float(1 - loss / entropy)
 
 
@@ -147,25 +155,18 @@ class Repair(Method):
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
         phi_all = representation(data, p["representation"])
-        generator = seed_everything(ctx.seed)
         train = data.splits["train"]
+        phi = torch.from_numpy(phi_all[train]).to(ctx.device)
         w, bias = learn_weights(
-            torch.from_numpy(phi_all[train]).to(ctx.device),
-            torch.from_numpy(data.y[train]).to(ctx.device),
-            data.n_classes,
-            p["repair_epochs"],
-            p["repair_lr"],
-            p["weight_lr"],
-            p["repair_batch_size"],
-            generator,
+            Trainer(data, ctx), phi, p["repair_epochs"], p["repair_lr"], p["weight_lr"], p["repair_batch_size"]
         )
-        keep = train[kept_rows(w, p["resample"], p["threshold"], np.random.default_rng(ctx.seed))]
+        keep = train[kept_rows(w, p["resample"], p["threshold"], ctx.numpy_generator())]
         if len(keep) < 2:
             raise FairbenchError(
                 f"repair: resample '{p['resample']}' kept {len(keep)} of {len(train)} training rows "
                 f"(largest weight {w.max():.3f}); lower `threshold` or use resample: reweight"
             )
         task = ERM({name: p[name] for name in ERM.hparams})
-        _, outcome = task.fit(dataclasses.replace(data, splits={**data.splits, "train": keep}), ctx)
+        outcome = task.run(dataclasses.replace(data, splits={**data.splits, "train": keep}), ctx)
         outcome.info |= {"repair_bias": bias, "kept_rows": int(len(keep)), "weight_mean": float(w.mean())}
         return outcome

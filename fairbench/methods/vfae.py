@@ -53,12 +53,11 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from fairbench.data.base import TaskData
-from fairbench.methods.base import HParam, Method, Outcome, RunContext
-from fairbench.methods.branched import protected_attributes
+from fairbench.methods.base import HParam, Outcome
+from fairbench.methods.families.trained import TrainedMethod, require_binary, training_hparams
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
-from fairbench.methods.selected import fit_selected, require_binary, training_hparams
 from fairbench.nets.layers import mlp
-from fairbench.train import embed, predict_proba, seed_everything
+from fairbench.train import Batch, Fit, Trainer, embed
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -130,7 +129,7 @@ class VFAENet(nn.Module):
         return negative_bound, F.cross_entropy(self.classify(z1), y, reduction="none"), z1
 
 
-class VFAE(Method):
+class VFAE(TrainedMethod):
     name = "vfae"
     description = "variational fair autoencoder: semi-supervised VAE given s, MMD penalty on q(z1|s)"
     hparams = {
@@ -151,35 +150,37 @@ class VFAE(Method):
     # a row of GRAD's Tables 1/2 (`fairbench report --ablation`)
     report_tables = (GRAD_TABLE,)
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        p = self.params
+    def check(self, data: TaskData) -> None:
+        super().check(data)
         require_binary(self.name, data)
-        attributes = protected_attributes(data, p["protect"])
-        generator = seed_everything(ctx.seed)
+
+    def inputs(self, data: TaskData) -> np.ndarray:
+        """x beside the one-hot protected attributes s: the encoder reads both."""
+        attributes = self.attributes(data)
         s = np.concatenate([np.eye(data.group_counts[a], dtype=np.float32)[data.protected[a]] for a in attributes], 1)
-        xs = torch.from_numpy(np.concatenate([data.x.astype(np.float32), s], axis=1)).to(ctx.device)
-        y = torch.from_numpy(data.y).to(ctx.device)
-        groups = [torch.from_numpy(data.protected[a]).to(ctx.device) for a in attributes]
-        model = VFAENet(data.x.shape[1], s.shape[1], 2, p["width"], p["z_dim"]).to(ctx.device)
+        return np.concatenate([data.x.astype(np.float32), s], axis=1)
 
-        def batch_loss(rows: torch.Tensor) -> torch.Tensor:
-            bound, classification, z1 = model.losses(xs[rows], y[rows])
-            penalty = group_mmd(z1, [g[rows] for g in groups], p["mmd_gamma"])
-            return bound.mean() + p["alpha"] * classification.mean() + p["beta"] * penalty
+    def build(self, t: Trainer) -> VFAENet:
+        p = self.params
+        self.protected = self.attributes(t.data)
+        s_dim = t.x.shape[1] - t.data.x.shape[1]
+        return VFAENet(t.data.x.shape[1], s_dim, 2, p["width"], p["z_dim"])
 
-        def rows_of(split: str) -> torch.Tensor:
-            return torch.from_numpy(data.splits[split]).to(ctx.device)
+    def loss(self, model: VFAENet, batch: Batch) -> dict[str, torch.Tensor]:
+        p = self.params
+        bound, classification, z1 = model.losses(batch.x, batch.y)
+        penalty = group_mmd(z1, batch.groups(self.protected), p["mmd_gamma"])
+        bound, classification = bound.mean(), classification.mean()
+        loss = bound + p["alpha"] * classification + p["beta"] * penalty
+        return {"loss": loss, "bound": bound, "classification": classification, "mmd": penalty}
 
-        epoch = fit_selected(
-            model, p, data, ctx, generator, batch_loss, lambda: predict_proba(model, xs[rows_of("val")]), attributes
-        )
-        if p["head"] == "classifier":
-            scores = {split: predict_proba(model, xs[rows_of(split)]) for split in ("val", "test")}
-        else:
+    def outcome(self, model: VFAENet, t: Trainer, fit: Fit) -> Outcome:
+        if self.params["head"] == "classifier":
+            return super().outcome(model, t, fit)
 
-            def code(split: str) -> np.ndarray:
-                return embed(model, xs[rows_of(split)], through=model.z1).astype(np.float64)
+        def code(split: str) -> np.ndarray:
+            return embed(model, t.x[t.rows(split)], through=model.z1).astype(np.float64)
 
-            head = LogisticRegression(max_iter=1000).fit(code("train"), data.y[data.splits["train"]])
-            scores = {split: head.predict_proba(code(split))[:, 1] for split in ("val", "test")}
-        return Outcome(scores=scores, info={"selected_epoch": epoch})
+        head = LogisticRegression(max_iter=1000).fit(code("train"), t.data.y[t.data.splits["train"]])
+        scores = {split: head.predict_proba(code(split))[:, 1] for split in ("val", "test")}
+        return Outcome(scores=scores, info={"selected_epoch": fit.epoch})

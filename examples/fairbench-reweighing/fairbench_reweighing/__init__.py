@@ -2,7 +2,8 @@
 
 Each training row of group g and label y gets the weight P(g) P(y) / P(g, y), which makes the
 label statistically independent of the group in the weighted data; a classifier is then trained
-with the weighted loss. Only the pieces of fairbench's public API are used.
+with the weighted loss. The framework's engine trains it: this module gives the model, the loss
+of one batch and the hyperparameters, nothing else (no loop, no seeding, no device handling).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from fairbench.data import TaskData
-from fairbench.methods import HParam, Method, Outcome, RunContext
+from fairbench.methods import HParam, TrainedMethod, training_hparams
 from fairbench.nets.layers import mlp
-from fairbench.train import minibatches, predict_proba, seed_everything, to_float
+from fairbench.train import Batch, Trainer
 
 
 def reweighing_weights(y: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -28,34 +29,22 @@ def reweighing_weights(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     return weights
 
 
-class Reweighing(Method):
+class Reweighing(TrainedMethod):
     name = "reweighing"
     description = "reweighing (Kamiran & Calders 2012): weights P(g)P(y)/P(g,y), weighted MLP"
     hparams = {
+        **training_hparams(epochs=30, lr=1e-3, batch_size=128, select="acc"),
         "hidden": HParam(40, "hidden units of the one-hidden-layer MLP"),
-        "epochs": HParam(30, "training epochs"),
-        "lr": HParam(1e-3, "Adam learning rate"),
-        "batch_size": HParam(128, "minibatch size"),
         "strength": HParam(1.0, "interpolates from no reweighing (0) to full reweighing (1)"),
     }
     budgets = {"paper": {}, "quick": {"epochs": 5}}
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        p = self.params
-        generator = seed_everything(ctx.seed)
-        train = data.splits["train"]
-        weights = 1.0 + p["strength"] * (reweighing_weights(data.y[train], data.g[train]) - 1.0)
-        x = to_float(data.x, ctx.device)
-        y = torch.from_numpy(data.y).to(ctx.device)
-        w = torch.from_numpy(weights).float().to(ctx.device)
-        rows = torch.from_numpy(train).to(ctx.device)
-        model = mlp([data.x.shape[1], p["hidden"], 2]).to(ctx.device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=p["lr"])
-        for _ in range(p["epochs"]):
-            for batch in minibatches(len(rows), p["batch_size"], generator):
-                loss = (F.cross_entropy(model(x[rows[batch]]), y[rows[batch]], reduction="none") * w[batch]).mean()
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-        scores = {s: predict_proba(model, x[torch.from_numpy(data.splits[s]).to(ctx.device)]) for s in ("val", "test")}
-        return Outcome(scores=scores)
+    def build(self, t: Trainer) -> nn.Module:
+        train = t.data.splits["train"]
+        weights = reweighing_weights(t.data.y[train], t.data.g[train])
+        self.weights = torch.from_numpy(1.0 + self.params["strength"] * (weights - 1.0)).float().to(t.device)
+        return mlp([t.data.x.shape[1], self.params["hidden"], 2])
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        # batch.positions index the training rows, the order the weights were computed in
+        return (F.cross_entropy(model(batch.x), batch.y, reduction="none") * self.weights[batch.positions]).mean()

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 from fairbench.data.base import TaskData
 from fairbench.encoders import encoder_label, latent_codes, resolve_encoder
 from fairbench.errors import FairbenchError
-from fairbench.latent.codes import TaskTensors, fit_downstream, scores_of
-from fairbench.latent.recipe import recipe, sens_recipe
-from fairbench.latent.sensitive import sensitive_classifier
 from fairbench.methods.base import Method, MetricRow, Outcome, RunContext
+from fairbench.methods.families.latent.codes import TaskTensors, fit_downstream, scores_of
+from fairbench.methods.families.latent.recipe import recipe, sens_recipe
+from fairbench.methods.families.latent.sensitive import sensitive_classifier
 
 
 class LatentCodeMethod(Method):

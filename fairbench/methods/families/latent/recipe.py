@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from fairbench.methods.base import HParam
-from fairbench.stacked import StackedMLP
+from fairbench.nets.stacked import StackedMLP
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = tuple(DTYPES)

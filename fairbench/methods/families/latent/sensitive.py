@@ -18,8 +18,10 @@ import torch
 
 from fairbench.data.base import TaskData
 from fairbench.encoders.base import Latents
-from fairbench.latent.recipe import DTYPES, Recipe
-from fairbench.stacked import FOCI, FitResult, StackedMLP, accuracy, fit_stacked, stream
+from fairbench.methods.families.latent.explanation import FOCI
+from fairbench.methods.families.latent.recipe import DTYPES, Recipe
+from fairbench.nets.stacked import StackedMLP
+from fairbench.train.stacked import FitResult, accuracy, fit_stacked
 
 
 @dataclass
@@ -121,6 +123,6 @@ def _tensors(
 def _train(
     model: StackedMLP, z: torch.Tensor, g: torch.Tensor, rows: dict[str, torch.Tensor], recipe: Recipe, ctx: Any
 ) -> FitResult:
-    generator = stream(ctx.seed, "sensitive_classifier")
+    generator = ctx.stream("sensitive_classifier")
     model.reset([generator])
     return fit_stacked(model, z, g, rows["train"], rows["val"], [generator], **recipe.fit_kwargs(), log=ctx.log.debug)

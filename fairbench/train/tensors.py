@@ -1,23 +1,12 @@
-"""Shared training pieces: seeding, minibatches, epoch loops with validation-based selection."""
+"""Tensors for training: inputs on the device, shuffled minibatches, batched inference."""
 
 from __future__ import annotations
 
-import copy
-import random
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 import torch
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch generator for data order."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -67,28 +56,3 @@ def embed(
     module.eval()
     apply = through or module
     return torch.cat([apply(as_input(x[s : s + chunk])).float().cpu() for s in range(0, len(x), chunk)]).numpy()
-
-
-def train_with_selection(
-    model: torch.nn.Module,
-    epochs: int,
-    train_epoch: Callable[[int], None],
-    score: Callable[[int], tuple[float, ...]],
-    log: Callable[[str], Any] = print,
-) -> tuple[int, list[tuple[float, ...]]]:
-    """Train `epochs` epochs; after each, `score(epoch)` (lower is better, compared as tuples) picks
-    the checkpoint to keep. Returns the selected epoch (1-based) and every epoch's score."""
-    best: tuple[float, ...] | None = None
-    best_epoch, best_state, history = 0, None, []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        train_epoch(epoch)
-        model.eval()
-        current = score(epoch)
-        history.append(current)
-        log(f"epoch {epoch}/{epochs} score {tuple(round(v, 5) for v in current)}")
-        if best is None or current < best:
-            best, best_epoch, best_state = current, epoch, copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return best_epoch, history

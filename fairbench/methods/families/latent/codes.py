@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from fairbench.data.base import TaskData
-from fairbench.latent.recipe import DTYPES, Recipe
-from fairbench.stacked import FitResult, StackedMLP, fit_stacked, stream
+from fairbench.methods.families.latent.recipe import DTYPES, Recipe
+from fairbench.nets.stacked import StackedMLP
+from fairbench.train.stacked import FitResult, fit_stacked
 
 
 class TaskTensors:
@@ -37,7 +38,7 @@ def fit_downstream(t: TaskTensors, rec: Recipe, ctx: Any) -> tuple[StackedMLP, F
     """One g (the Table 3/4 MLP) on the codes `t.z` as they are, from the stream (seed,
     "downstream") that DVGE's members also start from. `ctx` is a RunContext."""
     model = rec.model(t.z.shape[1], 1, ctx.device)
-    generator = stream(ctx.seed, "downstream")
+    generator = ctx.stream("downstream")
     model.reset([generator])
     fit = fit_stacked(
         model, t.z, t.y, t.rows["train"], t.rows["val"], [generator], log=ctx.log.debug, **rec.fit_kwargs()

@@ -2,10 +2,10 @@
 MLP recipe and shared hyperparameters, the codes on the device, the downstream model g, and
 the sensitive classifier d with its focus (an artifact of its own: d is not an encoder)."""
 
-from fairbench.latent.codes import TaskTensors, fit_downstream, scores_of
-from fairbench.latent.method import LatentCodeMethod, SensitivePartDropped
-from fairbench.latent.recipe import SHARED_BUDGETS, SHARED_HPARAMS, Recipe, recipe, sens_recipe
-from fairbench.latent.sensitive import (
+from fairbench.methods.families.latent.codes import TaskTensors, fit_downstream, scores_of
+from fairbench.methods.families.latent.method import LatentCodeMethod, SensitivePartDropped
+from fairbench.methods.families.latent.recipe import SHARED_BUDGETS, SHARED_HPARAMS, Recipe, recipe, sens_recipe
+from fairbench.methods.families.latent.sensitive import (
     SensitiveClassifier,
     retrained_accuracy,
     sensitive_classifier,

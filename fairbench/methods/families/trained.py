@@ -1,0 +1,165 @@
+"""The base of every method trained on minibatches: the framework's engine (fairbench/train)
+owns the loop, the seed, the device and the checkpoint selection; the method supplies the model,
+the loss of one batch and how the model scores rows.
+
+    class MyMethod(TrainedMethod):
+        name = "my_method"
+        description = "..."
+        hparams = training_hparams(epochs=20, lr=1e-3, batch_size=128, select="acc")
+
+        def build(self, t: Trainer) -> nn.Module:
+            return nn.Sequential(nn.Linear(t.data.x.shape[1], 2))
+
+        def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+            return F.cross_entropy(model(batch.x), batch.y)
+
+The defaults: Adam on `lr` (and `beta1`/`beta2` when declared), one shuffled pass per epoch in
+batches of `batch_size`, `select` from the selection registry, scores from the softmax of the
+model's (first) output. Override `optimizer`, `update` (several optimisers or players),
+`batches`, `scorer` or `outcome` where a method differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from fairbench.data.base import TaskData
+from fairbench.errors import FairbenchError
+from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.train import SELECTION_RULES, Batch, Fit, Losses, Trainer, descend, get_rule, minibatches, predict_proba
+
+# Scores of a split's rows ("val", "test", "train") from the model as it is when the scorer is made.
+Scorer = Callable[[str], np.ndarray]
+
+# Which sensitive attributes an adversarial method protects (GRAD Table 2's -R / -G variants).
+PROTECT = HParam(
+    (), "the sensitive attributes (expressions, as in the suite) that get an attribute branch; empty: all"
+)
+
+
+def select_param(default: str, *rules: str) -> HParam:
+    """The `select` hyperparameter accepting `rules` (names in fairbench.train.SELECTION_RULES)."""
+    unknown = [rule for rule in (default, *rules) if rule not in SELECTION_RULES]
+    if unknown or default not in rules:
+        raise ValueError(f"select_param: {unknown or default!r} (rules: {', '.join(SELECTION_RULES)})")
+    described = "; ".join(f"{rule}: {SELECTION_RULES[rule].help}" for rule in rules)
+    return HParam(default, f"checkpoint selection on validation. {described}", rules)
+
+
+def training_hparams(
+    epochs: int, lr: float, batch_size: int, select: str = "disc", rules: tuple[str, ...] = ("disc", "acc", "last")
+) -> dict[str, HParam]:
+    """The engine's hyperparameters with per-method defaults: epochs, Adam's learning rate, the
+    minibatch size, the selection rule and the protected attributes."""
+    return {
+        "epochs": HParam(epochs, "training epochs"),
+        "lr": HParam(lr, "Adam learning rate"),
+        "batch_size": HParam(batch_size, "minibatch size"),
+        "select": select_param(select, *rules),
+        "protect": PROTECT,
+    }
+
+
+def protected_attributes(data: TaskData, protect: tuple[str, ...]) -> list[str]:
+    """The task's sensitive attributes named by `protect` (all of them when it is empty)."""
+    for name in protect:
+        if name not in data.protected:
+            raise FairbenchError(
+                f"protect: '{name}' is not a sensitive attribute of this experiment; its sensitive attributes "
+                f"are {', '.join(repr(n) for n in data.protected)}"
+            )
+    return list(protect) or list(data.protected)
+
+
+def require_binary(method: str, data: TaskData) -> None:
+    if data.n_classes != 2:
+        raise FairbenchError(f"method '{method}' needs a binary target; '{data.target}' has {data.n_classes} classes")
+
+
+class TrainedMethod(Method):
+    """A method the engine trains: implement `build` and `loss` (see the module docstring)."""
+
+    # Batches with fewer rows are skipped (2 for networks with batch norm).
+    min_batch: ClassVar[int] = 1
+
+    def build(self, t: Trainer) -> nn.Module:
+        """The model (all of the method's networks in one module), built after the engine has seeded."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Batch) -> Losses:
+        """The loss of one batch, or named losses whose "loss" is descended (the rest are logged)."""
+        raise NotImplementedError
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        p = self.params
+        return torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p.get("beta1", 0.9), p.get("beta2", 0.999)))
+
+    def update(self, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> Losses:
+        """What one batch does to the model: by default one descent step on `loss`."""
+        with batch.trainer.autocast():
+            losses = self.loss(model, batch)
+        return descend(optimizer, losses)
+
+    def schedulers(self, optimizer: torch.optim.Optimizer) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        """Learning-rate schedules stepped after every epoch (none by default)."""
+        return []
+
+    def batches(self, t: Trainer, n: int) -> Iterable[torch.Tensor]:
+        """Positions into the n training rows for each step of one epoch: one shuffled pass."""
+        return minibatches(n, self.params["batch_size"], t.generator)
+
+    def attributes(self, data: TaskData) -> list[str]:
+        """The sensitive attributes the method protects (`protect`; all when it is empty or absent)."""
+        return protected_attributes(data, tuple(self.params.get("protect", ())))
+
+    def inputs(self, data: TaskData) -> np.ndarray | None:
+        """The model's input rows when they are not the task's x (e.g. x beside s); None: x."""
+        return None
+
+    def check(self, data: TaskData) -> None:
+        """Refuse a task the method cannot train on, before anything is built."""
+        if get_rule(self.params.get("select", "last")).needs_bias:
+            data.require_bias(self.name)
+
+    def scorer(self, model: nn.Module, t: Trainer) -> Scorer:
+        """How the model scores a split's rows: class probabilities of its (first) output."""
+
+        def score(split: str) -> np.ndarray:
+            with t.autocast():
+                return predict_proba(model, t.x[t.rows(split)])
+
+        return score
+
+    def train(self, data: TaskData, ctx: RunContext) -> tuple[nn.Module, Trainer, Fit]:
+        """Seed, build, train with the engine; the selected checkpoint is loaded."""
+        self.check(data)
+        t = Trainer(data, ctx, inputs=self.inputs(data))
+        model = self.build(t).to(ctx.device)
+        optimizer = self.optimizer(model)
+        p = self.params
+        fit = t.fit(
+            model,
+            lambda batch: self.update(model, batch, optimizer),
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            select=p.get("select", "last"),
+            score_val=lambda: self.scorer(model, t)("val"),
+            attributes=self.attributes(data),
+            batches=lambda n: self.batches(t, n),
+            min_batch=self.min_batch,
+            schedulers=self.schedulers(optimizer),
+        )
+        return model, t, fit
+
+    def outcome(self, model: nn.Module, t: Trainer, fit: Fit) -> Outcome:
+        """The job's outcome from the trained model: val and test scores, the epoch kept."""
+        scorer = self.scorer(model, t)
+        return Outcome(scores={split: scorer(split) for split in ("val", "test")}, info={"selected_epoch": fit.epoch})
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        return self.outcome(*self.train(data, ctx))

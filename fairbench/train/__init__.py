@@ -1,0 +1,30 @@
+"""The training engine (one loop for every method trained on minibatches), its selection rules,
+the job's random streams, and the tensors a training reads."""
+
+from fairbench.train.engine import PRECISIONS, Batch, Fit, JobContext, Losses, Trainer, descend
+from fairbench.train.seeding import seed_everything, stream
+from fairbench.train.selection import SELECTION_RULES, Score, SelectionRule, Validation, get_rule, selection_rule
+from fairbench.train.tensors import as_input, embed, minibatches, predict_proba, to_float
+
+__all__ = [
+    "PRECISIONS",
+    "SELECTION_RULES",
+    "Batch",
+    "Fit",
+    "JobContext",
+    "Losses",
+    "Score",
+    "SelectionRule",
+    "Trainer",
+    "Validation",
+    "as_input",
+    "descend",
+    "embed",
+    "get_rule",
+    "minibatches",
+    "predict_proba",
+    "seed_everything",
+    "selection_rule",
+    "stream",
+    "to_float",
+]

@@ -1,0 +1,242 @@
+"""The training engine: the one loop over minibatches that every trained method runs on.
+
+A `Trainer` is one job's training session. Creating it seeds Python, NumPy and torch from the
+job's seed (methods never seed) and starts the data-order stream; it holds the task's tensors on
+the device. `Trainer.fit` runs the epochs: shuffled minibatches of the training rows, the
+method's `update` on each, then the validation score of the job's selection rule
+(fairbench/train/selection.py), the checkpoint of the best epoch, an optional early stop, and one
+log line per epoch with the mean losses, the rule's validation values and the epoch kept so far.
+
+The method supplies the model and what one batch does to it (`update`: usually `descend` on a
+loss; several optimisers or alternating players are one `update` that steps each), and how the
+model scores rows. Losses are accumulated on the device and read once per epoch: no host
+synchronisation inside a step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from fairbench.data.base import TaskData
+from fairbench.train.seeding import seed_everything
+from fairbench.train.selection import Score, Validation, get_rule
+from fairbench.train.tensors import as_input, minibatches, to_float
+
+# What one training step returns: the loss, or named losses (the key "loss" is the one descended).
+Losses = torch.Tensor | dict[str, torch.Tensor]
+
+
+class Batch:
+    """One minibatch: `positions` into the training rows, `rows` into the task's arrays, and the
+    rows' tensors, gathered on first use."""
+
+    def __init__(self, trainer: Trainer, positions: torch.Tensor, rows: torch.Tensor) -> None:
+        self.trainer, self.positions, self.rows = trainer, positions, rows
+
+    @cached_property
+    def x(self) -> torch.Tensor:
+        """Model inputs (images scaled to [0, 1])."""
+        return as_input(self.trainer.x[self.rows])
+
+    @cached_property
+    def y(self) -> torch.Tensor:
+        return self.trainer.y[self.rows]
+
+    @cached_property
+    def bias(self) -> torch.Tensor:
+        return self.trainer.bias[self.rows]
+
+    def groups(self, attributes: Sequence[str]) -> list[torch.Tensor]:
+        """The batch's values of each named sensitive attribute."""
+        return [self.trainer.group(name)[self.rows] for name in attributes]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class Fit:
+    """The result of `Trainer.fit`: the epoch kept (1-based) and one record per epoch (its mean
+    losses and the selection rule's validation values)."""
+
+    epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def descend(optimizer: torch.optim.Optimizer, losses: Losses) -> Losses:
+    """The ordinary step: zero the gradients, back-propagate the loss, step the optimiser."""
+    loss = losses["loss"] if isinstance(losses, dict) else losses
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return losses
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+class JobContext(Protocol):
+    """What a training needs of its job (a method's RunContext has it): where, which seed, its
+    log, and the arithmetic (`precision`, one of PRECISIONS)."""
+
+    device: str
+    seed: int
+    log: logging.Logger
+    precision: str
+
+
+class Trainer:
+    """One job's training session on `ctx.device`: seeded now from `ctx.seed`, the task's tensors
+    on the device (`inputs` in place of the task's x when given)."""
+
+    def __init__(self, data: TaskData, ctx: JobContext, inputs: np.ndarray | None = None) -> None:
+        self.data, self.ctx, self.device, self.seed = data, ctx, ctx.device, ctx.seed
+        self.precision = getattr(ctx, "precision", "fp32")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.generator = seed_everything(ctx.seed)
+        set_matmul_precision(self.precision, self.device)
+        self._inputs = inputs
+        self._groups: dict[str, torch.Tensor] = {}
+        self._rows: dict[str, torch.Tensor] = {}
+
+    @cached_property
+    def x(self) -> torch.Tensor:
+        """The model inputs of every row on the device (`inputs` when given, else the task's x)."""
+        return to_float(self.data.x if self._inputs is None else self._inputs, self.device)
+
+    @cached_property
+    def y(self) -> torch.Tensor:
+        return torch.from_numpy(self.data.y).to(self.device)
+
+    @cached_property
+    def bias(self) -> torch.Tensor:
+        if self.data.bias is None:
+            raise ValueError(f"'{self.data.dataset}' has no bias labels")
+        return torch.from_numpy(self.data.bias).to(self.device)
+
+    def group(self, attribute: str) -> torch.Tensor:
+        if attribute not in self._groups:
+            self._groups[attribute] = torch.from_numpy(self.data.protected[attribute]).to(self.device)
+        return self._groups[attribute]
+
+    def rows(self, split: str) -> torch.Tensor:
+        """The indices of a split's rows on the device."""
+        if split not in self._rows:
+            self._rows[split] = torch.from_numpy(self.data.splits[split]).to(self.device)
+        return self._rows[split]
+
+    def log(self, message: str) -> None:
+        self.ctx.log.info(message)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The forward pass's arithmetic: bf16 autocast (fp32 master weights) under `bf16`, else
+        as is. Wrap the forward and loss of an `update` in it, never the backward."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        update: Callable[[Batch], Losses],
+        *,
+        epochs: int,
+        batch_size: int,
+        select: str = "last",
+        score_val: Callable[[], np.ndarray] | None = None,
+        attributes: Sequence[str] = (),
+        train_rows: np.ndarray | None = None,
+        batches: Callable[[int], Iterable[torch.Tensor]] | None = None,
+        min_batch: int = 1,
+        schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler] = (),
+        patience: int = 0,
+        name: str = "",
+    ) -> Fit:
+        """Train `model` for `epochs` epochs and load the checkpoint `select` keeps.
+
+        Each epoch draws the positions of the training rows (`train_rows`, default the train
+        split) from `batches(n)` (default: one shuffled pass in batches of `batch_size`), skips a
+        batch of fewer than `min_batch` rows (batch norm needs two), calls `update`, then steps
+        `schedulers`. `score_val()` scores the validation rows for the rule; with `patience` > 0
+        training stops after that many epochs without a better score.
+        """
+        rule = get_rule(select)
+        rows = self.rows("train") if train_rows is None else torch.from_numpy(train_rows).to(self.device)
+        draw = batches or (lambda n: minibatches(n, batch_size, self.generator))
+        keep_state = select != "last"
+        best: tuple[float, ...] | None = None
+        fit, best_state, stale = Fit(0), None, 0
+        for epoch in range(1, epochs + 1):
+            model.train()
+            totals = self._run_epoch(draw(len(rows)), rows, update, min_batch)
+            for scheduler in schedulers:
+                scheduler.step()
+            model.eval()
+            score = rule.score(Validation(epoch, self.data, score_val or _no_scores, attributes))
+            if best is None or score.key < best:
+                best, fit.epoch, stale = score.key, epoch, 0
+                if keep_state:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+            fit.history.append({"epoch": epoch, **totals, **score.values})
+            self.log(_epoch_line(name, epoch, epochs, totals, score, fit.epoch))
+            if patience and stale >= patience:
+                self.log(f"{name + ' ' if name else ''}early stop: {patience} epochs without a better {select}")
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        return fit
+
+    def _run_epoch(
+        self, positions: Iterator[torch.Tensor], rows: torch.Tensor, update: Callable[[Batch], Losses], min_batch: int
+    ) -> dict[str, float]:
+        """One pass: `update` on every batch; the mean of each named loss over the batches."""
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for batch_positions in positions:
+            batch_positions = batch_positions.to(self.device)
+            batch_rows = rows[batch_positions]
+            if len(batch_rows) < min_batch:
+                continue
+            losses = update(Batch(self, batch_positions, batch_rows))
+            for key, value in (losses if isinstance(losses, dict) else {"loss": losses}).items():
+                value = value.detach()
+                sums[key] = sums[key] + value if key in sums else value
+            steps += 1
+        if not steps:
+            return {}
+        return {key: float(value) / steps for key, value in sums.items()}
+
+
+def set_matmul_precision(precision: str, device: str) -> None:
+    """TF32 matmuls and convolutions on CUDA under `tf32` (and `bf16`, whose fp32 parts may as
+    well use tensor cores), full fp32 otherwise; set per training, since a worker runs jobs of
+    several settings one after another. CPU arithmetic is never changed."""
+    if torch.device(device).type != "cuda":
+        return
+    fast = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = fast
+    torch.backends.cudnn.allow_tf32 = fast
+
+
+def _no_scores() -> np.ndarray:
+    raise ValueError("this selection rule scores the validation split: pass score_val")
+
+
+def _epoch_line(name: str, epoch: int, epochs: int, losses: dict[str, float], score: Score, kept: int) -> str:
+    parts = [f"{name + ' ' if name else ''}epoch {epoch}/{epochs}"]
+    parts += [f"{key} {value:.4f}" for key, value in losses.items()]
+    parts += [f"{key} {value:.4f}" for key, value in score.values.items()]
+    parts.append(f"kept epoch {kept}")
+    return " | ".join([parts[0], " ".join(parts[1:-1]), parts[-1]]) if len(parts) > 2 else " | ".join(parts)
