@@ -107,6 +107,8 @@ METHODS = Registry(
         "lff": "fairbench.methods.lff:LfF",
         "group_dro": "fairbench.methods.group_dro:GroupDRO",
         "domain_ind": "fairbench.methods.domain_ind:DomainInd",
+        "jtt": "fairbench.methods.jtt:JTT",
+        "dfr": "fairbench.methods.dfr:DFR",
     },
 )
 

@@ -128,3 +128,22 @@ def _worst(v: Validation) -> Score:
     cells = np.unique(np.stack([y, bias]), axis=1).T
     worst = min(metrics.acc(y[rows], predicted[rows]) for rows in ((y == c) & (bias == b) for c, b in cells))
     return Score((-worst, -unbiased), {"val_acc_worst": worst, "val_acc_unbiased": unbiased})
+
+
+@selection_rule(
+    "worst_group",
+    "best worst-cell validation accuracy over the (class, sensitive group) cells of the protected attributes, "
+    "ties by the mean cell accuracy (JTT, DFR)",
+)
+def _worst_group(v: Validation) -> Score:
+    y, predicted = v.data.y[v.rows], metrics.hard(v.scores)
+    accuracies = []
+    for name in v.attributes:
+        group = v.data.protected[name][v.rows]
+        for c, g in np.unique(np.stack([y, group]), axis=1).T:
+            cell = (y == c) & (group == g)
+            accuracies.append(metrics.acc(y[cell], predicted[cell]))
+    if not accuracies:
+        raise FairbenchError("select: 'worst_group' needs a sensitive attribute; use select 'acc' or 'last'")
+    worst, mean = min(accuracies), float(np.mean(accuracies))
+    return Score((-worst, -mean), {"val_acc_worst_group": worst, "val_acc_group_mean": mean})
