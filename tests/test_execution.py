@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from fairbench.errors import FairbenchError
-from fairbench.execution import Execution, parse_devices
+from fairbench.execution import Execution
+from fairbench.execution.devices import parse_devices, resolve_device
+from fairbench.execution.local import slots, threads_per_worker
 from fairbench.registry import METHODS
 from fairbench.runner import run_suite
 from fairbench.suite import load_suite
@@ -110,10 +112,10 @@ def test_device_slots_hold_at_most_k_jobs_and_artifacts_are_built_once(slotted: 
 
 def test_slots_and_threads_follow_devices_and_jobs_per_device() -> None:
     execution = Execution(devices=parse_devices("all", visible=4), jobs_per_device=2)
-    assert execution.slots() == ["cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2", "cuda:2", "cuda:3", "cuda:3"]
-    assert execution.threads_per_worker(cpus=16) == 2 and execution.threads_per_worker(cpus=4) == 1
-    assert Execution(devices=("cuda:1",), threads=3).threads_per_worker(cpus=16) == 3
-    assert Execution(workers=3, device="cpu").slots() == ["cpu"] * 3
+    assert slots(execution) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2", "cuda:2", "cuda:3", "cuda:3"]
+    assert threads_per_worker(execution, cpus=16) == 2 and threads_per_worker(execution, cpus=4) == 1
+    assert threads_per_worker(Execution(devices=("cuda:1",), threads=3), cpus=16) == 3
+    assert slots(Execution(workers=3, device="cpu")) == ["cpu"] * 3
     assert parse_devices("1,3", visible=4) == ("cuda:1", "cuda:3")
 
 
@@ -126,11 +128,27 @@ def test_slots_and_threads_follow_devices_and_jobs_per_device() -> None:
         ({"executor": "ray", "devices": ("cuda:0",)}, "--devices is for the local executor"),
         ({"address": "ray://head:10001"}, "add --executor ray"),
         ({"executor": "slurm", "jobs_per_device": 2}, "execution.slurm.gpus"),
+        ({"executor": "slurm", "address": "ray://head:10001"}, "add --executor ray"),
+        ({"device": "gpu"}, "--device 'gpu': use auto, cpu, cuda or cuda:<index>"),
+        ({"executor": "rya"}, r"unknown executor 'rya' \(did you mean 'ray'\?\)"),
     ],
 )
 def test_conflicting_execution_options_are_an_error(options: dict, message: str) -> None:
     with pytest.raises(FairbenchError, match=message):
         Execution(**options)
+
+
+def test_device_strings_resolve_to_one_concrete_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # as on a machine with 2 GPUs
+    assert [resolve_device("cuda", i) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert resolve_device("auto") == "cuda:0" and resolve_device("cuda:3") == "cuda:3"
+    assert slots(Execution(workers=3, device="auto")) == ["cuda:0", "cuda:1", "cuda:0"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu", 5) == "cpu"
+    with pytest.raises(FairbenchError, match="--device cuda: no CUDA device is visible"):
+        resolve_device("cuda")
 
 
 @pytest.mark.parametrize(("spec", "message"), [("all", "no CUDA device"), ("0,4", "no index 4"), ("0,x", "indices")])
