@@ -32,12 +32,15 @@ class Executor(Protocol):
     def check(self, execution: Execution) -> None:
         """Raise FairbenchError for options this launcher cannot honour (or a missing package),
         before anything is written."""
+        ...
 
     def describe(self, execution: Execution) -> str:
         """Where the units will run, for the line printed before they start."""
+        ...
 
     def planning_device(self, execution: Execution) -> str:
         """The device the plan is made for: whether sweep members are stacked (cpu, cuda, cuda:<i>)."""
+        ...
 
     def execute(
         self,
@@ -48,6 +51,7 @@ class Executor(Protocol):
         console: Console,
     ) -> None:
         """Run every unit; call `on_result` in this process as each job finishes."""
+        ...
 
 
 def refuse_devices(execution: Execution) -> None:
