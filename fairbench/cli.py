@@ -30,7 +30,7 @@ def cli() -> None:
       fairbench run suites/quickstart.yaml     run a suite (resumes; --dry-run shows the plan)
       fairbench report --pareto                figures and tables from ./results
       fairbench rescore results/quickstart     recompute metrics from kept predictions
-      fairbench ls methods|datasets|metrics    what is available (and suites)
+      fairbench ls methods|datasets|metrics    what is available (and suites, executors)
       fairbench validate SUITE...              check suite files without running
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
     """
@@ -42,8 +42,9 @@ def cli() -> None:
               help="Results folder (default: results/<suite name>/).")  # fmt: skip
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a suite key, e.g. --set seeds=[0] --set budget=quick (repeatable).")  # fmt: skip
-@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
-              help="local processes, tasks on a Ray cluster, or a SLURM job array (see the README).")  # fmt: skip
+@click.option("--executor", default="local", show_default=True, metavar="local|ray|slurm|...",
+              help="local processes, tasks on a Ray cluster, a SLURM job array, or a plugin's "
+                   "(fairbench ls executors; see the README).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel worker processes [default: 1]; ray: tasks at once on a local Ray instance; "
                    "slurm: array tasks at once.")  # fmt: skip
@@ -85,12 +86,11 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], exec
       1  some jobs failed (the rest finish; tracebacks in RESULTS/logs/)
       2  bad input (suite, option, missing data): one line on stderr, nothing run
     """
-    from fairbench.execution import Execution, parse_devices
+    from fairbench.execution import Execution
+    from fairbench.execution.devices import parse_devices
     from fairbench.runner import dry_run_plan, run_suite
     from fairbench.suite import load_suite
 
-    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise FairbenchError(f"--device '{device}': use auto, cpu, cuda or cuda:<index>")
     suite, _ = load_suite(suite_file, overrides)
     chosen = None if devices is None else parse_devices(devices)
     execution = Execution(executor, workers, device, chosen, jobs_per_device, threads,
@@ -123,12 +123,12 @@ def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
 
 
 @cli.command(name="ls")
-@click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics"]))
+@click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics", "executors"]))
 @click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
               show_default=True, help="Where `ls suites` looks.")  # fmt: skip
 def ls_(what: str, suites_dir: Path) -> int:
-    """List methods (with parameters and defaults), datasets, suites, or metrics."""
-    from fairbench.registry import DATASETS, METHODS
+    """List methods (with parameters and defaults), datasets, suites, metrics, or executors."""
+    from fairbench.registry import DATASETS, EXECUTORS, METHODS
 
     table = Table(title=what, show_lines=what != "suites")
     if what == "methods":
@@ -144,6 +144,11 @@ def ls_(what: str, suites_dir: Path) -> int:
         for name in DATASETS.names():
             cls = DATASETS.get(name)
             table.add_row(name, DATASETS.origin(name), cls.kind, ", ".join(cls.protocols), cls.description)
+    elif what == "executors":
+        for column in ("name", "origin", "description"):
+            table.add_column(column)
+        for name in EXECUTORS.names():
+            table.add_row(name, EXECUTORS.origin(name), EXECUTORS.get(name).description)
     elif what == "metrics":
         from fairbench.metrics import registered
 

@@ -1,4 +1,4 @@
-"""One lazy registry for methods and datasets: built-ins by import path, plugins by entry point.
+"""One lazy registry for methods, datasets and executors: built-ins by import path, plugins by entry point.
 
 Nothing is imported until a name is asked for, so `fairbench ls` and `validate` stay fast.
 """
@@ -128,5 +128,15 @@ DATASETS = Registry(
         "cifar10s": "fairbench.data.cifar10s:CIFAR10S",
         "cifar_i": "fairbench.data.cifar_i:CIFARI",
         "lfw": "fairbench.data.lfw:LFW",
+    },
+)
+
+EXECUTORS = Registry(
+    "executor",
+    "fairbench.executors",
+    {
+        "local": "fairbench.execution.local:Local",
+        "ray": "fairbench.execution.ray:Ray",
+        "slurm": "fairbench.execution.slurm:Slurm",
     },
 )

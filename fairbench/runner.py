@@ -16,8 +16,8 @@ from rich.table import Table
 from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
-from fairbench.execution import Execution, execute
-from fairbench.execution.local import resolve_devices
+from fairbench.execution import Execution
+from fairbench.execution.result import JobResult
 from fairbench.execution.stacking import should_stack
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
@@ -146,9 +146,8 @@ def note_other_revisions(store: Store, done: list[str], revision: str, console: 
 
 def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
     """The executor's work units: sweep members stacked where `stack` (auto | on | off) says
-    so for `device` (cpu | cuda[:i], or auto: resolved on this machine). A cluster's cuda is
-    taken as given: the driver may have no GPU."""
-    return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0] if device == "auto" else device))
+    so for `device` (cpu | cuda[:i]: the executor's planning device)."""
+    return group_units(jobs, should_stack(stack, device))
 
 
 def run_suite(
@@ -182,27 +181,26 @@ def run_suite(
         provenance = {"versions": versions(), "git_rev": git_revision()}
         note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
 
-        def record(result: dict[str, Any]) -> None:
-            job: Job = result["job"]
-            row = {**{k: v for k, v in asdict(job).items()}, **provenance,
-                   "status": result["status"], "error": result["error"], "info": result["info"],
-                   "started": result["started"], "finished": result["finished"], "duration": result["duration"],
-                   "device": result["device"], "host": result["host"],
-                   "log": str(results / "logs" / f"{job.job_id}.log")}  # fmt: skip
-            if "log" in result:  # a remote worker's log, sent back with its result
-                (results / "logs").mkdir(parents=True, exist_ok=True)
-                (results / "logs" / f"{job.job_id}.log").write_text(result["log"])
-            kept = store.record(row, result["rows"])
-            if result["status"] == "failed":
-                failed.append((job, result["error"] + (" (kept the earlier result)" if kept else "")))
-            else:  # after the row is committed: see fairbench.predictions
-                predictions.save(results, job.job_id, result["predictions"], result["finished"])
+        def record(result: JobResult) -> None:
+            job = result.job
+            log = results / "logs" / f"{job.job_id}.log"
+            row = {**asdict(job), **provenance, "status": result.status, "error": result.error, "info": result.info,
+                   "started": result.started, "finished": result.finished, "duration": result.duration,
+                   "device": result.device, "host": result.host, "log": str(log)}  # fmt: skip
+            if result.log is not None:  # a remote worker's log, sent back with its result
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(result.log)
+            kept = store.record(row, result.rows)
+            if result.status == "failed":
+                failed.append((job, f"{result.error}{' (kept the earlier result)' if kept else ''}"))
+            elif result.predictions is not None:  # after the row is committed: see fairbench.predictions
+                predictions.save(results, job.job_id, result.predictions, result.finished)
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
         )
         if units:
-            execute(units, settings, execution, record, console)
+            execution.launcher().execute(units, settings, execution, record, console)
         table = store.export()
     finally:
         store.close()

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 
 from fairbench.errors import FairbenchError
-from fairbench.execution import Execution, parse_devices
-from fairbench.registry import METHODS
+from fairbench.execution import Execution
+from fairbench.execution.devices import parse_devices, resolve_device
+from fairbench.execution.local import slots, threads_per_worker
+from fairbench.registry import EXECUTORS, METHODS
 from fairbench.runner import run_suite
 from fairbench.suite import load_suite
 
@@ -110,10 +112,10 @@ def test_device_slots_hold_at_most_k_jobs_and_artifacts_are_built_once(slotted: 
 
 def test_slots_and_threads_follow_devices_and_jobs_per_device() -> None:
     execution = Execution(devices=parse_devices("all", visible=4), jobs_per_device=2)
-    assert execution.slots() == ["cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2", "cuda:2", "cuda:3", "cuda:3"]
-    assert execution.threads_per_worker(cpus=16) == 2 and execution.threads_per_worker(cpus=4) == 1
-    assert Execution(devices=("cuda:1",), threads=3).threads_per_worker(cpus=16) == 3
-    assert Execution(workers=3, device="cpu").slots() == ["cpu"] * 3
+    assert slots(execution) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1", "cuda:2", "cuda:2", "cuda:3", "cuda:3"]
+    assert threads_per_worker(execution, cpus=16) == 2 and threads_per_worker(execution, cpus=4) == 1
+    assert threads_per_worker(Execution(devices=("cuda:1",), threads=3), cpus=16) == 3
+    assert slots(Execution(workers=3, device="cpu")) == ["cpu"] * 3
     assert parse_devices("1,3", visible=4) == ("cuda:1", "cuda:3")
 
 
@@ -126,11 +128,27 @@ def test_slots_and_threads_follow_devices_and_jobs_per_device() -> None:
         ({"executor": "ray", "devices": ("cuda:0",)}, "--devices is for the local executor"),
         ({"address": "ray://head:10001"}, "add --executor ray"),
         ({"executor": "slurm", "jobs_per_device": 2}, "execution.slurm.gpus"),
+        ({"executor": "slurm", "address": "ray://head:10001"}, "add --executor ray"),
+        ({"device": "gpu"}, "--device 'gpu': use auto, cpu, cuda or cuda:<index>"),
+        ({"executor": "rya"}, r"unknown executor 'rya' \(did you mean 'ray'\?\)"),
     ],
 )
 def test_conflicting_execution_options_are_an_error(options: dict, message: str) -> None:
     with pytest.raises(FairbenchError, match=message):
         Execution(**options)
+
+
+def test_device_strings_resolve_to_one_concrete_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # as on a machine with 2 GPUs
+    assert [resolve_device("cuda", i) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert resolve_device("auto") == "cuda:0" and resolve_device("cuda:3") == "cuda:3"
+    assert slots(Execution(workers=3, device="auto")) == ["cuda:0", "cuda:1", "cuda:0"]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu", 5) == "cpu"
+    with pytest.raises(FairbenchError, match="--device cuda: no CUDA device is visible"):
+        resolve_device("cuda")
 
 
 @pytest.mark.parametrize(("spec", "message"), [("all", "no CUDA device"), ("0,4", "no index 4"), ("0,x", "indices")])
@@ -223,3 +241,55 @@ def test_the_slurm_section_is_checked_like_the_rest(tiny_suite: Path) -> None:
     assert suite.execution.slurm.partition == "gpu" and suite.execution.slurm.time == 120
     with pytest.raises(FairbenchError, match=r"unknown key 'execution\.slurm\.partiton' \(did you mean 'partition'"):
         load_suite(tiny_suite, ["execution.slurm.partiton=gpu"])
+
+
+# A launcher from a plugin package (found through its entry point, as an installed one would be):
+# every unit in the driver process, through the same call a cluster's worker makes.
+INLINE = """\
+from fairbench.errors import FairbenchError
+from fairbench.execution.worker import run_unit_detached
+
+class Inline:
+    description = "every unit in the driver, one after another (tests)"
+
+    def check(self, execution):
+        if execution.workers is not None:
+            raise FairbenchError("--workers: the inline executor runs one unit at a time; leave it out")
+
+    def describe(self, execution):
+        return "the inline launcher"
+
+    def planning_device(self, execution):
+        return "cpu"
+
+    def execute(self, units, settings, execution, on_result, console):
+        for unit in units:
+            for result in run_unit_detached(unit, settings, 1, "cpu"):
+                on_result(result)
+"""
+
+
+@pytest.fixture
+def inline_executor(plugin_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline launcher, registered through the entry-point group fairbench.executors."""
+    site = plugin_site("inline", {"fairbench.executors": {"inline": "inline_launcher:Inline"}}, inline_launcher=INLINE)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(EXECUTORS, "_scanned", False)  # rescan: finds the entry point
+    yield
+    for names in (EXECUTORS._targets, EXECUTORS._origin, EXECUTORS._loaded):
+        names.pop("inline", None)
+    sys.modules.pop("inline_launcher", None)
+
+
+def test_a_plugin_executor_runs_a_suite(inline_executor, tiny_suite: Path, tmp_path: Path, fairbench) -> None:
+    one_seed = ("--set", "seeds=[0]")
+    assert fairbench("run", tiny_suite, "--results", tmp_path / "local", *one_seed).code == 0
+    inline = fairbench("run", tiny_suite, "--results", tmp_path / "inline", "--executor", "inline", *one_seed)
+    assert inline.code == 0 and "3 to run with the inline launcher" in inline.err, inline.err
+    pd.testing.assert_frame_equal(_table(tmp_path / "inline"), _table(tmp_path / "local"))
+    logs = sorted((tmp_path / "inline" / "logs").glob("*.log"))  # returned as text, written by the driver
+    assert len(logs) == 3 and all("done in" in log.read_text() for log in logs)
+    refused = fairbench("run", tiny_suite, "--results", tmp_path / "x", "--executor", "inline", "--workers", "2")
+    assert refused.code == 2 and "the inline executor runs one unit at a time" in refused.err
+    listed = fairbench("ls", "executors")
+    assert "inline" in listed.out and "plugin (inline)" in listed.out and "slurm" in listed.out

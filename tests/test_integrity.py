@@ -207,10 +207,3 @@ def test_cuda_device_sets_deterministic_flags() -> None:
 
     assert flags("cuda:3") == "True True True False :4096:8"
     assert flags("cpu") == "False False False False None"
-
-
-def test_devices_can_be_injected_as_a_list() -> None:
-    from fairbench.execution.local import resolve_devices
-
-    assert resolve_devices(["cuda:0", "cuda:1"], 3) == ["cuda:0", "cuda:1", "cuda:0"]
-    assert resolve_devices("cpu", 2) == ["cpu", "cpu"]

@@ -8,35 +8,76 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fairbench.execution.worker import WorkerSettings, failed_results, init_worker, run_unit
+from fairbench.errors import FairbenchError
+from fairbench.execution import Execution
+from fairbench.execution.base import refuse_address
+from fairbench.execution.devices import resolve_device
+from fairbench.execution.result import JobResult, failed_results
+from fairbench.execution.worker import WorkerSettings, init_worker, run_unit
 from fairbench.plan import Job
 
 
-def resolve_devices(device: str | Sequence[str], workers: int) -> list[str]:
-    """One device per worker: `auto` picks CUDA when available; GPUs (or a given list of
-    devices) are shared round-robin."""
-    import torch
+class Local:
+    """The local executor (see the module's docstring)."""
 
-    if not isinstance(device, str):
-        return [list(device)[i % len(device)] for i in range(workers)]
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0:
-            from fairbench.errors import FairbenchError
+    description = "worker processes on this machine (--workers, or --devices x --jobs-per-device)"
 
-            raise FairbenchError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-        return [f"cuda:{i % count}" for i in range(workers)]
-    return [device] * workers
+    def check(self, execution: Execution) -> None:
+        refuse_address(execution)
+        if execution.devices is None:
+            if execution.jobs_per_device != 1:
+                raise FairbenchError("--jobs-per-device needs --devices (the GPUs to share), e.g. --devices all")
+            return
+        if execution.device != "auto":
+            raise FairbenchError("--devices and --device both given: --devices 0,1 (or all) alone picks the GPUs")
+        if execution.workers is not None:
+            raise FairbenchError("--devices and --workers both given: with --devices the workers are "
+                                 "the devices times --jobs-per-device; leave out --workers")  # fmt: skip
+
+    def describe(self, execution: Execution) -> str:
+        devices = slots(execution)
+        where = f" on {', '.join(sorted(set(devices)))}" if execution.devices is not None else ""
+        return f"{len(devices)} worker(s){where}"
+
+    def planning_device(self, execution: Execution) -> str:
+        return slots(execution)[0]
+
+    def execute(
+        self,
+        units: list[list[Job]],
+        settings: WorkerSettings,
+        execution: Execution,
+        on_result: Callable[[JobResult], None],
+        console: Console,
+    ) -> None:
+        run_workers(units, settings, slots(execution), threads_per_worker(execution), on_result, console)
+
+
+def slots(execution: Execution) -> list[str]:
+    """One concrete device per worker process: each of --devices --jobs-per-device times, else
+    --device for each of --workers (`cuda`: the visible GPUs round-robin)."""
+    if execution.devices is not None:
+        return [device for device in execution.devices for _ in range(execution.jobs_per_device)]
+    return [resolve_device(execution.device, index) for index in range(execution.workers or 1)]
+
+
+def threads_per_worker(execution: Execution, cpus: int | None = None) -> int:
+    """--threads, else: with --devices the cores shared over the slots (GPU workers feed their
+    GPU from the CPU), else 1 (small CPU nets run fastest single-threaded; see the README)."""
+    if execution.threads is not None:
+        return execution.threads
+    if execution.devices is not None:
+        return max(1, (cpus or os.cpu_count() or 1) // len(slots(execution)))
+    return 1
 
 
 def _describe(unit: list[Job]) -> str:
@@ -49,7 +90,7 @@ class JobProgress:
     """The progress bar of every executor: `show(running units)`, `finish(results)` records
     each result through `on_result` and advances the bar."""
 
-    def __init__(self, units: list[list[Job]], on_result: Callable[[dict[str, Any]], None], console: Console) -> None:
+    def __init__(self, units: list[list[Job]], on_result: Callable[[JobResult], None], console: Console) -> None:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
         self.progress = Progress(*columns, console=console, transient=False)
@@ -68,7 +109,7 @@ class JobProgress:
         names = ", ".join(_describe(unit) for unit in active[:3]) + (" ..." if len(active) > 3 else "")
         self.progress.update(self.bar, description=f"jobs [dim]({names})" if names else "jobs")
 
-    def finish(self, results: list[dict[str, Any]]) -> None:
+    def finish(self, results: list[JobResult]) -> None:
         for result in results:
             self.on_result(result)
         self.progress.advance(self.bar, len(results))
@@ -76,9 +117,9 @@ class JobProgress:
 
 def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
     """A worker process: run each unit it is sent until it is sent None."""
-    init_worker(threads, device)
+    device = init_worker(threads, device)
     while (unit := conn.recv()) is not None:
-        conn.send(run_unit(unit, settings))
+        conn.send(run_unit(unit, settings, device))
 
 
 class _Worker:
@@ -96,7 +137,7 @@ class _Worker:
         self.unit = unit
         self.conn.send(unit)
 
-    def collect(self) -> list[dict[str, Any]] | None:
+    def collect(self) -> list[JobResult] | None:
         """The unit's results once sent; a failed result per job if the worker died first."""
         try:
             if self.conn.poll():
@@ -124,32 +165,30 @@ class _Worker:
         self.conn.close()
 
 
-def execute(
+def run_workers(
     units: list[list[Job]],
     settings: WorkerSettings,
-    workers: int,
-    device: str | Sequence[str],
-    on_result: Callable[[dict[str, Any]], None],
+    devices: list[str],
+    threads: int,
+    on_result: Callable[[JobResult], None],
     console: Console,
-    threads: int | None = None,
 ) -> None:
-    """Run every unit; call `on_result` in this process as each job finishes (for the store).
-    `device` is auto | cpu | cuda | cuda:<i>, or a list of devices shared over the workers."""
-    devices = resolve_devices(device, workers)
+    """Run every unit in one worker per device (in this process when there is one); call
+    `on_result` in this process as each job finishes (for the store)."""
     with JobProgress(units, on_result, console) as progress:
         show, finish = progress.show, progress.finish
 
-        if workers == 1:
-            init_worker(threads or 1, devices[0])
+        if len(devices) == 1:
+            device = init_worker(threads, devices[0])
             for unit in units:
                 show([unit])
-                finish(run_unit(unit, settings))
+                finish(run_unit(unit, settings, device))
             return
 
         context = multiprocessing.get_context("spawn")
 
         def start(slot: str) -> _Worker:
-            return _Worker(context, settings, threads or 1, slot)
+            return _Worker(context, settings, threads, slot)
 
         pool = [start(slot) for slot in devices]
         todo = deque(units)

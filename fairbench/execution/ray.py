@@ -19,9 +19,73 @@ from rich.console import Console
 
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
+from fairbench.execution.base import cluster_planning_device, refuse_devices
 from fairbench.execution.local import JobProgress
-from fairbench.execution.worker import WorkerSettings, failed_results, run_unit_detached
+from fairbench.execution.result import JobResult, failed_results
+from fairbench.execution.worker import WorkerSettings, run_unit_detached
 from fairbench.plan import Job
+
+
+class Ray:
+    """The Ray executor (see the module's docstring)."""
+
+    description = "one Ray task per work unit, on a cluster (--address) or a local Ray instance"
+
+    def check(self, execution: Execution) -> None:
+        refuse_devices(execution)
+        if execution.address is not None and execution.workers is not None:
+            raise FairbenchError("--workers sizes a local Ray instance; with --address the cluster's resources "
+                                 "decide: leave out --workers")  # fmt: skip
+        require()
+
+    def describe(self, execution: Execution) -> str:
+        return f"ray at {execution.address}" if execution.address else "a local ray instance"
+
+    def planning_device(self, execution: Execution) -> str:
+        return cluster_planning_device(execution)
+
+    def execute(
+        self,
+        units: list[list[Job]],
+        settings: WorkerSettings,
+        execution: Execution,
+        on_result: Callable[[JobResult], None],
+        console: Console,
+    ) -> None:
+        """Run every unit as a Ray task; call `on_result` here as each unit's results come back."""
+        ray = require()
+        threads = execution.threads or 1
+        if execution.address:
+            ray.init(address=execution.address, log_to_driver=False, configure_logging=False)
+        else:
+            cpus = execution.workers and execution.workers * threads  # None: every core of this machine
+            # address="local": a new instance even when another Ray runs on this machine
+            ray.init(
+                address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False
+            )
+        try:
+            gpus = _gpus_per_task(ray, execution)
+            device = "auto" if gpus else "cpu"  # auto: the node's worker takes the GPU Ray gave its task
+            task = ray.remote(run_unit_detached).options(
+                num_cpus=threads, num_gpus=gpus, max_retries=execution.retries, retry_exceptions=False
+            )
+            pending = {task.remote(unit, settings, threads, device): unit for unit in units}
+            with JobProgress(units, on_result, console) as progress:
+                while pending:
+                    progress.show(list(pending.values()))
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                    for ref in ready:
+                        unit = pending.pop(ref)
+                        try:
+                            results = ray.get(ref)
+                        except ray.exceptions.RayError as error:  # the worker died on every attempt
+                            cause = str(error).strip().splitlines()[0]
+                            tries = execution.retries + 1
+                            lost = f"ray worker lost ({tries} attempt(s)): {cause}"
+                            results = failed_results(unit, lost, "cuda" if gpus else "cpu")
+                        progress.finish(results)
+        finally:
+            ray.shutdown()
 
 
 def require() -> Any:
@@ -40,43 +104,3 @@ def _gpus_per_task(ray: Any, execution: Execution) -> float:
         raise FairbenchError(f"--device {execution.device}: the Ray cluster has no GPU; use --device cpu or auto")
     wants = execution.device.startswith("cuda") or (execution.device == "auto" and available > 0)
     return 1.0 / execution.jobs_per_device if wants else 0.0
-
-
-def execute(
-    units: list[list[Job]],
-    settings: WorkerSettings,
-    execution: Execution,
-    on_result: Callable[[dict[str, Any]], None],
-    console: Console,
-) -> None:
-    """Run every unit as a Ray task; call `on_result` here as each unit's results come back."""
-    ray = require()
-    threads = execution.threads or 1
-    if execution.address:
-        ray.init(address=execution.address, log_to_driver=False, configure_logging=False)
-    else:
-        cpus = execution.workers and execution.workers * threads  # None: every core of this machine
-        # address="local": a new instance even when another Ray runs on this machine
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        gpus = _gpus_per_task(ray, execution)
-        device = "cpu" if execution.device == "cpu" else ("cuda" if gpus else "cpu")
-        task = ray.remote(run_unit_detached).options(
-            num_cpus=threads, num_gpus=gpus, max_retries=execution.retries, retry_exceptions=False
-        )
-        pending = {task.remote(unit, settings, threads, device): unit for unit in units}
-        with JobProgress(units, on_result, console) as progress:
-            while pending:
-                progress.show(list(pending.values()))
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    unit = pending.pop(ref)
-                    try:
-                        results = ray.get(ref)
-                    except ray.exceptions.RayError as error:  # the worker died on every attempt
-                        cause = str(error).strip().splitlines()[0]
-                        tries = execution.retries + 1
-                        results = failed_results(unit, f"ray worker lost ({tries} attempt(s)): {cause}", device)
-                    progress.finish(results)
-    finally:
-        ray.shutdown()

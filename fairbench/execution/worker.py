@@ -6,25 +6,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from fairbench import predictions
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData, build_task, open_dataset
+from fairbench.execution.devices import resolve_device
+from fairbench.execution.result import JobResult, MetricRow, failed_results
 from fairbench.methods.base import Outcome, RunContext
 from fairbench.plan import Job
 from fairbench.predictions import Predictions
 from fairbench.registry import METHODS
 from fairbench.store import TABLE_COLUMNS
-
-_device = "cpu"
+from fairbench.train import seed_everything
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,17 @@ class WorkerSettings:
     log_dir: str
 
 
-def init_worker(threads: int, device: str) -> None:
-    """Worker start: bound the threads so workers do not oversubscribe the cores, and take the
-    worker's device (deterministic kernels on CUDA)."""
-    global _device
+def init_worker(threads: int, device: str) -> str:
+    """Worker start: bound the threads so workers do not oversubscribe the cores, and resolve the
+    worker's device (deterministic kernels on CUDA); returns it, for every `run_unit` call."""
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    _device = device
+    device = resolve_device(device)
     if device.startswith("cuda"):
         deterministic_cuda()
+    return device
 
 
 def deterministic_cuda() -> None:
@@ -89,7 +88,7 @@ def _job_logger(unit: list[Job], log_dir: Path) -> tuple[logging.Logger, list[lo
     return logger, handlers
 
 
-def metric_rows(data: TaskData, outcome: Outcome) -> tuple[list[tuple[str, str, float, dict]], Predictions]:
+def metric_rows(data: TaskData, outcome: Outcome) -> tuple[list[MetricRow], Predictions]:
     """Rows (split, metric, value, tags): framework metrics from the kept (float32) scores, then the
     method's own; and the kept predictions they were computed from."""
     kept = predictions.from_outcome(data, outcome.scores)
@@ -111,39 +110,25 @@ def check_tags(method: str, outcome: Outcome) -> None:
                 )
 
 
-def failed_results(unit: list[Job], error: str, device: str) -> list[dict[str, Any]]:
-    """One failed result per job of a unit that never reported (its worker died)."""
-    now = time.time()
-    return [{"job": job, "status": "failed", "error": error, "rows": [], "info": {}, "started": now, "finished": now,
-             "duration": 0.0, "device": device, "host": platform.node()} for job in unit]  # fmt: skip
-
-
-def run_unit_detached(unit: list[Job], settings: WorkerSettings, threads: int, device: str) -> list[dict[str, Any]]:
-    """`run_unit` on a machine that may share no disk with the driver (Ray, SLURM): the logs are
-    written to a temporary folder and come back as text in each result's `log`, for the driver
-    to write. `device` auto (or cuda) is resolved here, on the node: the scheduler has set
-    CUDA_VISIBLE_DEVICES to the GPUs it gave the task."""
-    import torch
-
-    if device in ("auto", "cuda"):
-        device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    init_worker(threads, device)
+def run_unit_detached(unit: list[Job], settings: WorkerSettings, threads: int, device: str) -> list[JobResult]:
+    """`run_unit` on a machine that may share no disk with the driver (a cluster's launcher): the
+    logs are written to a temporary folder and come back as text in each result's `log`, for the
+    driver to write. `device` is resolved here, on the node (`auto`: the GPU the scheduler gave
+    the task through CUDA_VISIBLE_DEVICES, if any)."""
+    device = init_worker(threads, device)
     with tempfile.TemporaryDirectory(prefix="fairbench-logs-") as folder:
-        results = run_unit(unit, replace(settings, log_dir=folder))
-        for result in results:
-            log = Path(folder) / f"{result['job'].job_id}.log"
-            result["log"] = log.read_text() if log.exists() else ""
-    return results
+        results = run_unit(unit, replace(settings, log_dir=folder), device)
+        logs = [Path(folder) / f"{result.job.job_id}.log" for result in results]
+        return [replace(result, log=log.read_text() if log.exists() else "") for result, log in zip(results, logs)]
 
 
-def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
-    """Run the unit; one result dict per job (status, rows, info, timings, error)."""
+def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[JobResult]:
+    """Run the unit on `device` (concrete: see `init_worker`); one result per job."""
     log_dir = Path(settings.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     logger, handlers = _job_logger(unit, log_dir)
     first = unit[0]
     started = time.time()
-    base = {"device": _device, "host": platform.node(), "started": started}
     try:
         logger.info(
             "unit of %d job(s): %s %s seed=%d split_seed=%d on %s",
@@ -152,11 +137,14 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
             first.experiment,
             first.seed,
             first.split_seed,
-            _device,
+            device,
         )
         data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
                      first.target, first.sensitive, first.split_seed, first.bias)  # fmt: skip
-        ctx = RunContext(_device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir)
+        ctx = RunContext(device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir)
+        # The framework seeds every job, whatever ran before it in this worker; the engine seeds
+        # again from the same seed when a training starts.
+        seed_everything(first.seed)
         cls = METHODS.get(first.method)
         if len(unit) == 1:
             outcomes = [cls(first.params).run(data, ctx)]
@@ -167,17 +155,14 @@ def run_unit(unit: list[Job], settings: WorkerSettings) -> list[dict[str, Any]]:
         for job, outcome in zip(unit, outcomes):
             check_tags(job.method, outcome)
             rows, kept = metric_rows(data, outcome)
-            results.append({**base, "job": job, "status": "done", "error": None, "rows": rows, "info": outcome.info,
-                            "finished": finished, "duration": (finished - started) / len(unit),
-                            "predictions": kept})  # fmt: skip
+            results.append(JobResult(job=job, status="done", rows=rows, info=outcome.info, started=started,
+                                     finished=finished, duration=(finished - started) / len(unit), device=device,
+                                     predictions=kept))  # fmt: skip
         logger.info("done in %.1fs", finished - started)
         return results
     except Exception as error:  # a failing job must not stop the suite
         logger.error("failed:\n%s", traceback.format_exc())
-        finished = time.time()
-        message = f"{type(error).__name__}: {error}"
-        return [{**base, "job": job, "status": "failed", "error": message, "rows": [], "info": {},
-                 "finished": finished, "duration": finished - started} for job in unit]  # fmt: skip
+        return failed_results(unit, f"{type(error).__name__}: {error}", device, started)
     finally:
         for handler in handlers:
             handler.close()
