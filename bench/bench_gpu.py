@@ -1,0 +1,221 @@
+"""Training throughput of the engine's settings, each against its baseline in the same run.
+
+One command, one run; prints the machine, the settings and, per workload, the rate of every
+precision (fp32 | tf32 | bf16) with its ratio to fp32:
+
+- ResNet-18 training images/s at 32x32 and 64x64 (ERM's branched ResNet-18, batch 256),
+- LfF's MLP (`mlp3`) epochs/s on Colored-MNIST-sized data (60,000 x 3 x 28 x 28, batch 256),
+- DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
+- encoder iterations/s (vanilla VAE and FactorVAE, batch 64, 64x64 images),
+- the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`).
+
+Every training runs through the same code a job runs (fairbench.train.Trainer, the method's
+own `update`), on made-up data of the workloads' shapes.
+
+    python bench/bench_gpu.py                      # on the GPU when there is one
+    python bench/bench_gpu.py --device cpu --small # a quick check of the script on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fairbench.artifacts import ArtifactCache
+from fairbench.data.base import TaskData
+from fairbench.encoders import resolve_encoder
+from fairbench.encoders.base import train_encoder
+from fairbench.methods.base import RunContext
+from fairbench.methods.erm import ERM
+from fairbench.nets.stacked import StackedMLP
+from fairbench.train import PRECISIONS, Trainer
+from fairbench.train.seeding import stream
+from fairbench.train.stacked import fit_stacked
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def timed(device: str, work: Callable[[], object]) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    work()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def image_task(n: int, channels: int, side: int, classes: int, rng: np.random.Generator) -> TaskData:
+    """A made-up image task of the given shape: uint8 images, a k-class target, a binary group."""
+    x = rng.integers(0, 256, size=(n, channels, side, side), dtype=np.uint8)
+    y = rng.integers(0, classes, size=n)
+    g = rng.integers(0, 2, size=n)
+    cut = int(0.9 * n)
+    return TaskData(
+        dataset="bench",
+        kind="image",
+        protocol="random",
+        target="y",
+        sensitive="g",
+        x=x,
+        y=y,
+        g=g,
+        splits={"train": np.arange(cut), "val": np.arange(cut, n), "test": np.arange(cut, n)},
+        feature_names=[],
+        feature_sources=[],
+        sensitive_columns=frozenset(),
+        attributes=pd.DataFrame(),
+        input_key="bench",
+        n_classes=classes,
+        protected={"g": g},
+        group_counts={"g": 2},
+    )
+
+
+def context(device: str, precision: str, root: Path) -> RunContext:
+    return RunContext(device, 0, ArtifactCache(root), logging.getLogger("bench"), root, precision)
+
+
+def erm_rate(task: TaskData, arch: str, device: str, precision: str, epochs: int, root: Path) -> float:
+    """Training rows per second of ERM (the engine's loop, no validation scoring)."""
+    method = ERM(ERM.resolve({"arch": arch, "epochs": epochs, "batch_size": 256, "select": "last"}, "paper"))
+    t = Trainer(task, context(device, precision, root))
+    model = method.build(t).to(device)
+    optimizer = method.optimizer(model)
+    method.adversaries = []
+
+    def train() -> None:
+        t.fit(model, lambda b: method.update(model, b, optimizer), epochs=epochs, batch_size=256, min_batch=2)
+
+    seconds = timed(device, train)
+    return epochs * len(task.splits["train"]) / seconds
+
+
+def stacked_g_rate(device: str, members: int, steps: int) -> float:
+    """DVGE downstream g member-steps/s (10-1000x5-2 MLPs, batch 64) stacked `members` deep."""
+    rows = 20_000
+    z = torch.randn(rows, 10, generator=torch.Generator().manual_seed(0)).to(device)
+    y = (z[:, 0] > 0).long()
+    model = StackedMLP([10, *[1000] * 5, 2], members, device=device)
+    generators = [stream(0, "downstream", m) for m in range(members)]
+    model.reset(generators)
+    train, val = torch.arange(rows - 256, device=device), torch.arange(rows - 256, rows, device=device)
+
+    def fit() -> None:
+        fit_stacked(
+            model,
+            z,
+            y,
+            train,
+            val,
+            generators,
+            epochs=1,
+            batch_size=64,
+            lr=1e-5,
+            betas=(0.5, 0.9),
+            max_steps_per_epoch=steps,
+        )
+
+    return members * steps / timed(device, fit)
+
+
+def encoder_rate(name: str, task: TaskData, device: str, iterations: int) -> float:
+    config = resolve_encoder({"name": name})
+    seconds = timed(device, lambda: train_encoder(task, config, iterations, 0, device, lambda message: None))
+    return iterations / seconds
+
+
+def quickstart_seconds(device: str) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "FAIRBENCH_CACHE": f"{folder}/cache"}
+        command = [
+            sys.executable,
+            "-m",
+            "fairbench",
+            "run",
+            str(ROOT / "suites" / "quickstart.yaml"),
+            "--results",
+            f"{folder}/out",
+            "--device",
+            device,
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--small", action="store_true", help="tiny sizes: checks the script, measures little")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated; fp32 is the baseline")
+    parser.add_argument("--quickstart", action="store_true", help="also time the quickstart with auto and cpu")
+    args = parser.parse_args()
+    precisions = ["fp32", *[p for p in args.precisions.split(",") if p != "fp32"]]
+    rng = np.random.default_rng(0)
+    small = args.small
+    print(f"device {args.device}: {machine(args.device)}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        workloads: dict[str, tuple[str, Callable[[str], float]]] = {}
+        for side in (32, 64):
+            task = image_task(512 if small else 25_000, 3, side, 10, rng)
+            workloads[f"resnet18 {side}x{side} images/s"] = (
+                "resnet18",
+                lambda p, task=task: erm_rate(task, "resnet18", args.device, p, 1, root),
+            )
+        cmnist = image_task(1024 if small else 60_000, 3, 28, 10, rng)
+        epochs = 1 if small else 3
+        workloads["mlp3 Colored MNIST epochs/s"] = (
+            "mlp3",
+            lambda p: erm_rate(cmnist, "mlp3", args.device, p, epochs, root) / len(cmnist.splits["train"]),
+        )
+        for label, rate in workloads.items():
+            base = None
+            for precision in precisions:
+                rate_now = rate[1](precision)
+                base = base or rate_now
+                print(f"{label:36} {precision:5} {rate_now:12.1f}  x{rate_now / base:.2f} vs fp32")
+        steps = 5 if small else 100
+        for members in (1, 20):
+            print(
+                f"{'dvge g member-steps/s':36} {members:2} member(s) {stacked_g_rate(args.device, members, steps):10.1f}"
+            )
+        faces = image_task(256 if small else 4096, 3, 64, 2, rng)
+        iterations = 5 if small else 300
+        for name in ("vanilla_vae", "factor_vae"):
+            print(f"{name + ' iterations/s':36} fp32  {encoder_rate(name, faces, args.device, iterations):12.1f}")
+    if args.quickstart:
+        auto, cpu = quickstart_seconds("auto"), quickstart_seconds("cpu")
+        print(f"quickstart wall: --device auto {auto:.1f} s, --device cpu {cpu:.1f} s (auto/cpu x{auto / cpu:.2f})")
+
+
+if __name__ == "__main__":
+    main()
