@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from fairbench.report.declared import declared_tables
-from fairbench.report.spec import ReportTable, table_from_mapping
+from fairbench.table_spec import ReportTable, table_from_mapping
 
 SUITE = """\
 name: tables
@@ -89,5 +89,5 @@ def test_suite_table_and_method_table_side_by_side() -> None:
         for lab, m, v in (("Vanilla", "erm", 0.8), ("Adversarial", "adt", 0.7))
     ]
     spec = ReportTable("paper", "{experiment}", metrics={"acc": "Accuracy"})
-    (table,) = declared_tables(pd.DataFrame(rows), [spec])
+    (table,) = declared_tables(pd.DataFrame(rows), {"erm": (), "adt": ()}, [spec])
     assert table.text_rows() == [["Adversarial", "0.700"], ["Vanilla", "0.800"]]

@@ -18,7 +18,7 @@ import numpy as np
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError, did_you_mean
-from fairbench.report.spec import ReportTable
+from fairbench.table_spec import ReportTable
 
 
 @dataclass(frozen=True)

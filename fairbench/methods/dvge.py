@@ -43,8 +43,8 @@ from fairbench.latent import (
     zero_dims,
 )
 from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
-from fairbench.report.spec import ReportTable
 from fairbench.stacked import FOCI, accuracy, clip_perturbation, fit_stacked, stream
+from fairbench.table_spec import ReportTable
 
 
 def check_stack(params_list: list[dict[str, Any]], stackable: tuple[str, ...]) -> None:
