@@ -288,12 +288,22 @@ def load_report_specs(folder: Path) -> ReportSpecs:
         )
         suite_row = db.execute("SELECT value FROM meta WHERE key = ?", (SUITE_REPORT_KEY,)).fetchone()
     suite = json.loads(suite_row[0]) if suite_row else {}
+
+    def recorded(entries: Iterable[Any]) -> tuple[ReportTable, ...]:
+        try:
+            return tuple(table_from_mapping(entry) for entry in entries)
+        except (ValueError, TypeError) as error:
+            raise FairbenchError(
+                f"{folder}: a report table its run recorded does not read in this fairbench {__version__} "
+                f"({error}); report it with the fairbench that ran it, or run its suite again into this folder"
+            ) from None
+
     return ReportSpecs(
-        method_tables={m: tuple(table_from_mapping(e) for e in json.loads(specs)) for m, _, _, specs in methods},
+        method_tables={m: recorded(json.loads(specs)) for m, _, _, specs in methods},
         defaults={(m, budget): json.loads(values) for m, budget, values, _ in methods},
         labels=tuple(suite.get("labels", ())),
         pairs=tuple((x, y) for x, y in suite.get("pairs", ())),
         sweep=tuple(suite.get("sweep", ())),
         sweep_metrics=tuple(suite.get("sweep_metrics", ())),
-        tables=tuple(table_from_mapping(e) for e in suite.get("tables", ())),
+        tables=recorded(suite.get("tables", ())),
     )

@@ -66,7 +66,7 @@ def test_a_plugins_table_reports_without_the_plugin(tabled: Path, tmp_path: Path
     suite.write_text(SUITE)
     assert fairbench("run", suite, "--results", out, "--threads", "1").code == 0
     recorded = load_report_specs(out)
-    assert [t.name for t in recorded.method_tables["tabled"]] == ["plugin_table"]
+    assert recorded.method_tables == {"tabled": METHODS.get("tabled").report_tables, "erm": ()}
     assert recorded.defaults[("tabled", "quick")]["epochs"] == 1 and recorded.pairs == (("eo", "acc"),)
     # A fresh interpreter whose path lacks the plugin's site, as on another machine.
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
@@ -97,3 +97,16 @@ def test_a_store_without_records_says_how_to_get_them(tabled: Path, tmp_path: Pa
     rerun = fairbench("run", suite, "--results", out, "--threads", "1")
     assert rerun.code == 0 and "2 already done, 0 to run" in rerun.err  # recording reruns nothing
     assert [t.name for t in load_report_specs(out).method_tables["tabled"]] == ["plugin_table"]
+
+
+def test_a_recorded_table_this_fairbench_cannot_read_is_a_one_line_error(tmp_path: Path) -> None:
+    from fairbench.runner import registered_specs
+    from fairbench.store import Store
+
+    store = Store(tmp_path)
+    store.record_report_specs(registered_specs(["dvge"], "paper"))
+    with store.db:  # as recorded by a fairbench whose ReportTable has another field
+        store.db.execute("UPDATE methods SET report_tables = ?", ('[{"name": "t", "caption": "c", "colour": "red"}]',))
+    store.close()
+    with pytest.raises(FairbenchError, match=r"does not read in this fairbench .*unknown key 'colour'.* run its suite"):
+        load_report_specs(tmp_path)

@@ -1,6 +1,7 @@
 """The encoders by name: each VAE variant's trainer, the full config of a named encoder, its label.
 
-The top of the package: it imports every concrete encoder, which import only `base`.
+The top of the package but `artifact`: it imports every concrete encoder; they import `base` (and
+FFVAE FactorVAE), never this module.
 """
 
 from __future__ import annotations
