@@ -61,20 +61,19 @@ def tabled(plugin_site, monkeypatch: pytest.MonkeyPatch) -> Path:
     sys.modules.pop("tabled_plugin", None)
 
 
-def test_a_plugins_table_reports_without_the_plugin(tabled: Path, tmp_path: Path, fairbench) -> None:
+def run_with_plugin(tmp_path: Path, fairbench) -> Path:
+    """SUITE's results folder, run with the `tabled` plugin registered."""
     suite, out = tmp_path / "suite.yaml", tmp_path / "out"
     suite.write_text(SUITE)
     assert fairbench("run", suite, "--results", out, "--threads", "1").code == 0
     recorded = load_report_specs(out)
     assert recorded.method_tables == {"tabled": METHODS.get("tabled").report_tables, "erm": ()}
     assert recorded.defaults[("tabled", "quick")]["epochs"] == 1 and recorded.pairs == (("eo", "acc"),)
-    # A fresh interpreter whose path lacks the plugin's site, as on another machine.
-    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tabled_plugin') is not None)"
-    assert subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
-    report = subprocess.run([sys.executable, "-m", "fairbench", "report", str(out), "--ablation", "--pareto"],
-                            env=env, capture_output=True, text=True)  # fmt: skip
-    assert report.returncode == 0, report.stderr
+    return out
+
+
+def check_report(out: Path) -> None:
+    """The plugin's table and the suite's metric pair, as `report --ablation --pareto` wrote them."""
     text = (out / "report" / "plugin_table_syn.md").read_text()
     assert text.startswith("**Plugin table on the test split, syn**") and "| Tabled |" in text
     assert "| NN |" not in text  # a method's table reads only the rows of the methods declaring it
@@ -82,10 +81,32 @@ def test_a_plugins_table_reports_without_the_plugin(tabled: Path, tmp_path: Path
     assert not (out / "report" / "pareto_syn_dp-acc.png").exists()
 
 
+def test_a_plugins_table_reports_once_the_plugin_is_gone(tabled: Path, tmp_path: Path, fairbench) -> None:
+    out = run_with_plugin(tmp_path, fairbench)
+    sys.path.remove(str(tabled))  # uninstalled: neither registered nor importable
+    for names in (METHODS._targets, METHODS._origin, METHODS._loaded):
+        names.pop("tabled", None)
+    sys.modules.pop("tabled_plugin", None)
+    assert "tabled" not in METHODS
+    assert fairbench("report", out, "--ablation", "--pareto").code == 0
+    check_report(out)
+
+
+@pytest.mark.slow
+def test_a_plugins_table_reports_on_a_machine_without_the_plugin(tabled: Path, tmp_path: Path, fairbench) -> None:
+    """As the test above, the report in a fresh interpreter whose path never held the plugin."""
+    out = run_with_plugin(tmp_path, fairbench)
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tabled_plugin') is not None)"
+    assert subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
+    report = subprocess.run([sys.executable, "-m", "fairbench", "report", str(out), "--ablation", "--pareto"],
+                            env=env, capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    check_report(out)
+
+
 def test_a_store_without_records_says_how_to_get_them(tabled: Path, tmp_path: Path, fairbench) -> None:
-    suite, out = tmp_path / "suite.yaml", tmp_path / "out"
-    suite.write_text(SUITE)
-    assert fairbench("run", suite, "--results", out, "--threads", "1").code == 0
+    out = run_with_plugin(tmp_path, fairbench)
     with sqlite3.connect(out / STORE_FILE) as db:  # as a store written before the records were
         db.execute("DROP TABLE methods")
         db.execute("DELETE FROM meta WHERE key = 'suite_report'")
@@ -94,7 +115,7 @@ def test_a_store_without_records_says_how_to_get_them(tabled: Path, tmp_path: Pa
     report = build_report(out, Options(out=tmp_path / "r2"))
     (declared,) = [s for s in report.sections if s.title.startswith("Declared tables")]
     assert not declared.tables and "fairbench run SUITE --results" in declared.notes[0]
-    rerun = fairbench("run", suite, "--results", out, "--threads", "1")
+    rerun = fairbench("run", tmp_path / "suite.yaml", "--results", out, "--threads", "1")
     assert rerun.code == 0 and "2 already done, 0 to run" in rerun.err  # recording reruns nothing
     assert [t.name for t in load_report_specs(out).method_tables["tabled"]] == ["plugin_table"]
 
