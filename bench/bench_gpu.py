@@ -205,9 +205,8 @@ def main() -> None:
                 print(f"{label:36} {precision:5} {rate_now:12.1f}  x{rate_now / base:.2f} vs fp32")
         steps = 5 if small else 100
         for members in (1, 20):
-            print(
-                f"{'dvge g member-steps/s':36} {members:2} member(s) {stacked_g_rate(args.device, members, steps):10.1f}"
-            )
+            rate = stacked_g_rate(args.device, members, steps)
+            print(f"{'dvge g member-steps/s':36} {members:2} member(s) {rate:10.1f}")
         faces = image_task(256 if small else 4096, 3, 64, 2, rng)
         iterations = 5 if small else 300
         for name in ("vanilla_vae", "factor_vae"):

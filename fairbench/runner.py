@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,11 @@ from fairbench.execution.stacking import should_stack
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
-from fairbench.registry import DATASETS
+from fairbench.registry import DATASETS, METHODS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
-from fairbench.store import STORE_FILE, Store, check_folder, load_jobs, lock_folder
-from fairbench.suite import Suite
+from fairbench.store import STORE_FILE, ReportSpecs, Store, check_folder, load_jobs, lock_folder
+from fairbench.suite import Suite, suite_tables
 
 
 def preflight(suite: Suite, data_dir: Path | None) -> None:
@@ -128,6 +128,29 @@ def dry_run_plan(
     return out
 
 
+def registered_specs(methods: Iterable[str], budget: str) -> ReportSpecs:
+    """What the report needs of these registered methods: their declared tables and their
+    defaults under `budget`."""
+    classes = {name: METHODS.get(name) for name in methods}
+    return ReportSpecs(
+        method_tables={name: cls.report_tables for name, cls in classes.items()},
+        defaults={(name, budget): cls.resolve({}, budget) for name, cls in classes.items()},
+    )
+
+
+def report_specs(suite: Suite) -> ReportSpecs:
+    """What the report needs from the registry and the suite, resolved now so that the results
+    folder alone reports (see fairbench.store.ReportSpecs)."""
+    return replace(
+        registered_specs([spec.method for spec in suite.methods], suite.budget),
+        labels=tuple(spec.label or spec.method for spec in suite.methods),
+        pairs=tuple(suite.report.pareto),
+        sweep=tuple(suite.report.sweep),
+        sweep_metrics=tuple(suite.report.sweep_metrics),
+        tables=tuple(suite_tables(suite)),
+    )
+
+
 def print_summary(table: pd.DataFrame, console: Console) -> None:
     """Per experiment: test-split mean ± std over seeds at every label and hyperparameter point."""
     for summary in summary_tables(table, "all"):
@@ -171,7 +194,8 @@ def run_suite(
     lock = lock_folder(results)
     store = Store(results)
     try:
-        (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
+        (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
+        store.record_report_specs(report_specs(suite))
         done = set() if force else store.done_ids()
         todo = [job for job in jobs if job.job_id not in done]
         units = plan_units(todo, stack or suite.stack, execution.planning_device())

@@ -3,6 +3,11 @@
 SQLite gives crash safety (one transaction per finished job: kill -9 loses nothing finished)
 and lets reports query. The tidy table has one row per job x split x metric, every
 hyperparameter its own `param_<name>` column and every metric tag its own column.
+
+Besides the jobs, each run records what the report needs to know about its methods and suite
+(`ReportSpecs`: the tables they declare, each method's defaults, the suite's report settings), so
+that `fairbench report` reads the results folder alone, on a machine without the plugin that
+made it too.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ from filelock import FileLock, Timeout
 
 from fairbench import STORE_FORMAT, __version__
 from fairbench.errors import FairbenchError
+from fairbench.table_spec import ReportTable, table_from_mapping, table_to_mapping
 
 STORE_FILE = "fairbench.sqlite"
 LOCK_FILE = "fairbench.lock"
@@ -44,7 +51,33 @@ CREATE TABLE IF NOT EXISTS metrics (
     FOREIGN KEY (job_id) REFERENCES jobs (job_id)
 );
 CREATE INDEX IF NOT EXISTS metrics_job ON metrics (job_id);
+CREATE TABLE IF NOT EXISTS methods (
+    method TEXT, budget TEXT, defaults TEXT, report_tables TEXT, PRIMARY KEY (method, budget)
+);
 """
+# Added to format 3 without a bump (a bump would change every job id, see plan.Job.identity): a
+# store written before has no `methods` table and no `suite_report` meta key until the next run.
+SUITE_REPORT_KEY = "suite_report"
+
+
+@dataclass(frozen=True)
+class ReportSpecs:
+    """What a run records for the report. `method_tables`: the tables each method declares;
+    `defaults`: each (method, budget)'s resolved default parameters (every method of `defaults`
+    has its entry in `method_tables`); the suite's `labels` in its order and its `report:`
+    settings (`pairs`, `sweep`, `sweep_metrics`, `tables`)."""
+
+    method_tables: dict[str, tuple[ReportTable, ...]] = field(default_factory=dict)
+    defaults: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
+    sweep: tuple[str, ...] = ()
+    sweep_metrics: tuple[str, ...] = ()
+    tables: tuple[ReportTable, ...] = ()
+
+    def unrecorded(self, methods: Iterable[str]) -> list[str]:
+        """The `methods` (of the results) whose tables and defaults the store does not hold."""
+        return sorted(set(methods) - set(self.method_tables))
 
 
 def check_folder(folder: Path) -> None:
@@ -159,6 +192,30 @@ class Store:
                     [(job_id, s, m, float(v), json.dumps(t, sort_keys=True)) for s, m, v, t in rows],
                 )
 
+    def record_report_specs(self, specs: ReportSpecs) -> None:
+        """Record a run's methods and suite settings for the report (replacing what an earlier run
+        recorded for the same method and budget, and the earlier suite's settings)."""
+        tables = {
+            method: json.dumps([table_to_mapping(table) for table in declared])
+            for method, declared in specs.method_tables.items()
+        }
+        suite = {
+            "labels": list(specs.labels),
+            "pairs": [list(pair) for pair in specs.pairs],
+            "sweep": list(specs.sweep),
+            "sweep_metrics": list(specs.sweep_metrics),
+            "tables": [table_to_mapping(t) for t in specs.tables],
+        }
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO methods VALUES (?, ?, ?, ?)",
+                [
+                    (method, budget, json.dumps(values, sort_keys=True, default=str), tables[method])
+                    for (method, budget), values in specs.defaults.items()
+                ],
+            )
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SUITE_REPORT_KEY, json.dumps(suite)))
+
     def export(self) -> pd.DataFrame:
         """Write results.parquet and results.csv next to the store; return the table."""
         table = tidy_table(self.db)
@@ -216,3 +273,37 @@ def load_jobs(folder: Path) -> pd.DataFrame:
     check_folder(Path(folder))
     with closing(sqlite3.connect(Path(folder) / STORE_FILE)) as db:
         return pd.read_sql_query("SELECT * FROM jobs ORDER BY experiment, label, job_id", db)
+
+
+def load_report_specs(folder: Path) -> ReportSpecs:
+    """What the runs into `folder` recorded for the report (see `ReportSpecs`); empty for a
+    store written before fairbench recorded it."""
+    check_folder(Path(folder))
+    with closing(sqlite3.connect(Path(folder) / STORE_FILE)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        methods = (
+            db.execute("SELECT method, budget, defaults, report_tables FROM methods").fetchall()
+            if "methods" in tables
+            else []
+        )
+        suite_row = db.execute("SELECT value FROM meta WHERE key = ?", (SUITE_REPORT_KEY,)).fetchone()
+    suite = json.loads(suite_row[0]) if suite_row else {}
+
+    def recorded(entries: Iterable[Any]) -> tuple[ReportTable, ...]:
+        try:
+            return tuple(table_from_mapping(entry) for entry in entries)
+        except (ValueError, TypeError) as error:
+            raise FairbenchError(
+                f"{folder}: a report table its run recorded does not read in this fairbench {__version__} "
+                f"({error}); report it with the fairbench that ran it, or run its suite again into this folder"
+            ) from None
+
+    return ReportSpecs(
+        method_tables={m: recorded(json.loads(specs)) for m, _, _, specs in methods},
+        defaults={(m, budget): json.loads(values) for m, budget, values, _ in methods},
+        labels=tuple(suite.get("labels", ())),
+        pairs=tuple((x, y) for x, y in suite.get("pairs", ())),
+        sweep=tuple(suite.get("sweep", ())),
+        sweep_metrics=tuple(suite.get("sweep_metrics", ())),
+        tables=recorded(suite.get("tables", ())),
+    )

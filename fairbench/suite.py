@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.expressions import Expression
+from fairbench.table_spec import ReportTable, table_from_mapping
 from fairbench.yamlio import Lines, load_yaml, locate
 
 
@@ -81,6 +82,16 @@ class ExecutionSpec(_Strict):
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
 
+class ReportSettings(_Strict):
+    """`report:`: what `fairbench report` draws by default from this suite's results (recorded in
+    the results store by `fairbench run`)."""
+
+    pareto: list[tuple[str, str]] = Field(default_factory=list)  # metric pairs [x, y] of the Pareto fronts
+    sweep: list[str] = Field(default_factory=list)  # parameters to draw metrics against
+    sweep_metrics: list[str] = Field(default_factory=list)  # the metrics of those figures
+    tables: list[Any] = Field(default_factory=list)  # ReportTable fields each (see check_suite)
+
+
 class Suite(_Strict):
     name: str
     description: str = ""
@@ -93,7 +104,7 @@ class Suite(_Strict):
     budget: str = "paper"
     # auto: stack sweep members where it pays (GPU), one by one elsewhere; on | off force it.
     stack: Literal["auto", "on", "off"] = "auto"
-    report: dict[str, Any] = Field(default_factory=dict)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     # How to run, not what: no part of any job's identity.
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
@@ -287,18 +298,37 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
         index = labels.index(name)
         raise fail(("methods", index), f"label '{name}' is used by several methods; give each a distinct 'label'")
     _check_same_jobs(suite, labels, fail)
-    _check_report_tables(suite, fail)
+    _check_report(suite, fail)
 
 
-def _check_report_tables(suite: Suite, fail: Any) -> None:
-    """`report: {tables: [...]}`: each entry a valid ReportTable reading registered metrics."""
+def suite_tables(suite: Suite) -> list[ReportTable]:
+    """The tables the suite declares under `report: {tables: [...]}` (checked by `check_suite`)."""
+    return [table_from_mapping(entry) for entry in suite.report.tables]
+
+
+def _check_report(suite: Suite, fail: Any) -> None:
+    """`report:`: metrics that are registered, swept parameters that a method of the suite has,
+    and tables that are valid ReportTables reading registered metrics."""
     from fairbench import metrics
-    from fairbench.report.spec import table_from_mapping
+    from fairbench.registry import METHODS
 
-    tables = suite.report.get("tables", [])
-    if not isinstance(tables, list):
-        raise fail(("report", "tables"), "report.tables must be a list of tables (name, caption, metrics, ...)")
-    for index, entry in enumerate(tables):
+    named = [
+        (("report", "pareto", i, j), name) for i, pair in enumerate(suite.report.pareto) for j, name in enumerate(pair)
+    ]
+    named += [(("report", "sweep_metrics", i), name) for i, name in enumerate(suite.report.sweep_metrics)]
+    for where, name in named:
+        try:
+            metrics.get(name)
+        except FairbenchError as error:
+            raise fail(where, f"{'.'.join(map(str, where))}: {error}") from None
+    params = {name for spec in suite.methods for name in METHODS.get(spec.method).hparams}
+    for index, name in enumerate(suite.report.sweep):
+        if name not in params:
+            raise fail(
+                ("report", "sweep", index),
+                f"report.sweep: no method of this suite has a parameter '{name}'{did_you_mean(name, params)}",
+            )
+    for index, entry in enumerate(suite.report.tables):
         at: tuple[Any, ...] = ("report", "tables", index)
         try:
             spec = table_from_mapping(entry)

@@ -16,6 +16,7 @@ from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.methods.grad_auto import GradAuto
 from fairbench.methods.nn_auto import NNAuto
 from fairbench.report.declared import declared_tables
+from fairbench.runner import registered_specs
 from fairbench.train import Trainer, embed
 
 
@@ -113,14 +114,15 @@ def test_grad_table_gives_the_mean_and_each_attributes_discrimination() -> None:
             ("discrimination", 0.05, None), ("discrimination", 0.02, "race"), ("discrimination", 0.08, "gender"),
         )
     ]  # fmt: skip
-    (table,) = declared_tables(pd.DataFrame(rows))
+    declaring = registered_specs(["grad_auto", "nn_auto"], "paper").method_tables
+    (table,) = declared_tables(pd.DataFrame(rows), declaring)
     assert table.header == ["Label", "Acc", "Delta", "Discr", "Discr (race)", "Discr (gender)", "Cons"]
     assert table.text_rows() == [
         ["GRAD-Auto", "0.700", "0.650", "0.050", "0.020", "0.080", "0.900"],
         ["NN-Auto", "0.700", "0.650", "0.050", "0.020", "0.080", "0.900"],
     ]
     single = [r for r in rows if r["attribute"] is None]  # Table 1: one attribute, no extra columns
-    (table,) = declared_tables(pd.DataFrame(single))
+    (table,) = declared_tables(pd.DataFrame(single), declaring)
     assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
 
 
@@ -128,7 +130,7 @@ def test_a_suite_table_replaces_the_methods_table_of_the_same_name() -> None:
     """grad_table1/2 declare GRAD's table in the suite, so that NN (erm, which declares none) is a row."""
     import yaml
 
-    from fairbench.report.spec import table_from_mapping
+    from fairbench.table_spec import table_from_mapping
 
     rows = [
         {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
@@ -138,8 +140,9 @@ def test_a_suite_table_replaces_the_methods_table_of_the_same_name() -> None:
     ]  # fmt: skip
     suite = yaml.safe_load((Path(__file__).parent.parent / "suites" / "grad_table1.yaml").read_text())
     specs = [table_from_mapping(entry) for entry in suite["report"]["tables"]]
-    (table,) = declared_tables(pd.DataFrame(rows), specs)
+    declaring = registered_specs(["erm", "grad_pred"], "paper").method_tables
+    (table,) = declared_tables(pd.DataFrame(rows), declaring, specs)
     assert [row[0] for row in table.text_rows()] == ["GRAD-Pred", "NN"]
     assert table.header == ["Label", "Acc", "Delta", "Discr", "Cons"]
-    (ordered,) = declared_tables(pd.DataFrame(rows), specs, ["NN", "GRAD-Pred"])  # the suite's method order
+    (ordered,) = declared_tables(pd.DataFrame(rows), declaring, specs, ["NN", "GRAD-Pred"])  # the suite's method order
     assert [row[0] for row in ordered.text_rows()] == ["NN", "GRAD-Pred"]

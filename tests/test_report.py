@@ -38,11 +38,18 @@ from fairbench.report.cd import (
 from fairbench.report.cli import report as report_command
 from fairbench.report.declared import declared_tables
 from fairbench.report.pareto import hypervolume, hypervolume_table, pareto_front, pareto_points
-from fairbench.report.spec import ReportTable
 from fairbench.report.tables import select_points, summary_tables
-from fairbench.store import Store, load_results
+from fairbench.runner import registered_specs
+from fairbench.store import Store, load_report_specs, load_results
+from fairbench.table_spec import ReportTable
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+def tables_of(*methods: str) -> dict[str, tuple[ReportTable, ...]]:
+    """The tables these registered methods declare, as a run records them."""
+    return registered_specs(methods, "paper").method_tables
+
 
 EXPERIMENTS = ["adult/sex", "credit/age", "celeba/male"]
 GRIDS = {
@@ -148,9 +155,9 @@ def write_results(folder: Path, experiments: list[str] = EXPERIMENTS) -> Path:
         },
         [],
     )
+    store.record_report_specs(registered_specs(["erm", "adt", "dvge"], "quick"))
     store.export()
     store.close()
-    (folder / "suite.yaml").write_text("name: toy\n")
     return folder
 
 
@@ -171,9 +178,7 @@ def built(results, tmp_path_factory):
 def brute_front(points: np.ndarray) -> np.ndarray:
     keep = []
     for i, (xi, yi) in enumerate(points):
-        dominated = any(
-            xj <= xi and yj >= yi and (xj < xi or yj > yi) for j, (xj, yj) in enumerate(points) if j != i
-        )
+        dominated = any(xj <= xi and yj >= yi and (xj < xi or yj > yi) for j, (xj, yj) in enumerate(points) if j != i)
         keep.append(not dominated)
     return np.array(keep)
 
@@ -185,9 +190,7 @@ def brute_hypervolume(points: np.ndarray, ref: tuple[float, float]) -> float:
     xs = sorted({b[0] for b in boxes} | {rx})
     ys = sorted({b[3] for b in boxes} | {ry})
     area = 0.0
-    for (x0, x1), (y0, y1) in itertools.product(
-        zip(xs[:-1], xs[1:], strict=True), zip(ys[:-1], ys[1:], strict=True)
-    ):
+    for (x0, x1), (y0, y1) in itertools.product(zip(xs[:-1], xs[1:], strict=True), zip(ys[:-1], ys[1:], strict=True)):
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         if any(b[0] <= cx <= b[1] and b[2] <= cy <= b[3] for b in boxes):
             area += (x1 - x0) * (y1 - y0)
@@ -353,10 +356,7 @@ def test_cd_of_results_ranks_by_hypervolume(built):
     # Brute-force ranks: 1 + number of better methods + half the ties, per block.
     expected = {}
     for label in scores.columns:
-        r = [
-            1 + (row > row[label]).sum() + 0.5 * ((row == row[label]).sum() - 1)
-            for _, row in scores.iterrows()
-        ]
+        r = [1 + (row > row[label]).sum() + 0.5 * ((row == row[label]).sum() - 1) for _, row in scores.iterrows()]
         expected[label] = float(np.mean(r))
     got = pd.read_csv(built.out / "cd.csv").set_index("label")["average_rank"]
     assert got.to_dict() == pytest.approx(expected, abs=1e-5)  # the CSV keeps 6 digits
@@ -404,7 +404,8 @@ def test_golden_files_change_only_with_update_golden_1(tmp_path, monkeypatch, go
 
 
 def test_ablation_reads_eta2_zero_and_references(results):
-    tables = {t.by["sens_classifier"]: t for t in declared_tables(load_results(results))}
+    recorded = load_report_specs(results).method_tables
+    tables = {t.by["sens_classifier"]: t for t in declared_tables(load_results(results), recorded)}
     assert set(tables) == {"retrained", "fixed"}
     t = tables["retrained"]
     assert t.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 1"]
@@ -427,9 +428,7 @@ def test_selection_rules(results):
     dp = df[(df["split"] == "val") & (df["metric"] == "dp") & (df["experiment"] == "adult/sex")]
     acc = val[val["experiment"] == "adult/sex"]
     for label in ("ADT", "DVGE-D"):
-        keys = [
-            c for c in df.columns if c.startswith("param_") and df.loc[df["label"] == label, c].notna().any()
-        ]
+        keys = [c for c in df.columns if c.startswith("param_") and df.loc[df["label"] == label, c].notna().any()]
         a = acc[acc["label"] == label].groupby(keys)["value"].mean()
         d = dp[dp["label"] == label].groupby(keys)["value"].mean()
         ok = d[a >= 0.795]
@@ -579,7 +578,7 @@ def test_ablation_reads_the_dvge_methods_rows():
             {**base, "variant": "no_removal", "value": 0.82},
             {**base, "variant": "dims_removed", "value": 0.79},
         ]
-    (table,) = declared_tables(pd.DataFrame(rows))
+    (table,) = declared_tables(pd.DataFrame(rows), tables_of("dvge"))
     assert table.columns == ["No removal", "Sens. dims removed", "η1 = 0.1", "η1 = 0.5", "η1 = 1"]
     assert table.text_rows() == [["DVGE-N", "0.820", "0.790", "0.800", "0.700", "0.600"]]
 
@@ -616,7 +615,7 @@ def test_declared_tables_split_by_a_varying_parameter():
     other = {"experiment": "adult/sex", "label": "ERM", "method": "erm", "seed": 0, "split": "test"}
     # Rows of a method that does not declare the table never enter it, even with its metric.
     rows += [{**other, "metric": "acc", "value": 0.8}, {**other, "metric": "sens_acc", "variant": "x", "value": 0.5}]
-    tables = declared_tables(pd.DataFrame(rows))
+    tables = declared_tables(pd.DataFrame(rows), tables_of("dvge", "erm"))
     assert [(t.by, t.stem) for t in tables] == [
         ({"sens_classifier": "fixed", "param_clip": False}, "ablation_adult_sex_fixed_clip-false"),
         ({"sens_classifier": "fixed", "param_clip": True}, "ablation_adult_sex_fixed_clip-true"),
@@ -627,13 +626,13 @@ def test_declared_tables_split_by_a_varying_parameter():
     assert tables[1].text_rows() == [["DVGE-D", "0.900", "0.700", "0.900", "0.900"]]
 
 
-def test_only_registered_methods_present_declare_tables():
+def test_only_the_methods_present_declare_tables():
     from fairbench.methods.dvge import DVGE
     from fairbench.report.declared import declared_specs
 
-    frame = pd.DataFrame({"method": ["erm", "dvge", "dvge", "not_installed"]})
-    assert declared_specs(frame) == list(DVGE.report_tables)
-    assert declared_specs(frame[frame["method"] == "erm"]) == []
+    frame = pd.DataFrame({"method": ["erm", "dvge", "dvge", "not_recorded"]})
+    assert declared_specs(frame, tables_of("erm", "dvge", "faap")) == list(DVGE.report_tables)
+    assert declared_specs(frame[frame["method"] == "erm"], tables_of("erm", "dvge")) == []
 
 
 def test_faap_declares_table_1_rows_from_tags_and_columns_from_metrics():
@@ -656,7 +655,7 @@ def test_faap_declares_table_1_rows_from_tags_and_columns_from_metrics():
         rows += [{**transfer, "metric": m, "input": "perturbed", "value": v[1]} for m, v in values.items()]
     other = {"experiment": "celeba/Smiling", "label": "ERM", "method": "erm", "seed": 0, "split": "test"}
     rows.append({**other, "metric": "acc", "deployed": "normal", "input": "clean", "value": 0.1})
-    white_box, transfer_table = declared_tables(pd.DataFrame(rows))
+    white_box, transfer_table = declared_tables(pd.DataFrame(rows), tables_of("faap", "erm"))
     assert (white_box.stem, transfer_table.stem) == ("faap_celeba_Smiling", "faap_transfer_celeba_Smiling_normal_fair")
     assert white_box.caption.startswith("Deployed models before and after FAAP on the test split, celeba/Smiling")
     assert white_box.header == ["Deployed model", "ACC", "DP", "DEO"]

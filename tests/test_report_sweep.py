@@ -20,7 +20,8 @@ from fairbench.report import build_report
 from fairbench.report.build import Options
 from fairbench.report.cli import report as report_command
 from fairbench.report.sweep import is_geometric, plot_sweep, sweep_stats, swept_params
-from fairbench.store import Store, load_results
+from fairbench.runner import registered_specs
+from fairbench.store import Store, load_report_specs, load_results
 
 GEOMETRIC = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 2000.0]
 LINEAR = [0.25, 0.5, 0.75, 1.0]
@@ -48,9 +49,9 @@ def write_sweep_results(folder: Path) -> Path:
             for metric in ("acc", "discrimination", "consistency")
         ]
         store.record(job, rows)
+    store.record_report_specs(registered_specs(["grad_pred", "adt", "erm"], "paper"))
     store.export()
     store.close()
-    (folder / "suite.yaml").write_text("name: sweep\n")
     return folder
 
 
@@ -89,7 +90,8 @@ def test_figure_log_axis_bands_and_default_line(results):
     df = load_results(results)
     metrics = ["acc", "discrimination", "consistency"]
     stats = sweep_stats(df, "lam", metrics)
-    fig = plot_sweep(stats[stats["series"] == "GRAD-Pred"], "lam", metrics)
+    defaults = load_report_specs(results).defaults  # recorded from the registry, read from the store
+    fig = plot_sweep(stats[stats["series"] == "GRAD-Pred"], "lam", metrics, defaults)
     try:
         assert len(fig.axes) == 3
         for ax in fig.axes:
@@ -102,7 +104,7 @@ def test_figure_log_axis_bands_and_default_line(results):
         assert ys.max() == pytest.approx(max(means) + 0.01) and ys.min() == pytest.approx(min(means) - 0.01)
     finally:
         plt.close(fig)
-    linear = plot_sweep(stats[stats["series"] == "ADT"], "lam", metrics)
+    linear = plot_sweep(stats[stats["series"] == "ADT"], "lam", metrics, defaults)
     try:
         assert linear.axes[0].get_xscale() == "linear"
         assert dashed_x(linear.axes[0]) == [1.0]  # adt's default

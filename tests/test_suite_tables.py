@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from fairbench.report.declared import declared_tables
-from fairbench.report.spec import ReportTable, table_from_mapping
+from fairbench.table_spec import ReportTable, table_from_mapping
 
 SUITE = """\
 name: tables
@@ -89,5 +89,23 @@ def test_suite_table_and_method_table_side_by_side() -> None:
         for lab, m, v in (("Vanilla", "erm", 0.8), ("Adversarial", "adt", 0.7))
     ]
     spec = ReportTable("paper", "{experiment}", metrics={"acc": "Accuracy"})
-    (table,) = declared_tables(pd.DataFrame(rows), [spec])
+    (table,) = declared_tables(pd.DataFrame(rows), {"erm": (), "adt": ()}, [spec])
     assert table.text_rows() == [["Adversarial", "0.700"], ["Vanilla", "0.800"]]
+
+
+def test_the_suites_report_settings_are_checked_when_the_suite_loads(tmp_path: Path, fairbench) -> None:
+    """What the report reads of a suite is checked once, here, rather than skipped by the report."""
+    cases = {
+        "  pareto: [[dp, acc], [eoo, acc]]": "tables.yaml:14: report.pareto.1.0: unknown metric 'eoo' (did you mean",
+        "  sweep: [lamb]": "tables.yaml:14: report.sweep: no method of this suite has a parameter 'lamb' (did you "
+        "mean 'lam'?)",
+        "  sweep_metrics: [acc, dpp]": "tables.yaml:14: report.sweep_metrics.1: unknown metric 'dpp'",
+        "  ablation: true": "tables.yaml:14: unknown key 'report.ablation'",
+    }
+    for line, message in cases.items():
+        suite = tmp_path / "tables.yaml"
+        suite.write_text(SUITE.replace("report:\n", f"report:\n{line}\n"))
+        result = fairbench("validate", suite)
+        assert result.code == 2 and message in result.err and "Traceback" not in result.err, result.err
+    suite.write_text(SUITE.replace("report:\n", "report:\n  pareto: [[dp, acc], [eo, acc]]\n  sweep: [lam]\n"))
+    assert fairbench("validate", suite).code == 0

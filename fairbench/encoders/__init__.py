@@ -1,6 +1,12 @@
 """Representation learners for DVGE and its baselines (vanilla VAE, FactorVAE, FFVAE, FD-VAE),
-trained once and kept as cached artifacts with the latent codes of every row."""
+trained once and kept as cached artifacts with the latent codes of every row.
 
-from fairbench.encoders.base import Latents, encoder_label, latent_codes, resolve_encoder
+Modules import one way: `base` (the shared trainer, losses, `Latents`) <- the concrete encoders
+<- `catalog` (the encoders by name) <- `artifact` (training and caching the codes).
+"""
+
+from fairbench.encoders.artifact import latent_codes
+from fairbench.encoders.base import Latents
+from fairbench.encoders.catalog import encoder_label, resolve_encoder
 
 __all__ = ["Latents", "encoder_label", "latent_codes", "resolve_encoder"]

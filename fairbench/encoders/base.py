@@ -1,17 +1,10 @@
-"""Encoders as cached artifacts: config resolution, the shared training loop, latent codes.
-
-An encoder is trained without labels on the train split, then frozen; its latent codes for
-every row (posterior mean, log-variance and one seeded reparameterised sample) are stored with
-it. The cache key is (data.input_key, encoder config, training settings, seed): for the
-label-free encoders (DVGE's) it holds no target or sensitive attribute, so changing either
-reuses the encoder (DVGE's flexibility). An encoder trained with labels (FFVAE, FD-VAE)
-declares which (`supervision`), and its key holds those expressions too.
+"""What every encoder shares: the common settings, the trainer base class with its ELBO terms,
+the reconstruction loss, the task labels a supervised encoder trains on, the batch stream, and
+`Latents` (the codes an encoder artifact holds). The bottom of the package: it imports no encoder.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +16,9 @@ import torch.nn.functional as F
 
 from fairbench.data.base import TaskData
 from fairbench.encoders.networks import VAE, reparameterise
-from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.errors import FairbenchError
 from fairbench.expressions import Expression
-from fairbench.train import as_input, seed_everything, to_float
 
-ARTIFACT_VERSION = 2  # 2: tables use the per-feature-scaled Gaussian
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 
 # Settings every encoder has (the paper's VAE recipe, Appendix B).
@@ -139,49 +130,6 @@ def reconstruction_loss(
     return 0.5 * ((out - target) / scale).pow(2).sum() / len(x)
 
 
-def trainers() -> dict[str, type[EncoderTrainer]]:
-    from fairbench.encoders.factor_vae import FactorVAETrainer
-    from fairbench.encoders.fdvae import FDVAETrainer
-    from fairbench.encoders.ffvae import FFVAETrainer
-    from fairbench.encoders.vanilla_vae import VanillaVAETrainer
-
-    return {cls.name: cls for cls in (VanillaVAETrainer, FactorVAETrainer, FFVAETrainer, FDVAETrainer)}
-
-
-def resolve_encoder(config: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """The full encoder config: the encoder's defaults overridden by `config`, checked and typed."""
-    available = trainers()
-    name = config.get("name")
-    if name not in available:
-        raise FairbenchError(f"{where}encoder: unknown name {name!r}{did_you_mean(str(name), available)}")
-    defaults = {**COMMON_DEFAULTS, **available[name].defaults}
-    resolved: dict[str, Any] = {"name": name, **defaults}
-    for key, value in config.items():
-        if key == "name":
-            continue
-        if key not in defaults:
-            raise FairbenchError(
-                f"{where}encoder '{name}' has no setting '{key}'{did_you_mean(key, defaults)}"
-            )
-        kind = type(defaults[key])
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise FairbenchError(f"{where}encoder.{key}: expected {kind.__name__}, got {value!r}")
-        resolved[key] = value
-    if resolved["likelihood"] not in LIKELIHOODS:
-        raise FairbenchError(
-            f"{where}encoder.likelihood: {resolved['likelihood']!r} is not one of {LIKELIHOODS}"
-        )
-    return resolved
-
-
-def encoder_label(config: dict[str, Any]) -> str:
-    """DVGE-D (disentangled, FactorVAE), DVGE-N (non-disentangled, vanilla VAE), or the
-    baseline's own label (FFVAE, FD-VAE)."""
-    return trainers()[config["name"]].label
-
-
 def batch_stream(rows: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless shuffled full batches of `rows` (the last partial batch of a pass is dropped,
     as the released code's loader does; FactorVAE needs equal-sized batches)."""
@@ -213,104 +161,3 @@ class Latents:
     @property
     def key(self) -> str:
         return self.folder.name
-
-
-def encoder_key(data: TaskData, config: dict[str, Any], iterations: int, seed: int) -> dict[str, Any]:
-    key = {
-        "version": ARTIFACT_VERSION,
-        "input_key": data.input_key,
-        "encoder": config,
-        "iterations": iterations,
-        "seed": seed,
-    }
-    supervision = trainers()[config["name"]].supervision
-    expressions = {"target": data.target, "sensitive": data.sensitive}
-    if supervision:
-        key["task"] = {part: expressions[part] for part in supervision}
-    return key
-
-
-def train_encoder(
-    data: TaskData, config: dict[str, Any], iterations: int, seed: int, device: str, log: Callable[[str], Any]
-) -> tuple[VAE, list[dict[str, float]]]:
-    """Train a VAE of `config` on the train split for `iterations` steps; return it and a loss log."""
-    generator = seed_everything(seed)
-    kind = trainers()[config["name"]]
-    deterministic = kind.deterministic(config, attribute_count(data))
-    vae = VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"], deterministic).to(device)
-    trainer = kind(vae, config, device)
-    x = to_float(data.x, device)
-    labels = {k: torch.from_numpy(v).to(device) for k, v in task_labels(data, kind.supervision).items()}
-    if x.dim() == 2:
-        # Constant features get unit scale rather than a division by zero.
-        std = x[torch.from_numpy(data.splits["train"]).to(device)].std(0)
-        trainer.feature_std = torch.where(std > 0, std, torch.ones_like(std))
-    stream_ = batch_stream(torch.from_numpy(data.splits["train"]).to(device), config["batch_size"], generator)
-
-    def next_batch() -> Batch:
-        rows = next(stream_)
-        if labels:
-            return as_input(x[rows]), {k: v[rows] for k, v in labels.items()}
-        return as_input(x[rows])
-
-    history: list[dict[str, float]] = []
-    every = max(1, iterations // 20)
-    started = time.perf_counter()
-    vae.train()
-    for iteration in range(1, iterations + 1):
-        losses = trainer.step(next_batch)
-        if iteration % every == 0 or iteration == iterations:
-            history.append({"iteration": iteration, **losses})
-            log(
-                f"{config['name']} {iteration}/{iterations} "
-                + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
-                + f" ({time.perf_counter() - started:.0f} s)"
-            )
-    vae.eval()
-    return vae, history
-
-
-@torch.no_grad()
-def encode_all(vae: VAE, data: TaskData, device: str, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean and log-variance of every row."""
-    vae.eval()
-    x = to_float(data.x, device)
-    means, logvars = [], []
-    for start in range(0, len(x), chunk):
-        mu, logvar = vae.encode(as_input(x[start : start + chunk]))
-        means.append(mu.float().cpu())
-        logvars.append(logvar.float().cpu())
-    return torch.cat(means).numpy(), torch.cat(logvars).numpy()
-
-
-def latent_codes(data: TaskData, config: dict[str, Any], iterations: int, ctx: Any) -> Latents:
-    """The encoder artifact for (data inputs, config, iterations, seed): built once, then read.
-
-    `ctx` is a RunContext (device, seed, cache, log).
-    """
-    config = resolve_encoder(config)
-    key = encoder_key(data, config, iterations, ctx.seed)
-
-    def build(folder: Path) -> None:
-        ctx.log.info(f"training encoder {config['name']} for {iterations} iterations -> {folder.name}")
-        vae, history = train_encoder(data, config, iterations, ctx.seed, ctx.device, ctx.log.info)
-        mean, logvar = encode_all(vae, data, ctx.device)
-        # One seeded reparameterised sample per row: the released code's dumped codes.
-        eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(ctx.seed)).numpy()
-        sample = (mean + eps * np.exp(0.5 * logvar)).astype(np.float32)
-        torch.save(vae.state_dict(), folder / "encoder.pt")
-        np.save(folder / "mean.npy", mean)
-        np.save(folder / "logvar.npy", logvar)
-        np.save(folder / "sample.npy", sample)
-        (folder / "train_log.json").write_text(json.dumps(history, indent=1))
-
-    folder, built_now = ctx.cache.get("encoder", key, build)
-    return Latents(
-        mean=np.load(folder / "mean.npy"),
-        logvar=np.load(folder / "logvar.npy"),
-        sample=np.load(folder / "sample.npy"),
-        folder=folder,
-        built_now=built_now,
-        config=config,
-        parts=trainers()[config["name"]].parts(config, attribute_count(data)),
-    )

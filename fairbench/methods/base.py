@@ -19,7 +19,7 @@ import torch
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError, did_you_mean
-from fairbench.report.spec import ReportTable
+from fairbench.table_spec import ReportTable
 from fairbench.train.seeding import stream
 
 

@@ -44,7 +44,7 @@ from fairbench.methods.families.latent import (
     zero_dims,
 )
 from fairbench.methods.families.latent.explanation import FOCI, clip_perturbation
-from fairbench.report.spec import ReportTable
+from fairbench.table_spec import ReportTable
 from fairbench.train.stacked import accuracy, fit_stacked
 
 

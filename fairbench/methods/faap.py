@@ -42,7 +42,7 @@ from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
 from fairbench.nets.generators import AdvGANGenerator
 from fairbench.nets.resnet import feature_discriminator
-from fairbench.report.spec import ReportTable
+from fairbench.table_spec import ReportTable
 from fairbench.train import Batch, Trainer
 
 REPORTED = ("acc", "dp", "eodds_sum")

@@ -4,7 +4,7 @@ validation discrimination (ties: highest validation accuracy)."""
 
 from fairbench.methods.base import HParam
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
-from fairbench.report.spec import ReportTable
+from fairbench.table_spec import ReportTable
 
 # GRAD Tables 1 and 2's columns, one row per label. With several protected attributes Discr is
 # their mean (Delta = Acc - mean Discr) and each attribute's Discr follows it (Table 2).

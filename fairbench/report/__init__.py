@@ -1,6 +1,6 @@
 """Reports: Pareto fronts, critical-difference diagrams, the tables methods declare, summary tables, HTML.
 
-Reads only the results store (fairbench.store.load_results / load_jobs). Public names load
+Reads only the results store (fairbench.store: load_results, load_jobs, load_report_specs). Public names load
 lazily so that `from fairbench.report.cli import report` stays cheap for the CLI.
 """
 

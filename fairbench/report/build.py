@@ -1,6 +1,10 @@
 """Build one results folder's report: run the analyses, write files, collect sections for the
 console and the HTML page. The click command in cli.py only parses options and calls this.
 
+Everything comes from the results folder's store: the tidy results, the jobs, and what the run
+recorded about its methods and suite (store.ReportSpecs: declared tables, defaults, the suite's
+`report:` settings), so a folder made by an uninstalled plugin reports the same.
+
 Files written under the output folder (default `<results>/report/`):
     pareto_<experiment>_<x>-<y>.<fmt>   one figure per experiment and metric pair
     sweep_<experiment>_<param>.<fmt>    metrics against a swept numeric parameter (report/sweep.py)
@@ -16,12 +20,12 @@ Files written under the output folder (default `<results>/report/`):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import yaml
 
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.report import cd as cd_mod
@@ -32,9 +36,10 @@ from fairbench.report import sweep as sweep_mod
 from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
 from fairbench.report.common import fmt_mean_std, fmt_num, markdown_table, slug, untagged
+from fairbench.report.document import Figure, Report, Section, Table
 from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
-from fairbench.report.spec import ReportTable, table_from_mapping
-from fairbench.store import load_jobs, load_results
+from fairbench.report.html import render_html
+from fairbench.store import ReportSpecs, load_jobs, load_report_specs, load_results
 
 DEFAULT_PAIRS = [("dp", "acc"), ("eo", "acc")]
 
@@ -56,38 +61,6 @@ class Options:
     ci_bars: bool = False  # Pareto error bars: the bootstrap interval instead of the seed std
     sweep: list[str] | None = None  # parameters to draw metrics against (default: the suite's, else every swept one)
     sweep_metrics: list[str] | None = None  # metrics of the sweep figures (default: sweep.DEFAULT_METRICS)
-
-
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    console: bool = True  # long tables go to the files and the HTML page only
-    html: bool = True  # a compact console copy of a long table stays off the page
-
-
-@dataclass
-class Figure:
-    title: str
-    png: bytes | None
-    paths: list[Path]
-
-
-@dataclass
-class Section:
-    title: str
-    notes: list[str] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-    figures: list[Figure] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    folder: Path
-    out: Path
-    sections: list[Section] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
@@ -119,49 +92,6 @@ def parse_names(text: str, option: str) -> list[str]:
     if not names:
         raise FairbenchError(f"{option}: give at least one name (e.g. {option} lam)")
     return names
-
-
-def _suite_spec(folder: Path) -> dict:
-    """The results folder's suite.yaml as written by the run ({} when absent or unreadable)."""
-    path = folder / "suite.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError:
-        return {}
-    return spec if isinstance(spec, dict) else {}
-
-
-def suite_report(folder: Path, key: str, convert):
-    """`convert` of the suite's own `report: {<key>: ...}`, or None when its suite.yaml lacks it."""
-    try:
-        value = _suite_spec(folder).get("report", {}).get(key)
-        return convert(value) if value else None
-    except (AttributeError, TypeError, ValueError):
-        return None  # a malformed optional key must not stop the report; defaults apply
-
-
-def suite_pairs(folder: Path) -> list[tuple[str, str]] | None:
-    """The suite's own `report: {pareto: [[dp, acc], ...]}`, when its suite.yaml has one."""
-    return suite_report(folder, "pareto", lambda pairs: [(str(a), str(b)) for a, b in pairs])
-
-
-def suite_labels(folder: Path) -> list[str]:
-    """The suite's method labels in its order (a method's name where it has no label)."""
-    methods = _suite_spec(folder).get("methods", [])
-    entries = methods if isinstance(methods, list) else []
-    return [str(m.get("label") or m.get("method")) for m in entries if isinstance(m, dict)]
-
-
-def suite_tables(folder: Path) -> list[ReportTable]:
-    """The tables the suite declares under `report: {tables: [...]}` (checked when the suite was
-    loaded; entries that no longer parse are left out)."""
-    out = []
-    for entry in suite_report(folder, "tables", lambda entries: list(entries)) or []:
-        try:
-            out.append(table_from_mapping(entry))
-        except (ValueError, TypeError):
-            continue
-    return out
 
 
 def _write(report: Report, name: str, text: str) -> None:
@@ -200,165 +130,217 @@ def build_report(folder: Path, opts: Options) -> Report:
     df = load_results(folder)
     if df.empty:
         raise FairbenchError(f"{folder} holds no finished jobs to report on")
-    explicit = opts.parts is not None
-    parts = set(PARTS) if opts.parts is None else set(opts.parts)
-    if "html" in parts and explicit and parts == {"html"}:
-        parts = set(PARTS)  # --html alone: the page with everything the results support
+    specs = load_report_specs(folder)
+    parts = requested_parts(opts)
     report = Report(folder, Path(opts.out) if opts.out else folder / "report")
     report.out.mkdir(parents=True, exist_ok=True)
     want_png = "html" in parts
     metrics = set(untagged(df)["metric"])
-    intervals = None
-    if opts.ci is not None and ("tables" in parts or (opts.ci_bars and "pareto" in parts)):
-        # Error bars need every point; the tables only the selected ones (bootstrapping is the cost).
-        selected = None if opts.ci_bars and "pareto" in parts else _selection(df, opts)
-        intervals = intervals_mod.point_intervals(folder, df, "test", opts.ci, opts.bootstrap, points=selected)
-
+    unrecorded = _unrecorded_note(folder, specs, df)
+    intervals = _intervals(folder, df, opts, parts)
     hv_frames: list[pd.DataFrame] = []
     if parts & {"pareto", "cd"}:
-        pairs = opts.pairs or suite_pairs(folder) or DEFAULT_PAIRS
-        usable = []
-        for x, y in pairs:
-            missing = [m for m in (x, y) if m not in metrics]
-            if missing and opts.pairs:
-                raise FairbenchError(
-                    f"--pairs: metric {missing[0]!r} is not in {folder}{did_you_mean(missing[0], metrics)}"
-                )
-            if not missing:
-                usable.append((x, y))
-        section = Section("Pareto fronts")
-        if not usable:
-            section.notes.append(
-                f"no metric pair of {', '.join(f'{x}:{y}' for x, y in pairs)} is in the results"
-            )
-        front_frames = []
-        for x, y in usable:
-            bars = intervals if opts.ci_bars else None
-            points = pareto_mod.pareto_points(df, x, y, intervals=bars)
-            if points.empty:
-                continue
-            hv = pareto_mod.hypervolume_table(points, x, y)
-            hv_frames.append(hv)
-            front = pareto_mod.front_table(points).assign(pair=f"{x}-{y}")
-            front_frames.append(front)
-            if "pareto" in parts:
-                for exp, sub in points.groupby("experiment", sort=True):
-                    level = opts.ci if bars is not None else None
-                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)", level=level)
-                    section.figures.append(
-                        _figure(
-                            report,
-                            fig,
-                            f"pareto_{slug(exp)}_{slug(x)}-{slug(y)}",
-                            f"{exp}: {x} vs {y}",
-                            opts,
-                            want_png,
-                        )
-                    )
-        if "pareto" in parts and front_frames:
-            fronts = pd.concat(front_frames, ignore_index=True)
-            hv_all = pd.concat(hv_frames, ignore_index=True)
-            cols = ["experiment", "pair", "label", "point", "x", "x_std", "y", "y_std", "n"]
-            _write_csv(report, "pareto_fronts.csv", fronts[cols])
-            front_rows = [
-                [
-                    r.experiment,
-                    r.pair,
-                    r.label,
-                    r.point,
-                    fmt_num(r.x),
-                    fmt_num(r.x_std),
-                    fmt_num(r.y),
-                    fmt_num(r.y_std),
-                    str(r.n),
-                ]
-                for r in fronts[cols].itertuples()
-            ]
-            _write(report, "pareto_fronts.md", markdown_table(cols, front_rows))
-            _write_csv(report, "hypervolume.csv", hv_all)
-            hv_header = ["experiment", "pair", "label", "hypervolume", "front/points", "reference (x, y)"]
-            hv_rows = [
-                [
-                    r.experiment,
-                    r.pair,
-                    r.label,
-                    f"{r.hypervolume:.5f}",
-                    f"{r.n_front}/{r.n_points}",
-                    f"({r.ref_x:.4f}, {r.ref_y:.4f})",
-                ]
-                for r in hv_all.itertuples()
-            ]
-            _write(report, "hypervolume.md", markdown_table(hv_header, hv_rows))
-            section.tables.append(
-                Table(
-                    "Hypervolume (reference: the experiment's worst gap and accuracy, "
-                    "pushed out by 10% of their range)",
-                    hv_header,
-                    hv_rows,
-                )
-            )
-            section.tables.append(Table("Front points (seed mean and std)", cols, front_rows, console=False))
+        requested = opts.pairs or list(specs.pairs) or DEFAULT_PAIRS
+        pairs = _metric_pairs(folder, metrics, requested, named=opts.pairs is not None)
+        points = _pareto_points(df, pairs, intervals if opts.ci_bars else None)
+        hv_frames = [pareto_mod.hypervolume_table(frame, x, y) for (x, y), frame in points.items()]
         if "pareto" in parts:
+            section = _pareto_section(report, points, hv_frames, opts, want_png)
+            if not pairs:
+                shown = ", ".join(f"{x}:{y}" for x, y in requested)
+                section.notes.append(f"no metric pair of {shown} is in the results")
             report.sections.append(section)
-
     if "cd" in parts:
         report.sections.append(_cd_section(report, hv_frames, opts, want_png))
-
     if "sweep" in parts:
-        section = _sweep_section(report, df, metrics, opts, want_png)
-        if section.figures or (explicit and "sweep" in opts.parts):
+        section = _sweep_section(report, df, metrics, specs, opts, want_png)
+        section.notes += unrecorded  # the defaults the figures mark
+        if section.figures or _named(opts, "sweep") or unrecorded:
             report.sections.append(section)
-
     if "ablation" in parts:
-        suite_specs = suite_tables(folder)
-        specs = declared_mod.declared_specs(df) + suite_specs
-        tables = declared_mod.declared_tables(df, suite_specs, suite_labels(folder))
-        section = Section("Declared tables: the methods' and the suite's")
-        if not tables:
-            if explicit and "ablation" in opts.parts:
-                wanted = ", ".join(f"{s.split}-split '{'/'.join(s.metric_names)}'" for s in specs) or "nothing"
-                raise FairbenchError(
-                    f"--ablation: {folder} has no rows for the tables its methods and suite declare (they "
-                    f"read: {wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
-                    f"or drop --ablation"
-                )
-        else:
-            for t in tables:
-                _write(report, t.stem + ".md", t.markdown())
-                _write(report, t.stem + ".tex", t.latex())
-                _write_csv(report, t.stem + ".csv", t.csv_frame())
-                section.tables.append(Table(t.caption, t.header, t.text_rows()))
+        section = _declared_section(report, df, specs, opts, unrecorded)
+        if section.tables or section.notes:
             report.sections.append(section)
-
     if "tables" in parts:
-        _selection(df, opts)  # a bad rule fails here with the option's name
-        summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor, intervals, opts.ci)
-        section = Section("Summary")
-        _write(report, "summary.md", "\n".join(t.markdown() for t in summaries))
-        _write(report, "summary.tex", "\n".join(t.latex() for t in summaries))
-        _write_csv(report, "summary.csv", tables_mod.summary_csv(summaries))
-        for t in summaries:
-            section.tables.append(Table(t.caption, t.header, t.text_rows(), console=False))
-            compact = [m for m in tables_mod.CONSOLE_METRICS if m in t.metrics]
-            section.tables.append(Table(t.caption, t.header_for(compact), t.text_rows(compact), html=False))
-        report.sections.append(section)
-
+        report.sections.append(_summary_section(report, df, intervals, opts))
     if "html" in parts:
-        from fairbench.report.html import render_html
-
-        page = render_html(report, load_jobs(folder))
-        _write(report, "report.html", page)
+        _write(report, "report.html", render_html(report, load_jobs(folder)))
     return report
 
 
-def _sweep_section(report: Report, df: pd.DataFrame, metrics: set[str], opts: Options, want_png: bool) -> Section:
+def requested_parts(opts: Options) -> set[str]:
+    """The parts to build: those named, or every part when none is (or only --html: the page with
+    everything the results support)."""
+    if opts.parts is None or set(opts.parts) == {"html"}:
+        return set(PARTS)
+    return set(opts.parts)
+
+
+def _named(opts: Options, part: str) -> bool:
+    """True when `part` was asked for by name (its absence from the results is then an error)."""
+    return opts.parts is not None and part in opts.parts
+
+
+def _unrecorded_note(folder: Path, specs: ReportSpecs, df: pd.DataFrame) -> list[str]:
+    """A note naming the methods of the results whose tables and defaults the store lacks (a
+    store written before fairbench recorded them), and how to record them; [] when none."""
+    missing = specs.unrecorded(df["method"].dropna().unique())
+    if not missing:
+        return []
+    return [
+        f"{folder} records no report tables or defaults for {', '.join(missing)} (written before fairbench "
+        f"recorded them), nor the suite's report settings: run the suite again with `fairbench run SUITE "
+        f"--results {folder}` to record them (finished jobs of unchanged methods are not rerun)"
+    ]
+
+
+def _intervals(folder: Path, df: pd.DataFrame, opts: Options, parts: set[str]) -> pd.DataFrame | None:
+    """Bootstrap intervals per point when --ci asks for them in the tables or the Pareto bars."""
+    if opts.ci is None or not ("tables" in parts or (opts.ci_bars and "pareto" in parts)):
+        return None
+    # Error bars need every point; the tables only the selected ones (bootstrapping is the cost).
+    selected = None if opts.ci_bars and "pareto" in parts else _selection(df, opts)
+    return intervals_mod.point_intervals(folder, df, "test", opts.ci, opts.bootstrap, points=selected)
+
+
+def _metric_pairs(folder: Path, metrics: set[str], pairs: list[tuple[str, str]], named: bool) -> list[tuple[str, str]]:
+    """The `pairs` whose metrics the results hold; with `named` (--pairs), a metric they lack is
+    an error."""
+    usable = []
+    for x, y in pairs:
+        missing = [m for m in (x, y) if m not in metrics]
+        if missing and named:
+            raise FairbenchError(
+                f"--pairs: metric {missing[0]!r} is not in {folder}{did_you_mean(missing[0], metrics)}"
+            )
+        if not missing:
+            usable.append((x, y))
+    return usable
+
+
+def _pareto_points(
+    df: pd.DataFrame, pairs: list[tuple[str, str]], bars: pd.DataFrame | None
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Each pair's points (seed mean and std, or the `bars` intervals), for the pairs that have any."""
+    points = {(x, y): pareto_mod.pareto_points(df, x, y, intervals=bars) for x, y in pairs}
+    return {pair: frame for pair, frame in points.items() if not frame.empty}
+
+
+def _pareto_section(
+    report: Report,
+    points: dict[tuple[str, str], pd.DataFrame],
+    hv_frames: list[pd.DataFrame],
+    opts: Options,
+    want_png: bool,
+) -> Section:
+    """Pareto figures per experiment and metric pair, and the fronts and hypervolume files."""
+    section = Section("Pareto fronts")
+    level = opts.ci if opts.ci_bars else None
+    for (x, y), frame in points.items():
+        for exp, sub in frame.groupby("experiment", sort=True):
+            fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)", level=level)
+            stem = f"pareto_{slug(exp)}_{slug(x)}-{slug(y)}"
+            section.figures.append(_figure(report, fig, stem, f"{exp}: {x} vs {y}", opts, want_png))
+    if points:
+        fronts = [pareto_mod.front_table(frame).assign(pair=f"{x}-{y}") for (x, y), frame in points.items()]
+        section.tables += _front_tables(
+            report, pd.concat(fronts, ignore_index=True), pd.concat(hv_frames, ignore_index=True)
+        )
+    return section
+
+
+def _front_tables(report: Report, fronts: pd.DataFrame, hv_all: pd.DataFrame) -> list[Table]:
+    """Write the front points and the hypervolumes (csv, md); their tables for the page."""
+    cols = ["experiment", "pair", "label", "point", "x", "x_std", "y", "y_std", "n"]
+    _write_csv(report, "pareto_fronts.csv", fronts[cols])
+    front_rows = [
+        [
+            r.experiment,
+            r.pair,
+            r.label,
+            r.point,
+            fmt_num(r.x),
+            fmt_num(r.x_std),
+            fmt_num(r.y),
+            fmt_num(r.y_std),
+            str(r.n),
+        ]
+        for r in fronts[cols].itertuples()
+    ]
+    _write(report, "pareto_fronts.md", markdown_table(cols, front_rows))
+    _write_csv(report, "hypervolume.csv", hv_all)
+    hv_header = ["experiment", "pair", "label", "hypervolume", "front/points", "reference (x, y)"]
+    hv_rows = [
+        [
+            r.experiment,
+            r.pair,
+            r.label,
+            f"{r.hypervolume:.5f}",
+            f"{r.n_front}/{r.n_points}",
+            f"({r.ref_x:.4f}, {r.ref_y:.4f})",
+        ]
+        for r in hv_all.itertuples()
+    ]
+    _write(report, "hypervolume.md", markdown_table(hv_header, hv_rows))
+    return [
+        Table(
+            "Hypervolume (reference: the experiment's worst gap and accuracy, pushed out by 10% of their range)",
+            hv_header,
+            hv_rows,
+        ),
+        Table("Front points (seed mean and std)", cols, front_rows, console=False),
+    ]
+
+
+def _declared_section(
+    report: Report, df: pd.DataFrame, specs: ReportSpecs, opts: Options, unrecorded: list[str]
+) -> Section:
+    """The tables the methods in the results and the suite declare, as the run recorded them
+    (`unrecorded`: the note on methods it recorded nothing for)."""
+    section = Section("Declared tables: the methods' and the suite's", notes=list(unrecorded))
+    tables = declared_mod.declared_tables(df, specs.method_tables, specs.tables, specs.labels)
+    if not tables and _named(opts, "ablation"):
+        if unrecorded:
+            raise FairbenchError(f"--ablation: {unrecorded[0]}")
+        declared = declared_mod.declared_specs(df, specs.method_tables) + list(specs.tables)
+        wanted = ", ".join(f"{s.split}-split '{'/'.join(s.metric_names)}'" for s in declared) or "nothing"
+        raise FairbenchError(
+            f"--ablation: {report.folder} has no rows for the tables its methods and suite declare (they "
+            f"read: {wanted}); run a suite whose methods report them (see `fairbench ls methods`) "
+            f"or drop --ablation"
+        )
+    for t in tables:
+        _write(report, t.stem + ".md", t.markdown())
+        _write(report, t.stem + ".tex", t.latex())
+        _write_csv(report, t.stem + ".csv", t.csv_frame())
+        section.tables.append(Table(t.caption, t.header, t.text_rows()))
+    return section
+
+
+def _summary_section(report: Report, df: pd.DataFrame, intervals: pd.DataFrame | None, opts: Options) -> Section:
+    """The summary tables at the selected hyperparameter points (files, page, compact console copy)."""
+    _selection(df, opts)  # a bad rule fails here with the option's name
+    summaries = tables_mod.summary_tables(df, opts.selection, opts.acc_floor, intervals, opts.ci)
+    section = Section("Summary")
+    _write(report, "summary.md", "\n".join(t.markdown() for t in summaries))
+    _write(report, "summary.tex", "\n".join(t.latex() for t in summaries))
+    _write_csv(report, "summary.csv", tables_mod.summary_csv(summaries))
+    for t in summaries:
+        section.tables.append(Table(t.caption, t.header, t.text_rows(), console=False))
+        compact = [m for m in tables_mod.CONSOLE_METRICS if m in t.metrics]
+        section.tables.append(Table(t.caption, t.header_for(compact), t.text_rows(compact), html=False))
+    return section
+
+
+def _sweep_section(
+    report: Report, df: pd.DataFrame, metrics: set[str], specs: ReportSpecs, opts: Options, want_png: bool
+) -> Section:
     """Metrics against each swept parameter: --sweep, else the suite's `report: {sweep: [...]}`,
     else every numeric parameter with at least sweep.MIN_VALUES values."""
     section = Section("Parameter sweeps")
-    declared = suite_report(report.folder, "sweep", lambda v: [str(p) for p in v])
-    params = opts.sweep or declared or sweep_mod.swept_params(df)
-    source = "--sweep" if opts.sweep else "suite.yaml report: sweep"
-    wanted = opts.sweep_metrics or suite_report(report.folder, "sweep_metrics", lambda v: [str(m) for m in v])
+    params: Sequence[str] = opts.sweep or specs.sweep or sweep_mod.swept_params(df)
+    source = "--sweep" if opts.sweep else "the suite's report: sweep"
+    wanted = opts.sweep_metrics or list(specs.sweep_metrics) or None
     names = sweep_mod.sweep_metrics(metrics, wanted)
     for name in names:
         if name not in metrics:
@@ -385,7 +367,8 @@ def _sweep_section(report: Report, df: pd.DataFrame, metrics: set[str], opts: Op
         _write(report, f"sweep_{slug(param)}.md", markdown_table(header, rows))
         section.tables.append(Table(f"{', '.join(names)} against {param} (test, seed mean ± std)", header, rows))
         for exp, sub in stats.groupby("experiment", sort=True):
-            fig = sweep_mod.plot_sweep(sub, param, names, title=f"{exp}: metrics against {param} (test)")
+            title = f"{exp}: metrics against {param} (test)"
+            fig = sweep_mod.plot_sweep(sub, param, names, specs.defaults, title=title)
             stem = f"sweep_{slug(exp)}_{slug(param)}"
             section.figures.append(_figure(report, fig, stem, f"{exp}: metrics against {param}", opts, want_png))
     return section
@@ -397,9 +380,7 @@ def _cd_section(report: Report, hv_frames: list[pd.DataFrame], opts: Options, wa
         section.notes.append("Critical-difference diagram skipped: no hypervolumes (no usable metric pair)")
         return section
     hv = pd.concat(hv_frames, ignore_index=True)
-    scores = hv.pivot_table(
-        index=["experiment", "pair"], columns="label", values="hypervolume", aggfunc="first"
-    )
+    scores = hv.pivot_table(index=["experiment", "pair"], columns="label", values="hypervolume", aggfunc="first")
     result = cd_mod.critical_difference(scores, test=opts.cd_test, alpha=opts.alpha)
     section.notes.append(result.summary())
     lines = [f"# Critical-difference analysis ({result.test})", "", result.summary(), ""]
@@ -408,13 +389,9 @@ def _cd_section(report: Report, hv_frames: list[pd.DataFrame], opts: Options, wa
         rows = [[str(i + 1), str(m), f"{r:.3f}"] for i, (m, r) in enumerate(result.avg_ranks.items())]
         section.tables.append(Table("Average ranks by hypervolume (1 = best)", header, rows))
         lines.append(markdown_table(header, rows))
-        _write_csv(
-            report, "cd.csv", result.avg_ranks.rename("average_rank").rename_axis("label").reset_index()
-        )
+        _write_csv(report, "cd.csv", result.avg_ranks.rename("average_rank").rename_axis("label").reset_index())
         fig = cd_mod.plot_cd(result)
-        section.figures.append(
-            _figure(report, fig, "cd_diagram", "Critical-difference diagram", opts, want_png)
-        )
+        section.figures.append(_figure(report, fig, "cd_diagram", "Critical-difference diagram", opts, want_png))
     stats = {
         "test": result.test,
         "alpha": result.alpha,

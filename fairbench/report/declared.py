@@ -1,33 +1,35 @@
-"""The report tables that methods declare (`Method.report_tables`, fairbench/report/spec.py) and
+"""The report tables that methods declare (`Method.report_tables`, fairbench/table_spec.py) and
 that suites declare (`report: {tables: [...]}`), rendered from the tidy results table: one
-`DeclaredTable` per spec x experiment x `table_by` values. Methods are found through the METHODS
-registry by the `method` column; a method's table reads only the rows of the methods that
-declare it, a suite's table the rows of all methods.
+`DeclaredTable` per spec x experiment x `table_by` values. Each method's tables come from what
+the run recorded in the results store (store.ReportSpecs.method_tables), looked up by the
+`method` column; a method's table reads only the rows of the methods that declare it, a suite's
+table the rows of all methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from fairbench.report.common import fmt_mean_std, latex_table, markdown_table, slug
-from fairbench.report.spec import ReportTable
+from fairbench.table_spec import ReportTable
 
 KEYS = ["experiment", "label", "column", "order"]
 
 
-def declaring_methods(df: pd.DataFrame) -> list[tuple[ReportTable, list[str]]]:
-    """Each table spec that a registered method present in `df` declares, with the methods
-    present that declare it (methods sharing a table declare an equal spec), in order of
-    appearance."""
-    from fairbench.registry import METHODS
+MethodTables = Mapping[str, Sequence[ReportTable]]  # method name -> the tables it declares
 
+
+def declaring_methods(df: pd.DataFrame, method_tables: MethodTables) -> list[tuple[ReportTable, list[str]]]:
+    """Each table spec that a method present in `df` declares (per `method_tables`), with the
+    methods present that declare it (methods sharing a table declare an equal spec), in order of
+    appearance."""
     out: list[tuple[ReportTable, list[str]]] = []
     for name in dict.fromkeys(df["method"].dropna()) if "method" in df else ():
-        for spec in METHODS.get(name).report_tables if name in METHODS else ():
+        for spec in method_tables.get(name, ()):
             found = [methods for known, methods in out if known == spec]
             if found:
                 found[0].append(name)
@@ -36,9 +38,9 @@ def declaring_methods(df: pd.DataFrame) -> list[tuple[ReportTable, list[str]]]:
     return out
 
 
-def declared_specs(df: pd.DataFrame) -> list[ReportTable]:
-    """The table specs of every registered method present in `df`, in order of appearance."""
-    return [spec for spec, _ in declaring_methods(df)]
+def declared_specs(df: pd.DataFrame, method_tables: MethodTables) -> list[ReportTable]:
+    """The table specs of every method present in `df`, in order of appearance."""
+    return [spec for spec, _ in declaring_methods(df, method_tables)]
 
 
 def _column_values(rows: pd.DataFrame, spec: ReportTable) -> pd.Series:
@@ -201,16 +203,21 @@ class DeclaredTable:
 
 
 def declared_tables(
-    df: pd.DataFrame, suite_specs: Sequence[ReportTable] = (), label_order: Sequence[str] = ()
+    df: pd.DataFrame,
+    method_tables: MethodTables,
+    suite_specs: Sequence[ReportTable] = (),
+    label_order: Sequence[str] = (),
 ) -> list[DeclaredTable]:
-    """Every table the methods present in `df` declare, each read from the rows of the methods
+    """Every table the methods present in `df` declare (per `method_tables`), each read from the rows of the methods
     that declare it, then the suite's `suite_specs`, read from every method's rows (a suite's
     table replaces a method's of the same name: GRAD's table with the NN row); may be empty.
     Rows labelled by method come in `label_order` (the suite's), others after, alphabetically."""
     out = []
     named = {spec.name for spec in suite_specs}
     sources = [
-        (spec, df[df["method"].isin(methods)]) for spec, methods in declaring_methods(df) if spec.name not in named
+        (spec, df[df["method"].isin(methods)])
+        for spec, methods in declaring_methods(df, method_tables)
+        if spec.name not in named
     ]
     for spec, rows in [*sources, *((spec, df) for spec in suite_specs)]:
         cells = table_cells(rows, spec, label_order)

@@ -11,14 +11,11 @@ import datetime as dt
 import html
 import json
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from fairbench import __version__
-
-if TYPE_CHECKING:
-    from fairbench.report.build import Report, Table
+from fairbench.report.document import Report, Table
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;
@@ -36,9 +33,7 @@ details{margin:.5em 0}code{font-size:.9em}
 
 def _table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in table.rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in table.rows)
     title = html.escape(table.title)
     return f"<h3>{title}</h3>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -68,8 +63,7 @@ def _provenance(jobs: pd.DataFrame) -> str:
         except (ValueError, AttributeError):
             continue  # an unreadable provenance field must not hide the rest of the report
     ver_rows = "".join(
-        f"<tr><td>{html.escape(p)}</td><td>{html.escape(', '.join(c))}</td></tr>"
-        for p, c in sorted(versions.items())
+        f"<tr><td>{html.escape(p)}</td><td>{html.escape(', '.join(c))}</td></tr>" for p, c in sorted(versions.items())
     )
     status = Counter(jobs["status"].fillna("?"))
     total = pd.to_numeric(jobs.get("duration"), errors="coerce").sum()
@@ -83,13 +77,9 @@ def _provenance(jobs: pd.DataFrame) -> str:
         ("First job started", _when(pd.to_numeric(jobs.get("started"), errors="coerce").min())),
         ("Last job finished", _when(pd.to_numeric(jobs.get("finished"), errors="coerce").max())),
     ]
-    parts = [
-        "<table>" + "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in info) + "</table>"
-    ]
+    parts = ["<table>" + "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in info) + "</table>"]
     if ver_rows:
-        parts.append(
-            f"<h3>Package versions</h3><table><tr><th>package</th><th>version</th></tr>{ver_rows}</table>"
-        )
+        parts.append(f"<h3>Package versions</h3><table><tr><th>package</th><th>version</th></tr>{ver_rows}</table>")
     cols = [
         "job_id",
         "experiment",

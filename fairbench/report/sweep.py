@@ -4,13 +4,14 @@ A parameter is *swept* in an (experiment, label) group when it takes at least MI
 numeric values there. Each line is one label (and, when other parameters also vary, one
 combination of them), drawn at the seed mean with a band of +- one seed std (clipped to the
 metric's range); the x axis is logarithmic when the grid is geometric, and a dashed vertical
-line marks the method's default for that parameter (its declared default under the run's
-budget, looked up in the METHODS registry by the `method` column).
+line marks the method's default for that parameter (its default under the run's budget, as the
+run recorded it in the results store: store.ReportSpecs.defaults).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -98,29 +99,29 @@ def sweep_stats(df: pd.DataFrame, param: str, metrics: Sequence[str], split: str
     return stats[cols]
 
 
-def method_defaults(stats: pd.DataFrame, param: str) -> dict[float, list[str]]:
-    """Default value of `param` -> the labels whose method declares it (under the run's budget);
-    methods not in the registry (an uninstalled plugin) or without a numeric default add nothing."""
-    from fairbench.registry import METHODS
+Defaults = Mapping[tuple[str, str], Mapping[str, Any]]  # (method, budget) -> its default parameters
 
-    defaults: dict[float, list[str]] = {}
+
+def method_defaults(stats: pd.DataFrame, param: str, defaults: Defaults) -> dict[float, list[str]]:
+    """Default value of `param` -> the labels whose method has it under the run's budget (per
+    `defaults`); methods without a recorded or a numeric default add nothing."""
+    found: dict[float, list[str]] = {}
     for (label, method, budget), _ in stats.groupby(["label", "method", "budget"], sort=True, dropna=False):
-        if method not in METHODS:
-            continue
-        value = METHODS.get(method).resolve({}, str(budget)).get(param)
+        value = defaults.get((method, str(budget)), {}).get(param)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            defaults.setdefault(float(value), []).append(str(label))
-    return defaults
+            found.setdefault(float(value), []).append(str(label))
+    return found
 
 
-def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], title: str = "") -> Figure:
-    """One panel per metric: a line per series at the seed mean, a +- std band, the default dashed."""
+def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], defaults: Defaults, title: str = "") -> Figure:
+    """One panel per metric: a line per series at the seed mean, a +- std band, each method's
+    default (per `defaults`, see `method_defaults`) dashed."""
     apply_style()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.1), squeeze=False)
     series = list(dict.fromkeys(stats.sort_values("series")["series"]))
     colors = sns.color_palette("colorblind", n_colors=max(len(series), 1))
     log = is_geometric(stats["x"])
-    defaults = method_defaults(stats, param)
+    marks = method_defaults(stats, param, defaults)
     for ax, metric in zip(axes[0], metrics, strict=True):
         lo, hi = metrics_mod.get(metric).bounds
         for i, name in enumerate(series):
@@ -129,7 +130,7 @@ def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], title: s
             color = colors[i % len(colors)]
             ax.plot(x, mean, color=color, marker=MARKERS[i % len(MARKERS)], markersize=4, linewidth=1.4, label=name)
             ax.fill_between(x, np.clip(mean - std, lo, hi), np.clip(mean + std, lo, hi), color=color, alpha=0.2)
-        for value, labels in defaults.items():
+        for value, labels in marks.items():
             ax.axvline(value, color="black", linestyle="--", linewidth=1.0, label=f"default ({', '.join(labels)})")
         if log:
             ax.set_xscale("log")

@@ -2,15 +2,15 @@
 a suite declares under `report: {tables: [...]}` for tables over all its methods (a paper's
 comparison table, which belongs to no single method).
 
-A light module (no pandas): methods import it at registration time. The report finds the
-methods present in a results table through the METHODS registry and renders every table they
-declare, and the tables of the suite that made the results (fairbench/report/declared.py); it
-knows no method by name.
+A plain data spec below both the methods and the report (no pandas, no registry): methods import
+it at registration time; `fairbench run` records each method's and the suite's tables in the
+results store (fairbench/store.py), and the report renders them from there alone
+(fairbench/report/declared.py), so it knows no method by name and needs no plugin installed.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from fairbench.errors import did_you_mean
@@ -104,3 +104,9 @@ def table_from_mapping(entry: Any) -> ReportTable:
             raise ValueError(f"missing required key '{name}'")
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in entry.items()}
     return ReportTable(**values)
+
+
+def table_to_mapping(spec: ReportTable) -> dict[str, Any]:
+    """The fields of `spec` as plain JSON-ready values (tuples as lists): the inverse of
+    `table_from_mapping`, used to record a table in the results store."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(spec).items()}
