@@ -141,3 +141,17 @@ def test_methods_train_through_the_engine_not_a_loop_of_their_own() -> None:
         source = inspect.getsource(module)
         assert "for batch in minibatches(" not in source and "seed_everything" not in source, module.__name__
         assert "manual_seed" not in source and "default_rng(ctx.seed" not in source, module.__name__
+
+
+def test_precision_settings_train_and_the_cpu_default_is_fp32(tmp_path: Path) -> None:
+    """bf16 autocast runs the same loop (fp32 master weights); fp32 is the default and gives the
+    same numbers as before any setting existed; an unknown precision is refused."""
+    default = Linear(Linear.resolve({"epochs": 2}, "paper")).train(synthetic_task(), run_context(tmp_path))[0]
+    ctx = run_context(tmp_path)
+    ctx.precision = "bf16"
+    half = Linear(Linear.resolve({"epochs": 2}, "paper")).train(synthetic_task(), ctx)[0]
+    assert half.weight.dtype == torch.float32 and not torch.equal(half.weight, default.weight)
+    torch.testing.assert_close(half.weight, default.weight, atol=0.05, rtol=0.05)
+    ctx.precision = "fp16"
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        Trainer(synthetic_task(), ctx)

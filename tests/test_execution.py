@@ -293,3 +293,19 @@ def test_a_plugin_executor_runs_a_suite(inline_executor, tiny_suite: Path, tmp_p
     assert refused.code == 2 and "the inline executor runs one unit at a time" in refused.err
     listed = fairbench("ls", "executors")
     assert "inline" in listed.out and "plugin (inline)" in listed.out and "slurm" in listed.out
+
+
+def test_auto_takes_the_cpu_for_tabular_suites_and_the_gpu_for_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device auto` never makes a GPU machine slower on tabular suites: their tiny MLPs run on
+    the CPU; image suites get the (here: pretended) GPU."""
+    import torch
+
+    from fairbench.runner import auto_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    root = Path(__file__).resolve().parent.parent / "suites"
+    tabular, _ = load_suite(root / "quickstart.yaml")
+    images, _ = load_suite(root / "gba_cmnist-quick.yaml")
+    assert auto_device(tabular, Execution()).planning_device() == "cpu"
+    assert auto_device(images, Execution()).planning_device() == "cuda:0"
+    assert auto_device(tabular, Execution(device="cuda")).device == "cuda"  # asked for: kept

@@ -95,7 +95,7 @@ class FilterDrop(TrainedMethod):
         data.require_bias(self.name)
         self.check(data)
         t = Trainer(data, ctx)
-        model = self.build(t).to(ctx.device)
+        model = t.place(self.build(t))
         train = t.rows("train")
 
         def stage(epochs: int, select: str, name: str) -> int:

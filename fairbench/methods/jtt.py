@@ -66,7 +66,7 @@ class JTT(BranchedMethod):
         p = self.params
         self.check(data)
         t = Trainer(data, ctx)
-        identification = self.build(t).to(ctx.device)
+        identification = t.place(self.build(t))
         optimizer = self.optimizer(identification)
         t.fit(
             identification,
@@ -78,7 +78,7 @@ class JTT(BranchedMethod):
         )
         self.errors = error_set(identification, t)
         ctx.log.info(f"error set: {len(self.errors)} of {len(data.splits['train'])} training rows")
-        model = self.build(t).to(ctx.device)
+        model = t.place(self.build(t))
         optimizer = self.optimizer(model)
         fit = t.fit(
             model,

@@ -44,8 +44,9 @@ class Batch:
 
     @cached_property
     def x(self) -> torch.Tensor:
-        """Model inputs (images scaled to [0, 1])."""
-        return as_input(self.trainer.x[self.rows])
+        """Model inputs (images scaled to [0, 1]; channels-last where the trainer says so)."""
+        x = as_input(self.trainer.x[self.rows])
+        return x.contiguous(memory_format=torch.channels_last) if self.trainer.channels_last and x.dim() == 4 else x
 
     @cached_property
     def y(self) -> torch.Tensor:
@@ -105,6 +106,8 @@ class Trainer:
             raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         self.generator = seed_everything(ctx.seed)
         set_matmul_precision(self.precision, self.device)
+        # NHWC convolutions run on a GPU's tensor cores without transposes; a CPU keeps NCHW (and its numbers)
+        self.channels_last = torch.device(self.device).type == "cuda"
         self._inputs = inputs
         self._groups: dict[str, torch.Tensor] = {}
         self._rows: dict[str, torch.Tensor] = {}
@@ -137,6 +140,11 @@ class Trainer:
 
     def log(self, message: str) -> None:
         self.ctx.log.info(message)
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model on the device, channels-last where convolutions are faster so."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward pass's arithmetic: bf16 autocast (fp32 master weights) under `bf16`, else

@@ -139,7 +139,7 @@ class TrainedMethod(Method):
         """Seed, build, train with the engine; the selected checkpoint is loaded."""
         self.check(data)
         t = Trainer(data, ctx, inputs=self.inputs(data))
-        model = self.build(t).to(ctx.device)
+        model = t.place(self.build(t))
         optimizer = self.optimizer(model)
         p = self.params
         fit = t.fit(
