@@ -120,6 +120,7 @@ DATASETS = Registry(
         "diabetes": "fairbench.data.diabetes:Diabetes",
         "heritage": "fairbench.data.heritage:Heritage",
         "south_german_credit": "fairbench.data.south_german_credit:SouthGermanCredit",
+        "compas": "fairbench.data.compas:COMPAS",
         "synthetic_images": "fairbench.data.synthetic_images:SyntheticImages",
         "celeba": "fairbench.data.celeba:CelebA",
         "colored_mnist": "fairbench.data.colored_mnist:ColoredMNIST",
