@@ -107,6 +107,7 @@ METHODS = Registry(
         "lff": "fairbench.methods.lff:LfF",
         "group_dro": "fairbench.methods.group_dro:GroupDRO",
         "domain_ind": "fairbench.methods.domain_ind:DomainInd",
+        "reductions": "fairbench.methods.reductions:Reductions",
     },
 )
 
