@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 
 from fairbench import metrics, predictions
+from fairbench.plan import expand
 from fairbench.postprocess import group_thresholds
+from fairbench.runner import job_estimator
+from fairbench.suite import load_suite
 
 SUITE = """\
 name: pp
@@ -68,6 +71,10 @@ def test_postprocess_adds_variants_stored_like_jobs(finished: Path, fairbench) -
     assert set(np.unique(val.scores)) <= {0.0, 1.0}
     smallest = np.bincount(val.strata()).min()
     assert metrics.dp_intersectional(metrics.hard(val.scores), val.strata()) <= 1 / smallest + 1e-12
+    # the variants train nothing: run time estimates keep to the source jobs
+    with sqlite3.connect(finished / "fairbench.sqlite") as db:
+        (trained,) = db.execute("SELECT duration FROM jobs WHERE label = 'erm'").fetchone()
+    assert job_estimator(finished)(expand(load_suite(finished / "suite.yaml", ())[0])[0]) == trained
     # again: refitted in place, never duplicated; rescore reproduces the variants' rows
     assert fairbench("postprocess", finished, "--rule", "dp").code == 0
     assert fairbench("rescore", finished).code == 0
