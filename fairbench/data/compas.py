@@ -3,7 +3,7 @@
 The file is `compas-scores-two-years.csv` from github propublica/compas-analysis, as published
 (7214 rows). The choices made here:
 
-- Rows: ProPublica's own filters (their analysis notebook): `days_b_screening_arrest` within
+- Rows: ProPublica's own filters (`Compas Analysis.ipynb` in that repository): `days_b_screening_arrest` within
   +-30 days (a missing value fails it), `is_recid != -1`, `c_charge_degree != 'O'` and a
   `score_text` present; 6172 rows, as AIF360 and FFB keep.
 - Target `two_year_recid` (1 = rearrested within two years; 45.5% of the kept rows).
@@ -29,7 +29,8 @@ import pandas as pd
 from fairbench.data.download import RemoteFile
 from fairbench.data.tabular import TabularDataset
 
-_URL = "https://raw.githubusercontent.com/propublica/compas-analysis/master/compas-scores-two-years.csv"
+_COMMIT = "bafff5da3f2e45eca6c2d5055faad269defd135a"  # the repository's last commit (2017), which the checksum is of
+_URL = f"https://raw.githubusercontent.com/propublica/compas-analysis/{_COMMIT}/compas-scores-two-years.csv"
 
 
 def propublica_rows(frame: pd.DataFrame) -> pd.DataFrame:
