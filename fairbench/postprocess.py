@@ -70,28 +70,32 @@ def threshold_optimizer(val: SplitPredictions, val_groups: np.ndarray, rule: str
     """fairlearn's ThresholdOptimizer fitted on validation; returns scores, groups -> decisions."""
     from fairlearn.postprocessing import ThresholdOptimizer
 
-    scores = KeptScores().fit(val.scores[:, None], val.y)
+    scores = val.scores.astype(np.float64)[:, None]
     optimizer = ThresholdOptimizer(
-        estimator=scores, constraints=_FAIRLEARN_CONSTRAINT[rule], prefit=True, predict_method="predict"
-    )
-    optimizer.fit(val.scores[:, None], val.y, sensitive_features=val_groups)
+        estimator=KeptScores().fit(scores, val.y), constraints=_FAIRLEARN_CONSTRAINT[rule], prefit=True,
+        predict_method="predict",
+    )  # fmt: skip
+    optimizer.fit(scores, val.y, sensitive_features=val_groups)
     return lambda p, groups: optimizer.predict(p[:, None], sensitive_features=groups, random_state=seed)
 
 
-def _top_threshold(scores: np.ndarray, rate: float) -> float:
-    """The threshold that selects the top ceil(rate * n) of `scores` (inf selects none)."""
-    count = int(np.ceil(rate * len(scores) - 1e-9))
-    return np.inf if count == 0 else float(np.sort(scores)[::-1][count - 1])
+def _top_threshold(descending: np.ndarray, rate: float) -> float:
+    """The threshold that selects the top ceil(rate * n) of scores sorted in descending order
+    (inf selects none)."""
+    count = int(np.ceil(rate * len(descending) - 1e-9))
+    return np.inf if count == 0 else float(descending[count - 1])
 
 
 def group_thresholds(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, rule: str) -> dict[Any, float]:
-    """Per-group thresholds of the common rate with the best accuracy on these (validation) rows."""
+    """Per-group thresholds of the common rate with the best accuracy on these (validation) rows;
+    `rule` dp ranks each group's rows, eo its positives only."""
+    ranked = {
+        group: -np.sort(-scores[(groups == group) & ((y == 1) if rule == "eo" else True)])
+        for group in np.unique(groups)
+    }
     best: tuple[float, dict[Any, float]] | None = None
     for rate in RATE_GRID:
-        thresholds = {}
-        for group in np.unique(groups):
-            ranked = (groups == group) & ((y == 1) if rule == "eo" else True)
-            thresholds[group] = _top_threshold(scores[ranked], rate) if ranked.any() else 0.5
+        thresholds = {group: _top_threshold(values, rate) if len(values) else 0.5 for group, values in ranked.items()}
         decisions = scores >= np.array([thresholds[group] for group in groups])
         accuracy = float(np.mean(decisions == y))
         if best is None or accuracy > best[0]:
