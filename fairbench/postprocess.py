@@ -89,24 +89,22 @@ def _top_threshold(descending: np.ndarray, rate: float) -> float:
 def group_thresholds(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, rule: str) -> dict[Any, float]:
     """Per-group thresholds of the common rate with the best accuracy on these (validation) rows;
     `rule` dp ranks each group's rows, eo its positives only."""
-    ranked = {
-        group: -np.sort(-scores[(groups == group) & ((y == 1) if rule == "eo" else True)])
-        for group in np.unique(groups)
-    }
-    best: tuple[float, dict[Any, float]] | None = None
+    values, index = np.unique(groups, return_inverse=True)
+    ranked = [-np.sort(-scores[(index == i) & ((y == 1) if rule == "eo" else True)]) for i in range(len(values))]
+    best: tuple[float, np.ndarray] | None = None
     for rate in RATE_GRID:
-        thresholds = {group: _top_threshold(values, rate) if len(values) else 0.5 for group, values in ranked.items()}
-        decisions = scores >= np.array([thresholds[group] for group in groups])
-        accuracy = float(np.mean(decisions == y))
+        thresholds = np.array([_top_threshold(r, rate) if len(r) else 0.5 for r in ranked])
+        accuracy = float(np.mean((scores >= thresholds[index]) == y))
         if best is None or accuracy > best[0]:
             best = (accuracy, thresholds)
-    return best[1]
+    return {value.item(): float(t) for value, t in zip(values, best[1])}
 
 
 def group_threshold(val: SplitPredictions, val_groups: np.ndarray, rule: str, seed: int) -> Callable:
     """The plain per-group threshold search fitted on validation; returns scores, groups -> decisions."""
     thresholds = group_thresholds(val.scores.astype(np.float64), val.y, val_groups, rule)
-    return lambda p, groups: p >= np.array([thresholds[group] for group in groups])
+    keys, cuts = np.array(list(thresholds)), np.array(list(thresholds.values()))  # keys sorted (np.unique)
+    return lambda p, groups: p >= cuts[np.searchsorted(keys, groups)]
 
 
 FITTERS = {"threshold_optimizer": threshold_optimizer, "group_threshold": group_threshold}
