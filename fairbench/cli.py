@@ -30,6 +30,7 @@ def cli() -> None:
       fairbench run suites/quickstart.yaml     run a suite (resumes; --dry-run shows the plan)
       fairbench report --pareto                figures and tables from ./results
       fairbench rescore results/quickstart     recompute metrics from kept predictions
+      fairbench postprocess RESULTS --rule dp  threshold variants of finished jobs (no training)
       fairbench ls methods|datasets|metrics    what is available (and suites, executors)
       fairbench validate SUITE...              check suite files without running
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
@@ -192,6 +193,32 @@ def rescore(results: tuple[Path, ...], data_dir: Path | None) -> int:
         counts = rescore_folder(folder, data_dir)
         done = f"rescored {counts['jobs']} finished jobs ({counts['rows']} metric rows)"
         console.print(f"{folder}: {done}", soft_wrap=True)
+    return 0
+
+
+@cli.command()
+@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rule", type=click.Choice(["dp", "eo"]), required=True,
+              help="dp: equal selection rates; eo: equal true-positive rates (per group, on validation).")  # fmt: skip
+@click.option("--with", "chosen", type=click.Choice(["threshold_optimizer", "group_threshold"]), multiple=True,
+              help="Post-processor (repeatable) [default: both]: fairlearn's ThresholdOptimizer, or a plain "
+                   "per-group threshold search.")  # fmt: skip
+@_DATA_DIR
+def postprocess(results: Path, rule: str, chosen: tuple[str, ...], data_dir: Path | None) -> int:
+    """Add a fairness-constrained variant of every finished job in RESULTS, without retraining.
+
+    Each variant is fitted on the job's kept validation scores, applied to its test scores, and
+    stored as a job labelled '<label> + ThresholdOpt (dp)' (or GroupThreshold) whose info names
+    the job it came from; reports show it like any job. Running it again refits the variants.
+    """
+    from fairbench.postprocess import POSTPROCESSORS
+    from fairbench.postprocess import postprocess as postprocess_folder
+
+    counts = postprocess_folder(results, rule, chosen or tuple(POSTPROCESSORS), data_dir)
+    console.print(f"{results}: {counts['variants']} post-processed variants of {counts['sources']} finished jobs "
+                  f"(rule {rule})", soft_wrap=True)  # fmt: skip
+    for label, job_id, reason in counts["skipped"]:
+        console.print(f"skipped {label} ({job_id}): {reason}", soft_wrap=True, highlight=False)
     return 0
 
 

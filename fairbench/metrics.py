@@ -14,6 +14,8 @@ need (its positional arguments, in the order of `needs`):
     scores     P(y = 1) per row, or (n, k)      group      sensitive group g in {0, 1}
     features   model inputs without the sensitive columns (tabular tasks; kNN-ready)
     bias       the dataset's bias attribute     aligned    bias-aligned flag per row
+    intersection   one id per combination of several sensitive attributes' values (only when a
+                   task has several; see fairbench.predictions)
 
 Plugin packages add metrics through the entry-point group `fairbench.metrics` (the entry point
 names a module whose import registers them). Metrics that a method reports itself (DVGE's
@@ -30,7 +32,7 @@ import numpy as np
 
 from fairbench.errors import FairbenchError, did_you_mean
 
-INPUTS = ("y", "pred", "scores", "group", "features", "bias", "aligned")
+INPUTS = ("y", "pred", "scores", "group", "features", "bias", "aligned", "intersection")
 # kNN needs more rows than neighbours; consistency is only defined above this size.
 CONSISTENCY_K = 10
 
@@ -259,6 +261,90 @@ def acc_by_bias(y: np.ndarray, yh: np.ndarray, bias: np.ndarray, aligned: np.nda
         "bias_gap": bias_gap(y, yh, flags),
         "acc_unbiased": acc_unbiased(y, yh, bias),
     }
+
+
+# Worst-group accuracy (Sagawa et al. 2020; the SubpopBench / DomainBed protocol): the lowest
+# accuracy over the (label, attribute) cells that have rows.
+def _worst_cell(y: np.ndarray, yh: np.ndarray, attribute: np.ndarray) -> float:
+    correct = (yh == y).astype(np.float64)
+    return float(
+        min(_rate(correct, (y == ly) & (attribute == la)) for ly, la in set(zip(y.tolist(), attribute.tolist())))
+    )
+
+
+@metric("acc_worst_group", higher_is_better=True, needs=("y", "pred", "group"), multiclass=True)
+def acc_worst_group(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
+    """Worst accuracy over the (y, g) cells."""
+    return _worst_cell(y, yh, g)
+
+
+@metric("acc_worst_bias", higher_is_better=True, needs=("y", "pred", "bias"), multiclass=True)
+def acc_worst_bias(y: np.ndarray, yh: np.ndarray, bias: np.ndarray) -> float:
+    """Worst accuracy over the (y, bias) cells: the worst-group counterpart of acc_unbiased."""
+    return _worst_cell(y, yh, bias)
+
+
+# Intersectional gaps (Kearns et al. 2018's subgroups; fairlearn's MetricFrame with several
+# sensitive columns): the rate of the worst minus the best intersection of the attributes' values.
+# Every non-empty intersection counts, however small: the metric says so, the reader judges.
+def _spread(values: np.ndarray, cells: np.ndarray, within: np.ndarray | None = None) -> float:
+    base = np.ones_like(cells, dtype=bool) if within is None else within
+    rates = [_rate(values, base & (cells == cell)) for cell in np.unique(cells[base])]
+    return float(max(rates) - min(rates)) if rates else float("nan")
+
+
+@metric("dp_intersectional", higher_is_better=False, needs=("pred", "intersection"))
+def dp_intersectional(yh: np.ndarray, cells: np.ndarray) -> float:
+    """Max minus min of P(yh = 1 | intersection) over the intersections of the sensitive attributes."""
+    return _spread(yh, cells)
+
+
+@metric("eo_intersectional", higher_is_better=False, needs=("y", "pred", "intersection"))
+def eo_intersectional(y: np.ndarray, yh: np.ndarray, cells: np.ndarray) -> float:
+    """Max minus min of the true-positive rate over the intersections (those with positives)."""
+    return _spread(yh, cells, y == 1)
+
+
+# Calibration (Guo et al. 2017's expected calibration error, on the binary score p = P(y = 1)
+# rather than the top-label confidence, so that it reads the same for both groups whatever the
+# predicted class; Pleiss et al. 2017 ask calibration within each group).
+ECE_BINS = 15  # Guo et al.'s 15 equal-width bins
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float:
+    """sum over equal-width bins of p of (rows in bin / rows) * |mean(y) - mean(p)| in the bin.
+    A score of exactly 1 falls in the last bin; NaN without rows."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if len(y) == 0:
+        return float("nan")
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gaps = np.abs(np.bincount(which, y, bins) - np.bincount(which, p, bins))  # per-bin sums: |n*(ybar - pbar)|
+    return float(gaps.sum() / counts.sum())
+
+
+@metric("ece", higher_is_better=False, needs=("y", "scores"))
+def ece(y: np.ndarray, p: np.ndarray) -> float:
+    """Expected calibration error of p = P(y = 1) over all rows (15 equal-width bins)."""
+    return expected_calibration_error(y, p)
+
+
+@metric("ece_group0", higher_is_better=False, needs=("y", "scores", "group"))
+def ece_group0(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
+    """Expected calibration error within group g = 0."""
+    return expected_calibration_error(y[g == 0], p[g == 0])
+
+
+@metric("ece_group1", higher_is_better=False, needs=("y", "scores", "group"))
+def ece_group1(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
+    """Expected calibration error within group g = 1."""
+    return expected_calibration_error(y[g == 1], p[g == 1])
+
+
+@metric("ece_gap", higher_is_better=False, needs=("y", "scores", "group"))
+def ece_gap(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
+    """|ECE(g = 1) - ECE(g = 0)|: the calibration gap between the groups."""
+    return abs(ece_group1(y, p, g) - ece_group0(y, p, g))
 
 
 # Lower is better: less sensitive information left in the representation (DVGE ablation).

@@ -70,8 +70,12 @@ class SplitPredictions:
         return np.unique(np.column_stack(self.groups()), axis=0, return_inverse=True)[1].ravel()
 
     def inputs(self, features: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The metric inputs of these rows (see fairbench.metrics), with the first attribute's groups."""
-        return metrics.inputs(self.y, self.scores, self.groups()[0], features, self.bias, self.aligned)
+        """The metric inputs of these rows (see fairbench.metrics), with the first attribute's groups
+        and, for several attributes, their intersections."""
+        given = metrics.inputs(self.y, self.scores, self.groups()[0], features, self.bias, self.aligned)
+        if self.group.ndim == 2:
+            given["intersection"] = self.strata()
+        return given
 
     def evaluate(
         self, features: np.ndarray | None = None, index: np.ndarray | None = None, names: set[str] | None = None

@@ -109,6 +109,7 @@ METHODS = Registry(
         "domain_ind": "fairbench.methods.domain_ind:DomainInd",
         "jtt": "fairbench.methods.jtt:JTT",
         "dfr": "fairbench.methods.dfr:DFR",
+        "reductions": "fairbench.methods.reductions:Reductions",
     },
 )
 
@@ -122,6 +123,7 @@ DATASETS = Registry(
         "diabetes": "fairbench.data.diabetes:Diabetes",
         "heritage": "fairbench.data.heritage:Heritage",
         "south_german_credit": "fairbench.data.south_german_credit:SouthGermanCredit",
+        "compas": "fairbench.data.compas:COMPAS",
         "synthetic_images": "fairbench.data.synthetic_images:SyntheticImages",
         "celeba": "fairbench.data.celeba:CelebA",
         "colored_mnist": "fairbench.data.colored_mnist:ColoredMNIST",

@@ -44,6 +44,14 @@ def _task(job: Any, data_dir: Path | None, cache: dict[tuple, TaskData | None]) 
 def rescore_job(job: Any, results: Path, data_dir: Path | None, cache: dict) -> list[tuple[str, str, float, dict]]:
     """The framework metric rows of one finished job, from its kept predictions."""
     kept = predictions.load(results, job.job_id, job.finished)
+    return predictions.metric_rows(kept, split_features(job, kept, data_dir, cache))
+
+
+def split_features(
+    job: Any, kept: predictions.Predictions, data_dir: Path | None, cache: dict
+) -> dict[str, np.ndarray | None]:
+    """The input features `consistency` needs for each kept split of `job` (a store row), for
+    tabular tasks; checks on the way that the dataset still holds the kept labels."""
     data = _task(job, data_dir, cache)
     features: dict[str, np.ndarray | None] = {}
     for split, part in kept.items():
@@ -55,7 +63,7 @@ def rescore_job(job: Any, results: Path, data_dir: Path | None, cache: dict) -> 
                 f"rerun the suite with --force"
             )
         features[split] = predictions.task_features(data, part.rows)
-    return predictions.metric_rows(kept, features)
+    return features
 
 
 def rescore(results: Path, data_dir: Path | None = None) -> dict[str, int]:

@@ -54,12 +54,14 @@ def missing_data(suite: Suite, data_dir: Path | None) -> list[DatasetStatus]:
 
 def job_estimator(results: Path) -> Callable[[Job], float | None]:
     """Estimated seconds of a job from the finished jobs in `results`: the median duration of
-    its method on its dataset, else of its method on any dataset; None without any."""
+    its method on its dataset, else of its method on any dataset; None without any. Post-processed
+    variants (`fairbench postprocess`) carry their source's method but train nothing: left out."""
     by_dataset: dict[tuple[str, str], float] = {}
     by_method: dict[str, float] = {}
     if (results / STORE_FILE).exists():
         jobs = load_jobs(results)
-        finished = jobs[(jobs["status"] == "done") & jobs["duration"].notna()]
+        trained = ~jobs["info"].fillna("").str.contains('"postprocessed_from"', regex=False)
+        finished = jobs[(jobs["status"] == "done") & jobs["duration"].notna() & trained]
         by_dataset = finished.groupby(["method", "dataset"])["duration"].median().to_dict()
         by_method = finished.groupby("method")["duration"].median().to_dict()
     return lambda job: by_dataset.get((job.method, job.dataset), by_method.get(job.method))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fairbench import metrics
+from fairbench import metrics, predictions
 from fairbench.errors import FairbenchError
 
 fairlearn = pytest.importorskip("fairlearn.metrics", reason="fairlearn is a dev dependency")
@@ -65,11 +65,76 @@ def test_bias_accuracies() -> None:
     assert metrics.acc_by_bias(y, yh, bias, flags)["acc_aligned"] == 0.5
 
 
+def test_worst_group_accuracy_by_hand_and_against_fairlearn() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    yh = np.array([0, 1, 0, 1, 0, 0, 1, 0])
+    g = np.array([0, 0, 1, 1, 1, 0, 0, 1])
+    # cells (y, g): (0,0) rows 0,1 -> 1/2; (0,1) rows 2,7 -> 1; (1,1) rows 3,4 -> 1/2; (1,0) rows 5,6 -> 1/2
+    assert metrics.acc_worst_group(y, yh, g) == 0.5
+    bias = np.array([0, 0, 0, 0, 0, 0, 1, 0])  # cell (y=1, bias=1) is row 6 alone: correct; (1, 0): 1/3
+    assert metrics.acc_worst_bias(y, yh, bias) == pytest.approx(1 / 3)
+    y, p, g = _random(7)
+    yh = metrics.hard(p)
+    frame = fairlearn.MetricFrame(metrics=lambda t, q: np.mean(t == q), y_true=y, y_pred=yh,
+                                  sensitive_features=np.column_stack([y, g]))  # fmt: skip
+    assert metrics.evaluate(y, p, g)["acc_worst_group"] == pytest.approx(frame.group_min())
+    three = np.arange(len(y)) % 3  # a multiclass target: every (class, group) cell counts
+    cells = [np.mean(yh[(three == c) & (g == a)] == c) for c in range(3) for a in range(2)]
+    assert metrics.acc_worst_group(three, yh, g) == pytest.approx(min(cells))
+
+
+def test_intersectional_gaps_by_hand_and_against_fairlearn() -> None:
+    yh = np.array([1, 1, 0, 1, 0, 0, 1, 0])
+    y = np.array([1, 1, 1, 1, 1, 0, 1, 1])
+    cells = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    # selection rates 1, 1/2, 0, 1/2; true-positive rates 1, 1/2, 0 (cell 2's only positive missed), 1/2
+    assert metrics.dp_intersectional(yh, cells) == 1.0
+    assert metrics.eo_intersectional(y, yh, cells) == 1.0
+    assert metrics.eo_intersectional(y, yh, np.array([0, 0, 1, 1, 1, 2, 2, 2])) == pytest.approx(1 - 1 / 3)
+    rng = np.random.default_rng(11)
+    y, p = rng.integers(0, 2, 600), rng.random(600)
+    first, second = rng.integers(0, 2, 600), (rng.random(600) < 0.3).astype(int)
+    yh = metrics.hard(p)
+    both = np.column_stack([first, second])
+    kept = predictions.SplitPredictions(
+        rows=np.arange(600), scores=p.astype(np.float32), y=y, group=both, attributes=("a", "b")
+    )
+    out = {name: value for name, value, tags in kept.evaluate() if not tags}
+    assert out["dp_intersectional"] == pytest.approx(
+        fairlearn.demographic_parity_difference(y, yh, sensitive_features=both)
+    )
+    assert out["eo_intersectional"] == pytest.approx(
+        fairlearn.equal_opportunity_difference(y, yh, sensitive_features=both)
+    )
+    assert out["dp_intersectional"] >= max(metrics.dp(yh, first), metrics.dp(yh, second))
+    one = predictions.SplitPredictions(rows=np.arange(600), scores=p.astype(np.float32), y=y, group=first)
+    assert not {"dp_intersectional", "eo_intersectional"} & {name for name, _, _ in one.evaluate()}
+
+
+def test_calibration_error_by_hand_per_group_and_against_sklearn() -> None:
+    y = np.array([1, 0, 1, 1, 0, 0])
+    p = np.array([0.95, 0.95, 0.05, 0.5, 0.52, 1.0])
+    # 15 bins of width 1/15: {0.95, 0.95, 1.0} in the last bin: mean y 1/3, mean p 0.9667;
+    # {0.05} bin 0: |1 - 0.05|; {0.5, 0.52} bin 7: mean y 1/2, mean p 0.51
+    expected = (3 * abs(1 / 3 - 2.9 / 3) + abs(1 - 0.05) + 2 * abs(0.5 - 0.51)) / 6
+    assert metrics.ece(y, p) == pytest.approx(expected)
+    g = np.array([1, 1, 1, 0, 0, 0])
+    assert metrics.ece_group1(y, p, g) == pytest.approx((2 * abs(0.5 - 0.95) + 0.95) / 3)
+    assert metrics.ece_group0(y, p, g) == pytest.approx((2 * 0.01 + 1.0) / 3)
+    assert metrics.ece_gap(y, p, g) == pytest.approx(abs(metrics.ece_group1(y, p, g) - metrics.ece_group0(y, p, g)))
+    calibration = pytest.importorskip("sklearn.calibration")
+    y, p, g = _random(5, 2000)
+    true_means, score_means = calibration.calibration_curve(y, p, n_bins=metrics.ECE_BINS)
+    counts = np.bincount(np.minimum((p * metrics.ECE_BINS).astype(int), metrics.ECE_BINS - 1))
+    assert metrics.evaluate(y, p, g)["ece"] == pytest.approx(
+        np.sum(counts[counts > 0] * np.abs(true_means - score_means)) / len(y)
+    )
+
+
 def test_registry_orientation_and_declared_method_metrics() -> None:
     table = metrics.registered()
-    assert {"acc", "consistency", "delta", "acc_aligned", "acc_conflicting", "acc_mean", "acc_unbiased"} == {
-        name for name, m in table.items() if m.higher_is_better
-    }
+    higher = {"acc", "consistency", "delta", "acc_aligned", "acc_conflicting", "acc_mean", "acc_unbiased"}
+    assert higher | {"acc_worst_group", "acc_worst_bias"} == {name for name, m in table.items() if m.higher_is_better}
     assert table["sens_acc"].compute is None and not metrics.higher_is_better("sens_acc")
     with pytest.raises(FairbenchError, match="unknown metric 'acx'.*did you mean 'acc'"):
         metrics.get("acx")

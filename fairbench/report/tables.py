@@ -38,6 +38,13 @@ METRIC_ORDER = [
     "eo_joint",
     "eodds_sum",
     "eodds_max",
+    "dp_intersectional",
+    "eo_intersectional",
+    "acc_worst_group",
+    "ece",
+    "ece_group0",
+    "ece_group1",
+    "ece_gap",
     "discrimination",
     "consistency",
     "delta",
@@ -46,13 +53,12 @@ METRIC_ORDER = [
     "acc_mean",
     "bias_gap",
     "acc_unbiased",
+    "acc_worst_bias",
     "dp_perfect",
 ]
 
 
-def select_points(
-    df: pd.DataFrame, rule: str = "best-val-acc", acc_floor: float | None = None
-) -> pd.DataFrame:
+def select_points(df: pd.DataFrame, rule: str = "best-val-acc", acc_floor: float | None = None) -> pd.DataFrame:
     """The chosen point per (experiment, label): columns experiment, label, point, val_acc, val_dp, note.
 
     `point` is None (and `note` says why) where nothing could be chosen.
@@ -148,9 +154,7 @@ class SummaryTable:
                 for r in sub.itertuples()
             }
             seeds = f"n={int(sub['n'].max())}"
-            rows.append(
-                [str(sel.label), str(sel.point), seeds, *[by_metric.get(m, "-") for m in metrics]]
-            )
+            rows.append([str(sel.label), str(sel.point), seeds, *[by_metric.get(m, "-") for m in metrics]])
         return rows
 
     @property
