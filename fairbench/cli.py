@@ -74,10 +74,13 @@ def cli() -> None:
               help="Train stackable sweep members as one model: auto (the suite's default) = on a GPU, "
                    "one by one on a CPU, where stacking is slower; on | off force it.")  # fmt: skip
 @click.option("--no-stack", is_flag=True, help="Same as --stack off.")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default=None,
+              help="Training arithmetic (the suite's `precision:`, default fp32): tf32 matmuls on CUDA, or bf16 "
+                   "autocast with fp32 weights. Part of each job's id.")  # fmt: skip
 @_DATA_DIR
 def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], executor: str, workers: int | None,
         device: str, devices: str | None, jobs_per_device: int, threads: int | None, address: str | None,
-        retries: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool,
+        retries: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool, precision: str | None,
         data_dir: Path | None) -> int:  # fmt: skip
     """Run every job of SUITE_FILE not already done.
 
@@ -89,13 +92,14 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], exec
     """
     from fairbench.execution import Execution
     from fairbench.execution.devices import parse_devices
-    from fairbench.runner import dry_run_plan, run_suite
+    from fairbench.runner import auto_device, dry_run_plan, run_suite
     from fairbench.suite import load_suite
 
-    suite, _ = load_suite(suite_file, overrides)
+    suite, _ = load_suite(suite_file, (*overrides, *([f"precision={precision}"] if precision else [])))
     chosen = None if devices is None else parse_devices(devices)
     execution = Execution(executor, workers, device, chosen, jobs_per_device, threads,
                           address, retries, suite.execution.slurm.model_dump())  # fmt: skip
+    execution = auto_device(suite, execution)
     results = results or Path("results") / suite.name
     stack = "off" if no_stack else stack
     if dry_run:

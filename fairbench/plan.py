@@ -33,6 +33,8 @@ class Job:
     budget: str
     # The experiment's `bias` attribute, where it names one (else the dataset's bias column).
     bias: str | None = None
+    # The arithmetic of training (fairbench.train.PRECISIONS).
+    precision: str = "fp32"
     job_id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class Job:
         }
         if self.bias is not None:
             identity["bias"] = self.bias
+        if self.precision != "fp32":  # fp32 jobs keep the ids they had before precision was a setting
+            identity["precision"] = self.precision
         return identity
 
     def stack_key(self) -> str:
@@ -97,6 +101,7 @@ def expand(suite: Suite) -> list[Job]:
                             split_seed=suite.split_seed_of(seed),
                             budget=suite.budget,
                             bias=experiment.bias,
+                            precision=suite.precision,
                         )
                     )
     return jobs

@@ -34,7 +34,9 @@ from fairbench.table_spec import ReportTable, table_from_mapping, table_to_mappi
 STORE_FILE = "fairbench.sqlite"
 LOCK_FILE = "fairbench.lock"
 JOB_COLUMNS = ["suite", "experiment", "dataset", "protocol", "target", "sensitive", "method", "label", "budget", "seed",
-               "split_seed"]  # fmt: skip
+               "split_seed", "precision"]  # fmt: skip
+# Columns added to format 3 after it was released, with the value an older store's jobs have.
+_ADDED_COLUMNS = {"precision": "fp32"}
 TABLE_COLUMNS = [*JOB_COLUMNS, "split", "metric", "value", "job_id"]
 
 _SCHEMA = """
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     target TEXT, sensitive TEXT, method TEXT, label TEXT, budget TEXT, seed INTEGER, split_seed INTEGER,
     params TEXT, options TEXT, status TEXT, error TEXT, info TEXT, started REAL, finished REAL,
     duration REAL, device TEXT, host TEXT, versions TEXT, git_rev TEXT, log TEXT,
-    last_error TEXT, last_attempt REAL, bias TEXT
+    last_error TEXT, last_attempt REAL, bias TEXT, precision TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT, split TEXT, metric TEXT, value REAL, tags TEXT,
@@ -127,6 +129,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         with self.db:
             self.db.executescript(_SCHEMA)
+            for column, value in _ADDED_COLUMNS.items():
+                if column not in _columns(self.db, "jobs"):
+                    self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT DEFAULT '{value}'")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (__version__,))
 
@@ -226,13 +231,19 @@ class Store:
         return table
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 def _json_cell(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
 def tidy_table(db: sqlite3.Connection) -> pd.DataFrame:
     """The long table of finished jobs: job columns, split, metric, value, job_id, params, tags."""
-    jobs = pd.read_sql_query(f"SELECT job_id, {', '.join(JOB_COLUMNS)}, params FROM jobs WHERE status = 'done'", db)
+    present = _columns(db, "jobs")
+    selected = [c if c in present else f"'{_ADDED_COLUMNS[c]}' AS {c}" for c in JOB_COLUMNS]
+    jobs = pd.read_sql_query(f"SELECT job_id, {', '.join(selected)}, params FROM jobs WHERE status = 'done'", db)
     rows = pd.read_sql_query("SELECT job_id, split, metric, value, tags FROM metrics", db)
     table = rows.merge(jobs, on="job_id", how="inner")
     params = pd.DataFrame(

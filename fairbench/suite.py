@@ -104,6 +104,9 @@ class Suite(_Strict):
     budget: str = "paper"
     # auto: stack sweep members where it pays (GPU), one by one elsewhere; on | off force it.
     stack: Literal["auto", "on", "off"] = "auto"
+    # The arithmetic of training (a job's id and a column of the results): fp32, tf32 matmuls on
+    # CUDA, or bf16 autocast with fp32 master weights. Not yet checked against fp32 on a GPU.
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     report: ReportSettings = Field(default_factory=ReportSettings)
     # How to run, not what: no part of any job's identity.
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)

@@ -155,3 +155,23 @@ def test_precision_settings_train_and_the_cpu_default_is_fp32(tmp_path: Path) ->
     ctx.precision = "fp16"
     with pytest.raises(ValueError, match="precision 'fp16'"):
         Trainer(synthetic_task(), ctx)
+
+
+def test_precision_is_a_suite_key_part_of_non_fp32_job_ids_and_a_results_column(tmp_path: Path) -> None:
+    from fairbench.plan import expand
+    from fairbench.runner import run_suite
+    from fairbench.store import load_results
+    from fairbench.suite import load_suite
+
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(
+        "name: p\nseeds: [0]\nbudget: quick\nexperiments: [{dataset: synthetic, target: y, sensitive: s, "
+        "options: {n: 300}}]\nmethods: [{method: erm, params: {epochs: 1}}]\n"
+    )
+    fp32, _ = load_suite(suite_file)
+    bf16, _ = load_suite(suite_file, ["precision=bf16"])
+    (job32,), (job16,) = expand(fp32), expand(bf16)
+    assert job32.precision == "fp32" and "precision" not in job32.identity()  # ids from before are kept
+    assert job16.precision == "bf16" and job16.job_id != job32.job_id
+    run_suite(bf16, tmp_path / "out")
+    assert set(load_results(tmp_path / "out")["precision"]) == {"bf16"}

@@ -141,7 +141,7 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
         )
         data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
                      first.target, first.sensitive, first.split_seed, first.bias)  # fmt: skip
-        ctx = RunContext(device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir)
+        ctx = RunContext(device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir, first.precision)
         # The framework seeds every job, whatever ran before it in this worker; the engine seeds
         # again from the same seed when a training starts.
         seed_everything(first.seed)
