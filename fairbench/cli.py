@@ -124,12 +124,30 @@ def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
 
 @cli.command(name="ls")
 @click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics"]))
+@click.argument("name", required=False)
 @click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
               show_default=True, help="Where `ls suites` looks.")  # fmt: skip
-def ls_(what: str, suites_dir: Path) -> int:
-    """List methods (with parameters and defaults), datasets, suites, or metrics."""
+def ls_(what: str, name: str | None, suites_dir: Path) -> int:
+    """List methods (with parameters and defaults), datasets, suites, or metrics.
+
+    `ls methods NAME` documents one method: its paper, every parameter with type, default, where
+    the default comes from and help, its budgets, selection rules and report tables.
+    """
     from fairbench.registry import DATASETS, METHODS
 
+    if name is not None:
+        if what != "methods":
+            raise FairbenchError(f"ls {what} takes no NAME; only `ls methods NAME` documents one entry")
+        from rich.markdown import Markdown
+
+        from fairbench.methods.describe import method_markdown
+
+        text = method_markdown(name)
+        if console.is_terminal:
+            console.print(Markdown(text))
+        else:  # piped or logged: the Markdown itself
+            click.echo(text)
+        return 0
     table = Table(title=what, show_lines=what != "suites")
     if what == "methods":
         for column in ("name", "origin", "description", "parameters (defaults)"):

@@ -14,6 +14,7 @@ import numpy as np
 
 from fairbench.data.base import TaskData
 from fairbench.latent import Recipe, retrained_accuracy
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
 from fairbench.methods.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
@@ -23,6 +24,7 @@ from fairbench.train import embed, to_float
 class ADT(BranchedMethod):
     name = "adt"
     description = "adversarial debiasing: sensitive branch behind gradient reversal, weight lam"
+    paper = papers.ADT
     hparams = {
         **common_hparams(arch="dvge", epochs=100, lr=1e-5, beta1=0.5, beta2=0.9, batch_size=64, select="acc"),
         "protect": PROTECT,

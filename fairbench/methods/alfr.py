@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import protected_attributes
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
@@ -86,6 +87,7 @@ class ALFRNet(nn.Module):
 class ALFR(Method):
     name = "alfr"
     description = "adversarially learned fair representations: autoencoder + predictor + adversary on s"
+    paper = papers.ALFR
     hparams = {
         "alpha": HParam(1.0, "weight of the reconstruction loss"),
         "beta": HParam(1.0, "weight of the adversary's loss in the encoder's objective (reversal scale)"),

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
 
@@ -53,6 +54,7 @@ class DomainHeads(nn.Module):
 class DomainInd(DebiasingMethod):
     name = "domain_ind"
     description = "domain-independent training: a classifier head per bias domain, inference sums the heads"
+    paper = papers.DOMAIN_IND
     hparams = {
         **debiasing_hparams(arch="mlp3", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
                             batch_size=128, select="last"),

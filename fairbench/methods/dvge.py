@@ -42,6 +42,7 @@ from fairbench.latent import (
     sensitive_dims,
     zero_dims,
 )
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
 from fairbench.report.spec import ReportTable
 from fairbench.stacked import FOCI, accuracy, clip_perturbation, fit_stacked, stream
@@ -75,6 +76,7 @@ class DVGE(LatentCodeMethod):
     description = (
         "DVGE: perturb a frozen VAE code with the sensitive (and task) gradient focus while training g"
     )
+    paper = papers.DVGE
     hparams = {
         **SHARED_HPARAMS,
         "eta1": HParam(0.1, "weight of the sensitive focus F_d (debiasing)"),
@@ -85,9 +87,11 @@ class DVGE(LatentCodeMethod):
             "(the paper: +eta1 F_d moves z away from d's prediction, -eta2 F_g towards g's); "
             "logit = the released code's choice (FullGrad of the predicted logit)",
             ("loss", "logit"),
+            source="paper",
         ),
-        "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code"),
-        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension"),
+        "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code",
+                       source="paper"),  # fmt: skip
+        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension", source="paper"),
         "ablation": HParam(
             False, "also report sens_acc rows (paper Tables 1/2/5/6) for members with eta2 = 0"
         ),

@@ -3,12 +3,14 @@ target and mutual dims, its protected dims dropped. The encoder (fairbench/encod
 trains with the target and the sensitive group, so its artifact depends on both."""
 
 from fairbench.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 
 
 class FDVAE(SensitivePartDropped):
     name = "fdvae"
     description = "FD-VAE: g on the target and mutual dims of a target/mutual/protected split code"
+    paper = papers.FDVAE
     encoders = ("fdvae",)
     hparams = {
         **SHARED_HPARAMS,

@@ -4,12 +4,14 @@ the sensitive attributes, so its artifact depends on the sensitive expression. T
 FFVAE's "sensitive dims removed" reading."""
 
 from fairbench.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 
 
 class FFVAE(SensitivePartDropped):
     name = "ffvae"
     description = "FFVAE: g on a FactorVAE code whose supervised sensitive dims b are dropped"
+    paper = papers.FFVAE
     encoders = ("ffvae",)
     encoder_hparams = ("alpha", "gamma")
     hparams = {

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import protected_attributes
 from fairbench.methods.selected import SELECTION, fit_selected, training_hparams
@@ -81,6 +82,7 @@ def filters_to_drop(scores: torch.Tensor, share: float) -> torch.Tensor:
 class FilterDrop(Method):
     name = "filter_drop"
     description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
+    paper = papers.FILTER_DROP
     hparams = {
         "arch": HParam("mlp3", "network: its backbone's output units are the filters", ARCHITECTURES),
         **training_hparams(epochs=100, lr=1e-3, batch_size=256),

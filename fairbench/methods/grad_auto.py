@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.branched import Scorer, TargetLoss
 from fairbench.methods.grad_pred import GradPred
 from fairbench.nets.branched import BranchedNet
@@ -40,6 +41,7 @@ class GradAuto(GradPred):
 
     name = "grad_auto"
     description = "GRAD-Auto: fair autoencoder by gradient reversal, logistic regression on its trunk"
+    paper = papers.GRAD
 
     def target(self, data: TaskData, x: torch.Tensor) -> tuple[int, TargetLoss]:
         if data.kind != "tabular":

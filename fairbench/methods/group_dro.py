@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
 
@@ -51,6 +52,7 @@ def update_group_weights(q: torch.Tensor, losses: torch.Tensor, eta: float) -> t
 class GroupDRO(DebiasingMethod):
     name = "group_dro"
     description = "GroupDRO: exponentiated-gradient weights on the (class, bias) groups' losses"
+    paper = papers.GROUP_DRO
     hparams = {
         **debiasing_hparams(arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128,
                             select="worst"),

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.debiasing import Batch, DebiasingMethod, classifier, debiasing_hparams
 
@@ -73,6 +74,7 @@ class Pair(nn.Module):
 class LfF(DebiasingMethod):
     name = "lff"
     description = "Learning from Failure: GCE-trained biased model, relative-difficulty weights for the debiased one"
+    paper = papers.LFF
     needs_bias = False
     hparams = {
         **debiasing_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,

@@ -22,12 +22,14 @@ from fairbench.latent import (
     sensitive_dims,
     zero_dims,
 )
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
 
 
 class Removal(LatentCodeMethod):
     name = "removal"
     description = "baseline: train g on the VAE code with the sensitive dimensions zeroed"
+    paper = papers.FFVAE
     hparams = {
         **{k: v for k, v in SHARED_HPARAMS.items() if k != "sens_epochs"},
         "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)"),

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import common_hparams
 from fairbench.methods.erm import ERM
@@ -124,6 +125,7 @@ def kept_rows(w: np.ndarray, mode: str, threshold: float, rng: np.random.Generat
 class Repair(Method):
     name = "repair"
     description = "REPAIR: resample the training set so the bias representation stops predicting the class"
+    paper = papers.REPAIR
     hparams = {
         **common_hparams(arch="mlp3", epochs=100, lr=1e-3, batch_size=256, select="acc"),
         "representation": HParam(

@@ -53,6 +53,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import protected_attributes
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
@@ -133,6 +134,7 @@ class VFAENet(nn.Module):
 class VFAE(Method):
     name = "vfae"
     description = "variational fair autoencoder: semi-supervised VAE given s, MMD penalty on q(z1|s)"
+    paper = papers.VFAE
     hparams = {
         "alpha": HParam(1.0, "weight of the classification loss -log q(y|z1)"),
         "beta": HParam(1.0, "weight of the MMD penalty between the groups' q(z1)"),
