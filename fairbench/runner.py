@@ -18,6 +18,7 @@ from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
 from fairbench.execution import Execution, execute
 from fairbench.execution.local import resolve_devices
+from fairbench.execution.progress import job_estimator
 from fairbench.execution.worker import WorkerSettings
 from fairbench.plan import Job, expand, group_units
 from fairbench.provenance import git_revision, versions
@@ -25,7 +26,7 @@ from fairbench.registry import DATASETS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
 from fairbench.stacked import should_stack
-from fairbench.store import STORE_FILE, Store, check_folder, load_jobs, lock_folder
+from fairbench.store import STORE_FILE, Store, check_folder, lock_folder
 from fairbench.suite import Suite
 
 
@@ -50,19 +51,6 @@ def missing_data(suite: Suite, data_dir: Path | None) -> list[DatasetStatus]:
         if key not in statuses:
             statuses[key] = DATASETS.get(experiment.dataset).status(root, experiment.options)
     return [status for status in statuses.values() if not status.usable]
-
-
-def job_estimator(results: Path) -> Callable[[Job], float | None]:
-    """Estimated seconds of a job from the finished jobs in `results`: the median duration of
-    its method on its dataset, else of its method on any dataset; None without any."""
-    by_dataset: dict[tuple[str, str], float] = {}
-    by_method: dict[str, float] = {}
-    if (results / STORE_FILE).exists():
-        jobs = load_jobs(results)
-        finished = jobs[(jobs["status"] == "done") & jobs["duration"].notna()]
-        by_dataset = finished.groupby(["method", "dataset"])["duration"].median().to_dict()
-        by_method = finished.groupby("method")["duration"].median().to_dict()
-    return lambda job: by_dataset.get((job.method, job.dataset), by_method.get(job.method))
 
 
 def _seconds(value: float) -> str:

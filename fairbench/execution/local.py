@@ -11,11 +11,12 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fairbench.execution.progress import JobProgress
 from fairbench.execution.worker import WorkerSettings, failed_results, init_worker, run_unit
 from fairbench.plan import Job
 
@@ -37,41 +38,6 @@ def resolve_devices(device: str | Sequence[str], workers: int) -> list[str]:
             raise FairbenchError("--device cuda: no CUDA device is visible; use --device cpu or auto")
         return [f"cuda:{i % count}" for i in range(workers)]
     return [device] * workers
-
-
-def _describe(unit: list[Job]) -> str:
-    job = unit[0]
-    size = f" x{len(unit)}" if len(unit) > 1 else ""
-    return f"{job.label}{size} seed={job.seed} {job.experiment}"
-
-
-class JobProgress:
-    """The progress bar of every executor: `show(running units)`, `finish(results)` records
-    each result through `on_result` and advances the bar."""
-
-    def __init__(self, units: list[list[Job]], on_result: Callable[[dict[str, Any]], None], console: Console) -> None:
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
-        self.progress = Progress(*columns, console=console, transient=False)
-        self.bar = self.progress.add_task("jobs", total=sum(len(unit) for unit in units))
-        self.on_result = on_result
-
-    def __enter__(self) -> JobProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.show([])
-        self.progress.stop()
-
-    def show(self, active: list[list[Job]]) -> None:
-        names = ", ".join(_describe(unit) for unit in active[:3]) + (" ..." if len(active) > 3 else "")
-        self.progress.update(self.bar, description=f"jobs [dim]({names})" if names else "jobs")
-
-    def finish(self, results: list[dict[str, Any]]) -> None:
-        for result in results:
-            self.on_result(result)
-        self.progress.advance(self.bar, len(results))
 
 
 def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
@@ -136,7 +102,7 @@ def execute(
     """Run every unit; call `on_result` in this process as each job finishes (for the store).
     `device` is auto | cpu | cuda | cuda:<i>, or a list of devices shared over the workers."""
     devices = resolve_devices(device, workers)
-    with JobProgress(units, on_result, console) as progress:
+    with JobProgress(units, on_result, console, Path(settings.log_dir).parent, workers) as progress:
         show, finish = progress.show, progress.finish
 
         if workers == 1:

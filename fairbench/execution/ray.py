@@ -13,13 +13,14 @@ per cluster, else each node builds its own once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
-from fairbench.execution.local import JobProgress
+from fairbench.execution.progress import JobProgress
 from fairbench.execution.worker import WorkerSettings, failed_results, run_unit_detached
 from fairbench.plan import Job
 
@@ -65,7 +66,8 @@ def execute(
             num_cpus=threads, num_gpus=gpus, max_retries=execution.retries, retry_exceptions=False
         )
         pending = {task.remote(unit, settings, threads, device): unit for unit in units}
-        with JobProgress(units, on_result, console) as progress:
+        results_folder = Path(settings.log_dir).parent
+        with JobProgress(units, on_result, console, results_folder, execution.workers) as progress:
             while pending:
                 progress.show(list(pending.values()))
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
-from fairbench.execution.local import JobProgress
+from fairbench.execution.progress import JobProgress
 from fairbench.execution.worker import WorkerSettings, failed_results, run_unit_detached
 from fairbench.plan import Job
 
@@ -72,7 +72,10 @@ def execute(
     jobs = executor.map_array(run_unit_detached, units, [settings] * n, [threads] * n, [device] * n)
     console.print(f"submitted job array {jobs[0].job_id.split('_')[0]} ({n} tasks); logs in {folder}", soft_wrap=True)
     pending = dict(zip(jobs, units))
-    with JobProgress(units, on_result, console) as progress, _cancel_on_interrupt(pending):
+    with (
+        JobProgress(units, on_result, console, Path(settings.log_dir).parent, execution.workers) as progress,
+        _cancel_on_interrupt(pending),
+    ):
         while pending:
             progress.show(list(pending.values()))
             for job in [job for job in pending if job.done()]:
