@@ -215,20 +215,23 @@ def data() -> None:
 
 @data.command()
 @click.argument("dataset")
-@click.option("--target", required=True, help="Target column or boolean expression.")
-@click.option("--sensitive", required=True, help="Sensitive group: a boolean expression, e.g. 'alter > 25'.")
+@click.option("--target", default=None, help="Target column or boolean expression.")
+@click.option("--sensitive", default=None, help="Sensitive group: a boolean expression, e.g. 'alter > 25'.")
+@click.option("--columns", "list_columns", is_flag=True,
+              help="List the columns usable in --target / --sensitive, with types and example values.")  # fmt: skip
 @click.option("--protocol", default=None, help="Split protocol (default: the dataset's first).")
 @click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_DATA_DIR
-def describe(dataset: str, target: str, sensitive: str, protocol: str | None, split: str, seed: int,
-             options: tuple[str, ...], as_json: bool, data_dir: Path | None) -> int:  # fmt: skip
-    """Group sizes, base rates per group and dp_perfect (the gap of a perfect classifier)."""
+def describe(dataset: str, target: str | None, sensitive: str | None, list_columns: bool, protocol: str | None,
+             split: str, seed: int, options: tuple[str, ...], as_json: bool, data_dir: Path | None) -> int:  # fmt: skip
+    """Group sizes, base rates per group and dp_perfect (the gap of a perfect classifier), or
+    with --columns the dataset's columns."""
     import yaml
 
-    from fairbench.data.describe import describe_task
+    from fairbench.data.describe import describe_columns, describe_task
 
     parsed = {}
     for option in options:
@@ -236,15 +239,23 @@ def describe(dataset: str, target: str, sensitive: str, protocol: str | None, sp
         if not sep:
             raise FairbenchError(f"--option '{option}': expected KEY=VALUE")
         parsed[key] = yaml.safe_load(value)
-    rows = describe_task(dataset, target, sensitive, protocol, seed, data_dir, parsed, split)
+    if list_columns:
+        rows = describe_columns(dataset, data_dir, parsed, seed)
+        title = f"{dataset}: columns (for targets, sensitive groups and bias)"
+    elif target is None or sensitive is None:
+        raise FairbenchError("data describe: give --target and --sensitive, or --columns to list the columns")
+    else:
+        rows = describe_task(dataset, target, sensitive, protocol, seed, data_dir, parsed, split)
+        title = f"{dataset}: target '{target}', group '{sensitive}' (seed {seed})"
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return 0
-    table = Table(title=f"{dataset}: target '{target}', group '{sensitive}' (seed {seed})")
+    table = Table(title=title)
     for column in rows[0]:
-        table.add_column(column, justify="left" if column in ("split", "protocol") else "right")
+        text = column in ("split", "protocol", "column", "type", "examples")
+        table.add_column(column, justify="left" if text else "right")
     for row in rows:
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row.values()))
     console.print(table)
     return 0
 
@@ -266,7 +277,8 @@ def main() -> None:
     try:
         code = cli.main(standalone_mode=False)
     except FairbenchError as error:
-        err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        for line in str(error).splitlines():  # several problems found at once: one line each
+            err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err_console.print("aborted")
