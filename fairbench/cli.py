@@ -32,6 +32,7 @@ def cli() -> None:
       fairbench rescore results/quickstart     recompute metrics from kept predictions
       fairbench ls methods|datasets|metrics    what is available (and suites)
       fairbench validate SUITE...              check suite files without running
+      fairbench status RESULTS                 done / failed / pending jobs, failures, who runs it
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
     """
 
@@ -205,6 +206,49 @@ def rescore(results: tuple[Path, ...], data_dir: Path | None) -> int:
         counts = rescore_folder(folder, data_dir)
         done = f"rescored {counts['jobs']} finished jobs ({counts['rows']} metric rows)"
         console.print(f"{folder}: {done}", soft_wrap=True)
+    return 0
+
+
+@cli.command()
+@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+def status(results: Path) -> int:
+    """Where the run in RESULTS stands: done / failed / running / pending jobs per label, the
+    failures' first error lines, who holds the folder, durations and git revisions."""
+    from fairbench.status import LOG_INDEX, folder_status
+
+    state = folder_status(results)
+    jobs = state.jobs
+    if jobs.empty:
+        console.print(f"{results}: no jobs recorded or planned")
+        return 0
+    counts = jobs["state"].value_counts()
+    summary = ", ".join(f"{counts[name]} {name}" for name in ("done", "failed", "running", "interrupted", "pending")
+                        if name in counts)  # fmt: skip
+    console.print(f"[bold]{results}[/]: {len(jobs)} jobs: {summary}", soft_wrap=True, highlight=False)
+    running = jobs[jobs["state"] == "running"]
+    described = [f"{row.label} {row.point} seed={row.seed}" for row in running.itertuples()]
+    holder = f"held by {state.holder}" if state.holder else "free (no run in progress)"
+    doing = f"; running {', '.join(described)}" if described else ""
+    console.print(f"lock: {holder}{doing}", soft_wrap=True, highlight=False)
+    table = Table(title="jobs per label (durations of the finished ones)")
+    counted = state.counts()
+    for column in counted.columns:
+        text = column in ("label", "method")
+        table.add_column(str(column), justify="left" if text else "right", no_wrap=text)
+    for row in counted.itertuples(index=False):
+        table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    failed = jobs[jobs["state"] == "failed"]
+    if len(failed):
+        console.print(f"[red]failed[/] (first error line; the log index is {results / 'logs' / LOG_INDEX}):")
+    for row in failed.itertuples():
+        first = (row.error.strip().splitlines() or ["(no error recorded)"])[0]
+        console.print(f"  {row.label} {row.point} seed={row.seed} {row.experiment}: {escape(first)} "
+                      f"(logs/{row.job_id}.log)", soft_wrap=True, highlight=False)  # fmt: skip
+    revisions = jobs[jobs["git_rev"] != ""]["git_rev"].value_counts()
+    if len(revisions):
+        listed = ", ".join(f"{rev} ({n} jobs)" for rev, n in revisions.items())
+        console.print(f"git revisions: {listed}", soft_wrap=True, highlight=False)
     return 0
 
 

@@ -26,6 +26,7 @@ from fairbench.registry import DATASETS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
 from fairbench.stacked import should_stack
+from fairbench.status import write_log_index
 from fairbench.store import STORE_FILE, Store, check_folder, lock_folder
 from fairbench.suite import Suite
 
@@ -161,6 +162,7 @@ def run_suite(
     store = Store(results)
     try:
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
+        write_log_index(results, jobs)
         done = set() if force else store.done_ids()
         todo = [job for job in jobs if job.job_id not in done]
         units = plan_units(todo, stack or suite.stack, execution.planning_device())
