@@ -33,6 +33,7 @@ def cli() -> None:
       fairbench ls methods|datasets|metrics    what is available (and suites)
       fairbench validate SUITE...              check suite files without running
       fairbench status RESULTS                 done / failed / pending jobs, failures, who runs it
+      fairbench compare RESULTS_A RESULTS_B    B - A per shared point and metric, with intervals
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
     """
 
@@ -249,6 +250,50 @@ def status(results: Path) -> int:
     if len(revisions):
         listed = ", ".join(f"{rev} ({n} jobs)" for rev, n in revisions.items())
         console.print(f"git revisions: {listed}", soft_wrap=True, highlight=False)
+    return 0
+
+
+@cli.command()
+@click.argument("results_a", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("results_b", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--metrics", "names", default=None, metavar="M,...", help="Metrics to compare [default: the summary's].")
+@click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
+@click.option("--ci", "level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+              help="Level of the bootstrap interval of B - A.")  # fmt: skip
+@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=500, show_default=True,
+              help="Bootstrap replicates.")  # fmt: skip
+def compare(results_a: Path, results_b: Path, names: str | None, split: str, level: float, reps: int) -> int:
+    """Compare RESULTS_B with RESULTS_A (e.g. after a code change, or a new method against a baseline).
+
+    Per shared experiment x label x grid point x metric: both means over the paired seeds, B - A,
+    and a paired bootstrap interval of B - A (seeds and rows resampled); then one verdict line per
+    metric, and which paired jobs ran different code.
+    """
+    from fairbench.compare import compare as compare_folders
+    from fairbench.compare import metric_verdicts
+    from fairbench.report.common import fmt_num
+    from fairbench.report.tables import CONSOLE_METRICS
+
+    chosen = names.split(",") if names else CONSOLE_METRICS
+    result = compare_folders(results_a, results_b, split, chosen, level, reps)
+    table = Table(title=f"B = {results_b} against A = {results_a} ({split} split, {level:.0%} paired bootstrap)")
+    for column in ("experiment", "label", "point", "metric", "A", "B", "B - A", "interval", "seeds", "verdict"):
+        table.add_column(column, justify="left" if column in ("experiment", "label", "point", "metric") else "right")
+    for row in result.rows.itertuples():
+        interval = f"[{fmt_num(row.ci_low)}, {fmt_num(row.ci_high)}]"
+        table.add_row(row.experiment, row.label, row.point, row.metric, fmt_num(row.mean_a), fmt_num(row.mean_b),
+                      fmt_num(row.diff), interval, str(row.seeds), row.verdict)  # fmt: skip
+    console.print(table)
+    for line in metric_verdicts(result.rows):
+        console.print(line, soft_wrap=True, highlight=False)
+    for row in result.revisions.itertuples():
+        same = "same code revision" if row.git_a == row.git_b else "different code revisions"
+        console.print(f"{row.jobs} of {result.pairs} paired jobs: A at {row.git_a}, B at {row.git_b} ({same})",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+    if result.changed_ids:
+        console.print(f"{result.changed_ids} of {result.pairs} paired jobs have different ids: a method's or "
+                      "dataset's version (or the store format) changed between the runs",
+                      soft_wrap=True, highlight=False)  # fmt: skip
     return 0
 
 
