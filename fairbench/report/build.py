@@ -31,7 +31,15 @@ from fairbench.report import pareto as pareto_mod
 from fairbench.report import sweep as sweep_mod
 from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
-from fairbench.report.common import fmt_mean_std, fmt_num, markdown_table, slug, untagged
+from fairbench.report.common import (
+    experiment_title,
+    fmt_mean_std,
+    fmt_num,
+    markdown_table,
+    metric_label,
+    slug,
+    untagged,
+)
 from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
 from fairbench.report.spec import ReportTable, table_from_mapping
 from fairbench.store import load_jobs, load_results
@@ -72,6 +80,7 @@ class Figure:
     title: str
     png: bytes | None
     paths: list[Path]
+    wide: bool = False  # several panels: the HTML page gives it the full width
 
 
 @dataclass
@@ -176,7 +185,7 @@ def _write_csv(report: Report, name: str, frame: pd.DataFrame) -> None:
     report.files.append(path)
 
 
-def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png: bool) -> Figure:
+def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png: bool, wide: bool = False) -> Figure:
     paths = save_figure(fig, report.out / stem, opts.formats)
     report.files.extend(paths)
     data = None
@@ -184,7 +193,7 @@ def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png:
         png = [p for p in paths if p.suffix == ".png"]
         data = png[0].read_bytes() if png else png_bytes(fig)
     plt.close(fig)
-    return Figure(title, data, paths)
+    return Figure(title, data, paths, wide)
 
 
 def _selection(df: pd.DataFrame, opts: Options) -> pd.DataFrame:
@@ -228,9 +237,7 @@ def build_report(folder: Path, opts: Options) -> Report:
                 usable.append((x, y))
         section = Section("Pareto fronts")
         if not usable:
-            section.notes.append(
-                f"no metric pair of {', '.join(f'{x}:{y}' for x, y in pairs)} is in the results"
-            )
+            section.notes.append(f"no metric pair of {', '.join(f'{x}:{y}' for x, y in pairs)} is in the results")
         front_frames = []
         for x, y in usable:
             bars = intervals if opts.ci_bars else None
@@ -244,17 +251,10 @@ def build_report(folder: Path, opts: Options) -> Report:
             if "pareto" in parts:
                 for exp, sub in points.groupby("experiment", sort=True):
                     level = opts.ci if bars is not None else None
-                    fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)", level=level)
-                    section.figures.append(
-                        _figure(
-                            report,
-                            fig,
-                            f"pareto_{slug(exp)}_{slug(x)}-{slug(y)}",
-                            f"{exp}: {x} vs {y}",
-                            opts,
-                            want_png,
-                        )
-                    )
+                    name = f"{experiment_title(df, exp)}: {metric_label(y)} vs {metric_label(x)}"
+                    fig = plot_pareto(sub, x, y, title=f"{name} (test)", level=level)
+                    stem = f"pareto_{slug(exp)}_{slug(x)}-{slug(y)}"
+                    section.figures.append(_figure(report, fig, stem, name, opts, want_png))
         if "pareto" in parts and front_frames:
             fronts = pd.concat(front_frames, ignore_index=True)
             hv_all = pd.concat(hv_frames, ignore_index=True)
@@ -385,9 +385,10 @@ def _sweep_section(report: Report, df: pd.DataFrame, metrics: set[str], opts: Op
         _write(report, f"sweep_{slug(param)}.md", markdown_table(header, rows))
         section.tables.append(Table(f"{', '.join(names)} against {param} (test, seed mean ± std)", header, rows))
         for exp, sub in stats.groupby("experiment", sort=True):
-            fig = sweep_mod.plot_sweep(sub, param, names, title=f"{exp}: metrics against {param} (test)")
+            name = f"{experiment_title(df, exp)}: metrics against {param}"
+            fig = sweep_mod.plot_sweep(sub, param, names, title=f"{name} (test)")
             stem = f"sweep_{slug(exp)}_{slug(param)}"
-            section.figures.append(_figure(report, fig, stem, f"{exp}: metrics against {param}", opts, want_png))
+            section.figures.append(_figure(report, fig, stem, name, opts, want_png, wide=True))
     return section
 
 
@@ -397,9 +398,7 @@ def _cd_section(report: Report, hv_frames: list[pd.DataFrame], opts: Options, wa
         section.notes.append("Critical-difference diagram skipped: no hypervolumes (no usable metric pair)")
         return section
     hv = pd.concat(hv_frames, ignore_index=True)
-    scores = hv.pivot_table(
-        index=["experiment", "pair"], columns="label", values="hypervolume", aggfunc="first"
-    )
+    scores = hv.pivot_table(index=["experiment", "pair"], columns="label", values="hypervolume", aggfunc="first")
     result = cd_mod.critical_difference(scores, test=opts.cd_test, alpha=opts.alpha)
     section.notes.append(result.summary())
     lines = [f"# Critical-difference analysis ({result.test})", "", result.summary(), ""]
@@ -408,13 +407,9 @@ def _cd_section(report: Report, hv_frames: list[pd.DataFrame], opts: Options, wa
         rows = [[str(i + 1), str(m), f"{r:.3f}"] for i, (m, r) in enumerate(result.avg_ranks.items())]
         section.tables.append(Table("Average ranks by hypervolume (1 = best)", header, rows))
         lines.append(markdown_table(header, rows))
-        _write_csv(
-            report, "cd.csv", result.avg_ranks.rename("average_rank").rename_axis("label").reset_index()
-        )
+        _write_csv(report, "cd.csv", result.avg_ranks.rename("average_rank").rename_axis("label").reset_index())
         fig = cd_mod.plot_cd(result)
-        section.figures.append(
-            _figure(report, fig, "cd_diagram", "Critical-difference diagram", opts, want_png)
-        )
+        section.figures.append(_figure(report, fig, "cd_diagram", "Critical-difference diagram", opts, want_png))
     stats = {
         "test": result.test,
         "alpha": result.alpha,
