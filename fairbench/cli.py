@@ -255,14 +255,17 @@ def status(results: Path) -> int:
 
 @cli.command()
 @click.argument("results_a", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("results_b", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("results_b", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--labels", default=None, metavar="A,B",
+              help="Compare label B with label A (e.g. a new method with a baseline) in RESULTS_A.")  # fmt: skip
 @click.option("--metrics", "names", default=None, metavar="M,...", help="Metrics to compare [default: the summary's].")
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
 @click.option("--ci", "level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
               help="Level of the bootstrap interval of B - A.")  # fmt: skip
 @click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=500, show_default=True,
               help="Bootstrap replicates.")  # fmt: skip
-def compare(results_a: Path, results_b: Path, names: str | None, split: str, level: float, reps: int) -> int:
+def compare(results_a: Path, results_b: Path | None, labels: str | None, names: str | None, split: str, level: float,
+            reps: int) -> int:  # fmt: skip
     """Compare RESULTS_B with RESULTS_A (e.g. after a code change, or a new method against a baseline).
 
     Per shared experiment x label x grid point x metric: both means over the paired seeds, B - A,
@@ -274,9 +277,18 @@ def compare(results_a: Path, results_b: Path, names: str | None, split: str, lev
     from fairbench.report.common import fmt_num
     from fairbench.report.tables import CONSOLE_METRICS
 
+    pair = None
+    if labels is not None:
+        pair = tuple(labels.split(","))
+        if len(pair) != 2 or not all(pair):
+            raise FairbenchError(f"--labels '{labels}': give two labels, A,B (B is compared with A)")
+    elif results_b is None:
+        raise FairbenchError("compare: give two results folders, or --labels A,B to compare two labels")
+    results_b = results_b or results_a
     chosen = names.split(",") if names else CONSOLE_METRICS
-    result = compare_folders(results_a, results_b, split, chosen, level, reps)
-    table = Table(title=f"B = {results_b} against A = {results_a} ({split} split, {level:.0%} paired bootstrap)")
+    result = compare_folders(results_a, results_b, split, chosen, level, reps, labels=pair)
+    sides = f"B = {results_b} against A = {results_a}" if results_b != results_a else f"{results_a}"
+    table = Table(title=f"{sides} ({split} split, {level:.0%} paired bootstrap)")
     for column in ("experiment", "label", "point", "metric", "A", "B", "B - A", "interval", "seeds", "verdict"):
         table.add_column(column, justify="left" if column in ("experiment", "label", "point", "metric") else "right")
     for row in result.rows.itertuples():

@@ -1,5 +1,6 @@
 """`fairbench compare RESULTS_A RESULTS_B`: is B different from A (a code change, a new method
-against a baseline), per shared experiment x label x grid point x metric?
+against a baseline), per shared experiment x label x grid point x metric? With two labels
+(`--labels A,B`), label B against label A, in one folder or two.
 
 Pairs: a job of A and a job of B with the same experiment, label, grid point and seed. The
 difference is B - A of the seed-averaged metric on one split. Its interval is a paired two-level
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fairbench import metrics, predictions
-from fairbench.errors import FairbenchError
+from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.report.common import GROUP, point_keys, untagged
 from fairbench.report.intervals import percentile_interval, replicates
 from fairbench.store import load_jobs, load_results
@@ -53,10 +54,27 @@ def verdict(low: float, high: float, metric: str) -> str:
     return "B better" if higher == metrics.higher_is_better(metric) else "B worse"
 
 
+def _label_rows(rows_a: pd.DataFrame, rows_b: pd.DataFrame, labels: tuple[str, str]) -> tuple[pd.DataFrame, ...]:
+    """Label A's rows against label B's, both under the label "B vs A". A with a single grid
+    point (a baseline) is compared with every point of B; else the points must match."""
+    for rows, label in zip((rows_a, rows_b), labels):
+        if label not in set(rows["label"]):
+            raise FairbenchError(f"--labels: no label '{label}' in these results{did_you_mean(label, rows['label'])}")
+    rows_a, rows_b = rows_a[rows_a["label"] == labels[0]], rows_b[rows_b["label"] == labels[1]]
+    pair = f"{labels[1]} vs {labels[0]}"
+    if rows_a["point"].nunique() == 1:
+        points = rows_b[["experiment", "point"]].drop_duplicates()
+        rows_a = rows_a.drop(columns="point").merge(points, on="experiment")
+    return rows_a.assign(label=pair), rows_b.assign(label=pair)
+
+
 def compare(a: Path, b: Path, split: str = "test", names: list[str] | None = None, level: float = 0.95,
-            reps: int = 500, seed: int = 0) -> Comparison:  # fmt: skip
-    """Compare results folder `b` with `a` at every shared point (see the module's docstring)."""
+            reps: int = 500, seed: int = 0, labels: tuple[str, str] | None = None) -> Comparison:  # fmt: skip
+    """Compare results folder `b` with `a` at every shared point (see the module's docstring);
+    with `labels` = (A, B), label B of `b` with label A of `a` (which may be the same folder)."""
     rows_a, rows_b = _rows(a, split), _rows(b, split)
+    if labels is not None:
+        rows_a, rows_b = _label_rows(rows_a, rows_b, labels)
     if names is not None:
         rows_a, rows_b = rows_a[rows_a["metric"].isin(names)], rows_b[rows_b["metric"].isin(names)]
     jobs_a = rows_a[[*KEYS, "job_id"]].drop_duplicates(KEYS)

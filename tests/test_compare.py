@@ -10,7 +10,7 @@ import pytest
 
 from fairbench import predictions
 from fairbench.compare import compare
-from fairbench.store import load_jobs
+from fairbench.store import load_jobs, load_results
 
 ERM_ONLY = "methods=[{method: erm, params: {epochs: 2}}]"
 
@@ -54,3 +54,21 @@ def test_folders_without_a_shared_point_are_a_one_line_error(baseline: Path, tin
     assert fairbench("run", tiny_suite, "--results", other, "--set", ERM_ONLY, "--set", "seeds=[5]").code == 0
     result = fairbench("compare", baseline, other)
     assert result.code == 2 and "share no experiment, label, grid point and seed" in result.err
+
+
+def test_two_labels_of_one_folder_a_baseline_against_every_grid_point(tiny_suite: Path, tmp_path: Path,
+                                                                       fairbench) -> None:  # fmt: skip
+    results = tmp_path / "both"
+    assert fairbench("run", tiny_suite, "--results", results).code == 0
+    result = compare(results, results, names=["acc"], reps=100, labels=("erm", "ADT"))
+    rows = result.rows.set_index("point")
+    assert sorted(rows.index) == ["lam=1", "lam=10"] and set(rows["label"]) == {"ADT vs erm"}
+    table = load_results(results)
+    test_acc = table[(table["split"] == "test") & (table["metric"] == "acc")]
+    erm = test_acc[test_acc["method"] == "erm"]["value"].mean()
+    adt = test_acc[(test_acc["method"] == "adt") & (test_acc["param_lam"] == 10.0)]["value"].mean()
+    assert rows.loc["lam=10", "diff"] == pytest.approx(adt - erm) and rows.loc["lam=10", "seeds"] == 2
+    shown = fairbench("compare", results, "--labels", "erm,ADT", "--metrics", "acc", "--bootstrap", "100")
+    assert shown.code == 0 and "acc:" in shown.out and "(of 2 shared points)" in shown.out
+    typo = fairbench("compare", results, "--labels", "erm,ADTT")
+    assert typo.code == 2 and "no label 'ADTT' in these results (did you mean 'ADT'?)" in typo.err
