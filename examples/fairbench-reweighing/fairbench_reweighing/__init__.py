@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fairbench.data import TaskData
-from fairbench.methods import HParam, Method, Outcome, RunContext
+from fairbench.methods import HParam, Method, Outcome, Paper, RunContext
 from fairbench.nets.layers import mlp
 from fairbench.train import minibatches, predict_proba, seed_everything, to_float
 
@@ -31,12 +31,18 @@ def reweighing_weights(y: np.ndarray, g: np.ndarray) -> np.ndarray:
 class Reweighing(Method):
     name = "reweighing"
     description = "reweighing (Kamiran & Calders 2012): weights P(g)P(y)/P(g,y), weighted MLP"
+    paper = Paper(
+        "Faisal Kamiran, Toon Calders",
+        "Data preprocessing techniques for classification without discrimination",
+        "Knowledge and Information Systems",
+        2012,
+    )
     hparams = {
         "hidden": HParam(40, "hidden units of the one-hidden-layer MLP"),
         "epochs": HParam(30, "training epochs"),
         "lr": HParam(1e-3, "Adam learning rate"),
         "batch_size": HParam(128, "minibatch size"),
-        "strength": HParam(1.0, "interpolates from no reweighing (0) to full reweighing (1)"),
+        "strength": HParam(1.0, "interpolates from no reweighing (0) to full reweighing (1)", source="paper"),
     }
     budgets = {"paper": {}, "quick": {"epochs": 5}}
 
