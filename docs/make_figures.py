@@ -29,11 +29,13 @@ from fairbench.provenance import git_revision
 from fairbench.report.build import Options, build_report
 from fairbench.report.common import point_stats
 from fairbench.runner import print_summary, run_suite
+from fairbench.store import load_jobs
 from fairbench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 MARKER = "<!-- quickstart-table -->"
+SUITES = ("quickstart", "grad_german", "grad_lambda")
 # README figure -> (suite, report options, the figure `fairbench report` writes)
 FIGURES = {
     DOCS / "pareto_grad_german.png": ("grad_german", {"parts": {"pareto"}, "pairs": [("discrimination", "acc")]},
@@ -56,7 +58,7 @@ def run(name: str, results: Path, workers: int) -> pd.DataFrame:
 def quickstart_table(table: pd.DataFrame) -> str:
     console = Console(record=True, width=110, file=open(os.devnull, "w"))  # noqa: SIM115 (recorded, not shown)
     print_summary(table, console)
-    return "\n".join(line.rstrip() for line in console.export_text().strip("\n").splitlines())
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).strip("\n")
 
 
 def replace_between_markers(text: str, block: str) -> str:
@@ -78,13 +80,18 @@ def quoted_numbers(tables: dict[str, pd.DataFrame]) -> list[str]:
     return lines
 
 
+def job_revisions(results: Path) -> list[str]:
+    """The git revisions the suites' jobs ran at (a rerun of this script only redraws)."""
+    revisions = pd.concat([load_jobs(results / name)["git_rev"] for name in SUITES])
+    return sorted(revisions.fillna("unknown").unique())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "docs")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    revision = git_revision()  # the code the jobs ran, before anything here is rewritten
-    tables = {name: run(name, args.results, args.workers) for name in ("quickstart", "grad_german", "grad_lambda")}
+    tables = {name: run(name, args.results, args.workers) for name in SUITES}
     for target, (name, options, drawn) in FIGURES.items():
         report = build_report(args.results / name, Options(**options))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +106,7 @@ def main() -> None:
         "",
         "Written by `python docs/make_figures.py`; rerun it after a change that moves any number.",
         "",
-        f"- commit: {revision}",
+        f"- commit the jobs ran at: {', '.join(job_revisions(args.results))}; figures drawn at {git_revision()}",
         f"- machine: {platform.node()}, {cpu}, {os.cpu_count()} CPU cores, no GPU used",
         f"- python {platform.python_version()}, torch {torch_version}",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
