@@ -33,6 +33,8 @@ def cli() -> None:
       fairbench postprocess RESULTS --rule dp  threshold variants of finished jobs (no training)
       fairbench ls methods|datasets|metrics    what is available (and suites, executors)
       fairbench validate SUITE...              check suite files without running
+      fairbench status RESULTS                 done / failed / pending jobs, failures, who runs it
+      fairbench compare RESULTS_A RESULTS_B    B - A per shared point and metric, with intervals
       fairbench data describe DATASET ...      group sizes, base rates, dp of a perfect classifier
     """
 
@@ -129,12 +131,30 @@ def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
 
 @cli.command(name="ls")
 @click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics", "executors"]))
+@click.argument("name", required=False)
 @click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
               show_default=True, help="Where `ls suites` looks.")  # fmt: skip
-def ls_(what: str, suites_dir: Path) -> int:
-    """List methods (with parameters and defaults), datasets, suites, metrics, or executors."""
+def ls_(what: str, name: str | None, suites_dir: Path) -> int:
+    """List methods (with parameters and defaults), datasets, suites, metrics, or executors.
+
+    `ls methods NAME` documents one method: its paper, every parameter with type, default, where
+    the default comes from and help, its budgets, selection rules and report tables.
+    """
     from fairbench.registry import DATASETS, EXECUTORS, METHODS
 
+    if name is not None:
+        if what != "methods":
+            raise FairbenchError(f"ls {what} takes no NAME; only `ls methods NAME` documents one entry")
+        from rich.markdown import Markdown
+
+        from fairbench.methods.describe import method_markdown
+
+        text = method_markdown(name)
+        if console.is_terminal:
+            console.print(Markdown(text))
+        else:  # piped or logged: the Markdown itself
+            click.echo(text)
+        return 0
     table = Table(title=what, show_lines=what != "suites")
     if what == "methods":
         for column in ("name", "origin", "description", "parameters (defaults)"):
@@ -226,6 +246,105 @@ def postprocess(results: Path, rule: str, chosen: tuple[str, ...], data_dir: Pat
     return 0
 
 
+@cli.command()
+@click.argument("results", type=click.Path(file_okay=False, path_type=Path))
+def status(results: Path) -> int:
+    """Where the run in RESULTS stands: done / failed / running / pending jobs per label, the
+    failures' first error lines, who holds the folder, durations and git revisions."""
+    from fairbench.status import LOG_INDEX, folder_status
+
+    state = folder_status(results)
+    jobs = state.jobs
+    if jobs.empty:
+        console.print(f"{results}: no jobs recorded or planned")
+        return 0
+    counts = jobs["state"].value_counts()
+    summary = ", ".join(f"{counts[name]} {name}" for name in ("done", "failed", "running", "interrupted", "pending")
+                        if name in counts)  # fmt: skip
+    console.print(f"[bold]{results}[/]: {len(jobs)} jobs: {summary}", soft_wrap=True, highlight=False)
+    running = jobs[jobs["state"] == "running"]
+    described = [f"{row.label} {row.point} seed={row.seed}" for row in running.itertuples()]
+    holder = f"held by {state.holder}" if state.holder else "free (no run in progress)"
+    doing = f"; running {', '.join(described)}" if described else ""
+    console.print(f"lock: {holder}{doing}", soft_wrap=True, highlight=False)
+    table = Table(title="jobs per label (durations of the finished ones)")
+    counted = state.counts()
+    for column in counted.columns:
+        text = column in ("label", "method")
+        table.add_column(str(column), justify="left" if text else "right", no_wrap=text)
+    for row in counted.itertuples(index=False):
+        table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+    failed = jobs[jobs["state"] == "failed"]
+    if len(failed):
+        console.print(f"[red]failed[/] (first error line; the log index is {results / 'logs' / LOG_INDEX}):")
+    for row in failed.itertuples():
+        first = (row.error.strip().splitlines() or ["(no error recorded)"])[0]
+        console.print(f"  {row.label} {row.point} seed={row.seed} {row.experiment}: {escape(first)} "
+                      f"(logs/{row.job_id}.log)", soft_wrap=True, highlight=False)  # fmt: skip
+    revisions = jobs[jobs["git_rev"] != ""]["git_rev"].value_counts()
+    if len(revisions):
+        listed = ", ".join(f"{rev} ({n} jobs)" for rev, n in revisions.items())
+        console.print(f"git revisions: {listed}", soft_wrap=True, highlight=False)
+    return 0
+
+
+@cli.command()
+@click.argument("results_a", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("results_b", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--labels", default=None, metavar="A,B",
+              help="Compare label B with label A (e.g. a new method with a baseline) in RESULTS_A.")  # fmt: skip
+@click.option("--metrics", "names", default=None, metavar="M,...", help="Metrics to compare [default: the summary's].")
+@click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
+@click.option("--ci", "level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+              help="Level of the bootstrap interval of B - A.")  # fmt: skip
+@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=500, show_default=True,
+              help="Bootstrap replicates.")  # fmt: skip
+def compare(results_a: Path, results_b: Path | None, labels: str | None, names: str | None, split: str, level: float,
+            reps: int) -> int:  # fmt: skip
+    """Compare RESULTS_B with RESULTS_A (e.g. after a code change, or a new method against a baseline).
+
+    Per shared experiment x label x grid point x metric: both means over the paired seeds, B - A,
+    and a paired bootstrap interval of B - A (seeds and rows resampled); then one verdict line per
+    metric, and which paired jobs ran different code.
+    """
+    from fairbench.compare import compare as compare_folders
+    from fairbench.compare import metric_verdicts
+    from fairbench.report.common import fmt_num
+    from fairbench.report.tables import CONSOLE_METRICS
+
+    pair = None
+    if labels is not None:
+        pair = tuple(labels.split(","))
+        if len(pair) != 2 or not all(pair):
+            raise FairbenchError(f"--labels '{labels}': give two labels, A,B (B is compared with A)")
+    elif results_b is None:
+        raise FairbenchError("compare: give two results folders, or --labels A,B to compare two labels")
+    results_b = results_b or results_a
+    chosen = names.split(",") if names else CONSOLE_METRICS
+    result = compare_folders(results_a, results_b, split, chosen, level, reps, labels=pair)
+    sides = f"B = {results_b} against A = {results_a}" if results_b != results_a else f"{results_a}"
+    table = Table(title=f"{sides} ({split} split, {level:.0%} paired bootstrap)")
+    for column in ("experiment", "label", "point", "metric", "A", "B", "B - A", "interval", "seeds", "verdict"):
+        table.add_column(column, justify="left" if column in ("experiment", "label", "point", "metric") else "right")
+    for row in result.rows.itertuples():
+        interval = f"[{fmt_num(row.ci_low)}, {fmt_num(row.ci_high)}]"
+        table.add_row(row.experiment, row.label, row.point, row.metric, fmt_num(row.mean_a), fmt_num(row.mean_b),
+                      fmt_num(row.diff), interval, str(row.seeds), row.verdict)  # fmt: skip
+    console.print(table)
+    for line in metric_verdicts(result.rows):
+        console.print(line, soft_wrap=True, highlight=False)
+    for row in result.revisions.itertuples():
+        same = "same code revision" if row.git_a == row.git_b else "different code revisions"
+        console.print(f"{row.jobs} of {result.pairs} paired jobs: A at {row.git_a}, B at {row.git_b} ({same})",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+    if result.changed_ids:
+        console.print(f"{result.changed_ids} of {result.pairs} paired jobs have different ids: a method's or "
+                      "dataset's version (or the store format) changed between the runs",
+                      soft_wrap=True, highlight=False)  # fmt: skip
+    return 0
+
+
 @cli.group()
 def data() -> None:
     """Inspect and get datasets."""
@@ -233,20 +352,23 @@ def data() -> None:
 
 @data.command()
 @click.argument("dataset")
-@click.option("--target", required=True, help="Target column or boolean expression.")
-@click.option("--sensitive", required=True, help="Sensitive group: a boolean expression, e.g. 'alter > 25'.")
+@click.option("--target", default=None, help="Target column or boolean expression.")
+@click.option("--sensitive", default=None, help="Sensitive group: a boolean expression, e.g. 'alter > 25'.")
+@click.option("--columns", "list_columns", is_flag=True,
+              help="List the columns usable in --target / --sensitive, with types and example values.")  # fmt: skip
 @click.option("--protocol", default=None, help="Split protocol (default: the dataset's first).")
 @click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_DATA_DIR
-def describe(dataset: str, target: str, sensitive: str, protocol: str | None, split: str, seed: int,
-             options: tuple[str, ...], as_json: bool, data_dir: Path | None) -> int:  # fmt: skip
-    """Group sizes, base rates per group and dp_perfect (the gap of a perfect classifier)."""
+def describe(dataset: str, target: str | None, sensitive: str | None, list_columns: bool, protocol: str | None,
+             split: str, seed: int, options: tuple[str, ...], as_json: bool, data_dir: Path | None) -> int:  # fmt: skip
+    """Group sizes, base rates per group and dp_perfect (the gap of a perfect classifier), or
+    with --columns the dataset's columns."""
     import yaml
 
-    from fairbench.data.describe import describe_task
+    from fairbench.data.describe import describe_columns, describe_task
 
     parsed = {}
     for option in options:
@@ -254,15 +376,23 @@ def describe(dataset: str, target: str, sensitive: str, protocol: str | None, sp
         if not sep:
             raise FairbenchError(f"--option '{option}': expected KEY=VALUE")
         parsed[key] = yaml.safe_load(value)
-    rows = describe_task(dataset, target, sensitive, protocol, seed, data_dir, parsed, split)
+    if list_columns:
+        rows = describe_columns(dataset, data_dir, parsed, seed)
+        title = f"{dataset}: columns (for targets, sensitive groups and bias)"
+    elif target is None or sensitive is None:
+        raise FairbenchError("data describe: give --target and --sensitive, or --columns to list the columns")
+    else:
+        rows = describe_task(dataset, target, sensitive, protocol, seed, data_dir, parsed, split)
+        title = f"{dataset}: target '{target}', group '{sensitive}' (seed {seed})"
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return 0
-    table = Table(title=f"{dataset}: target '{target}', group '{sensitive}' (seed {seed})")
+    table = Table(title=title)
     for column in rows[0]:
-        table.add_column(column, justify="left" if column in ("split", "protocol") else "right")
+        text = column in ("split", "protocol", "column", "type", "examples")
+        table.add_column(column, justify="left" if text else "right")
     for row in rows:
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row.values()))
     console.print(table)
     return 0
 
@@ -284,7 +414,8 @@ def main() -> None:
     try:
         code = cli.main(standalone_mode=False)
     except FairbenchError as error:
-        err_console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        for line in str(error).splitlines():  # several problems found at once: one line each
+            err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except click.exceptions.Abort:
         err_console.print("aborted")

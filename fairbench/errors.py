@@ -13,9 +13,15 @@ class FairbenchError(Exception):
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return " (did you mean 'x'?)" for the closest choice, or a list of valid names."""
     choices = sorted(set(choices))
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    close = closest(name, choices)
     if close:
-        return f" (did you mean '{close[0]}'?)"
+        return close
     if len(choices) <= 12:
         return f" (valid: {', '.join(choices)})"
     return ""
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""

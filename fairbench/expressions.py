@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from fairbench.errors import FairbenchError, did_you_mean
+from fairbench.errors import FairbenchError, closest
 
 _COMPARE = {
     ast.Eq: operator.eq,
@@ -61,7 +61,8 @@ class Expression:
         columns = list(columns)
         for name in sorted(self.columns):
             if name not in columns:
-                raise FairbenchError(f"{where}unknown column '{name}' in '{self.text}'{did_you_mean(name, columns)}")
+                raise FairbenchError(f"{where}unknown column '{name}' in '{self.text}'{closest(name, columns)}; "
+                                     f"the columns: {', '.join(columns)}")  # fmt: skip
 
     @property
     def column(self) -> str | None:

@@ -50,6 +50,18 @@ class Metric:
     origin: str = "built-in"
     # Defined for k > 2 classes too (else computed for binary targets only).
     multiclass: bool = False
+    # The name figures and tables print ("DP gap"); empty: the name with spaces for underscores.
+    display: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.display or self.name.replace("_", " ")
+
+    @property
+    def signed_gap(self) -> bool:
+        """A lower-is-better gap that may be negative (bias_gap): the smaller its magnitude the
+        better, either way, so fronts and rankings compare absolute values."""
+        return not self.higher_is_better and self.bounds[0] < 0
 
 
 _REGISTRY: dict[str, Metric] = {}
@@ -72,6 +84,7 @@ def metric(
     needs: tuple[str, ...],
     bounds: tuple[float, float] = (0.0, 1.0),
     multiclass: bool = False,
+    display: str = "",
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Register the decorated function as metric `name`; it is called with the inputs in `needs`.
     `multiclass=True`: the metric is defined for k > 2 classes (labels 0..k-1, hard predictions,
@@ -82,15 +95,17 @@ def metric(
 
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         origin = "built-in" if fn.__module__ == __name__ else f"plugin ({fn.__module__})"
-        _add(Metric(name, higher_is_better, tuple(needs), fn, bounds, origin, multiclass))
+        _add(Metric(name, higher_is_better, tuple(needs), fn, bounds, origin, multiclass, display))
         return fn
 
     return register
 
 
-def declare(name: str, *, higher_is_better: bool, bounds: tuple[float, float] = (0.0, 1.0), origin: str = "") -> None:
+def declare(
+    name: str, *, higher_is_better: bool, bounds: tuple[float, float] = (0.0, 1.0), origin: str = "", display: str = ""
+) -> None:
     """Declare a metric that methods report themselves (no compute function)."""
-    _add(Metric(name, higher_is_better, (), None, bounds, origin or "method-reported"))
+    _add(Metric(name, higher_is_better, (), None, bounds, origin or "method-reported", False, display))
 
 
 def _load_plugins() -> None:
@@ -142,18 +157,18 @@ def hard(p: np.ndarray) -> np.ndarray:
     return p.argmax(axis=1).astype(np.int64) if p.ndim == 2 else (p >= 0.5).astype(np.int64)
 
 
-@metric("acc", higher_is_better=True, needs=("y", "pred"), multiclass=True)
+@metric("acc", higher_is_better=True, needs=("y", "pred"), multiclass=True, display="Accuracy")
 def acc(y: np.ndarray, yh: np.ndarray) -> float:
     return float(np.mean(yh == y))
 
 
-@metric("dp", higher_is_better=False, needs=("pred", "group"))
+@metric("dp", higher_is_better=False, needs=("pred", "group"), display="DP gap")
 def dp(yh: np.ndarray, g: np.ndarray) -> float:
     """Demographic-parity gap |P(yh=1|g=1) - P(yh=1|g=0)|."""
     return _gap(yh, g)
 
 
-@metric("eo", higher_is_better=False, needs=("y", "pred", "group"))
+@metric("eo", higher_is_better=False, needs=("y", "pred", "group"), display="EO gap")
 def eo(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     """Equal-opportunity gap: the true-positive-rate difference between groups."""
     return _gap(yh, g, y == 1)
@@ -163,41 +178,53 @@ def fpr_gap(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return _gap(yh, g, y == 0)
 
 
-@metric("eo_joint", higher_is_better=False, needs=("y", "pred", "group"))
+@metric("eo_joint", higher_is_better=False, needs=("y", "pred", "group"), display="EO (joint) gap")
 def eo_joint(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     """|P(yh=1, y=1 | g=1) - P(yh=1, y=1 | g=0)|: DVGE's released code's "EO"."""
     return _gap((yh == 1) & (y == 1), g)
 
 
-@metric("eodds_sum", higher_is_better=False, needs=("y", "pred", "group"), bounds=(0.0, 2.0))
+@metric(
+    "eodds_sum",
+    higher_is_better=False,
+    needs=("y", "pred", "group"),
+    bounds=(0.0, 2.0),
+    display="Equalized odds gap (sum)",
+)
 def eodds_sum(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return eo(y, yh, g) + fpr_gap(y, yh, g)
 
 
-@metric("eodds_max", higher_is_better=False, needs=("y", "pred", "group"))
+@metric("eodds_max", higher_is_better=False, needs=("y", "pred", "group"), display="Equalized odds gap (max)")
 def eodds_max(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return max(eo(y, yh, g), fpr_gap(y, yh, g))
 
 
-@metric("discrimination", higher_is_better=False, needs=("scores", "group"))
+@metric("discrimination", higher_is_better=False, needs=("scores", "group"), display="Discrimination")
 def discrimination(p: np.ndarray, g: np.ndarray) -> float:
     """GRAD eq. 1 (Zemel et al.): gap of the mean score between groups."""
     return _gap(np.asarray(p, dtype=np.float64), g)
 
 
-@metric("dp_perfect", higher_is_better=False, needs=("y", "group"))
+@metric("dp_perfect", higher_is_better=False, needs=("y", "group"), display="DP gap of a perfect classifier")
 def dp_perfect(y: np.ndarray, g: np.ndarray) -> float:
     """dp of the true labels: what a perfect classifier scores (the task's inherent bias)."""
     return dp(y, g)
 
 
-@metric("delta", higher_is_better=True, needs=("y", "pred", "scores", "group"), bounds=(-1.0, 1.0))
+@metric(
+    "delta",
+    higher_is_better=True,
+    needs=("y", "pred", "scores", "group"),
+    bounds=(-1.0, 1.0),
+    display="Delta (accuracy - discrimination)",
+)
 def delta(y: np.ndarray, yh: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
     """GRAD: accuracy minus discrimination."""
     return acc(y, yh) - discrimination(p, g)
 
 
-@metric("consistency", higher_is_better=True, needs=("features", "pred"))
+@metric("consistency", higher_is_better=True, needs=("features", "pred"), display="Consistency")
 def consistency(features: np.ndarray, yh: np.ndarray, k: int = CONSISTENCY_K, chunk: int = 2048) -> float:
     """GRAD eq. 2: 1 - mean |yh_i - mean of yh over i's k nearest neighbours (i excluded)|.
 
@@ -218,28 +245,55 @@ def consistency(features: np.ndarray, yh: np.ndarray, k: int = CONSISTENCY_K, ch
 
 # GBA / LfF accuracies. A row is aligned when its bias value is the one its class is skewed to
 # (the task says which: `TaskData.aligned`); without that flag, bias == y.
-@metric("acc_aligned", higher_is_better=True, needs=("y", "pred", "aligned"), multiclass=True)
+@metric(
+    "acc_aligned",
+    higher_is_better=True,
+    needs=("y", "pred", "aligned"),
+    multiclass=True,
+    display="Accuracy (bias-aligned)",
+)
 def acc_aligned(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     return _rate((yh == y).astype(np.float64), aligned)
 
 
-@metric("acc_conflicting", higher_is_better=True, needs=("y", "pred", "aligned"), multiclass=True)
+@metric(
+    "acc_conflicting",
+    higher_is_better=True,
+    needs=("y", "pred", "aligned"),
+    multiclass=True,
+    display="Accuracy (bias-conflicting)",
+)
 def acc_conflicting(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     return _rate((yh == y).astype(np.float64), ~aligned)
 
 
-@metric("acc_mean", higher_is_better=True, needs=("y", "pred", "aligned"), multiclass=True)
+@metric(
+    "acc_mean",
+    higher_is_better=True,
+    needs=("y", "pred", "aligned"),
+    multiclass=True,
+    display="Accuracy (mean of aligned, conflicting)",
+)
 def acc_mean(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     return (acc_aligned(y, yh, aligned) + acc_conflicting(y, yh, aligned)) / 2
 
 
-@metric("bias_gap", higher_is_better=False, needs=("y", "pred", "aligned"), bounds=(-1.0, 1.0), multiclass=True)
+@metric(
+    "bias_gap",
+    higher_is_better=False,
+    needs=("y", "pred", "aligned"),
+    bounds=(-1.0, 1.0),
+    multiclass=True,
+    display="Aligned - conflicting accuracy",
+)
 def bias_gap(y: np.ndarray, yh: np.ndarray, aligned: np.ndarray) -> float:
     """Aligned minus conflicting accuracy (signed: GBA reports it so)."""
     return acc_aligned(y, yh, aligned) - acc_conflicting(y, yh, aligned)
 
 
-@metric("acc_unbiased", higher_is_better=True, needs=("y", "pred", "bias"), multiclass=True)
+@metric(
+    "acc_unbiased", higher_is_better=True, needs=("y", "pred", "bias"), multiclass=True, display="Unbiased accuracy"
+)
 def acc_unbiased(y: np.ndarray, yh: np.ndarray, bias: np.ndarray) -> float:
     """Mean accuracy over the (y, bias) cells (LfF protocol)."""
     correct = (yh == y).astype(np.float64)
@@ -272,13 +326,25 @@ def _worst_cell(y: np.ndarray, yh: np.ndarray, attribute: np.ndarray) -> float:
     )
 
 
-@metric("acc_worst_group", higher_is_better=True, needs=("y", "pred", "group"), multiclass=True)
+@metric(
+    "acc_worst_group",
+    higher_is_better=True,
+    needs=("y", "pred", "group"),
+    multiclass=True,
+    display="Worst-group accuracy",
+)
 def acc_worst_group(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     """Worst accuracy over the (y, g) cells."""
     return _worst_cell(y, yh, g)
 
 
-@metric("acc_worst_bias", higher_is_better=True, needs=("y", "pred", "bias"), multiclass=True)
+@metric(
+    "acc_worst_bias",
+    higher_is_better=True,
+    needs=("y", "pred", "bias"),
+    multiclass=True,
+    display="Worst-group accuracy (bias cells)",
+)
 def acc_worst_bias(y: np.ndarray, yh: np.ndarray, bias: np.ndarray) -> float:
     """Worst accuracy over the (y, bias) cells: the worst-group counterpart of acc_unbiased."""
     return _worst_cell(y, yh, bias)
@@ -293,13 +359,15 @@ def _spread(values: np.ndarray, cells: np.ndarray, within: np.ndarray | None = N
     return float(max(rates) - min(rates)) if rates else float("nan")
 
 
-@metric("dp_intersectional", higher_is_better=False, needs=("pred", "intersection"))
+@metric("dp_intersectional", higher_is_better=False, needs=("pred", "intersection"), display="DP gap (intersections)")
 def dp_intersectional(yh: np.ndarray, cells: np.ndarray) -> float:
     """Max minus min of P(yh = 1 | intersection) over the intersections of the sensitive attributes."""
     return _spread(yh, cells)
 
 
-@metric("eo_intersectional", higher_is_better=False, needs=("y", "pred", "intersection"))
+@metric(
+    "eo_intersectional", higher_is_better=False, needs=("y", "pred", "intersection"), display="EO gap (intersections)"
+)
 def eo_intersectional(y: np.ndarray, yh: np.ndarray, cells: np.ndarray) -> float:
     """Max minus min of the true-positive rate over the intersections (those with positives)."""
     return _spread(yh, cells, y == 1)
@@ -323,32 +391,34 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BIN
     return float(gaps.sum() / counts.sum())
 
 
-@metric("ece", higher_is_better=False, needs=("y", "scores"))
+@metric("ece", higher_is_better=False, needs=("y", "scores"), display="Calibration error (ECE)")
 def ece(y: np.ndarray, p: np.ndarray) -> float:
     """Expected calibration error of p = P(y = 1) over all rows (15 equal-width bins)."""
     return expected_calibration_error(y, p)
 
 
-@metric("ece_group0", higher_is_better=False, needs=("y", "scores", "group"))
+@metric("ece_group0", higher_is_better=False, needs=("y", "scores", "group"), display="ECE (group 0)")
 def ece_group0(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
     """Expected calibration error within group g = 0."""
     return expected_calibration_error(y[g == 0], p[g == 0])
 
 
-@metric("ece_group1", higher_is_better=False, needs=("y", "scores", "group"))
+@metric("ece_group1", higher_is_better=False, needs=("y", "scores", "group"), display="ECE (group 1)")
 def ece_group1(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
     """Expected calibration error within group g = 1."""
     return expected_calibration_error(y[g == 1], p[g == 1])
 
 
-@metric("ece_gap", higher_is_better=False, needs=("y", "scores", "group"))
+@metric("ece_gap", higher_is_better=False, needs=("y", "scores", "group"), display="Calibration gap (ECE)")
 def ece_gap(y: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
     """|ECE(g = 1) - ECE(g = 0)|: the calibration gap between the groups."""
     return abs(ece_group1(y, p, g) - ece_group0(y, p, g))
 
 
 # Lower is better: less sensitive information left in the representation (DVGE ablation).
-declare("sens_acc", higher_is_better=False, origin="built-in (reported by dvge)")
+declare(
+    "sens_acc", higher_is_better=False, origin="built-in (reported by dvge)", display="Sensitive-attribute accuracy"
+)
 
 
 def group_input(g: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
 from fairbench.execution import Execution
+from fairbench.execution.progress import job_estimator
 from fairbench.execution.result import JobResult
 from fairbench.execution.stacking import should_stack
 from fairbench.execution.worker import WorkerSettings
@@ -25,7 +26,8 @@ from fairbench.provenance import git_revision, versions
 from fairbench.registry import DATASETS, METHODS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
-from fairbench.store import STORE_FILE, ReportSpecs, Store, check_folder, load_jobs, lock_folder
+from fairbench.status import write_log_index
+from fairbench.store import STORE_FILE, ReportSpecs, Store, check_folder, lock_folder
 from fairbench.suite import Suite, suite_tables
 
 
@@ -50,21 +52,6 @@ def missing_data(suite: Suite, data_dir: Path | None) -> list[DatasetStatus]:
         if key not in statuses:
             statuses[key] = DATASETS.get(experiment.dataset).status(root, experiment.options)
     return [status for status in statuses.values() if not status.usable]
-
-
-def job_estimator(results: Path) -> Callable[[Job], float | None]:
-    """Estimated seconds of a job from the finished jobs in `results`: the median duration of
-    its method on its dataset, else of its method on any dataset; None without any. Post-processed
-    variants (`fairbench postprocess`) carry their source's method but train nothing: left out."""
-    by_dataset: dict[tuple[str, str], float] = {}
-    by_method: dict[str, float] = {}
-    if (results / STORE_FILE).exists():
-        jobs = load_jobs(results)
-        trained = ~jobs["info"].fillna("").str.contains('"postprocessed_from"', regex=False)
-        finished = jobs[(jobs["status"] == "done") & jobs["duration"].notna() & trained]
-        by_dataset = finished.groupby(["method", "dataset"])["duration"].median().to_dict()
-        by_method = finished.groupby("method")["duration"].median().to_dict()
-    return lambda job: by_dataset.get((job.method, job.dataset), by_method.get(job.method))
 
 
 def _seconds(value: float) -> str:
@@ -209,6 +196,7 @@ def run_suite(
     try:
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
         store.record_report_specs(report_specs(suite))
+        write_log_index(results, jobs)
         done = set() if force else store.done_ids()
         todo = [job for job in jobs if job.job_id not in done]
         units = plan_units(todo, stack or suite.stack, execution.planning_device())

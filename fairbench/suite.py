@@ -6,6 +6,7 @@ Every error names the file, the line and the key, and suggests the closest valid
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -201,16 +202,20 @@ def _model_at(path: tuple[Any, ...]) -> type[BaseModel]:
 
 
 def _pydantic_error(error: ValidationError, lines: Lines, file: str) -> FairbenchError:
-    first = error.errors()[0]
-    loc = tuple(first["loc"])
-    where = locate(lines, loc, file)
-    key = ".".join(map(str, loc)) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        return FairbenchError(f"{where}: unknown key '{key}'{did_you_mean(str(loc[-1]), model.model_fields)}")
-    if first["type"] == "missing":
-        return FairbenchError(f"{where}: missing required key '{key}'")
-    return FairbenchError(f"{where}: {key}: {first['msg']} (got {first.get('input')!r})")
+    """One line per schema error, each naming the file, line and key."""
+    problems = []
+    for problem in error.errors():
+        loc = tuple(problem["loc"])
+        where = locate(lines, loc, file)
+        key = ".".join(map(str, loc)) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            problems.append(f"{where}: unknown key '{key}'{did_you_mean(str(loc[-1]), model.model_fields)}")
+        elif problem["type"] == "missing":
+            problems.append(f"{where}: missing required key '{key}'")
+        else:
+            problems.append(f"{where}: {key}: {problem['msg']} (got {problem.get('input')!r})")
+    return FairbenchError("\n".join(problems))
 
 
 def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Suite, Lines]:
@@ -233,23 +238,25 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
 def check_suite(suite: Suite, lines: Lines, file: str) -> None:
     """Check names against the registries: datasets, protocols, options, columns, methods,
-    parameters, budgets and grids."""
+    parameters, budgets and grids. Every problem found is reported, one line each."""
     from fairbench.registry import DATASETS, METHODS
 
-    def fail(path: tuple[Any, ...], message: str) -> FairbenchError:
-        return FairbenchError(f"{locate(lines, path, file)}: {message}")
+    problems: list[str] = []
+
+    def fail(path: tuple[Any, ...], message: str) -> None:
+        problems.append(f"{locate(lines, path, file)}: {message}")
 
     for i, exp in enumerate(suite.experiments):
         at = ("experiments", i)
         if exp.dataset not in DATASETS:
-            raise fail(
-                (*at, "dataset"), f"unknown dataset '{exp.dataset}'{did_you_mean(exp.dataset, DATASETS.names())}"
-            )
+            fail((*at, "dataset"), f"unknown dataset '{exp.dataset}'{did_you_mean(exp.dataset, DATASETS.names())}")
+            continue
         try:
             dataset = DATASETS.get(exp.dataset)(None, **exp.options)
             dataset.check_protocol(exp.protocol)
         except FairbenchError as error:
-            raise fail((*at, "options" if exp.options else "protocol"), str(error)) from None
+            fail((*at, "options" if exp.options else "protocol"), str(error))
+            continue
         columns = dataset.column_names()
         roles = [(("target",), exp.target), *((("sensitive", j) if isinstance(exp.sensitive, list) else
                  ("sensitive",), text) for j, text in enumerate(exp.sensitive_list))]  # fmt: skip
@@ -259,49 +266,52 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
             try:
                 Expression(text).validate(columns, f"{key[0]}: ")
             except FairbenchError as error:
-                raise fail((*at, *key), f"dataset '{exp.dataset}' {error}") from None
+                listing = f"`fairbench data describe {exp.dataset} --columns` lists them with types and examples"
+                fail((*at, *key), f"dataset '{exp.dataset}' {error}; {listing}")
     for i, spec in enumerate(suite.methods):
         at = ("methods", i)
         if spec.method not in METHODS:
-            raise fail((*at, "method"), f"unknown method '{spec.method}'{did_you_mean(spec.method, METHODS.names())}")
+            fail((*at, "method"), f"unknown method '{spec.method}'{did_you_mean(spec.method, METHODS.names())}")
+            continue
         cls = METHODS.get(spec.method)
         for name, values in spec.grid.items():
             if name not in cls.hparams:
-                raise fail(
-                    (*at, "grid", name),
-                    f"method '{spec.method}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}",
-                )
-            if not values:
-                raise fail((*at, "grid", name), f"grid '{name}' is empty; give at least one value")
-            for j, value in enumerate(values):
+                fail((*at, "grid", name),
+                     f"method '{spec.method}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}")  # fmt: skip
+            elif not values:
+                fail((*at, "grid", name), f"grid '{name}' is empty; give at least one value")
+            for j, value in enumerate(values if name in cls.hparams else []):
                 try:
                     cls.hparams[name].coerce(value, f"grid.{name}")
                 except FairbenchError as error:
-                    raise fail((*at, "grid", name, j), str(error)) from None
-        for name in spec.params:
+                    fail((*at, "grid", name, j), str(error))
+        for name, value in spec.params.items():
             if name in spec.grid:
-                raise fail((*at, "params", name), f"'{name}' is in both params and grid; keep one")
-        try:
-            cls.resolve(spec.params, suite.budget)
-        except FairbenchError as error:
-            bad = next((n for n in spec.params if n in str(error)), None)
-            raise fail((*at, "params", bad) if bad else ("budget",), str(error)) from None
-    budgets = {"paper"}.union(*(METHODS.get(spec.method).budgets for spec in suite.methods))
+                fail((*at, "params", name), f"'{name}' is in both params and grid; keep one")
+                continue
+            try:
+                cls.resolve({name: value}, suite.budget)
+            except FairbenchError as error:
+                fail((*at, "params", name), str(error))
+    known = [spec for spec in suite.methods if spec.method in METHODS]
+    budgets = {"paper"}.union(*(METHODS.get(spec.method).budgets for spec in known))
     if suite.budget not in budgets:
         suggestion = did_you_mean(suite.budget, budgets)
-        raise fail(("budget",), f"no method of this suite has a budget '{suite.budget}'{suggestion}")
+        fail(("budget",), f"no method of this suite has a budget '{suite.budget}'{suggestion}")
     ids = [exp.id for exp in suite.experiments]
     for index, exp_id in enumerate(ids):
         if ids.index(exp_id) != index:
-            raise fail(("experiments", index), f"experiment '{exp_id}' appears twice; give each a distinct 'name'")
+            fail(("experiments", index), f"experiment '{exp_id}' appears twice; give each a distinct 'name'")
     labels = [spec.label or spec.method for spec in suite.methods]
-    duplicates = {label for label in labels if labels.count(label) > 1}
-    if duplicates:
-        name = sorted(duplicates)[0]
-        index = labels.index(name)
-        raise fail(("methods", index), f"label '{name}' is used by several methods; give each a distinct 'label'")
-    _check_same_jobs(suite, labels, fail)
+    for name in sorted({label for label in labels if labels.count(label) > 1}):
+        fail(
+            ("methods", labels.index(name)), f"label '{name}' is used by several methods; give each a distinct 'label'"
+        )
+    if not problems:  # comparing jobs needs every method's parameters valid
+        _check_same_jobs(suite, labels, fail)
     _check_report(suite, fail)
+    if problems:
+        raise FairbenchError("\n".join(problems))
 
 
 def suite_tables(suite: Suite) -> list[ReportTable]:
@@ -309,7 +319,7 @@ def suite_tables(suite: Suite) -> list[ReportTable]:
     return [table_from_mapping(entry) for entry in suite.report.tables]
 
 
-def _check_report(suite: Suite, fail: Any) -> None:
+def _check_report(suite: Suite, fail: Callable[[tuple[Any, ...], str], None]) -> None:
     """`report:`: metrics that are registered, swept parameters that a method of the suite has,
     and tables that are valid ReportTables reading registered metrics."""
     from fairbench import metrics
@@ -323,11 +333,11 @@ def _check_report(suite: Suite, fail: Any) -> None:
         try:
             metrics.get(name)
         except FairbenchError as error:
-            raise fail(where, f"{'.'.join(map(str, where))}: {error}") from None
-    params = {name for spec in suite.methods for name in METHODS.get(spec.method).hparams}
+            fail(where, f"{'.'.join(map(str, where))}: {error}")
+    params = {name for spec in suite.methods if spec.method in METHODS for name in METHODS.get(spec.method).hparams}
     for index, name in enumerate(suite.report.sweep):
         if name not in params:
-            raise fail(
+            fail(
                 ("report", "sweep", index),
                 f"report.sweep: no method of this suite has a parameter '{name}'{did_you_mean(name, params)}",
             )
@@ -337,23 +347,24 @@ def _check_report(suite: Suite, fail: Any) -> None:
             spec = table_from_mapping(entry)
         except ValueError as error:
             key = next((k for k in entry if f"'{k}'" in str(error)), None) if isinstance(entry, dict) else None
-            raise fail((*at, key) if key else at, f"report.tables[{index}]: {error}") from None
+            fail((*at, key) if key else at, f"report.tables[{index}]: {error}")
+            continue
         for name in spec.metric_names:
             try:
                 metrics.get(name)
             except FairbenchError as error:
                 where = (*at, "metrics", name) if spec.metrics else (*at, "metric")
-                raise fail(where, f"report.tables[{index}]: {error}") from None
+                fail(where, f"report.tables[{index}]: {error}")
 
 
-def _check_same_jobs(suite: Suite, labels: list[str], fail: Any) -> None:
+def _check_same_jobs(suite: Suite, labels: list[str], fail: Callable[[tuple[Any, ...], str], None]) -> None:
     """Two entries that differ only by label would be the same jobs (a label is not part of a
     job's identity), and one label's rows would silently vanish: an error naming both."""
     points = [spec.points(suite.budget) for spec in suite.methods]
     for j, spec in enumerate(suite.methods):
         for i in range(j):
             if suite.methods[i].method == spec.method and any(p in points[i] for p in points[j]):
-                raise fail(
+                fail(
                     ("methods", j),
                     f"methods '{labels[i]}' and '{labels[j]}' are the same jobs (same method and parameters; "
                     f"a label does not make a job): remove one or change its parameters",

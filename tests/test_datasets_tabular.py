@@ -115,24 +115,35 @@ def test_download_checks_sha256_and_offline_says_what_to_do(tmp_path: Path, monk
         ensure((RemoteFile("ds/third.csv", source.as_uri()),), tmp_path / "data", "ds")
 
 
-def test_real_data_found_beside_the_repository_and_skips_say_what_to_set(tmp_path: Path) -> None:
-    """The README's plain `python -m pytest` runs the real-data tests: without $FAIRBENCH_DATA
-    they read ../shared/data; a folder without the files skips, naming the files and the variable."""
+def _pytest_statlog_german(**env: str) -> str:
+    """The output of a fresh pytest running the real-data test `test_statlog_german` under `env`
+    (with $FAIRBENCH_DATA only where `env` sets it)."""
     import os
     import subprocess
     import sys
 
+    base = {k: v for k, v in os.environ.items() if k != "FAIRBENCH_DATA"}
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+               "tests/test_datasets_tabular.py::test_statlog_german"]  # fmt: skip
     root = Path(__file__).resolve().parent.parent
-    if not (root.parent / "shared" / "data" / "statlog_german" / "german.data").exists():
-        pytest.skip(f"no real data beside the repository ({root.parent / 'shared' / 'data'})")
+    return subprocess.run(command, env={**base, **env}, cwd=root, capture_output=True, text=True).stdout
 
-    def pytest_run(**env: str) -> str:
-        base = {k: v for k, v in os.environ.items() if k != "FAIRBENCH_DATA"}
-        command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                   "tests/test_datasets_tabular.py::test_statlog_german"]  # fmt: skip
-        return subprocess.run(command, env={**base, **env}, cwd=root, capture_output=True, text=True).stdout
 
-    assert "1 passed" in pytest_run()
-    skipped = pytest_run(FAIRBENCH_DATA=str(tmp_path))
+def test_real_data_read_from_fairbench_data_and_skips_say_what_to_set(real_data, tmp_path: Path) -> None:
+    """$FAIRBENCH_DATA (or ../shared/data) holding the files runs the real-data tests; a folder
+    without them skips, naming the files and the variable."""
+    folder = real_data("statlog_german/german.data")
+    assert "1 passed" in _pytest_statlog_german(FAIRBENCH_DATA=str(folder))
+    skipped = _pytest_statlog_german(FAIRBENCH_DATA=str(tmp_path))
     assert "1 skipped" in skipped
     assert "set FAIRBENCH_DATA to a folder holding statlog_german/german.data" in skipped
+
+
+def test_real_data_found_beside_the_repository_without_fairbench_data() -> None:
+    """The README's plain `python -m pytest` runs the real-data tests: without $FAIRBENCH_DATA
+    they read ../shared/data, where a developer checkout has it."""
+    beside = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    if not (beside / "statlog_german" / "german.data").exists():
+        pytest.skip(f"checks the default data folder only, which this checkout lacks ({beside}); "
+                    "the real-data tests read $FAIRBENCH_DATA")  # fmt: skip
+    assert "1 passed" in _pytest_statlog_german()

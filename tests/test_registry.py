@@ -96,6 +96,9 @@ def test_plugin_installs_lists_and_runs(installed_plugin: Path, tmp_path: Path) 
     assert (
         listing.returncode == 0 and "reweighing" in listing.stdout and "plugin (fairbench-reweighing)" in listing.stdout
     )
+    documented = fairbench("ls", "methods", "reweighing").stdout
+    assert "Faisal Kamiran, Toon Calders, *Data preprocessing techniques" in documented
+    assert "| `strength` | float | `1.0` |  | paper |" in documented
     run = fairbench("run", str(EXAMPLE / "suite.yaml"), "--results", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     import pandas as pd

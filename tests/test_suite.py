@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -215,3 +216,37 @@ def test_set_errors(tiny_suite: Path) -> None:
         load_suite(tiny_suite, ["seeds"])
     with pytest.raises(FairbenchError, match=r"--set seeds=\[-1, x\]"):
         load_suite(tiny_suite, ["seeds=[-1, x]"])
+
+
+def test_a_suite_with_three_mistakes_reports_all_three_lines_at_once(tmp_path: Path, fairbench) -> None:
+    path = tmp_path / "three.yaml"
+    path.write_text(
+        "name: three\nexperiments:\n  - {dataset: synthetic, target: y, sensitive: proxxy > 0}\n"
+        "methods:\n  - method: emr\n  - method: adt\n    grid: {lamb: [1.0]}\n"
+    )
+    result = fairbench("validate", path)
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert [line.split(": ", 2)[1] for line in lines] == [f"{path}:3", f"{path}:5", f"{path}:7"], lines
+    listing = "the columns: x0, x1, x2, x3, x4, proxy, s, grade, y"
+    assert f"unknown column 'proxxy' in 'proxxy > 0' (did you mean 'proxy'?); {listing}" in lines[0]
+    assert "`fairbench data describe synthetic --columns` lists them" in lines[0]
+    assert "unknown method 'emr'" in lines[1] and "no parameter 'lamb'" in lines[2]
+
+
+def test_schema_mistakes_are_reported_together_too(tmp_path: Path, fairbench) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(BASE + "seedz: [0]\nstack: sometimes\n")
+    lines = fairbench("validate", path).err.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert sorted(line.split(": ", 2)[2][:12] for line in lines) == ["stack: Input", "unknown key "], lines
+
+
+def test_data_describe_columns_lists_types_and_examples(fairbench) -> None:
+    listed = fairbench("data", "describe", "synthetic", "--columns", "--json")
+    assert listed.code == 0, listed.err
+    rows = {row["column"]: row for row in json.loads(listed.out)}
+    assert set(rows) >= {"y", "s", "proxy"}
+    assert rows["y"]["distinct"] == 2 and rows["y"]["type"].startswith("int")
+    bare = fairbench("data", "describe", "synthetic")
+    assert bare.code == 2 and "--columns" in bare.err

@@ -35,3 +35,19 @@ def describe_task(
             "dp_perfect": dp_perfect(yy, gg),
         })  # fmt: skip
     return rows
+
+
+def describe_columns(
+    dataset: str, data_dir: Path | None, options: dict[str, Any], seed: int = 0
+) -> list[dict[str, Any]]:
+    """One row per column usable in targets and sensitive expressions: its type, number of
+    distinct values and a few example values (reads the attribute table only)."""
+    opened = open_dataset(dataset, data_dir, options)
+    frame = opened.frame(seed)
+    rows = []
+    for column in opened.column_names():
+        values = frame[column]
+        examples = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values.dropna().unique()[:4])
+        rows.append({"column": column, "type": str(values.dtype), "distinct": int(values.nunique()),
+                     "examples": examples})  # fmt: skip
+    return rows

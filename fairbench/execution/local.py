@@ -12,15 +12,16 @@ import os
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
 from fairbench.execution.base import refuse_address
 from fairbench.execution.devices import resolve_device
+from fairbench.execution.progress import JobProgress
 from fairbench.execution.result import JobResult, failed_results
 from fairbench.execution.worker import WorkerSettings, init_worker, run_unit
 from fairbench.plan import Job
@@ -78,41 +79,6 @@ def threads_per_worker(execution: Execution, cpus: int | None = None) -> int:
     if execution.devices is not None:
         return max(1, (cpus or os.cpu_count() or 1) // len(slots(execution)))
     return 1
-
-
-def _describe(unit: list[Job]) -> str:
-    job = unit[0]
-    size = f" x{len(unit)}" if len(unit) > 1 else ""
-    return f"{job.label}{size} seed={job.seed} {job.experiment}"
-
-
-class JobProgress:
-    """The progress bar of every executor: `show(running units)`, `finish(results)` records
-    each result through `on_result` and advances the bar."""
-
-    def __init__(self, units: list[list[Job]], on_result: Callable[[JobResult], None], console: Console) -> None:
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
-        self.progress = Progress(*columns, console=console, transient=False)
-        self.bar = self.progress.add_task("jobs", total=sum(len(unit) for unit in units))
-        self.on_result = on_result
-
-    def __enter__(self) -> JobProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.show([])
-        self.progress.stop()
-
-    def show(self, active: list[list[Job]]) -> None:
-        names = ", ".join(_describe(unit) for unit in active[:3]) + (" ..." if len(active) > 3 else "")
-        self.progress.update(self.bar, description=f"jobs [dim]({names})" if names else "jobs")
-
-    def finish(self, results: list[JobResult]) -> None:
-        for result in results:
-            self.on_result(result)
-        self.progress.advance(self.bar, len(results))
 
 
 def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
@@ -175,7 +141,7 @@ def run_workers(
 ) -> None:
     """Run every unit in one worker per device (in this process when there is one); call
     `on_result` in this process as each job finishes (for the store)."""
-    with JobProgress(units, on_result, console) as progress:
+    with JobProgress(units, on_result, console, Path(settings.log_dir).parent, len(devices)) as progress:
         show, finish = progress.show, progress.finish
 
         if len(devices) == 1:

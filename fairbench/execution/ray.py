@@ -13,6 +13,7 @@ per cluster, else each node builds its own once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -20,7 +21,7 @@ from rich.console import Console
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
 from fairbench.execution.base import cluster_planning_device, refuse_devices
-from fairbench.execution.local import JobProgress
+from fairbench.execution.progress import JobProgress
 from fairbench.execution.result import JobResult, failed_results
 from fairbench.execution.worker import WorkerSettings, run_unit_detached
 from fairbench.plan import Job
@@ -70,7 +71,7 @@ class Ray:
                 num_cpus=threads, num_gpus=gpus, max_retries=execution.retries, retry_exceptions=False
             )
             pending = {task.remote(unit, settings, threads, device): unit for unit in units}
-            with JobProgress(units, on_result, console) as progress:
+            with JobProgress(units, on_result, console, Path(settings.log_dir).parent, execution.workers) as progress:
                 while pending:
                     progress.show(list(pending.values()))
                     ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)

@@ -21,7 +21,7 @@ from rich.console import Console
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
 from fairbench.execution.base import cluster_planning_device, refuse_address, refuse_devices
-from fairbench.execution.local import JobProgress
+from fairbench.execution.progress import JobProgress
 from fairbench.execution.result import JobResult, failed_results
 from fairbench.execution.worker import WorkerSettings, run_unit_detached
 from fairbench.plan import Job
@@ -74,7 +74,11 @@ class Slurm:
             f"submitted job array {jobs[0].job_id.split('_')[0]} ({n} tasks); logs in {folder}", soft_wrap=True
         )
         pending = dict(zip(jobs, units))
-        with JobProgress(units, on_result, console) as progress, _cancel_on_interrupt(pending):
+        results_folder = Path(settings.log_dir).parent
+        with (
+            JobProgress(units, on_result, console, results_folder, execution.workers) as progress,
+            _cancel_on_interrupt(pending),
+        ):
             while pending:
                 progress.show(list(pending.values()))
                 for job in [job for job in pending if job.done()]:

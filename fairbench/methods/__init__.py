@@ -1,7 +1,7 @@
 """Debiasing methods: one module per method, all behind `fairbench.registry.METHODS`; the shared
 bases of method families in `fairbench/methods/families/`."""
 
-from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
+from fairbench.methods.base import HParam, Method, MetricRow, Outcome, Paper, RunContext
 from fairbench.methods.families.trained import TrainedMethod, select_param, training_hparams
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "Method",
     "MetricRow",
     "Outcome",
+    "Paper",
     "RunContext",
     "TrainedMethod",
     "select_param",

@@ -12,6 +12,7 @@ log-variance per dim, which a deterministic encoder does not have). Adam lr 1e-5
 
 import numpy as np
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, MetricRow, Outcome
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.methods.families.latent import Recipe, retrained_accuracy
@@ -22,6 +23,7 @@ from fairbench.train import Fit, Trainer, embed
 class ADT(BranchedMethod):
     name = "adt"
     description = "adversarial debiasing: sensitive branch behind gradient reversal, weight lam"
+    paper = papers.ADT
     hparams = {
         **common_hparams(arch="dvge", epochs=100, lr=1e-5, beta1=0.5, beta2=0.9, batch_size=64, select="acc"),
         "protect": PROTECT,

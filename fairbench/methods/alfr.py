@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.trained import TrainedMethod, require_binary, training_hparams
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
@@ -84,6 +85,7 @@ class ALFRNet(nn.Module):
 class ALFR(TrainedMethod):
     name = "alfr"
     description = "adversarially learned fair representations: autoencoder + predictor + adversary on s"
+    paper = papers.ALFR
     hparams = {
         "alpha": HParam(1.0, "weight of the reconstruction loss"),
         "beta": HParam(1.0, "weight of the adversary's loss in the encoder's objective (reversal scale)"),

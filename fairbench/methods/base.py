@@ -30,6 +30,8 @@ class HParam:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    # Where the default comes from: "paper", "released code" or "our choice" (None: see the help).
+    source: str | None = None
 
     def coerce(self, value: Any, where: str) -> Any:
         """Return `value` as this parameter's type, or raise a one-line error."""
@@ -43,6 +45,16 @@ class HParam:
         if self.choices is not None and value not in self.choices:
             raise FairbenchError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
         return value
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The publication a method implements, for `fairbench ls methods NAME` and docs/methods.md."""
+
+    authors: str
+    title: str
+    venue: str
+    year: int
 
 
 @dataclass
@@ -91,6 +103,8 @@ class Method:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # The method's publication (see fairbench.methods.papers); None for plain baselines (ERM).
+    paper: ClassVar[Paper | None] = None
     hparams: ClassVar[dict[str, HParam]] = {}
     # Named training budgets: parameter overrides applied under `budget: <name>` in a suite.
     budgets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}

@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome
 from fairbench.methods.families.branched import BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
@@ -78,6 +79,7 @@ class DFR(BranchedMethod):
     name = "dfr"
     description = "Deep Feature Reweighting: ERM features, last layer refit on a group-balanced validation split"
     adversarial = False
+    paper = papers.DFR
     hparams = {
         **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="last", rules=("last", "acc")),
         "c_grid": HParam(C_GRID, "inverse L1 strengths tried for the last layer (the paper's grid)"),

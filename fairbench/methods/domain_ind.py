@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
 from fairbench.train import Batch, Trainer
@@ -51,6 +52,7 @@ class DomainHeads(nn.Module):
 class DomainInd(ClassifierMethod):
     name = "domain_ind"
     description = "domain-independent training: a classifier head per bias domain, inference sums the heads"
+    paper = papers.DOMAIN_IND
     hparams = {
         **classifier_hparams(arch="mlp3", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
                             batch_size=128, select="last"),

@@ -29,6 +29,7 @@ import torch
 from fairbench.data.base import TaskData
 from fairbench.encoders import Latents, encoder_label, latent_codes
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
 from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
@@ -76,6 +77,7 @@ class DVGE(LatentCodeMethod):
     description = (
         "DVGE: perturb a frozen VAE code with the sensitive (and task) gradient focus while training g"
     )
+    paper = papers.DVGE
     hparams = {
         **SHARED_HPARAMS,
         "eta1": HParam(0.1, "weight of the sensitive focus F_d (debiasing)"),
@@ -86,9 +88,11 @@ class DVGE(LatentCodeMethod):
             "(the paper: +eta1 F_d moves z away from d's prediction, -eta2 F_g towards g's); "
             "logit = the released code's choice (FullGrad of the predicted logit)",
             ("loss", "logit"),
+            source="paper",
         ),
-        "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code"),
-        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension"),
+        "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code",
+                       source="paper"),  # fmt: skip
+        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension", source="paper"),
         "ablation": HParam(
             False, "also report sens_acc rows (paper Tables 1/2/5/6) for members with eta2 = 0"
         ),

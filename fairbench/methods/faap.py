@@ -39,6 +39,7 @@ from fairbench import metrics
 from fairbench.data.base import TaskData
 from fairbench.deployed import KINDS, Deployed, DeployedConfig, load_deployed, predict, prepare, split_train
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
 from fairbench.nets.generators import AdvGANGenerator
 from fairbench.nets.resnet import feature_discriminator
@@ -99,6 +100,7 @@ def perturb(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
 class FAAP(Method):
     name = "faap"
     description = "fairness-aware adversarial perturbation: a generator hides the group from a frozen deployed model"
+    paper = papers.FAAP
     hparams = {
         "deployed": HParam("normal", "deployed model kind: normal | fair | LF | RG (FAAP 5.1)", KINDS),
         "surrogates": HParam(

@@ -2,6 +2,7 @@
 target and mutual dims, its protected dims dropped. The encoder (fairbench/encoders/fdvae.py)
 trains with the target and the sensitive group, so its artifact depends on both."""
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
 
@@ -9,6 +10,7 @@ from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, Se
 class FDVAE(SensitivePartDropped):
     name = "fdvae"
     description = "FD-VAE: g on the target and mutual dims of a target/mutual/protected split code"
+    paper = papers.FDVAE
     encoders = ("fdvae",)
     hparams = {
         **SHARED_HPARAMS,

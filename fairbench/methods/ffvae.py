@@ -3,6 +3,7 @@ without its sensitive dims b; the encoder (see fairbench/encoders/ffvae.py) is t
 the sensitive attributes, so its artifact depends on the sensitive expression. This is also
 FFVAE's "sensitive dims removed" reading."""
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
 
@@ -10,6 +11,7 @@ from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, Se
 class FFVAE(SensitivePartDropped):
     name = "ffvae"
     description = "FFVAE: g on a FactorVAE code whose supervised sensitive dims b are dropped"
+    paper = papers.FFVAE
     encoders = ("ffvae",)
     encoder_hparams = ("alpha", "gamma")
     hparams = {

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
 from fairbench.methods.families.trained import TrainedMethod, training_hparams
 from fairbench.nets.branched import ARCHITECTURES, build_branched
@@ -80,6 +81,7 @@ def filters_to_drop(scores: torch.Tensor, share: float) -> torch.Tensor:
 class FilterDrop(TrainedMethod):
     name = "filter_drop"
     description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
+    paper = papers.FILTER_DROP
     hparams = {
         "arch": HParam("mlp3", "network: its backbone's output units are the filters", ARCHITECTURES),
         **training_hparams(epochs=100, lr=1e-3, batch_size=256, select="acc"),

@@ -40,6 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.nets.branched import BranchedNet
@@ -70,6 +71,7 @@ def gba_mask(discriminator: nn.Module, features: torch.Tensor, bias: torch.Tenso
 class GBA(BranchedMethod):
     name = "gba"
     description = "GBA: adversarial training, the classifier reads features masked by D's gradient"
+    paper = papers.GBA
     hparams = {
         **common_hparams(arch="resnet18", epochs=100, lr=1e-3, batch_size=256, select="last"),
         "protect": PROTECT,

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.families.branched import TargetLoss
 from fairbench.methods.families.trained import Scorer
 from fairbench.methods.grad_pred import GradPred
@@ -41,6 +42,7 @@ class GradAuto(GradPred):
 
     name = "grad_auto"
     description = "GRAD-Auto: fair autoencoder by gradient reversal, logistic regression on its trunk"
+    paper = papers.GRAD
 
     def target(self, t: Trainer) -> tuple[int, TargetLoss]:
         data, x = t.data, t.x

@@ -2,6 +2,7 @@
 with batch norm + ReLU, Adam, 50 epochs, lambda = 100, keeping the epoch with the lowest
 validation discrimination (ties: highest validation accuracy)."""
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
 from fairbench.table_spec import ReportTable
@@ -20,6 +21,7 @@ TABLE = ReportTable(
 class GradPred(BranchedMethod):
     name = "grad_pred"
     description = "GRAD-Pred: gradient reversal against discrimination, selection by val discrimination"
+    paper = papers.GRAD
     hparams = {
         **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="disc"),
         "protect": PROTECT,

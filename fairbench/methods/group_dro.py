@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
 from fairbench.train import Batch, Trainer
@@ -51,6 +52,7 @@ def update_group_weights(q: torch.Tensor, losses: torch.Tensor, eta: float) -> t
 class GroupDRO(ClassifierMethod):
     name = "group_dro"
     description = "GroupDRO: exponentiated-gradient weights on the (class, bias) groups' losses"
+    paper = papers.GROUP_DRO
     hparams = {
         **classifier_hparams(arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128,
                             select="worst"),

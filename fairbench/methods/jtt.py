@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
 from fairbench.methods.families.branched import BranchedMethod, common_hparams
 from fairbench.train import Trainer, predict_proba
@@ -47,6 +48,7 @@ class JTT(BranchedMethod):
     name = "jtt"
     description = "Just Train Twice: ERM for T epochs, then retrain with its misclassified rows upsampled"
     adversarial = False
+    paper = papers.JTT
     hparams = {
         **common_hparams(
             arch="grad",

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
 from fairbench.train import Batch, Trainer
@@ -71,6 +72,7 @@ class Pair(nn.Module):
 class LfF(ClassifierMethod):
     name = "lff"
     description = "Learning from Failure: GCE-trained biased model, relative-difficulty weights for the debiased one"
+    paper = papers.LFF
     needs_bias = False
     hparams = {
         **classifier_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,

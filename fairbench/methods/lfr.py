@@ -45,6 +45,7 @@ from scipy.optimize import minimize
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
 
@@ -135,6 +136,7 @@ class Objective:
 class LFR(Method):
     name = "lfr"
     description = "Learning Fair Representations (Zemel et al. 2013): fair prototypes, L-BFGS"
+    paper = papers.LFR
     hparams = {
         "prototypes": HParam(10, "number of prototypes K"),
         "a_z": HParam(1000.0, "weight of L_z, the statistical parity of the prototype memberships"),

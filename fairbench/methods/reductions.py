@@ -37,6 +37,7 @@ import numpy as np
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 
 # The project's `grad` network: a 2 x 40 trunk and a 40-unit head layer.
@@ -66,6 +67,7 @@ def weighted_estimator(name: str, seed: int, epochs: int) -> Any:
 class Reductions(Method):
     name = "reductions"
     description = "fairlearn's ExponentiatedGradient (Agarwal et al. 2018) around logistic regression or an MLP"
+    paper = papers.REDUCTIONS
     hparams = {
         "constraint": HParam("dp", "dp: DemographicParity | eodds: EqualizedOdds", ("dp", "eodds")),
         "eps": HParam(0.01, "allowed constraint violation"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fairbench.data.base import TaskData
 from fairbench.encoders import encoder_label, latent_codes
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
 from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
@@ -28,6 +29,7 @@ from fairbench.methods.families.latent import (
 class Removal(LatentCodeMethod):
     name = "removal"
     description = "baseline: train g on the VAE code with the sensitive dimensions zeroed"
+    paper = papers.FFVAE
     hparams = {
         **{k: v for k, v in SHARED_HPARAMS.items() if k != "sens_epochs"},
         "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)"),

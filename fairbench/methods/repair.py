@@ -46,6 +46,7 @@ from torch import nn
 
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.erm import ERM
 from fairbench.methods.families.branched import common_hparams
@@ -132,6 +133,7 @@ def kept_rows(w: np.ndarray, mode: str, threshold: float, rng: np.random.Generat
 class Repair(Method):
     name = "repair"
     description = "REPAIR: resample the training set so the bias representation stops predicting the class"
+    paper = papers.REPAIR
     hparams = {
         **common_hparams(arch="mlp3", epochs=100, lr=1e-3, batch_size=256, select="acc"),
         "representation": HParam(

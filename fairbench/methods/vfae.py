@@ -53,6 +53,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from fairbench.data.base import TaskData
+from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome
 from fairbench.methods.families.trained import TrainedMethod, require_binary, training_hparams
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
@@ -132,6 +133,7 @@ class VFAENet(nn.Module):
 class VFAE(TrainedMethod):
     name = "vfae"
     description = "variational fair autoencoder: semi-supervised VAE given s, MMD penalty on q(z1|s)"
+    paper = papers.VFAE
     hparams = {
         "alpha": HParam(1.0, "weight of the classification loss -log q(y|z1)"),
         "beta": HParam(1.0, "weight of the MMD penalty between the groups' q(z1)"),

@@ -35,7 +35,15 @@ from fairbench.report import pareto as pareto_mod
 from fairbench.report import sweep as sweep_mod
 from fairbench.report import tables as tables_mod
 from fairbench.report.choices import PARTS
-from fairbench.report.common import fmt_mean_std, fmt_num, markdown_table, slug, untagged
+from fairbench.report.common import (
+    experiment_title,
+    fmt_mean_std,
+    fmt_num,
+    markdown_table,
+    metric_label,
+    slug,
+    untagged,
+)
 from fairbench.report.document import Figure, Report, Section, Table
 from fairbench.report.figures import FORMATS, plot_pareto, png_bytes, save_figure
 from fairbench.report.html import render_html
@@ -106,7 +114,7 @@ def _write_csv(report: Report, name: str, frame: pd.DataFrame) -> None:
     report.files.append(path)
 
 
-def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png: bool) -> Figure:
+def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png: bool, wide: bool = False) -> Figure:
     paths = save_figure(fig, report.out / stem, opts.formats)
     report.files.extend(paths)
     data = None
@@ -114,7 +122,7 @@ def _figure(report: Report, fig, stem: str, title: str, opts: Options, want_png:
         png = [p for p in paths if p.suffix == ".png"]
         data = png[0].read_bytes() if png else png_bytes(fig)
     plt.close(fig)
-    return Figure(title, data, paths)
+    return Figure(title, data, paths, wide)
 
 
 def _selection(df: pd.DataFrame, opts: Options) -> pd.DataFrame:
@@ -145,7 +153,7 @@ def build_report(folder: Path, opts: Options) -> Report:
         points = _pareto_points(df, pairs, intervals if opts.ci_bars else None)
         hv_frames = [pareto_mod.hypervolume_table(frame, x, y) for (x, y), frame in points.items()]
         if "pareto" in parts:
-            section = _pareto_section(report, points, hv_frames, opts, want_png)
+            section = _pareto_section(report, df, points, hv_frames, opts, want_png)
             if not pairs:
                 shown = ", ".join(f"{x}:{y}" for x, y in requested)
                 section.notes.append(f"no metric pair of {shown} is in the results")
@@ -228,6 +236,7 @@ def _pareto_points(
 
 def _pareto_section(
     report: Report,
+    df: pd.DataFrame,
     points: dict[tuple[str, str], pd.DataFrame],
     hv_frames: list[pd.DataFrame],
     opts: Options,
@@ -238,9 +247,10 @@ def _pareto_section(
     level = opts.ci if opts.ci_bars else None
     for (x, y), frame in points.items():
         for exp, sub in frame.groupby("experiment", sort=True):
-            fig = plot_pareto(sub, x, y, title=f"{exp}: {x} vs {y} (test)", level=level)
+            name = f"{experiment_title(df, exp)}: {metric_label(y)} vs {metric_label(x)}"
+            fig = plot_pareto(sub, x, y, title=f"{name} (test)", level=level)
             stem = f"pareto_{slug(exp)}_{slug(x)}-{slug(y)}"
-            section.figures.append(_figure(report, fig, stem, f"{exp}: {x} vs {y}", opts, want_png))
+            section.figures.append(_figure(report, fig, stem, name, opts, want_png))
     if points:
         fronts = [pareto_mod.front_table(frame).assign(pair=f"{x}-{y}") for (x, y), frame in points.items()]
         section.tables += _front_tables(
@@ -367,10 +377,10 @@ def _sweep_section(
         _write(report, f"sweep_{slug(param)}.md", markdown_table(header, rows))
         section.tables.append(Table(f"{', '.join(names)} against {param} (test, seed mean ± std)", header, rows))
         for exp, sub in stats.groupby("experiment", sort=True):
-            title = f"{exp}: metrics against {param} (test)"
-            fig = sweep_mod.plot_sweep(sub, param, names, specs.defaults, title=title)
+            name = f"{experiment_title(df, exp)}: metrics against {param}"
+            fig = sweep_mod.plot_sweep(sub, param, names, specs.defaults, title=f"{name} (test)")
             stem = f"sweep_{slug(exp)}_{slug(param)}"
-            section.figures.append(_figure(report, fig, stem, f"{exp}: metrics against {param}", opts, want_png))
+            section.figures.append(_figure(report, fig, stem, name, opts, want_png, wide=True))
     return section
 
 

@@ -10,6 +10,7 @@ not the model's own scores, and would otherwise be averaged into the wrong numbe
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,10 +107,8 @@ def fmt_num(value: float, digits: int = 3) -> str:
     return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def fmt_mean_std(
-    mean: float, std: float, n: int, digits: int = 3, interval: tuple[float, float] | None = None
-) -> str:
-    """"0.812 ± 0.010" (no ± for a single seed), followed by " [low, high]" when an interval is given."""
+def fmt_mean_std(mean: float, std: float, n: int, digits: int = 3, interval: tuple[float, float] | None = None) -> str:
+    """ "0.812 ± 0.010" (no ± for a single seed), followed by " [low, high]" when an interval is given."""
     if mean is None or pd.isna(mean):
         return "-"
     text = fmt_num(mean, digits) if n is None or pd.isna(n) or n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
@@ -166,6 +165,26 @@ def latex_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: s
 
 
 def slug(text: str) -> str:
-    """A file-name-safe version of an experiment or label name."""
-    out = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
-    return out.strip("_") or "x"
+    """A file-name-safe version of an experiment or label name: other characters become one
+    underscore per run (`sex == 'Male'` -> `sex_Male`)."""
+    out = re.sub(r"[^\w.-]+", "_", str(text), flags=re.ASCII)
+    return re.sub(r"_+", "_", out).strip("_") or "x"
+
+
+def experiment_title(df: pd.DataFrame, experiment: str) -> str:
+    """How figures name an experiment: its suite name where it has one, else "dataset: target,
+    sensitive" (the id `dataset/target/sensitive` is an internal key)."""
+    rows = df[df["experiment"] == experiment]
+    if rows.empty:
+        return experiment
+    first = rows.iloc[0]
+    if experiment != f"{first['dataset']}/{first['target']}/{first['sensitive']}":
+        return experiment
+    return f"{first['dataset']}: {first['target']}, {first['sensitive']}"
+
+
+def metric_label(metric: str) -> str:
+    """The registry's display name of a metric (its name when it is not registered)."""
+    from fairbench import metrics
+
+    return metrics.get(metric).label if metric in metrics.registered() else metric

@@ -22,6 +22,7 @@ class Figure:
     title: str
     png: bytes | None
     paths: list[Path]
+    wide: bool = False  # several panels: the HTML page gives it the full width
 
 
 @dataclass

@@ -20,28 +20,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from fairbench import metrics  # noqa: E402
-from fairbench.metrics import higher_is_better  # noqa: E402
 from fairbench.report.choices import FIGURE_FORMATS  # noqa: E402
+from fairbench.report.pareto import oriented, pareto_front  # noqa: E402
 
 FORMATS = FIGURE_FORMATS
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
-NAMES = {
-    "acc": "Accuracy",
-    "dp": "DP gap",
-    "eo": "EO gap",
-    "eo_joint": "EO (joint) gap",
-    "eodds_sum": "Equalized odds gap (sum)",
-    "eodds_max": "Equalized odds gap (max)",
-    "dp_intersectional": "DP gap (intersections)",
-    "eo_intersectional": "EO gap (intersections)",
-    "acc_worst_group": "Worst-group accuracy",
-    "acc_worst_bias": "Worst-group accuracy (bias)",
-    "ece": "Calibration error (ECE)",
-    "ece_gap": "Calibration gap (ECE)",
-    "discrimination": "Discrimination",
-    "consistency": "Consistency",
-    "delta": "Delta",
-}
 
 
 def apply_style() -> None:
@@ -51,8 +34,12 @@ def apply_style() -> None:
 
 
 def axis_label(metric: str) -> str:
-    arrow = "higher is better" if higher_is_better(metric) else "lower is better"
-    return f"{NAMES.get(metric, metric)} ({arrow})"
+    """The metric's display name (the registry's) and which way is better."""
+    entry = metrics.get(metric)
+    better = "higher is better" if entry.higher_is_better else "lower is better"
+    if entry.signed_gap:
+        better = "nearer 0 is better"
+    return f"{entry.label} ({better})"
 
 
 def save_figure(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
@@ -85,65 +72,57 @@ def error_bars(values: pd.Series, low: pd.Series, high: pd.Series, metric: str) 
 def plot_pareto(
     points: pd.DataFrame, x_metric: str, y_metric: str, title: str = "", level: float | None = None
 ) -> Figure:
-    """One experiment's points (output of pareto_points): a front per label, dominated points faint.
+    """One experiment's points (output of pareto_points): each label's front, and the front
+    over every label.
 
-    Front points carry error bars (seed std on both axes, or with `level` the bootstrap interval
-    columns x_low..y_high) and are joined in order of x; the dominated hyperparameter points are
-    drawn small and transparent so the sweep stays visible.
+    A label's front points carry error bars (seed std on both axes, or with `level` the bootstrap
+    interval columns x_low..y_high), are joined in order of x and annotated with their grid point;
+    a front point that another label dominates is drawn faint, as are the points off the label's
+    own front. The front over all labels is a grey band behind them. The legend sits outside the
+    axes, off the data.
     """
     apply_style()
-    fig, ax = plt.subplots(figsize=(5.2, 3.9))
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    on_overall = pareto_front(oriented(points["x"].to_numpy(float), points["y"].to_numpy(float), x_metric, y_metric))
+    overall = pd.Series(on_overall, index=points.index)
+    best = points[overall].sort_values("x")
+    ax.plot(best["x"], best["y"], color="0.55", linewidth=6, alpha=0.25, solid_capstyle="round", zorder=1,
+            label="front over all methods")  # fmt: skip
     labels = list(dict.fromkeys(points.sort_values("label")["label"]))
     colors = sns.color_palette("colorblind", n_colors=max(len(labels), 1))
     for i, label in enumerate(labels):
         sub = points[points["label"] == label]
         color, marker = colors[i % len(colors)], MARKERS[i % len(MARKERS)]
-        dominated = sub[~sub["on_front"].astype(bool)]
-        ax.scatter(
-            dominated["x"],
-            dominated["y"],
-            color=color,
-            marker=marker,
-            s=14,
-            alpha=0.22,
-            linewidths=0,
-            zorder=2,
-        )
-        front = sub[sub["on_front"].astype(bool)].sort_values("x")
+        own = sub["on_front"].astype(bool)
+        dominated = sub[~own]
+        ax.scatter(dominated["x"], dominated["y"], color=color, marker=marker, s=14, alpha=0.22, linewidths=0,
+                   zorder=2)  # fmt: skip
+        front = sub[own].sort_values("x")
         if level is None:
             xerr = error_bars(front["x"], front["x"] - front["x_std"], front["x"] + front["x_std"], x_metric)
             yerr = error_bars(front["y"], front["y"] - front["y_std"], front["y"] + front["y_std"], y_metric)
         else:
             xerr = error_bars(front["x"], front["x_low"], front["x_high"], x_metric)
             yerr = error_bars(front["y"], front["y_low"], front["y_high"], y_metric)
-        ax.errorbar(
-            front["x"],
-            front["y"],
-            xerr=xerr,
-            yerr=yerr,
-            color=color,
-            marker=marker,
-            markersize=5.5,
-            linewidth=1.4,
-            elinewidth=0.8,
-            capsize=2,
-            label=label,
-            zorder=3,
-        )
+        ax.plot(front["x"], front["y"], color=color, linewidth=1.4, zorder=3)
+        leading = overall.loc[front.index].to_numpy()  # on the front over all labels too
+        for strong, alpha in ((True, 1.0), (False, 0.35)):
+            keep = leading == strong
+            if keep.any():
+                ax.errorbar(front["x"][keep], front["y"][keep], xerr=xerr[:, keep], yerr=yerr[:, keep], color=color,
+                            marker=marker, markersize=5.5, linestyle="none", elinewidth=0.8, capsize=2, alpha=alpha,
+                            zorder=4)  # fmt: skip
+        ax.plot([], [], color=color, marker=marker, markersize=5.5, linewidth=1.4, label=label)  # legend entry
+        for row in front[front["point"] != "default"].itertuples():  # the grid point, e.g. lam=10
+            ax.annotate(row.point, (row.x, row.y), xytext=(4, 4), textcoords="offset points", fontsize=6.5,
+                            color=color, zorder=5)  # fmt: skip
     ax.set_xlabel(axis_label(x_metric))
     ax.set_ylabel(axis_label(y_metric))
     if title:
         ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, frameon=True, loc="best")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     bars = "std over seeds" if level is None else f"{level:.0%} bootstrap interval of the seed mean"
-    fig.text(
-        0.99,
-        0.005,
-        f"faint: dominated points; bars: {bars}",
-        ha="right",
-        va="bottom",
-        fontsize=6.5,
-        color="0.4",
-    )
+    note = f"faint: dominated points (by the same method, or another); labels: grid points; bars: {bars}"
+    fig.text(0.99, 0.005, note, ha="right", va="bottom", fontsize=6.5, color="0.4")
     fig.tight_layout()
     return fig

@@ -4,8 +4,10 @@ Inputs: the tidy table's untagged rows of the *test* split (as the papers' Figur
 test results of every hyperparameter point), seeds averaged per hyperparameter point.
 
 Orientation: a metric registered as higher-is-better (`fairbench.metrics`) is maximised, any
-other (a gap) minimised. Internally every pair is mapped to (cost, benefit) = (x or -x, y or -y) so that one
-front/hypervolume routine serves any two metrics.
+other (a gap) minimised; a signed gap (bias_gap) by its magnitude. Internally every pair is
+mapped to (cost, benefit), the cost being x for a gap, -x for a higher-is-better metric and |x|
+for a signed gap (the benefit minus that of y), so that one front/hypervolume routine serves
+any two metrics.
 
 Reference point of the hypervolume: per experiment and metric pair, the worst x and the worst
 y over the seed-averaged points of *all* methods of that experiment (e.g. the largest dp gap
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fairbench import metrics
 from fairbench.metrics import higher_is_better
 from fairbench.report.common import GROUP, point_stats, wide_points
 
@@ -72,10 +75,17 @@ def hypervolume(front: np.ndarray, ref: tuple[float, float]) -> float:
     return float(area)
 
 
-def _oriented(x: np.ndarray, y: np.ndarray, x_metric: str, y_metric: str) -> np.ndarray:
-    cost = -x if higher_is_better(x_metric) else x
-    benefit = y if higher_is_better(y_metric) else -y
-    return np.column_stack([cost, benefit])
+def oriented(x: np.ndarray, y: np.ndarray, x_metric: str, y_metric: str) -> np.ndarray:
+    """(cost, benefit) columns: a higher-is-better metric negated as a cost; a signed gap
+    (bias_gap) by its magnitude, since a smaller gap is better whichever way it points."""
+
+    def cost(values: np.ndarray, name: str) -> np.ndarray:
+        entry = metrics.get(name)
+        if entry.signed_gap:
+            return np.abs(values)
+        return -values if entry.higher_is_better else values
+
+    return np.column_stack([cost(x, x_metric), -cost(y, y_metric)])
 
 
 def pareto_points(
@@ -106,9 +116,7 @@ def pareto_points(
     out["on_front"] = False
     for _, idx in out.groupby(GROUP).groups.items():
         sub = out.loc[idx]
-        out.loc[idx, "on_front"] = pareto_front(
-            _oriented(sub["x"].to_numpy(), sub["y"].to_numpy(), x_metric, y_metric)
-        )
+        out.loc[idx, "on_front"] = pareto_front(oriented(sub["x"].to_numpy(), sub["y"].to_numpy(), x_metric, y_metric))
     out = out[cols]
     if intervals is not None:
         for axis, metric in (("x", x_metric), ("y", y_metric)):
@@ -128,13 +136,13 @@ def reference_point(points: pd.DataFrame, x_metric: str, y_metric: str, margin: 
     """Worst x and worst y over all points given (one experiment, all methods), pushed out by
     `margin` times the observed range of each axis."""
 
-    def worst(values: pd.Series, higher: bool) -> float:
+    def worst(values: pd.Series, metric: str) -> float:
+        if metrics.get(metric).signed_gap:  # the largest magnitude is the worst
+            values = values.abs()
         lo, hi = float(values.min()), float(values.max())
-        return lo - margin * (hi - lo) if higher else hi + margin * (hi - lo)
+        return lo - margin * (hi - lo) if higher_is_better(metric) else hi + margin * (hi - lo)
 
-    return Reference(
-        worst(points["x"], higher_is_better(x_metric)), worst(points["y"], higher_is_better(y_metric))
-    )
+    return Reference(worst(points["x"], x_metric), worst(points["y"], y_metric))
 
 
 def hypervolume_table(points: pd.DataFrame, x_metric: str, y_metric: str) -> pd.DataFrame:
@@ -146,9 +154,9 @@ def hypervolume_table(points: pd.DataFrame, x_metric: str, y_metric: str) -> pd.
     rows = []
     for experiment, exp_points in points.groupby("experiment", sort=True):
         ref = reference_point(exp_points, x_metric, y_metric)
-        ref_oriented = _oriented(np.array([ref.x]), np.array([ref.y]), x_metric, y_metric)[0]
+        ref_oriented = oriented(np.array([ref.x]), np.array([ref.y]), x_metric, y_metric)[0]
         for label, sub in exp_points.groupby("label", sort=True):
-            pts = _oriented(sub["x"].to_numpy(), sub["y"].to_numpy(), x_metric, y_metric)
+            pts = oriented(sub["x"].to_numpy(), sub["y"].to_numpy(), x_metric, y_metric)
             rows.append(
                 {
                     "experiment": experiment,

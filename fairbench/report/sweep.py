@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from fairbench import metrics as metrics_mod
 from fairbench.report.common import GROUP, point_keys, untagged
-from fairbench.report.figures import MARKERS, NAMES, apply_style
+from fairbench.report.figures import MARKERS, apply_style
 
 MIN_VALUES = 3
 # The first three of these present in the results are drawn unless metrics are named.
@@ -113,6 +113,18 @@ def method_defaults(stats: pd.DataFrame, param: str, defaults: Defaults) -> dict
     return found
 
 
+def spaced_ticks(grid: Sequence[float], share: float = 0.1) -> list[float]:
+    """The grid values to tick on a log axis: in order, each at least `share` of the axis's log
+    range after the last one kept, so that labels do not run into each other."""
+    logs = np.log10(np.asarray(grid, dtype=float))
+    gap = share * (logs.max() - logs.min())
+    kept = [0]
+    for index in range(1, len(logs)):
+        if logs[index] - logs[kept[-1]] >= gap:
+            kept.append(index)
+    return [float(grid[i]) for i in kept]
+
+
 def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], defaults: Defaults, title: str = "") -> Figure:
     """One panel per metric: a line per series at the seed mean, a +- std band, each method's
     default (per `defaults`, see `method_defaults`) dashed."""
@@ -121,6 +133,7 @@ def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], defaults
     series = list(dict.fromkeys(stats.sort_values("series")["series"]))
     colors = sns.color_palette("colorblind", n_colors=max(len(series), 1))
     log = is_geometric(stats["x"])
+    grid = sorted(stats["x"].dropna().unique())
     marks = method_defaults(stats, param, defaults)
     for ax, metric in zip(axes[0], metrics, strict=True):
         lo, hi = metrics_mod.get(metric).bounds
@@ -134,10 +147,15 @@ def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], defaults
             ax.axvline(value, color="black", linestyle="--", linewidth=1.0, label=f"default ({', '.join(labels)})")
         if log:
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100 rather than 10^k
+            ax.set_xticks(spaced_ticks(grid), minor=False)  # at the grid's values, not at powers of ten
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel(param)
-        ax.set_ylabel(NAMES.get(metric, metric))
-    axes[0][-1].legend(fontsize=7, frameon=True, loc="best")
+        ax.set_ylabel(metrics_mod.get(metric).label)
+    # the legend below the panels, off the data
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(names), 4))  # fmt: skip
     if title:
         fig.suptitle(title, fontsize=10)
     n = int(stats["n"].max()) if len(stats) else 0

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairbench.methods import HParam, TrainedMethod, training_hparams
+from fairbench.methods import HParam, Paper, TrainedMethod, training_hparams
 from fairbench.nets.layers import mlp
 from fairbench.train import Batch, Trainer
 
@@ -32,10 +32,16 @@ def reweighing_weights(y: np.ndarray, g: np.ndarray) -> np.ndarray:
 class Reweighing(TrainedMethod):
     name = "reweighing"
     description = "reweighing (Kamiran & Calders 2012): weights P(g)P(y)/P(g,y), weighted MLP"
+    paper = Paper(
+        "Faisal Kamiran, Toon Calders",
+        "Data preprocessing techniques for classification without discrimination",
+        "Knowledge and Information Systems",
+        2012,
+    )
     hparams = {
         **training_hparams(epochs=30, lr=1e-3, batch_size=128, select="acc"),
         "hidden": HParam(40, "hidden units of the one-hidden-layer MLP"),
-        "strength": HParam(1.0, "interpolates from no reweighing (0) to full reweighing (1)"),
+        "strength": HParam(1.0, "interpolates from no reweighing (0) to full reweighing (1)", source="paper"),
     }
     budgets = {"paper": {}, "quick": {"epochs": 5}}
 
