@@ -16,6 +16,7 @@ from rich.table import Table
 from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
+from fairbench.errors import FairbenchError
 from fairbench.execution import Execution, execute
 from fairbench.execution.local import resolve_devices
 from fairbench.execution.worker import WorkerSettings
@@ -25,7 +26,7 @@ from fairbench.registry import DATASETS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
 from fairbench.stacked import should_stack
-from fairbench.store import STORE_FILE, Store, check_folder, load_jobs, lock_folder
+from fairbench.store import STORE_FILE, Store, check_folder, disk_full, load_jobs, lock_folder
 from fairbench.suite import Suite
 
 
@@ -116,7 +117,7 @@ def dry_run_plan(
     done: set[str] = set()
     if (results / STORE_FILE).exists() and not force:
         store = Store(results)
-        done = store.done_ids()
+        done = finished_jobs(store, results)
         store.close()
     units = plan_units([j for j in jobs if j.job_id not in done], stack, device)
     out: list[str | Table] = []
@@ -135,6 +136,13 @@ def print_summary(table: pd.DataFrame, console: Console) -> None:
         print_table(console, summary.caption, summary.header_for(compact), summary.text_rows(compact))
 
 
+def finished_jobs(store: Store, results: Path) -> set[str]:
+    """The done jobs whose predictions file is on disk, readable and of the run their row records:
+    a done row without them (a crash or a full disk between the two writes, a removed file) is run again."""
+    return {job_id for job_id, finished in store.done_finish_times().items()
+            if predictions.intact(results, job_id, finished)}  # fmt: skip
+
+
 def note_other_revisions(store: Store, done: list[str], revision: str, console: Console) -> None:
     """One line when finished jobs that are reused came from another git revision."""
     others = {rev: n for rev, n in store.done_revisions(done).items() if rev != revision}
@@ -149,6 +157,14 @@ def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
     so for `device` (cpu | cuda[:i], or auto: resolved on this machine). A cluster's cuda is
     taken as given: the driver may have no GPU."""
     return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0] if device == "auto" else device))
+
+
+def _disk_full_error(error: BaseException, results: Path, kept: int) -> FairbenchError:
+    where = getattr(error, "filename", None) or results
+    return FairbenchError(
+        f"no space left on the disk of {where}: {kept} jobs finished and kept in {results}; free space and rerun "
+        f"the same command to resume"
+    )
 
 
 def run_suite(
@@ -168,21 +184,31 @@ def run_suite(
     jobs = expand(suite)
     check_folder(results)
     preflight(suite, data_dir)
-    results.mkdir(parents=True, exist_ok=True)
-    lock = lock_folder(results)
-    store = Store(results)
     try:
+        results.mkdir(parents=True, exist_ok=True)
+        lock = lock_folder(results)
+    except OSError as error:
+        raise FairbenchError(f"--results {results}: cannot write there ({error.strerror})") from None
+    kept_now = 0
+    store: Store | None = None
+    try:
+        store = Store(results)
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(), sort_keys=False))
-        done = set() if force else store.done_ids()
+        done = set() if force else finished_jobs(store, results)
+        rerun = (store.done_ids() & {job.job_id for job in jobs}) - done
         todo = [job for job in jobs if job.job_id not in done]
         units = plan_units(todo, stack or suite.stack, execution.planning_device())
         console.print(f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
                       f"{len(todo)} to run with {execution.describe()} -> {results}")  # fmt: skip
+        if rerun and not force:
+            console.print(f"note: {len(rerun)} finished jobs have no readable predictions file of their run; "
+                          f"they run again", soft_wrap=True, highlight=False)  # fmt: skip
         failed: list[tuple[Job, str]] = []
         provenance = {"versions": versions(), "git_rev": git_revision()}
         note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
 
         def record(result: dict[str, Any]) -> None:
+            nonlocal kept_now
             job: Job = result["job"]
             row = {**{k: v for k, v in asdict(job).items()}, **provenance,
                    "status": result["status"], "error": result["error"], "info": result["info"],
@@ -192,11 +218,13 @@ def run_suite(
             if "log" in result:  # a remote worker's log, sent back with its result
                 (results / "logs").mkdir(parents=True, exist_ok=True)
                 (results / "logs" / f"{job.job_id}.log").write_text(result["log"])
+            if result["status"] == "done":  # before the row: "done" means both are on disk (see predictions)
+                predictions.save(results, job.job_id, result["predictions"], result["finished"])
             kept = store.record(row, result["rows"])
             if result["status"] == "failed":
                 failed.append((job, result["error"] + (" (kept the earlier result)" if kept else "")))
-            else:  # after the row is committed: see fairbench.predictions
-                predictions.save(results, job.job_id, result["predictions"], result["finished"])
+            else:
+                kept_now += 1
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
@@ -204,8 +232,13 @@ def run_suite(
         if units:
             execute(units, settings, execution, record, console)
         table = store.export()
+    except Exception as error:
+        if disk_full(error):
+            raise _disk_full_error(error, results, kept_now) from None
+        raise
     finally:
-        store.close()
+        if store is not None:
+            store.close()
         lock.release()
     if len(table):
         print_summary(table, console)

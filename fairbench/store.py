@@ -7,6 +7,7 @@ hyperparameter its own `param_<name>` column and every metric tag its own column
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -48,21 +49,45 @@ CREATE INDEX IF NOT EXISTS metrics_job ON metrics (job_id);
 
 
 def check_folder(folder: Path) -> None:
-    """Refuse a results folder written in another store format (before anything is written)."""
+    """Refuse a results folder whose store is damaged or written in another store format (before
+    anything is written). A store whose creation was cut short (no tables, or no format and no
+    jobs) is taken as new."""
     path = Path(folder) / STORE_FILE
     if not path.exists():
         return
     try:
         with closing(sqlite3.connect(path)) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-    except sqlite3.DatabaseError:
-        row = None
-    if row is None or int(row[0]) != STORE_FORMAT:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise FairbenchError(damaged(path, "; ".join(problems[:2])))
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() if "meta" in tables else None
+            empty = "jobs" not in tables or db.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
+    except sqlite3.DatabaseError as error:
+        raise FairbenchError(damaged(path, str(error))) from None
+    if row is None and empty:
+        return
+    if row is None or row[0] != str(STORE_FORMAT):
         found = "an unknown format" if row is None else f"store format {row[0]}"
         raise FairbenchError(
             f"{path} was written by {found}; this fairbench {__version__} writes format {STORE_FORMAT}: "
             f"choose another --results folder or move that one away"
         )
+
+
+def damaged(path: Path, problem: str) -> str:
+    """The one line that says a store is damaged and what to do."""
+    return (
+        f"{path} is damaged (sqlite integrity check: {problem}); restore it from a copy, or move the folder "
+        f"away and rerun the suite into a fresh one"
+    )
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` says the disk (or the quota) is full, from the OS or from SQLite."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error)
 
 
 def lock_folder(folder: Path) -> FileLock:
@@ -92,16 +117,21 @@ class Store:
         self.path = self.folder / STORE_FILE
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
-        with self.db:
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (__version__,))
+        # One transaction: a store is created whole or not at all (a full disk mid-way).
+        self.db.executescript(
+            f"BEGIN; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('format', '{STORE_FORMAT}'); "
+            f"INSERT OR IGNORE INTO meta VALUES ('created_by', '{__version__}'); COMMIT;"
+        )
 
     def close(self) -> None:
         self.db.close()
 
     def done_ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT job_id FROM jobs WHERE status = 'done'")}
+
+    def done_finish_times(self) -> dict[str, float]:
+        """Each done job's finish time (its predictions file records the same)."""
+        return dict(self.db.execute("SELECT job_id, finished FROM jobs WHERE status = 'done'").fetchall())
 
     def done_revisions(self, job_ids: Iterable[str]) -> Counter[str]:
         """How many of these finished jobs each git revision produced."""

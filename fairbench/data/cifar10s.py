@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import SHARE, between
 from fairbench.data.base import Dataset, Inputs, Option, data_dir_from_env
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside
 from fairbench.data.images import to_grey_rgb
@@ -55,9 +56,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise FairbenchError(
-            f"cifar10s: {path} is damaged ({type(error).__name__}); fetch it again"
-        ) from None
+        raise FairbenchError(f"cifar10s: {path} is damaged ({type(error).__name__}); fetch it again") from None
     if len(data) != len(labels):
         raise FairbenchError(f"cifar10s: {path} has {len(data)} images but {len(labels)} labels")
     return data, labels
@@ -79,12 +78,10 @@ class CIFAR10S(Dataset):
     protocols = ("wang",)
     label = "label"
     folder = "cifar10"
-    files = tuple(
-        RemoteFile(f"{FOLDER}/{name}", URL) for name in (*TRAIN_BATCHES, "test_batch", "batches.meta")
-    )
+    files = tuple(RemoteFile(f"{FOLDER}/{name}", URL) for name in (*TRAIN_BATCHES, "test_batch", "batches.meta"))
     options = {
-        "skew": Option(0.95, "share of each training class in its majority domain"),
-        "val_fraction": Option(0.1, "share of the training images used for validation"),
+        "skew": Option(0.95, "share of each training class in its majority domain", between(0, 1)),
+        "val_fraction": Option(0.1, "share of the training images used for validation", SHARE),
     }
     # The name of the second domain's 0/1 column (the bias); its classes are MOSTLY_GREY.
     domain: ClassVar[str] = "grey"
@@ -184,9 +181,7 @@ class CIFAR10S(Dataset):
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1
         strata = frame["label"].to_numpy() * 2 + frame[self.domain].to_numpy()
-        train, val = carve_validation(
-            np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
-        )
+        train, val = carve_validation(np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed)
         return {"train": train, "val": val, "test": np.flatnonzero(is_test)}
 
     def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import SHARE, between
 from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside, sha256_of
 from fairbench.data.splits import carve_validation, stratified_split
@@ -60,9 +61,7 @@ def read_idx(path: Path) -> np.ndarray:
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise FairbenchError(
-            f"colored_mnist: {path} is truncated ({body.size} of {int(np.prod(dims))} bytes)"
-        )
+        raise FairbenchError(f"colored_mnist: {path} is truncated ({body.size} of {int(np.prod(dims))} bytes)")
     return body.reshape(dims)
 
 
@@ -103,11 +102,15 @@ class ColoredMNIST(Dataset):
         for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
     )
     options = {
-        "skew": Option(0.01, "share of bias-conflicting training images (LfF: 0.005-0.05)"),
-        "severity": Option(4, "colour noise level 1..5 (sigma 0.05, 0.02, 0.01, 0.005, 0.002)"),
-        "test_aligned": Option(0.1, "aligned share in the test split (0.1 = colours independent of digit)"),
-        "val_fraction": Option(0.1, "share of the training pool used for validation"),
-        "source": Option("full", "'full' (train + t10k files) or 't10k' (only the test files, split 70/30)"),
+        "skew": Option(0.01, "share of bias-conflicting training images (LfF: 0.005-0.05)", between(0, 1)),
+        "severity": Option(4, "colour noise level 1..5 (sigma 0.05, 0.02, 0.01, 0.005, 0.002)", between(1, 5)),
+        "test_aligned": Option(
+            0.1, "aligned share in the test split (0.1 = colours independent of digit)", between(0, 1)
+        ),
+        "val_fraction": Option(0.1, "share of the training pool used for validation", SHARE),
+        "source": Option(
+            "full", "'full' (train + t10k files) or 't10k' (only the test files, split 70/30)", choices=("full", "t10k")
+        ),
     }
 
     def required_files(self) -> tuple[RemoteFile, ...]:
@@ -126,9 +129,7 @@ class ColoredMNIST(Dataset):
             ensure(needed, self.data_dir, self.name, allow_download=False)
         except FairbenchError as error:
             if all((self.data_dir / f.path).exists() for f in self.files if "t10k" in f.path):
-                raise FairbenchError(
-                    f"{error} (or set option source: t10k to use the test files only)"
-                ) from None
+                raise FairbenchError(f"{error} (or set option source: t10k to use the test files only)") from None
             raise
 
     @classmethod
@@ -196,9 +197,7 @@ class ColoredMNIST(Dataset):
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1
         strata = frame["digit"].to_numpy() * 2 + frame["aligned"].to_numpy()
-        train, val = carve_validation(
-            np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
-        )
+        train, val = carve_validation(np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed)
         return {"train": train, "val": val, "test": np.flatnonzero(is_test)}
 
     def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fairbench import metrics
+from fairbench.bounds import BELOW_ONE, POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
@@ -32,11 +33,11 @@ def common_hparams(**defaults: Any) -> dict[str, HParam]:
             "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's image backbones)",
             ARCHITECTURES,
         ),
-        "epochs": HParam(defaults["epochs"], "training epochs"),
-        "lr": HParam(defaults["lr"], "Adam learning rate"),
-        "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),
-        "beta2": HParam(defaults.get("beta2", 0.999), "Adam beta2"),
-        "batch_size": HParam(defaults["batch_size"], "minibatch size"),
+        "epochs": HParam(defaults["epochs"], "training epochs", bound=POSITIVE_INT),
+        "lr": HParam(defaults["lr"], "Adam learning rate", bound=POSITIVE),
+        "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1", bound=BELOW_ONE),
+        "beta2": HParam(defaults.get("beta2", 0.999), "Adam beta2", bound=BELOW_ONE),
+        "batch_size": HParam(defaults["batch_size"], "minibatch size", bound=POSITIVE_INT),
         "select": HParam(
             defaults["select"],
             "checkpoint selection on validation: acc (best accuracy) | disc (lowest discrimination, "

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from fairbench import metrics
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
 from fairbench.methods.branched import common_hparams, selection_score
@@ -42,8 +43,10 @@ def debiasing_hparams(**defaults: Any) -> dict[str, HParam]:
             SELECTION,
         ),
         "optimizer": HParam(defaults["optimizer"], "adam | sgd (momentum 0.9, learning rate lr)", ("adam", "sgd")),
-        "weight_decay": HParam(defaults["weight_decay"], "L2 weight decay"),
-        "lr_step": HParam(defaults.get("lr_step", 0), "epochs between x0.1 learning-rate decays (0: constant)"),
+        "weight_decay": HParam(defaults["weight_decay"], "L2 weight decay", bound=NON_NEGATIVE),
+        "lr_step": HParam(
+            defaults.get("lr_step", 0), "epochs between x0.1 learning-rate decays (0: constant)", bound=NON_NEGATIVE
+        ),
     }
 
 

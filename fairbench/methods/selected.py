@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from fairbench.bounds import POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, RunContext
@@ -20,9 +21,9 @@ SELECTION = ("disc", "acc", "last")
 def training_hparams(epochs: int, lr: float, batch_size: int) -> dict[str, HParam]:
     """The hyperparameters of the shared loop, with per-method defaults."""
     return {
-        "epochs": HParam(epochs, "training epochs"),
-        "lr": HParam(lr, "Adam learning rate"),
-        "batch_size": HParam(batch_size, "minibatch size"),
+        "epochs": HParam(epochs, "training epochs", bound=POSITIVE_INT),
+        "lr": HParam(lr, "Adam learning rate", bound=POSITIVE),
+        "batch_size": HParam(batch_size, "minibatch size", bound=POSITIVE_INT),
         "select": HParam(
             "disc",
             "checkpoint selection on validation: disc (lowest mean discrimination over the protected "
