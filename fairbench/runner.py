@@ -159,6 +159,30 @@ def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
     return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0] if device == "auto" else device))
 
 
+def _set_logs_aside(logs: Path, job_ids: set[str]) -> None:
+    """--force: the log of each done job is kept as <id>.done.log until its rerun is recorded (a
+    failed rerun keeps the earlier result, and so its log)."""
+    for job_id in job_ids:
+        if (logs / f"{job_id}.log").exists():
+            (logs / f"{job_id}.log").replace(logs / f"{job_id}.done.log")
+
+
+def _restore_log(logs: Path, job_id: str, kept_earlier: bool) -> Path | None:
+    """After a --force rerun is recorded: the earlier log back in place when its result was kept
+    (this attempt's log moved to <id>.failed.log, returned), else dropped with that result."""
+    earlier = logs / f"{job_id}.done.log"
+    if not earlier.exists():
+        return None
+    if not kept_earlier:
+        earlier.unlink()
+        return None
+    attempt = logs / f"{job_id}.failed.log"
+    if (logs / f"{job_id}.log").exists():
+        (logs / f"{job_id}.log").replace(attempt)
+    earlier.replace(logs / f"{job_id}.log")
+    return attempt
+
+
 def _disk_full_error(error: BaseException, results: Path, kept: int) -> FairbenchError:
     where = getattr(error, "filename", None) or results
     return FairbenchError(
@@ -221,14 +245,18 @@ def run_suite(
             if result["status"] == "done":  # before the row: "done" means both are on disk (see predictions)
                 predictions.save(results, job.job_id, result["predictions"], result["finished"])
             kept = store.record(row, result["rows"])
+            earlier_log = _restore_log(results / "logs", job.job_id, kept)
             if result["status"] == "failed":
-                failed.append((job, result["error"] + (" (kept the earlier result)" if kept else "")))
+                note = f" (kept the earlier result; this attempt's log: {earlier_log})" if kept else ""
+                failed.append((job, result["error"] + note))
             else:
                 kept_now += 1
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
         )
+        if force:
+            _set_logs_aside(results / "logs", store.done_ids() & {job.job_id for job in todo})
         if units:
             execute(units, settings, execution, record, console)
         table = store.export()

@@ -13,7 +13,7 @@ import pickle
 import shutil
 import tarfile
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,23 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 MOSTLY_GREY = ("airplane", "bird", "deer", "frog", "ship")
 
 
+# What the official batches' pickles (and numpy's own pickling of arrays) call: nothing else runs.
+_ARRAY_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),
+})  # fmt: skip
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and builtin containers only: a file planted in the
+    data folder cannot run code when it is read."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays are expected)")
+        return super().find_class(module, name)
+
+
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One official pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
     if not path.exists():
@@ -52,11 +69,11 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _ArraysOnly(handle, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise FairbenchError(f"cifar10s: {path} is damaged ({type(error).__name__}); fetch it again") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise FairbenchError(f"cifar10s: {path} is damaged or not a CIFAR-10 batch ({error}); fetch it again") from None
     if len(data) != len(labels):
         raise FairbenchError(f"cifar10s: {path} has {len(data)} images but {len(labels)} labels")
     return data, labels

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
@@ -75,10 +78,22 @@ class JobProgress:
 
 
 def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
-    """A worker process: run each unit it is sent until it is sent None."""
-    init_worker(threads, device)
-    while (unit := conn.recv()) is not None:
-        conn.send(run_unit(unit, settings))
+    """A worker process: run each unit it is sent until it is sent None. It ends quietly on
+    Ctrl-C (the driver reports it) and when the driver is gone (no one would record its results)."""
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    try:
+        init_worker(threads, device)
+        while (unit := conn.recv()) is not None:
+            conn.send(run_unit(unit, settings))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        return
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker within a second of its driver's death (kill -9 included)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class _Worker:
