@@ -57,8 +57,9 @@ def check_folder(folder: Path) -> None:
         return
     try:
         with closing(sqlite3.connect(path)) as db:
-            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
+            report = [line for row in db.execute("PRAGMA quick_check") for line in row[0].splitlines()]
+            if report != ["ok"]:
+                problems = [line for line in report if not line.startswith("***")]
                 raise FairbenchError(damaged(path, "; ".join(problems[:2])))
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() if "meta" in tables else None

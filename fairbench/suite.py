@@ -241,7 +241,8 @@ def _pydantic_error(error: ValidationError, lines: Lines, file: str) -> Fairbenc
         return FairbenchError(f"{where}: unknown key '{key}'{did_you_mean(str(loc[-1]), model.model_fields)}")
     if first["type"] == "missing":
         return FairbenchError(f"{where}: missing required key '{key}'")
-    return FairbenchError(f"{where}: {key}: {first['msg']} (got {first.get('input')!r})")
+    message = first["msg"].removeprefix("Value error, ")
+    return FairbenchError(f"{where}: {key}: {message} (got {first.get('input')!r})")
 
 
 def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Suite, Lines]:
