@@ -164,7 +164,7 @@ def probe_corruption(probe: Probe) -> None:
     probe.check("corruption empty store: run starts afresh", result.returncode == 0, result.stderr[-300:])
 
     rng = np.random.default_rng(0)
-    for trial in range(30):
+    for trial in range(12):
         folder = probe.finished_folder("predictions")
         files = sorted((folder / "predictions").glob("*.npz"))
         target = files[trial % len(files)]
