@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +268,46 @@ def test_a_full_disk_is_one_line_and_the_folder_stays_usable(tmp_path: Path) -> 
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
     assert 2 in outcomes
+
+
+def test_ctrl_c_says_finished_jobs_are_saved(fairbench, tiny_suite: Path, tmp_path: Path, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fairbench.runner.run_suite", interrupted)
+    result = fairbench("run", tiny_suite, "--results", tmp_path / "out")
+    assert result.code == 130 and "interrupted; finished jobs are saved" in result.err, result.err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_ctrl_c_with_two_workers_prints_no_traceback(sleepy, tmp_path: Path) -> None:
+    command = [*sleepy.command, str(tmp_path / "out"), "--workers", "2"]
+    run = subprocess.Popen(command, env=sleepy.env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sleeper = sleepy.wait_pid(run)
+    os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C does: the driver and its workers
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "finished jobs are saved" in err and "Traceback" not in err, err
+    assert not _alive(sleeper)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_workers_end_when_their_driver_is_killed(sleepy, tmp_path: Path) -> None:
+    run = subprocess.Popen([*sleepy.command, str(tmp_path / "out"), "--workers", "2"], env=sleepy.env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    sleeper = sleepy.wait_pid(run)  # a worker, sleeping for two minutes
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.time() + 10
+    while _alive(sleeper) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = _alive(sleeper)
+    if alive:
+        os.kill(sleeper, signal.SIGKILL)
+    assert not alive, "the orphaned worker kept running its job"

@@ -159,8 +159,6 @@ class CIFAR10S(Dataset):
 
     def read_frame(self, seed: int) -> pd.DataFrame:
         skew = float(self.settings["skew"])
-        if not 0 <= skew <= 1:
-            raise FairbenchError(f"{self.name}: option skew must be in [0, 1], not {skew}")
         train, test = self._labels()
         rng = np.random.default_rng([seed, 20200401])
         major = np.array([name in MOSTLY_GREY for name in CLASSES], dtype=np.int64)
