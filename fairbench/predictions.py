@@ -160,8 +160,12 @@ def save(results: Path, job_id: str, kept: Predictions, finished: float) -> Path
     target = path(results, job_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(staging, **arrays)
-    staging.replace(target)
+    try:
+        np.savez_compressed(staging, **arrays)
+        staging.replace(target)
+    except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
+        staging.unlink(missing_ok=True)
+        raise
     return target
 
 

@@ -195,8 +195,12 @@ class Store:
         table = tidy_table(self.db)
         for name, write in (("results.parquet", table.to_parquet), ("results.csv", table.to_csv)):
             staging = self.folder / (name + ".tmp")
-            write(staging, index=False)
-            staging.replace(self.folder / name)
+            try:
+                write(staging, index=False)
+                staging.replace(self.folder / name)
+            except BaseException:  # a full disk: the last complete table stays, no half file beside it
+                staging.unlink(missing_ok=True)
+                raise
         return table
 
 
