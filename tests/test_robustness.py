@@ -311,3 +311,29 @@ def test_workers_end_when_their_driver_is_killed(sleepy, tmp_path: Path) -> None
     if alive:
         os.kill(sleeper, signal.SIGKILL)
     assert not alive, "the orphaned worker kept running its job"
+
+
+def test_a_planted_sensitive_classifier_runs_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Whoever can write the cache and its checksums still cannot run code through torch.load."""
+    import torch
+
+    from fairbench.artifacts import write_marker
+    from fairbench.encoders.base import Latents
+    from fairbench.latent.recipe import Recipe
+    from fairbench.latent.sensitive import sensitive_classifier
+    from tests.contexts import run_context, synthetic_task
+
+    data = synthetic_task()
+    codes = np.random.default_rng(0).normal(size=(len(data.y), 4)).astype(np.float32)
+    latents = Latents(codes, codes, codes, tmp_path / "encoder" / "codes", False, {}, {})
+    recipe = Recipe(epochs=1, lr=1e-3, beta1=0.5, beta2=0.9, batch_size=64, width=8, precision="float32")
+    ctx = run_context(tmp_path / "cache")
+    folder = sensitive_classifier(data, latents, "mean", recipe, ctx).folder
+    torch.save(_Payload(), folder / "classifier.pt")
+    write_marker(folder)
+    monkeypatch.chdir(tmp_path)
+    loader = torch.load  # torch before 2.6, which the project supports, unpickles anything by default
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: loader(*args, **{"weights_only": False, **kwargs}))
+    with pytest.raises(pickle.UnpicklingError):
+        sensitive_classifier(data, latents, "mean", recipe, ctx)
+    assert not (tmp_path / "PWNED").exists()
