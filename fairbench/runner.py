@@ -159,12 +159,13 @@ def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
     return group_units(jobs, should_stack(stack, resolve_devices(device, 1)[0] if device == "auto" else device))
 
 
-def _set_logs_aside(logs: Path, job_ids: set[str]) -> None:
+def _set_logs_aside(logs: Path, job_ids: set[str]) -> set[str]:
     """--force: the log of each done job is kept as <id>.done.log until its rerun is recorded (a
-    failed rerun keeps the earlier result, and so its log)."""
-    for job_id in job_ids:
-        if (logs / f"{job_id}.log").exists():
-            (logs / f"{job_id}.log").replace(logs / f"{job_id}.done.log")
+    failed rerun keeps the earlier result, and so its log); returns the jobs whose log was."""
+    aside = {job_id for job_id in job_ids if (logs / f"{job_id}.log").exists()}
+    for job_id in aside:
+        (logs / f"{job_id}.log").replace(logs / f"{job_id}.done.log")
+    return aside
 
 
 def _restore_log(logs: Path, job_id: str, kept_earlier: bool) -> Path | None:
@@ -213,7 +214,9 @@ def run_suite(
         lock = lock_folder(results)
     except OSError as error:
         raise FairbenchError(f"--results {results}: cannot write there ({error.strerror})") from None
+    done: set[str] = set()
     kept_now = 0
+    aside: set[str] = set()
     store: Store | None = None
     try:
         store = Store(results)
@@ -256,15 +259,17 @@ def run_suite(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
         )
         if force:
-            _set_logs_aside(results / "logs", store.done_ids() & {job.job_id for job in todo})
+            aside = _set_logs_aside(results / "logs", store.done_ids() & {job.job_id for job in todo})
         if units:
             execute(units, settings, execution, record, console)
         table = store.export()
     except Exception as error:
         if disk_full(error):
-            raise _disk_full_error(error, results, kept_now) from None
+            raise _disk_full_error(error, results, len(done) + kept_now) from None
         raise
     finally:
+        for job_id in aside:  # reruns that never finished (Ctrl-C, a full disk): their results stand
+            _restore_log(results / "logs", job_id, kept_earlier=True)
         if store is not None:
             store.close()
         lock.release()
