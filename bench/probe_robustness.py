@@ -230,7 +230,8 @@ def probe_disk(probe: Probe) -> None:
             lines = [line for line in first.stderr.splitlines() if line.strip()]
             clean = first.returncode == 0 or (first.returncode == 2 and "no space left" in first.stderr
                                               and len(lines) <= 3 and "Traceback" not in first.stderr)  # fmt: skip
-            probe.check(f"disk {size_kb} KB: exit 0, or exit 2 'no space left'", clean, first.stderr[-400:])
+            probe.check(f"disk {size_kb} KB: exit 0, or exit 2 'no space left' (exit {first.returncode})", clean,
+                        first.stderr[-400:])  # fmt: skip
             subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
             second = probe.fairbench("run", "probe.yaml", "--results", mount / "r")
             rescore = probe.fairbench("rescore", mount / "r")

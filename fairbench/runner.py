@@ -264,7 +264,7 @@ def run_suite(
             execute(units, settings, execution, record, console)
         table = store.export()
     except Exception as error:
-        if disk_full(error):
+        if disk_full(error, results):
             raise _disk_full_error(error, results, len(done) + kept_now) from None
         raise
     finally:

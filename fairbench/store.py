@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import platform
+import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
@@ -84,11 +85,17 @@ def damaged(path: Path, problem: str) -> str:
     )
 
 
-def disk_full(error: BaseException) -> bool:
-    """Whether `error` says the disk (or the quota) is full, from the OS or from SQLite."""
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether `error` comes of a full disk (or quota) under `folder`: the OS says so, SQLite says
+    so, or SQLite reports an I/O error (its shared-memory file cannot grow) on a disk with less
+    than 1 MB free."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(error, sqlite3.OperationalError) and "disk is full" in str(error)
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    if "disk is full" in str(error):
+        return True
+    return "disk I/O error" in str(error) and shutil.disk_usage(folder).free < 1 << 20
 
 
 def lock_folder(folder: Path) -> FileLock:

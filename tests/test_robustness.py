@@ -252,7 +252,7 @@ def test_a_full_disk_is_one_line_and_the_folder_stays_usable(tmp_path: Path) -> 
     run = [sys.executable, "-m", "fairbench", "run", str(suite), "--results", str(mount / "r")]
     outcomes = []
     try:
-        for size_kb in (64, 160):
+        for size_kb in (16, 64, 160):
             subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mount)], check=True)
             first = subprocess.run(run, env=env, capture_output=True, text=True)
             assert "Traceback" not in first.stderr, first.stderr
