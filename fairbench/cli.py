@@ -417,13 +417,10 @@ def main() -> None:
         for line in str(error).splitlines():  # several problems found at once: one line each
             err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        err_console.print("interrupted; finished jobs are saved, rerun the same command to resume")
         sys.exit(130)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished jobs are saved, rerun the same command to resume")
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

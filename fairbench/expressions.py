@@ -26,16 +26,26 @@ _COMPARE = {
 }
 
 
+# Longer expressions are refused before parsing: deep nesting would exhaust the parser's stack.
+MAX_LENGTH = 1000
+
+
 class Expression:
     """A parsed boolean expression; `columns` are the names it reads."""
 
     def __init__(self, text: str) -> None:
         self.text = str(text)
+        if len(self.text) > MAX_LENGTH:
+            raise FairbenchError(
+                f"expression '{self.text[:40]}...' is {len(self.text)} characters; at most {MAX_LENGTH}"
+            )
         try:
             self._tree = ast.parse(self.text, mode="eval").body
+            self.columns: frozenset[str] = frozenset(self._check(self._tree))
         except SyntaxError as error:
             raise FairbenchError(f"cannot parse expression '{self.text}': {error.msg}") from None
-        self.columns: frozenset[str] = frozenset(self._check(self._tree))
+        except (RecursionError, MemoryError):
+            raise FairbenchError(f"expression '{self.text[:40]}...' is nested too deeply") from None
 
     def _check(self, node: ast.AST) -> Iterable[str]:
         if isinstance(node, ast.BoolOp):
@@ -104,7 +114,13 @@ class Expression:
             left = self._operand(node.left, frame)
             for op, right_node in zip(node.ops, node.comparators):
                 right = self._operand(right_node, frame)
-                result &= np.asarray(_COMPARE[type(op)](left, right), dtype=bool)
+                try:
+                    result &= np.asarray(_COMPARE[type(op)](left, right), dtype=bool)
+                except TypeError:
+                    raise FairbenchError(
+                        f"expression '{self.text}': '{ast.unparse(node)}' compares numbers with text; "
+                        f"compare a number column with a number and a text column with a quoted string"
+                    ) from None
                 left = right
             return result
         assert isinstance(node, ast.Name)

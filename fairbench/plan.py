@@ -81,7 +81,9 @@ def expand(suite: Suite) -> list[Job]:
     """All jobs of a suite, in suite order (experiment, method, grid point, seed)."""
     jobs = []
     for experiment in suite.experiments:
-        protocol = DATASETS.get(experiment.dataset).protocols[0] if experiment.protocol is None else experiment.protocol
+        dataset = DATASETS.get(experiment.dataset)
+        protocol = dataset.protocols[0] if experiment.protocol is None else experiment.protocol
+        options = dataset.explicit_options(experiment.options)
         for spec in suite.methods:
             for params in spec.points(suite.budget):
                 for seed in suite.seeds:
@@ -93,7 +95,7 @@ def expand(suite: Suite) -> list[Job]:
                             protocol=protocol,
                             target=experiment.target,
                             sensitive=sensitive_text(experiment.sensitive),
-                            options=experiment.options,
+                            options=options,
                             method=spec.method,
                             label=spec.label or spec.method,
                             params=params,

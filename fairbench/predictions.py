@@ -23,15 +23,15 @@ recomputing from the file reproduces the store bit for bit. The built-in methods
 float32 softmax outputs already (nothing is lost); a float64 score is rounded by at most 6e-8
 relative, which can flip a hard prediction only for a score within 3e-8 of 0.5.
 
-The file is written (tmp + rename) only after the job's store row is committed, so a failed
-rerun never replaces a good file, and a crash between the two leaves a file whose `finished`
-no longer matches: detected, never silently used.
+A job is done when both its file and its store row are on disk: the file is written first
+(tmp + rename), the row committed after. A failed rerun writes no file; a crash (or a full disk)
+between the two leaves a file whose `finished` matches no done row, or a done row whose file is
+missing: `fairbench run` reruns such a job (see `intact`), and nothing uses a file silently.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,8 +164,12 @@ def save(results: Path, job_id: str, kept: Predictions, finished: float) -> Path
     target = path(results, job_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(staging, **arrays)
-    staging.replace(target)
+    try:
+        np.savez_compressed(staging, **arrays)
+        staging.replace(target)
+    except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
+        staging.unlink(missing_ok=True)
+        raise
     return target
 
 
@@ -175,21 +179,36 @@ def load(results: Path, job_id: str, finished: float | None = None) -> Predictio
     if not source.exists():
         raise FairbenchError(
             f"{source} not found: job {job_id} ran before fairbench kept predictions (or the file was "
-            f"removed); rerun it with 'fairbench run SUITE --force'"
+            f"removed); rerun the suite with 'fairbench run' to redo it"
         )
     try:
         with np.load(source, allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise FairbenchError(f"{source} is unreadable ({error}); rerun job {job_id} with --force") from None
-    if finished is not None and float(arrays["finished"]) != float(finished):
+        stamp = float(arrays["finished"])
+    # A damaged zip or array raises any of a dozen types (zlib, zipfile, numpy's header parser).
+    except Exception as error:
+        raise FairbenchError(
+            f"{source} is unreadable ({type(error).__name__}); rerun the suite with 'fairbench run' to redo it"
+        ) from None
+    if finished is not None and stamp != float(finished):
         raise FairbenchError(
             f"{source} belongs to another run of job {job_id} than its store row (an interrupted write?); "
-            f"rerun it with 'fairbench run SUITE --force'"
+            f"rerun the suite with 'fairbench run' to redo it"
         )
     out: Predictions = {}
     for split in SPLITS:
         if f"{split}.rows" in arrays:
             fields = {f: arrays.get(f"{split}.{f}") for f in ("rows", "scores", "y", "group", *_OPTIONAL)}
             out[split] = SplitPredictions(**fields, attributes=tuple(str(a) for a in arrays.get("attributes", ())))
+    if not out or any(len(part.scores) != len(part.rows) or len(part.y) != len(part.rows) for part in out.values()):
+        raise FairbenchError(f"{source} is incomplete; rerun the suite with 'fairbench run' to redo job {job_id}")
     return out
+
+
+def intact(results: Path, job_id: str, finished: float) -> bool:
+    """Whether the job's file is present, readable and from the run its store row records."""
+    try:
+        load(results, job_id, finished)
+    except FairbenchError:
+        return False
+    return True

@@ -16,6 +16,7 @@ from rich.table import Table
 from fairbench import predictions
 from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
+from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
 from fairbench.execution.progress import job_estimator
 from fairbench.execution.result import JobResult
@@ -27,7 +28,7 @@ from fairbench.registry import DATASETS, METHODS
 from fairbench.report.cli import print_table
 from fairbench.report.tables import CONSOLE_METRICS, summary_tables
 from fairbench.status import write_log_index
-from fairbench.store import STORE_FILE, ReportSpecs, Store, check_folder, lock_folder
+from fairbench.store import STORE_FILE, ReportSpecs, Store, check_folder, disk_full, lock_folder
 from fairbench.suite import Suite, suite_tables
 
 
@@ -105,7 +106,7 @@ def dry_run_plan(
     done: set[str] = set()
     if (results / STORE_FILE).exists() and not force:
         store = Store(results)
-        done = store.done_ids()
+        done = finished_jobs(store, results)
         store.close()
     units = plan_units([j for j in jobs if j.job_id not in done], stack, device)
     out: list[str | Table] = []
@@ -147,6 +148,13 @@ def print_summary(table: pd.DataFrame, console: Console) -> None:
         print_table(console, summary.caption, summary.header_for(compact), summary.text_rows(compact))
 
 
+def finished_jobs(store: Store, results: Path) -> set[str]:
+    """The done jobs whose predictions file is on disk, readable and of the run their row records:
+    a done row without them (a crash or a full disk between the two writes, a removed file) is run again."""
+    return {job_id for job_id, finished in store.done_finish_times().items()
+            if predictions.intact(results, job_id, finished)}  # fmt: skip
+
+
 def note_other_revisions(store: Store, done: list[str], revision: str, console: Console) -> None:
     """One line when finished jobs that are reused came from another git revision."""
     others = {rev: n for rev, n in store.done_revisions(done).items() if rev != revision}
@@ -173,6 +181,39 @@ def auto_device(suite: Suite, execution: Execution) -> Execution:
     return execution
 
 
+def _set_logs_aside(logs: Path, job_ids: set[str]) -> set[str]:
+    """--force: the log of each done job is kept as <id>.done.log until its rerun is recorded (a
+    failed rerun keeps the earlier result, and so its log); returns the jobs whose log was."""
+    aside = {job_id for job_id in job_ids if (logs / f"{job_id}.log").exists()}
+    for job_id in aside:
+        (logs / f"{job_id}.log").replace(logs / f"{job_id}.done.log")
+    return aside
+
+
+def _restore_log(logs: Path, job_id: str, kept_earlier: bool) -> Path | None:
+    """After a --force rerun is recorded: the earlier log back in place when its result was kept
+    (this attempt's log moved to <id>.failed.log, returned), else dropped with that result."""
+    earlier = logs / f"{job_id}.done.log"
+    if not earlier.exists():
+        return None
+    if not kept_earlier:
+        earlier.unlink()
+        return None
+    attempt = logs / f"{job_id}.failed.log"
+    if (logs / f"{job_id}.log").exists():
+        (logs / f"{job_id}.log").replace(attempt)
+    earlier.replace(logs / f"{job_id}.log")
+    return attempt
+
+
+def _disk_full_error(error: BaseException, results: Path, kept: int) -> FairbenchError:
+    where = getattr(error, "filename", None) or results
+    return FairbenchError(
+        f"no space left on the disk of {where}: {kept} jobs finished and kept in {results}; free space and rerun "
+        f"the same command to resume"
+    )
+
+
 def run_suite(
     suite: Suite,
     results: Path,
@@ -190,23 +231,35 @@ def run_suite(
     jobs = expand(suite)
     check_folder(results)
     preflight(suite, data_dir)
-    results.mkdir(parents=True, exist_ok=True)
-    lock = lock_folder(results)
-    store = Store(results)
     try:
+        results.mkdir(parents=True, exist_ok=True)
+        lock = lock_folder(results)
+    except OSError as error:
+        raise FairbenchError(f"--results {results}: cannot write there ({error.strerror})") from None
+    done: set[str] = set()
+    kept_now = 0
+    aside: set[str] = set()
+    store: Store | None = None
+    try:
+        store = Store(results)
         (results / "suite.yaml").write_text(yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False))
         store.record_report_specs(report_specs(suite))
         write_log_index(results, jobs)
-        done = set() if force else store.done_ids()
+        done = set() if force else finished_jobs(store, results)
+        rerun = (store.done_ids() & {job.job_id for job in jobs}) - done
         todo = [job for job in jobs if job.job_id not in done]
         units = plan_units(todo, stack or suite.stack, execution.planning_device())
         console.print(f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
                       f"{len(todo)} to run with {execution.describe()} -> {results}")  # fmt: skip
+        if rerun and not force:
+            console.print(f"note: {len(rerun)} finished jobs have no readable predictions file of their run; "
+                          f"they run again", soft_wrap=True, highlight=False)  # fmt: skip
         failed: list[tuple[Job, str]] = []
         provenance = {"versions": versions(), "git_rev": git_revision()}
         note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
 
         def record(result: JobResult) -> None:
+            nonlocal kept_now
             job = result.job
             log = results / "logs" / f"{job.job_id}.log"
             row = {**asdict(job), **provenance, "status": result.status, "error": result.error, "info": result.info,
@@ -215,20 +268,34 @@ def run_suite(
             if result.log is not None:  # a remote worker's log, sent back with its result
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(result.log)
-            kept = store.record(row, result.rows)
-            if result.status == "failed":
-                failed.append((job, f"{result.error}{' (kept the earlier result)' if kept else ''}"))
-            elif result.predictions is not None:  # after the row is committed: see fairbench.predictions
+            if result.status == "done" and result.predictions is not None:
+                # before the row: "done" means both are on disk (see fairbench.predictions)
                 predictions.save(results, job.job_id, result.predictions, result.finished)
+            kept = store.record(row, result.rows)
+            earlier_log = _restore_log(results / "logs", job.job_id, kept)
+            if result.status == "failed":
+                note = f" (kept the earlier result; this attempt's log: {earlier_log})" if kept else ""
+                failed.append((job, f"{result.error}{note}"))
+            else:
+                kept_now += 1
 
         settings = WorkerSettings(
             data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
         )
+        if force:
+            aside = _set_logs_aside(results / "logs", store.done_ids() & {job.job_id for job in todo})
         if units:
             execution.launcher().execute(units, settings, execution, record, console)
         table = store.export()
+    except Exception as error:
+        if disk_full(error, results):
+            raise _disk_full_error(error, results, len(done) + kept_now) from None
+        raise
     finally:
-        store.close()
+        for job_id in aside:  # reruns that never finished (Ctrl-C, a full disk): their results stand
+            _restore_log(results / "logs", job_id, kept_earlier=True)
+        if store is not None:
+            store.close()
         lock.release()
     if len(table):
         print_summary(table, console)

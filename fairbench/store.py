@@ -12,9 +12,11 @@ made it too.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import shutil
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
@@ -83,21 +85,52 @@ class ReportSpecs:
 
 
 def check_folder(folder: Path) -> None:
-    """Refuse a results folder written in another store format (before anything is written)."""
+    """Refuse a results folder whose store is damaged or written in another store format (before
+    anything is written). A store whose creation was cut short (no tables, or no format and no
+    jobs) is taken as new."""
     path = Path(folder) / STORE_FILE
     if not path.exists():
         return
     try:
         with closing(sqlite3.connect(path)) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-    except sqlite3.DatabaseError:
-        row = None
-    if row is None or int(row[0]) != STORE_FORMAT:
+            report = [line for row in db.execute("PRAGMA quick_check") for line in row[0].splitlines()]
+            if report != ["ok"]:
+                problems = [line for line in report if not line.startswith("***")]
+                raise FairbenchError(damaged(path, "; ".join(problems[:2])))
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() if "meta" in tables else None
+            empty = "jobs" not in tables or db.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
+    except sqlite3.DatabaseError as error:
+        raise FairbenchError(damaged(path, str(error))) from None
+    if row is None and empty:
+        return
+    if row is None or row[0] != str(STORE_FORMAT):
         found = "an unknown format" if row is None else f"store format {row[0]}"
         raise FairbenchError(
             f"{path} was written by {found}; this fairbench {__version__} writes format {STORE_FORMAT}: "
             f"choose another --results folder or move that one away"
         )
+
+
+def damaged(path: Path, problem: str) -> str:
+    """The one line that says a store is damaged and what to do."""
+    return (
+        f"{path} is damaged (sqlite integrity check: {problem}); restore it from a copy, or move the folder "
+        f"away and rerun the suite into a fresh one"
+    )
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether `error` comes of a full disk (or quota) under `folder`: the OS says so, SQLite says
+    so, or SQLite reports an I/O error (its shared-memory file cannot grow) on a disk with less
+    than 1 MB free."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    if "disk is full" in str(error):
+        return True
+    return "disk I/O error" in str(error) and shutil.disk_usage(folder).free < 1 << 20
 
 
 def lock_folder(folder: Path) -> FileLock:
@@ -127,19 +160,25 @@ class Store:
         self.path = self.folder / STORE_FILE
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # One transaction: a store is created whole or not at all (a full disk mid-way).
+        self.db.executescript(
+            f"BEGIN; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('format', '{STORE_FORMAT}'); "
+            f"INSERT OR IGNORE INTO meta VALUES ('created_by', '{__version__}'); COMMIT;"
+        )
         with self.db:
-            self.db.executescript(_SCHEMA)
             for column, value in _ADDED_COLUMNS.items():
                 if column not in _columns(self.db, "jobs"):
                     self.db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT DEFAULT '{value}'")
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (__version__,))
 
     def close(self) -> None:
         self.db.close()
 
     def done_ids(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT job_id FROM jobs WHERE status = 'done'")}
+
+    def done_finish_times(self) -> dict[str, float]:
+        """Each done job's finish time (its predictions file records the same)."""
+        return dict(self.db.execute("SELECT job_id, finished FROM jobs WHERE status = 'done'").fetchall())
 
     def done_revisions(self, job_ids: Iterable[str]) -> Counter[str]:
         """How many of these finished jobs each git revision produced."""
@@ -226,8 +265,12 @@ class Store:
         table = tidy_table(self.db)
         for name, write in (("results.parquet", table.to_parquet), ("results.csv", table.to_csv)):
             staging = self.folder / (name + ".tmp")
-            write(staging, index=False)
-            staging.replace(self.folder / name)
+            try:
+                write(staging, index=False)
+                staging.replace(self.folder / name)
+            except BaseException:  # a full disk: the last complete table stays, no half file beside it
+                staging.unlink(missing_ok=True)
+                raise
         return table
 
 

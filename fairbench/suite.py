@@ -6,9 +6,10 @@ Every error names the file, the line and the key, and suggests the closest valid
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,6 +22,16 @@ from fairbench.yamlio import Lines, load_yaml, locate
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
+
+
+# A seed as numpy takes it: a plain integer (not `true`) in [0, 2**32).
+Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]
+# A suite's name is its results folder's name under results/: a plain word, no path.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# What `report:` may hold (read by fairbench.report).
+REPORT_KEYS = ("pareto", "tables", "sweep", "sweep_metrics", "ablation")
+# Includes a suite may pull in, in all (diamonds counted each time).
+MAX_INCLUDES = 50
 
 
 class ExperimentSpec(_Strict):
@@ -96,10 +107,10 @@ class ReportSettings(_Strict):
 class Suite(_Strict):
     name: str
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     # `seed`: each job's data (generated data, split) follows its model seed, so the spread over
     # seeds includes the split's; an int fixes the data for every model seed.
-    split_seed: int | Literal["seed"] = "seed"
+    split_seed: Seed | Literal["seed"] = "seed"
     experiments: list[ExperimentSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     budget: str = "paper"
@@ -115,6 +126,32 @@ class Suite(_Strict):
     def split_seed_of(self, seed: int) -> int:
         """The seed of the data and split that a job of model seed `seed` uses."""
         return seed if self.split_seed == "seed" else self.split_seed
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not NAME.fullmatch(value):
+            raise ValueError(
+                "a suite's name names its folder under results/: letters, digits, '_', '-' and '.', starting "
+                "with a letter or digit (choose another folder with --results)"
+            )
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        repeated = sorted({seed for seed in value if value.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} is given twice; each seed runs once")
+        return value
+
+    @field_validator("report")
+    @classmethod
+    def _known_report_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key not in REPORT_KEYS:
+                raise ValueError(f"unknown report key '{key}'{did_you_mean(str(key), REPORT_KEYS)}")
+        return value
 
     @field_validator("stack", mode="before")
     @classmethod
@@ -136,8 +173,11 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
-def _load_with_includes(path: Path, lines: Lines, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _load_with_includes(
+    path: Path, lines: Lines, seen: tuple[Path, ...] = (), count: list[int] | None = None
+) -> dict[str, Any]:
     path = path.resolve()
+    count = [0] if count is None else count
     if path in seen:
         raise FairbenchError(f"{path}: include cycle ({' -> '.join(p.name for p in (*seen, path))})")
     data, own_lines = load_yaml(path)
@@ -147,13 +187,18 @@ def _load_with_includes(path: Path, lines: Lines, seen: tuple[Path, ...] = ()) -
         raise FairbenchError(f"{path}:1: a suite must be a mapping of keys (name, experiments, methods, ...)")
     includes = data.pop("include", [])
     includes = [includes] if isinstance(includes, str) else includes
+    where = locate(own_lines, ("include",), str(path))
+    if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
+        raise FairbenchError(f"{where}: include: give a file name or a list of file names (got {includes!r})")
     merged: dict[str, Any] = {}
     for include in includes:
-        target = (path.parent / str(include)).resolve()
+        count[0] += 1
+        if count[0] > MAX_INCLUDES:
+            raise FairbenchError(f"{where}: more than {MAX_INCLUDES} includes in all; a suite includes fewer")
+        target = (path.parent / include).resolve()
         if not target.exists():
-            where = locate(own_lines, ("include",), str(path))
             raise FairbenchError(f"{where}: include: file '{include}' not found (looked in {path.parent})")
-        merged = _merge(merged, _load_with_includes(target, lines, (*seen, path)))
+        merged = _merge(merged, _load_with_includes(target, lines, (*seen, path), count))
     lines.update(own_lines)
     return _merge(merged, data)
 
@@ -214,7 +259,8 @@ def _pydantic_error(error: ValidationError, lines: Lines, file: str) -> Fairbenc
         elif problem["type"] == "missing":
             problems.append(f"{where}: missing required key '{key}'")
         else:
-            problems.append(f"{where}: {key}: {problem['msg']} (got {problem.get('input')!r})")
+            message = problem["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {key}: {message} (got {problem.get('input')!r})")
     return FairbenchError("\n".join(problems))
 
 
@@ -278,13 +324,18 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
             if name not in cls.hparams:
                 fail((*at, "grid", name),
                      f"method '{spec.method}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}")  # fmt: skip
-            elif not values:
+                continue
+            if not values:
                 fail((*at, "grid", name), f"grid '{name}' is empty; give at least one value")
-            for j, value in enumerate(values if name in cls.hparams else []):
+            typed = []
+            for j, value in enumerate(values):
                 try:
-                    cls.hparams[name].coerce(value, f"grid.{name}")
+                    typed.append(cls.hparams[name].coerce(value, f"grid.{name}"))
                 except FairbenchError as error:
                     fail((*at, "grid", name, j), str(error))
+                    continue
+                if typed[-1] in typed[:-1]:
+                    fail((*at, "grid", name, j), f"grid '{name}' lists {value!r} twice; each value runs once")
         for name, value in spec.params.items():
             if name in spec.grid:
                 fail((*at, "params", name), f"'{name}' is in both params and grid; keep one")

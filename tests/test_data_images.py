@@ -313,7 +313,7 @@ def test_colored_mnist_from_fixture_files(tmp_path: Path) -> None:
 
 def test_colored_mnist_bad_inputs(tmp_path: Path) -> None:
     folder = make_mnist(tmp_path)
-    with pytest.raises(FairbenchError, match="severity must be 1..5"):
+    with pytest.raises(FairbenchError, match="option severity: 7 is out of range; it must be in \\[1, 5\\]"):
         open_dataset("colored_mnist", tmp_path, {"severity": 7}).frame(0)
     with pytest.raises(FairbenchError, match="has no option 'skw'"):
         open_dataset("colored_mnist", tmp_path, {"skw": 0.1})

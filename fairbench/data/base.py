@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import Bound, coerce
 from fairbench.data.download import RemoteFile, download, ensure
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.expressions import Expression
@@ -42,10 +43,17 @@ def data_dir_from_env(explicit: str | Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Option:
-    """A dataset option settable from a suite's `options:`."""
+    """A dataset option settable from a suite's `options:`: its default's type, optional choices
+    and numeric bounds (see fairbench.bounds)."""
 
     default: Any
     help: str
+    bound: Bound | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def coerce(self, value: Any, where: str) -> Any:
+        """Return `value` as this option's type, or raise a one-line error."""
+        return coerce(self.default, value, where, self.choices, self.bound)
 
 
 @dataclass
@@ -188,12 +196,23 @@ class Dataset:
             name = sorted(unknown)[0]
             raise FairbenchError(f"dataset '{self.name}' has no option '{name}'{did_you_mean(name, self.options)}")
         self.data_dir = data_dir_from_env(data_dir)
-        self.settings = {key: opt.default for key, opt in self.options.items()} | options
+        given = {
+            key: self.options[key].coerce(value, f"dataset '{self.name}' option {key}")
+            for key, value in options.items()
+        }
+        self.settings = {key: opt.default for key, opt in self.options.items()} | given
         self._frames: dict[int, pd.DataFrame] = {}
 
     @property
     def root(self) -> Path:
         return self.data_dir / self.folder
+
+    @classmethod
+    def explicit_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` checked and typed, without those that equal their default: the same data
+        written two ways (`{}`, `{n: 4000}`) is one job."""
+        typed = {key: value for key, value in cls(None, **options).settings.items() if key in options}
+        return {key: value for key, value in typed.items() if value != cls.options[key].default}
 
     def required_files(self) -> tuple[RemoteFile, ...]:
         """The files these options read (all of `files` unless an option says otherwise)."""

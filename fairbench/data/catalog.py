@@ -8,6 +8,7 @@ one-line `FairbenchError` that says what to do next.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fairbench.data.base import DatasetStatus, data_dir_from_env
@@ -21,10 +22,41 @@ def fetch(name: str, data_dir: Path | str | None = None) -> list[str]:
 
 
 def import_files(
-    name: str, src: Path | str, data_dir: Path | str | None = None, copy: bool = False, verify: bool = True
+    name: str,
+    src: Path | str,
+    data_dir: Path | str | None = None,
+    copy: bool = False,
+    verify: bool = True,
+    follow_links: bool = False,
 ) -> list[str]:
-    """Check a user's copy of dataset `name` at `src` and link (or copy) it into the data folder."""
-    return DATASETS.get(name).import_files(Path(src), data_dir_from_env(data_dir), copy=copy, verify=verify)
+    """Check a user's copy of dataset `name` at `src` and link (or copy) it into the data folder.
+    A link inside `src` that leads out of it is refused unless `follow_links`: the import would
+    read (or copy) files the user did not point at."""
+    src = Path(src).expanduser()
+    outside = [] if follow_links else links_out_of(src)
+    if outside:
+        link, target = outside[0]
+        raise FairbenchError(
+            f"{name}: {link} links to {target}, outside {src} ({len(outside)} such link(s)); pass --follow-links "
+            f"to import through them"
+        )
+    return DATASETS.get(name).import_files(src, data_dir_from_env(data_dir), copy=copy, verify=verify)
+
+
+def links_out_of(folder: Path) -> list[tuple[Path, Path]]:
+    """(link, target) of every symbolic link under `folder` whose target lies outside it."""
+    if not folder.is_dir():
+        return []
+    root = folder.resolve()
+    found = []
+    for parent, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(parent) / name
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    found.append((path, target))
+    return found
 
 
 def dataset_status(name: str, data_dir: Path | str | None = None) -> DatasetStatus:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import NON_NEGATIVE, SHARE, at_least
 from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
 from fairbench.data.download import RemoteFile, md5_of
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
@@ -147,17 +148,15 @@ class CelebA(Dataset):
     label = "Attractive"
     folder = "celeba"
     options = {
-        "size": Option(64, "side of the square images after resizing"),
-        "crop": Option(0, "centre square cut before resizing, in original pixels (0 = none, as DVGE)"),
+        "size": Option(64, "side of the square images after resizing", at_least(8)),
+        "crop": Option(0, "centre square cut before resizing, in original pixels (0 = none, as DVGE)", NON_NEGATIVE),
         "draft": Option(True, "fast JPEG decode at reduced DCT scale (False = full decode, slower)"),
-        "val_fraction": Option(0.1, "protocols dvge, lff: share of the train range used for validation"),
+        "val_fraction": Option(0.1, "protocols dvge, lff: share of the train range used for validation", SHARE),
     }
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(
-            int(self.settings["size"]), int(self.settings["crop"]), bool(self.settings["draft"])
-        )
+        return Preprocess(int(self.settings["size"]), int(self.settings["crop"]), bool(self.settings["draft"]))
 
     def ensure_files(self, allow_download: bool = True) -> None:
         """Only the two text files are needed for attributes; images are checked in `inputs`."""

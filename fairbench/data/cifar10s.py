@@ -13,11 +13,12 @@ import pickle
 import shutil
 import tarfile
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import SHARE, between
 from fairbench.data.base import Dataset, Inputs, Option, data_dir_from_env
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside
 from fairbench.data.images import to_grey_rgb
@@ -42,6 +43,23 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 MOSTLY_GREY = ("airplane", "bird", "deer", "frog", "ship")
 
 
+# What the official batches' pickles (and numpy's own pickling of arrays) call: nothing else runs.
+_ARRAY_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),
+})  # fmt: skip
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and builtin containers only: a file planted in the
+    data folder cannot run code when it is read."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays are expected)")
+        return super().find_class(module, name)
+
+
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One official pickle: (N, 3, 32, 32) uint8 images and int64 labels."""
     if not path.exists():
@@ -51,13 +69,11 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _ArraysOnly(handle, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise FairbenchError(
-            f"cifar10s: {path} is damaged ({type(error).__name__}); fetch it again"
-        ) from None
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise FairbenchError(f"cifar10s: {path} is damaged or not a CIFAR-10 batch ({error}); fetch it again") from None
     if len(data) != len(labels):
         raise FairbenchError(f"cifar10s: {path} has {len(data)} images but {len(labels)} labels")
     return data, labels
@@ -79,12 +95,10 @@ class CIFAR10S(Dataset):
     protocols = ("wang",)
     label = "label"
     folder = "cifar10"
-    files = tuple(
-        RemoteFile(f"{FOLDER}/{name}", URL) for name in (*TRAIN_BATCHES, "test_batch", "batches.meta")
-    )
+    files = tuple(RemoteFile(f"{FOLDER}/{name}", URL) for name in (*TRAIN_BATCHES, "test_batch", "batches.meta"))
     options = {
-        "skew": Option(0.95, "share of each training class in its majority domain"),
-        "val_fraction": Option(0.1, "share of the training images used for validation"),
+        "skew": Option(0.95, "share of each training class in its majority domain", between(0, 1)),
+        "val_fraction": Option(0.1, "share of the training images used for validation", SHARE),
     }
     # The name of the second domain's 0/1 column (the bias); its classes are MOSTLY_GREY.
     domain: ClassVar[str] = "grey"
@@ -145,8 +159,6 @@ class CIFAR10S(Dataset):
 
     def read_frame(self, seed: int) -> pd.DataFrame:
         skew = float(self.settings["skew"])
-        if not 0 <= skew <= 1:
-            raise FairbenchError(f"{self.name}: option skew must be in [0, 1], not {skew}")
         train, test = self._labels()
         rng = np.random.default_rng([seed, 20200401])
         major = np.array([name in MOSTLY_GREY for name in CLASSES], dtype=np.int64)
@@ -184,9 +196,7 @@ class CIFAR10S(Dataset):
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1
         strata = frame["label"].to_numpy() * 2 + frame[self.domain].to_numpy()
-        train, val = carve_validation(
-            np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
-        )
+        train, val = carve_validation(np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed)
         return {"train": train, "val": val, "test": np.flatnonzero(is_test)}
 
     def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:

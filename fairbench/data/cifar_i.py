@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import at_least
 from fairbench.data.base import DatasetStatus, Inputs, Option, data_dir_from_env
 from fairbench.data.cifar10s import CIFAR10S, CLASSES
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
@@ -59,7 +60,7 @@ class CIFARI(CIFAR10S):
     domain = "imagenet"
     options = {
         **CIFAR10S.options,
-        "imagenet_test": Option(1000, "ImageNet test images per class (Wang et al.: 1000)"),
+        "imagenet_test": Option(1000, "ImageNet test images per class (Wang et al.: 1000)", at_least(1)),
     }
 
     def ensure_files(self, allow_download: bool = True) -> None:
@@ -131,4 +132,3 @@ class CIFARI(CIFAR10S):
             images = cached_images(cache, paths, PREPROCESS, source_hash(names, sizes, PREPROCESS), self.name)
             x[rows] = images[frame["source_index"].to_numpy()[rows]]
         return Inputs(x=x, feature_names=["rgb_32px"], feature_sources=[])
-

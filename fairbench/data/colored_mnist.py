@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import SHARE, between
 from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside, sha256_of
 from fairbench.data.splits import carve_validation, stratified_split
@@ -60,9 +61,7 @@ def read_idx(path: Path) -> np.ndarray:
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise FairbenchError(
-            f"colored_mnist: {path} is truncated ({body.size} of {int(np.prod(dims))} bytes)"
-        )
+        raise FairbenchError(f"colored_mnist: {path} is truncated ({body.size} of {int(np.prod(dims))} bytes)")
     return body.reshape(dims)
 
 
@@ -103,18 +102,19 @@ class ColoredMNIST(Dataset):
         for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
     )
     options = {
-        "skew": Option(0.01, "share of bias-conflicting training images (LfF: 0.005-0.05)"),
-        "severity": Option(4, "colour noise level 1..5 (sigma 0.05, 0.02, 0.01, 0.005, 0.002)"),
-        "test_aligned": Option(0.1, "aligned share in the test split (0.1 = colours independent of digit)"),
-        "val_fraction": Option(0.1, "share of the training pool used for validation"),
-        "source": Option("full", "'full' (train + t10k files) or 't10k' (only the test files, split 70/30)"),
+        "skew": Option(0.01, "share of bias-conflicting training images (LfF: 0.005-0.05)", between(0, 1)),
+        "severity": Option(4, "colour noise level 1..5 (sigma 0.05, 0.02, 0.01, 0.005, 0.002)", between(1, 5)),
+        "test_aligned": Option(
+            0.1, "aligned share in the test split (0.1 = colours independent of digit)", between(0, 1)
+        ),
+        "val_fraction": Option(0.1, "share of the training pool used for validation", SHARE),
+        "source": Option(
+            "full", "'full' (train + t10k files) or 't10k' (only the test files, split 70/30)", choices=("full", "t10k")
+        ),
     }
 
     def required_files(self) -> tuple[RemoteFile, ...]:
-        source = self.settings["source"]
-        if source not in ("full", "t10k"):
-            raise FairbenchError(f"colored_mnist: option source must be 'full' or 't10k', not {source!r}")
-        if source == "t10k":
+        if self.settings["source"] == "t10k":
             return tuple(f for f in self.files if "t10k" in f.path)
         return self.files
 
@@ -126,9 +126,7 @@ class ColoredMNIST(Dataset):
             ensure(needed, self.data_dir, self.name, allow_download=False)
         except FairbenchError as error:
             if all((self.data_dir / f.path).exists() for f in self.files if "t10k" in f.path):
-                raise FairbenchError(
-                    f"{error} (or set option source: t10k to use the test files only)"
-                ) from None
+                raise FairbenchError(f"{error} (or set option source: t10k to use the test files only)") from None
             raise
 
     @classmethod
@@ -150,13 +148,9 @@ class ColoredMNIST(Dataset):
     def column_names(self) -> list[str]:
         return ["digit", "color", "bias", "aligned", "is_test", "source_index", "red", "green", "blue"]
 
-    def _check_options(self) -> tuple[float, float]:
-        skew, severity = float(self.settings["skew"]), int(self.settings["severity"])
-        if not 0 <= skew <= 1:
-            raise FairbenchError(f"colored_mnist: option skew must be in [0, 1], not {skew}")
-        if severity not in range(1, 6):
-            raise FairbenchError(f"colored_mnist: option severity must be 1..5, not {severity}")
-        return skew, SIGMA[severity - 1]
+    def _skew_and_sigma(self) -> tuple[float, float]:
+        """The options' values (within their declared bounds) as the generator reads them."""
+        return float(self.settings["skew"]), SIGMA[int(self.settings["severity"]) - 1]
 
     def _parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(labels, source_index, is_test) per IDX file pair, in frame order."""
@@ -170,7 +164,7 @@ class ColoredMNIST(Dataset):
         ]
 
     def read_frame(self, seed: int) -> pd.DataFrame:
-        skew, sigma = self._check_options()
+        skew, sigma = self._skew_and_sigma()
         self.required_files()
         parts = self._parts()
         digits = np.concatenate([p[0] for p in parts])
@@ -196,9 +190,7 @@ class ColoredMNIST(Dataset):
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1
         strata = frame["digit"].to_numpy() * 2 + frame["aligned"].to_numpy()
-        train, val = carve_validation(
-            np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed
-        )
+        train, val = carve_validation(np.flatnonzero(~is_test), strata, float(self.settings["val_fraction"]), seed)
         return {"train": train, "val": val, "test": np.flatnonzero(is_test)}
 
     def inputs(self, frame: pd.DataFrame, exclude: frozenset[str], train: np.ndarray) -> Inputs:

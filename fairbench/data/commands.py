@@ -28,14 +28,14 @@ def fetch(name: str, data_dir: str | None) -> None:
 @click.argument("name")
 @click.argument("path", type=click.Path(file_okay=False))
 @click.option("--copy", is_flag=True, help="copy the files instead of linking to them")
-@click.option(
-    "--skip-checksums", is_flag=True, help="skip the md5 and full-count checks (subsets, edited copies)"
-)
+@click.option("--skip-checksums", is_flag=True, help="skip the md5 and full-count checks (subsets, edited copies)")
+@click.option("--follow-links", is_flag=True, help="import through links that lead out of PATH (refused otherwise)")
 @_DATA_DIR
-def import_(name: str, path: str, copy: bool, skip_checksums: bool, data_dir: str | None) -> None:
+def import_(name: str, path: str, copy: bool, skip_checksums: bool, follow_links: bool, data_dir: str | None) -> None:
     """Check your copy of dataset NAME at PATH and link (or --copy) it into the data folder
     (for datasets that cannot be downloaded, such as celeba)."""
-    for line in catalog.import_files(name, path, data_dir, copy=copy, verify=not skip_checksums):
+    lines = catalog.import_files(name, path, data_dir, copy=copy, verify=not skip_checksums, follow_links=follow_links)
+    for line in lines:
         click.echo(line)
 
 

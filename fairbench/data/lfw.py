@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import NON_NEGATIVE, at_least
 from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env, user_supplied_status
 from fairbench.data.download import RemoteFile
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
@@ -105,10 +106,10 @@ class LFW(Dataset):
     label = "Smiling"
     folder = "lfw"
     options = {
-        "size": Option(64, "side of the square images after resizing"),
-        "crop": Option(0, "centre square cut before resizing, in original pixels (0 = none)"),
-        "train_size": Option(6000, "protocol faap: rows drawn for training"),
-        "val_size": Option(3600, "protocol faap: rows drawn for validation (the rest is test)"),
+        "size": Option(64, "side of the square images after resizing", at_least(8)),
+        "crop": Option(0, "centre square cut before resizing, in original pixels (0 = none)", NON_NEGATIVE),
+        "train_size": Option(6000, "protocol faap: rows drawn for training", at_least(1)),
+        "val_size": Option(3600, "protocol faap: rows drawn for validation (the rest is test)", at_least(1)),
     }
 
     def ensure_files(self, allow_download: bool = True) -> None:

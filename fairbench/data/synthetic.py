@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import NON_NEGATIVE, at_least
 from fairbench.data.base import Option
 from fairbench.data.tabular import TabularDataset
 
@@ -22,10 +23,10 @@ class Synthetic(TabularDataset):
     protocols = ("random",)
     label = "y"
     options = {
-        "n": Option(4000, "number of rows"),
-        "n_features": Option(5, "number of features x0.."),
+        "n": Option(4000, "number of rows", at_least(10)),
+        "n_features": Option(5, "number of features x0..", at_least(1)),
         "bias": Option(1.0, "shift of the label logit between the groups (0 = no bias)"),
-        "proxy_noise": Option(0.5, "noise on the proxy feature (smaller = stronger proxy)"),
+        "proxy_noise": Option(0.5, "noise on the proxy feature (smaller = stronger proxy)", NON_NEGATIVE),
     }
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fairbench.bounds import NON_NEGATIVE, at_least, between
 from fairbench.data.base import Dataset, Inputs, Option
 from fairbench.data.splits import stratified_split
 
@@ -29,9 +30,9 @@ class SyntheticImages(Dataset):
     protocols = ("random",)
     label = "Attractive"
     options = {
-        "n": Option(1200, "number of images"),
-        "bias": Option(0.4, "difference of P(Attractive) between the Male groups (0 = none)"),
-        "noise": Option(24.0, "standard deviation of the per-pixel noise (0-255 scale)"),
+        "n": Option(1200, "number of images", at_least(10)),
+        "bias": Option(0.4, "difference of P(Attractive) between the Male groups (0 = none)", between(-1, 1)),
+        "noise": Option(24.0, "standard deviation of the per-pixel noise (0-255 scale)", NON_NEGATIVE),
     }
     split_fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
 

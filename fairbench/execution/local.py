@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -82,10 +84,22 @@ def threads_per_worker(execution: Execution, cpus: int | None = None) -> int:
 
 
 def _serve(conn: Connection, settings: WorkerSettings, threads: int, device: str) -> None:
-    """A worker process: run each unit it is sent until it is sent None."""
-    device = init_worker(threads, device)
-    while (unit := conn.recv()) is not None:
-        conn.send(run_unit(unit, settings, device))
+    """A worker process: run each unit it is sent until it is sent None. It ends quietly on
+    Ctrl-C (the driver reports it) and when the driver is gone (no one would record its results)."""
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    try:
+        device = init_worker(threads, device)
+        while (unit := conn.recv()) is not None:
+            conn.send(run_unit(unit, settings, device))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        return
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker within a second of its driver's death (kill -9 included)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class _Worker:

@@ -3,6 +3,7 @@ data -> method -> scores -> metric rows. Exceptions become failed results, never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -165,5 +166,6 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
         return failed_results(unit, f"{type(error).__name__}: {error}", device, started)
     finally:
         for handler in handlers:
-            handler.close()
+            with contextlib.suppress(OSError):  # a full disk loses the log's tail, not the run
+                handler.close()
             logger.removeHandler(handler)

@@ -12,6 +12,7 @@ log-variance per dim, which a deterministic encoder does not have). Adam lr 1e-5
 
 import numpy as np
 
+from fairbench.bounds import NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from fairbench.methods import papers
 from fairbench.methods.base import HParam, MetricRow, Outcome
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
@@ -27,12 +28,12 @@ class ADT(BranchedMethod):
     hparams = {
         **common_hparams(arch="dvge", epochs=100, lr=1e-5, beta1=0.5, beta2=0.9, batch_size=64, select="acc"),
         "protect": PROTECT,
-        "lam": HParam(1.0, "weight of the reversed sensitive-attribute loss"),
+        "lam": HParam(1.0, "weight of the reversed sensitive-attribute loss", bound=NON_NEGATIVE),
         "ablation": HParam(
             False, "also report sens_acc: a fresh d (DVGE's recipe) retrained on the feature encoder's output"
         ),
-        "sens_epochs": HParam(120, "ablation: epochs of that d (DVGE: 120)"),
-        "sens_lr": HParam(1e-5, "ablation: Adam learning rate of that d (DVGE: 1e-5)"),
+        "sens_epochs": HParam(120, "ablation: epochs of that d (DVGE: 120)", bound=POSITIVE_INT),
+        "sens_lr": HParam(1e-5, "ablation: Adam learning rate of that d (DVGE: 1e-5)", bound=POSITIVE),
     }
     # The quick d follows DVGE's quick budget (30 epochs at 1e-4).
     budgets = {"paper": {}, "quick": {"epochs": 20, "lr": 1e-3, "sens_epochs": 30, "sens_lr": 1e-4}}

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.bounds import NON_NEGATIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.methods import papers
 from fairbench.methods.base import HParam
@@ -87,11 +88,13 @@ class ALFR(TrainedMethod):
     description = "adversarially learned fair representations: autoencoder + predictor + adversary on s"
     paper = papers.ALFR
     hparams = {
-        "alpha": HParam(1.0, "weight of the reconstruction loss"),
-        "beta": HParam(1.0, "weight of the adversary's loss in the encoder's objective (reversal scale)"),
-        "gamma": HParam(1.0, "weight of the predictor's cross-entropy"),
-        "width": HParam(100, "hidden units of every network (one hidden layer each)"),
-        "z_dim": HParam(50, "dimensions of the representation z"),
+        "alpha": HParam(1.0, "weight of the reconstruction loss", bound=NON_NEGATIVE),
+        "beta": HParam(
+            1.0, "weight of the adversary's loss in the encoder's objective (reversal scale)", bound=NON_NEGATIVE
+        ),
+        "gamma": HParam(1.0, "weight of the predictor's cross-entropy", bound=NON_NEGATIVE),
+        "width": HParam(100, "hidden units of every network (one hidden layer each)", bound=POSITIVE_INT),
+        "z_dim": HParam(50, "dimensions of the representation z", bound=POSITIVE_INT),
         **training_hparams(epochs=100, lr=1e-3, batch_size=100),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from fairbench.artifacts import ArtifactCache
+from fairbench.bounds import Bound, coerce
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.table_spec import ReportTable
@@ -25,26 +26,19 @@ from fairbench.train.seeding import stream
 
 @dataclass(frozen=True)
 class HParam:
-    """A hyperparameter: default (its type is the parameter's type), help, optional choices."""
+    """A hyperparameter: default (its type is the parameter's type), help, optional choices and
+    numeric bounds (see fairbench.bounds; every number must be finite)."""
 
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
     # Where the default comes from: "paper", "released code" or "our choice" (None: see the help).
     source: str | None = None
+    bound: Bound | None = None
 
     def coerce(self, value: Any, where: str) -> Any:
         """Return `value` as this parameter's type, or raise a one-line error."""
-        kind = type(self.default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is tuple and isinstance(value, list):
-            value = tuple(value)
-        if self.default is not None and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise FairbenchError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        if self.choices is not None and value not in self.choices:
-            raise FairbenchError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
-        return value
+        return coerce(self.default, value, where, self.choices, self.bound)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from fairbench.bounds import POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
@@ -83,7 +84,7 @@ class DFR(BranchedMethod):
     hparams = {
         **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="last", rules=("last", "acc")),
         "c_grid": HParam(C_GRID, "inverse L1 strengths tried for the last layer (the paper's grid)"),
-        "retrains": HParam(10, "balanced subsamples whose logistic regressions are averaged"),
+        "retrains": HParam(10, "balanced subsamples whose logistic regressions are averaged", bound=POSITIVE_INT),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20, "retrains": 5}}
 

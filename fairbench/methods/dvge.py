@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData
 from fairbench.encoders import Latents, encoder_label, latent_codes
 from fairbench.errors import FairbenchError
@@ -80,8 +81,8 @@ class DVGE(LatentCodeMethod):
     paper = papers.DVGE
     hparams = {
         **SHARED_HPARAMS,
-        "eta1": HParam(0.1, "weight of the sensitive focus F_d (debiasing)"),
-        "eta2": HParam(0.4, "weight of the downstream focus F_g (accuracy)"),
+        "eta1": HParam(0.1, "weight of the sensitive focus F_d (debiasing)", bound=NON_NEGATIVE),
+        "eta2": HParam(0.4, "weight of the downstream focus F_g (accuracy)", bound=NON_NEGATIVE),
         "focus": HParam(
             "loss",
             "focus F: loss = gradient of the cross-entropy against the model's own prediction "
@@ -92,11 +93,14 @@ class DVGE(LatentCodeMethod):
         ),
         "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code",
                        source="paper"),  # fmt: skip
-        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension", source="paper"),
+        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension", source="paper",
+                             bound=NON_NEGATIVE),
         "ablation": HParam(
             False, "also report sens_acc rows (paper Tables 1/2/5/6) for members with eta2 = 0"
         ),
-        "removed_dims": HParam(0, "ablation reference: dims zeroed (0 = one per sensitive attribute)"),
+        "removed_dims": HParam(
+            0, "ablation reference: dims zeroed (0 = one per sensitive attribute)", bound=NON_NEGATIVE
+        ),
     }
     budgets = SHARED_BUDGETS
     stackable = ("eta1", "eta2")

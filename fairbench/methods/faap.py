@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from fairbench import metrics
+from fairbench.bounds import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SHARE, at_least
 from fairbench.data.base import TaskData
 from fairbench.deployed import KINDS, Deployed, DeployedConfig, load_deployed, predict, prepare, split_train
 from fairbench.errors import FairbenchError
@@ -106,20 +107,26 @@ class FAAP(Method):
         "surrogates": HParam(
             (), "black-box transfer: train G against these kinds (an ensemble), evaluate on `deployed`"
         ),
-        "size": HParam(224, "side the images are resized to (paper: 224)"),
-        "deployed_epochs": HParam(30, "deployed model's training epochs"),
-        "deployed_batch_size": HParam(64, "deployed model's minibatch size"),
-        "deployed_lr": HParam(5e-4, "deployed model's Adam learning rate"),
-        "deployed_fraction": HParam(0.5, "share of the train split that trains the deployed model (rest: FAAP)"),
-        "adv_weight": HParam(1.0, "fair / RG deployed models: weight of the attribute discriminator's loss"),
-        "flip_rate": HParam(0.2, "LF deployed model: share of group-minority labels flipped to the majority"),
-        "eps": HParam(0.05, "L-infinity bound of the perturbation (images in [0, 1])"),
-        "alpha": HParam(0.1, "weight of D's prediction entropy in G's fairness loss"),
-        "beta": HParam(1.0, "weight of the target loss through the frozen f"),
-        "epochs": HParam(10, "FAAP training epochs"),
-        "batch_size": HParam(64, "FAAP minibatch size"),
-        "lr_g": HParam(1e-3, "generator's Adam learning rate"),
-        "lr_d": HParam(1e-3, "discriminator's Adam learning rate"),
+        "size": HParam(224, "side the images are resized to (paper: 224)", bound=at_least(8)),
+        "deployed_epochs": HParam(30, "deployed model's training epochs", bound=POSITIVE_INT),
+        "deployed_batch_size": HParam(64, "deployed model's minibatch size", bound=POSITIVE_INT),
+        "deployed_lr": HParam(5e-4, "deployed model's Adam learning rate", bound=POSITIVE),
+        "deployed_fraction": HParam(
+            0.5, "share of the train split that trains the deployed model (rest: FAAP)", bound=SHARE
+        ),
+        "adv_weight": HParam(
+            1.0, "fair / RG deployed models: weight of the attribute discriminator's loss", bound=NON_NEGATIVE
+        ),
+        "flip_rate": HParam(
+            0.2, "LF deployed model: share of group-minority labels flipped to the majority", bound=FRACTION
+        ),
+        "eps": HParam(0.05, "L-infinity bound of the perturbation (images in [0, 1])", bound=NON_NEGATIVE),
+        "alpha": HParam(0.1, "weight of D's prediction entropy in G's fairness loss", bound=NON_NEGATIVE),
+        "beta": HParam(1.0, "weight of the target loss through the frozen f", bound=NON_NEGATIVE),
+        "epochs": HParam(10, "FAAP training epochs", bound=POSITIVE_INT),
+        "batch_size": HParam(64, "FAAP minibatch size", bound=POSITIVE_INT),
+        "lr_g": HParam(1e-3, "generator's Adam learning rate", bound=POSITIVE),
+        "lr_d": HParam(1e-3, "discriminator's Adam learning rate", bound=POSITIVE),
     }
     budgets = {"paper": {}, "quick": {"deployed_epochs": 3, "epochs": 3}}
     report_tables = (TABLE_1, TRANSFER_TABLE)

@@ -3,6 +3,7 @@ without its sensitive dims b; the encoder (see fairbench/encoders/ffvae.py) is t
 the sensitive attributes, so its artifact depends on the sensitive expression. This is also
 FFVAE's "sensitive dims removed" reading."""
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.latent import SHARED_BUDGETS, SHARED_HPARAMS, SensitivePartDropped
@@ -21,8 +22,10 @@ class FFVAE(SensitivePartDropped):
             "encoder settings: z_dim (b included), width, likelihood, batch_size, lr, beta1, beta2, "
             "lr_d, beta1_d, beta2_d",
         ),
-        "alpha": HParam(1.0, "encoder: weight of b's supervision (BCE); DVGE sweeps 1.0..6.4"),
-        "gamma": HParam(6.4, "encoder: weight of the total correlation of [z, b]; DVGE sweeps 1.0..6.4"),
+        "alpha": HParam(1.0, "encoder: weight of b's supervision (BCE); DVGE sweeps 1.0..6.4", bound=NON_NEGATIVE),
+        "gamma": HParam(
+            6.4, "encoder: weight of the total correlation of [z, b]; DVGE sweeps 1.0..6.4", bound=NON_NEGATIVE
+        ),
         "ablation": HParam(False, "also report sens_acc: a fresh d retrained on the code g sees"),
     }
     budgets = SHARED_BUDGETS

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.bounds import BELOW_ONE, NON_NEGATIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
@@ -85,9 +86,13 @@ class FilterDrop(TrainedMethod):
     hparams = {
         "arch": HParam("mlp3", "network: its backbone's output units are the filters", ARCHITECTURES),
         **training_hparams(epochs=100, lr=1e-3, batch_size=256, select="acc"),
-        "attribute_epochs": HParam(10, "stage 1: epochs of the multi-task network before the filters are chosen"),
-        "lam": HParam(1.0, "weight of the bias head's cross-entropy in both stages"),
-        "drop": HParam(0.5, "share of the backbone's filters dropped (those with the largest bias scores)"),
+        "attribute_epochs": HParam(
+            10, "stage 1: epochs of the multi-task network before the filters are chosen", bound=POSITIVE_INT
+        ),
+        "lam": HParam(1.0, "weight of the bias head's cross-entropy in both stages", bound=NON_NEGATIVE),
+        "drop": HParam(
+            0.5, "share of the backbone's filters dropped (those with the largest bias scores)", bound=BELOW_ONE
+        ),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20, "attribute_epochs": 5}}
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
@@ -75,7 +76,7 @@ class GBA(BranchedMethod):
     hparams = {
         **common_hparams(arch="resnet18", epochs=100, lr=1e-3, batch_size=256, select="last"),
         "protect": PROTECT,
-        "lam": HParam(1.0, "weight lambda of the reversed discriminator loss (eq. 3)"),
+        "lam": HParam(1.0, "weight lambda of the reversed discriminator loss (eq. 3)", bound=NON_NEGATIVE),
         "variant": HParam(
             "gba",
             "mask rule: gba (eq. 7) | naive (GBA-n: ind = +1) | correct (GBA-c: mask only where D is right)",

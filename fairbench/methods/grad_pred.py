@@ -2,6 +2,7 @@
 with batch norm + ReLU, Adam, 50 epochs, lambda = 100, keeping the epoch with the lowest
 validation discrimination (ties: highest validation accuracy)."""
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.branched import PROTECT, BranchedMethod, common_hparams
@@ -25,7 +26,7 @@ class GradPred(BranchedMethod):
     hparams = {
         **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="disc"),
         "protect": PROTECT,
-        "lam": HParam(100.0, "weight of the reversed protected-attribute loss (paper: 100)"),
+        "lam": HParam(100.0, "weight of the reversed protected-attribute loss (paper: 100)", bound=NON_NEGATIVE),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20}}
     report_tables = (TABLE,)

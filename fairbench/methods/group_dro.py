@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
@@ -56,7 +57,7 @@ class GroupDRO(ClassifierMethod):
     hparams = {
         **classifier_hparams(arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128,
                             select="worst"),
-        "eta": HParam(0.01, "step size of the group weights (the paper's eta_q)"),
+        "eta": HParam(0.01, "step size of the group weights (the paper's eta_q)", bound=NON_NEGATIVE),
         "balance": HParam(True, "draw rows with probability 1 / group size (every group equally often)"),
     }  # fmt: skip
     budgets = {"paper": {}, "quick": {"epochs": 10}}

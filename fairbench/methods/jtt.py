@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from fairbench.bounds import POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
@@ -58,8 +59,8 @@ class JTT(BranchedMethod):
             select="worst_group",
             rules=("worst_group", "acc", "last"),
         ),
-        "id_epochs": HParam(1, "T: epochs of the identification (ERM) model"),
-        "lambda_up": HParam(20, "how many times each misclassified training row appears per epoch"),
+        "id_epochs": HParam(1, "T: epochs of the identification (ERM) model", bound=POSITIVE_INT),
+        "lambda_up": HParam(20, "how many times each misclassified training row appears per epoch", bound=POSITIVE_INT),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20}}
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.bounds import FRACTION, SHARE
 from fairbench.methods import papers
 from fairbench.methods.base import HParam
 from fairbench.methods.families.classifier import ClassifierMethod, classifier, classifier_hparams
@@ -77,8 +78,8 @@ class LfF(ClassifierMethod):
     hparams = {
         **classifier_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
                             select="last"),
-        "q": HParam(0.7, "GCE exponent of the biased model"),
-        "ema": HParam(0.7, "EMA factor of the per-sample losses"),
+        "q": HParam(0.7, "GCE exponent of the biased model", bound=SHARE),
+        "ema": HParam(0.7, "EMA factor of the per-sample losses", bound=FRACTION),
     }  # fmt: skip
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 

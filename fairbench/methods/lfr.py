@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
+from fairbench.bounds import NON_NEGATIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
@@ -138,11 +139,11 @@ class LFR(Method):
     description = "Learning Fair Representations (Zemel et al. 2013): fair prototypes, L-BFGS"
     paper = papers.LFR
     hparams = {
-        "prototypes": HParam(10, "number of prototypes K"),
-        "a_z": HParam(1000.0, "weight of L_z, the statistical parity of the prototype memberships"),
-        "a_x": HParam(1e-4, "weight of L_x, the reconstruction error"),
-        "a_y": HParam(0.1, "weight of L_y, the cross-entropy of the prediction"),
-        "iterations": HParam(5000, "L-BFGS-B iterations (and function evaluations) at most"),
+        "prototypes": HParam(10, "number of prototypes K", bound=POSITIVE_INT),
+        "a_z": HParam(1000.0, "weight of L_z, the statistical parity of the prototype memberships", bound=NON_NEGATIVE),
+        "a_x": HParam(1e-4, "weight of L_x, the reconstruction error", bound=NON_NEGATIVE),
+        "a_y": HParam(0.1, "weight of L_y, the cross-entropy of the prediction", bound=NON_NEGATIVE),
+        "iterations": HParam(5000, "L-BFGS-B iterations (and function evaluations) at most", bound=POSITIVE_INT),
         "alpha": HParam(
             "group", "distance weights: group (one vector per protected group) | shared", ("group", "shared")
         ),

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fairbench.bounds import POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
@@ -70,12 +71,12 @@ class Reductions(Method):
     paper = papers.REDUCTIONS
     hparams = {
         "constraint": HParam("dp", "dp: DemographicParity | eodds: EqualizedOdds", ("dp", "eodds")),
-        "eps": HParam(0.01, "allowed constraint violation"),
-        "max_iter": HParam(50, "rounds of the reduction"),
+        "eps": HParam(0.01, "allowed constraint violation", bound=POSITIVE),
+        "max_iter": HParam(50, "rounds of the reduction", bound=POSITIVE_INT),
         "estimator": HParam(
             "logistic", "logistic regression (the paper's) | mlp (the grad net's shape)", ("logistic", "mlp")
         ),  # fmt: skip
-        "epochs": HParam(50, "passes of each mlp fit"),
+        "epochs": HParam(50, "passes of each mlp fit", bound=POSITIVE_INT),
     }
     budgets = {"paper": {}, "quick": {"max_iter": 20, "epochs": 20}}
 

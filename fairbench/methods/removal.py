@@ -9,6 +9,7 @@ expression reads).
 
 from __future__ import annotations
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData
 from fairbench.encoders import encoder_label, latent_codes
 from fairbench.methods import papers
@@ -32,7 +33,7 @@ class Removal(LatentCodeMethod):
     paper = papers.FFVAE
     hparams = {
         **{k: v for k, v in SHARED_HPARAMS.items() if k != "sens_epochs"},
-        "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)"),
+        "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)", bound=NON_NEGATIVE),
     }
     budgets = {name: {k: v for k, v in b.items() if k != "sens_epochs"} for name, b in SHARED_BUDGETS.items()}
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fairbench.bounds import FRACTION, POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
@@ -141,16 +142,16 @@ class Repair(Method):
             "what the bias classifier reads: bias (one-hot bias label) | color (per-channel max)",
             REPRESENTATIONS,
         ),
-        "repair_epochs": HParam(200, "epochs of the weight/bias-classifier minimax"),
-        "repair_lr": HParam(1e-3, "SGD (momentum 0.9) learning rate of the bias classifier"),
-        "weight_lr": HParam(10.0, "SGD learning rate of the per-row logits theta (w = sigmoid(theta))"),
-        "repair_batch_size": HParam(128, "minibatch size of the minimax"),
+        "repair_epochs": HParam(200, "epochs of the weight/bias-classifier minimax", bound=POSITIVE_INT),
+        "repair_lr": HParam(1e-3, "SGD (momentum 0.9) learning rate of the bias classifier", bound=POSITIVE),
+        "weight_lr": HParam(10.0, "SGD learning rate of the per-row logits theta (w = sigmoid(theta))", bound=POSITIVE),
+        "repair_batch_size": HParam(128, "minibatch size of the minimax", bound=POSITIVE_INT),
         "resample": HParam(
             "threshold",
             "final step: threshold (keep w > threshold) | sample (keep with prob. w) | reweight (n draws, P ~ w)",
             RESAMPLING,
         ),
-        "threshold": HParam(0.5, "resample: threshold keeps the rows whose weight exceeds this"),
+        "threshold": HParam(0.5, "resample: threshold keeps the rows whose weight exceeds this", bound=FRACTION),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20, "repair_epochs": 50}}
 

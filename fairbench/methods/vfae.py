@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from fairbench.bounds import NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome
@@ -135,11 +136,11 @@ class VFAE(TrainedMethod):
     description = "variational fair autoencoder: semi-supervised VAE given s, MMD penalty on q(z1|s)"
     paper = papers.VFAE
     hparams = {
-        "alpha": HParam(1.0, "weight of the classification loss -log q(y|z1)"),
-        "beta": HParam(1.0, "weight of the MMD penalty between the groups' q(z1)"),
-        "mmd_gamma": HParam(1.0, "Gaussian kernel width: k(u, v) = exp(-||u - v||^2 / mmd_gamma)"),
-        "width": HParam(100, "hidden units of every network (one hidden layer each)"),
-        "z_dim": HParam(50, "dimensions of z1 and of z2"),
+        "alpha": HParam(1.0, "weight of the classification loss -log q(y|z1)", bound=NON_NEGATIVE),
+        "beta": HParam(1.0, "weight of the MMD penalty between the groups' q(z1)", bound=NON_NEGATIVE),
+        "mmd_gamma": HParam(1.0, "Gaussian kernel width: k(u, v) = exp(-||u - v||^2 / mmd_gamma)", bound=POSITIVE),
+        "width": HParam(100, "hidden units of every network (one hidden layer each)", bound=POSITIVE_INT),
+        "z_dim": HParam(50, "dimensions of z1 and of z2", bound=POSITIVE_INT),
         "head": HParam(
             "classifier",
             "predictions: classifier (q(y|z1) at the posterior mean) | logistic (logistic regression "

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from fairbench.bounds import BELOW_ONE, POSITIVE, POSITIVE_INT
 from fairbench.methods.base import HParam
 from fairbench.methods.families.trained import PROTECT, TrainedMethod, select_param
 from fairbench.nets.branched import ARCHITECTURES, BranchedNet, build_branched
@@ -30,11 +31,11 @@ def common_hparams(**defaults: Any) -> dict[str, HParam]:
             "network: grad (40-unit BN MLPs) | dvge (paper Tables 3/4) | resnet18 | mlp3 (GBA's image backbones)",
             ARCHITECTURES,
         ),
-        "epochs": HParam(defaults["epochs"], "training epochs"),
-        "lr": HParam(defaults["lr"], "Adam learning rate"),
-        "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1"),
-        "beta2": HParam(defaults.get("beta2", 0.999), "Adam beta2"),
-        "batch_size": HParam(defaults["batch_size"], "minibatch size"),
+        "epochs": HParam(defaults["epochs"], "training epochs", bound=POSITIVE_INT),
+        "lr": HParam(defaults["lr"], "Adam learning rate", bound=POSITIVE),
+        "beta1": HParam(defaults.get("beta1", 0.9), "Adam beta1", bound=BELOW_ONE),
+        "beta2": HParam(defaults.get("beta2", 0.999), "Adam beta2", bound=BELOW_ONE),
+        "batch_size": HParam(defaults["batch_size"], "minibatch size", bound=POSITIVE_INT),
         "select": select_param(defaults["select"], *defaults.get("rules", ("acc", "disc", "last"))),
     }
 

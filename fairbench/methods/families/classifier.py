@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData
 from fairbench.methods.base import HParam
 from fairbench.methods.families.branched import common_hparams
@@ -32,8 +33,10 @@ def classifier_hparams(**defaults: Any) -> dict[str, HParam]:
     return {
         **common_hparams(**defaults, rules=("acc", "unbiased", "worst", "last")),
         "optimizer": HParam(defaults["optimizer"], "adam | sgd (momentum 0.9, learning rate lr)", ("adam", "sgd")),
-        "weight_decay": HParam(defaults["weight_decay"], "L2 weight decay"),
-        "lr_step": HParam(defaults.get("lr_step", 0), "epochs between x0.1 learning-rate decays (0: constant)"),
+        "weight_decay": HParam(defaults["weight_decay"], "L2 weight decay", bound=NON_NEGATIVE),
+        "lr_step": HParam(
+            defaults.get("lr_step", 0), "epochs between x0.1 learning-rate decays (0: constant)", bound=NON_NEGATIVE
+        ),
     }
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fairbench.bounds import POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import HParam, Method, Outcome, RunContext
@@ -57,9 +58,9 @@ def training_hparams(
     """The engine's hyperparameters with per-method defaults: epochs, Adam's learning rate, the
     minibatch size, the selection rule and the protected attributes."""
     return {
-        "epochs": HParam(epochs, "training epochs"),
-        "lr": HParam(lr, "Adam learning rate"),
-        "batch_size": HParam(batch_size, "minibatch size"),
+        "epochs": HParam(epochs, "training epochs", bound=POSITIVE_INT),
+        "lr": HParam(lr, "Adam learning rate", bound=POSITIVE),
+        "batch_size": HParam(batch_size, "minibatch size", bound=POSITIVE_INT),
         "select": select_param(select, *rules),
         "protect": PROTECT,
     }

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from fairbench.bounds import BELOW_ONE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from fairbench.methods.base import HParam
 from fairbench.nets.stacked import StackedMLP
 
@@ -55,19 +56,23 @@ SHARED_HPARAMS: dict[str, HParam] = {
         "encoder config: name factor_vae (DVGE-D) | vanilla_vae (DVGE-N), and its settings "
         "(gamma, z_dim, width, likelihood, batch_size, lr, beta1, beta2, lr_d, beta1_d, beta2_d)",
     ),
-    "encoder_iters": HParam(1_000_000, "encoder training iterations (paper: 1e6, batch 64)"),
+    "encoder_iters": HParam(1_000_000, "encoder training iterations (paper: 1e6, batch 64)", bound=POSITIVE_INT),
     "latent": HParam(
         "mean", "code fed to d and g: posterior mean | one seeded sample (released code)", LATENTS
     ),
-    "epochs": HParam(100, "epochs of the downstream model g"),
-    "sens_epochs": HParam(120, "epochs of the sensitive classifier d (best validation accuracy kept)"),
-    "lr": HParam(1e-5, "Adam learning rate of d and g"),
-    "beta1": HParam(0.5, "Adam beta1 of d and g"),
-    "beta2": HParam(0.9, "Adam beta2 of d and g"),
-    "batch_size": HParam(64, "minibatch size of d and g"),
-    "width": HParam(1000, "hidden width of the 10-1000x5-2 MLPs d and g (smaller only for tests)"),
+    "epochs": HParam(100, "epochs of the downstream model g", bound=POSITIVE_INT),
+    "sens_epochs": HParam(
+        120, "epochs of the sensitive classifier d (best validation accuracy kept)", bound=POSITIVE_INT
+    ),
+    "lr": HParam(1e-5, "Adam learning rate of d and g", bound=POSITIVE),
+    "beta1": HParam(0.5, "Adam beta1 of d and g", bound=BELOW_ONE),
+    "beta2": HParam(0.9, "Adam beta2 of d and g", bound=BELOW_ONE),
+    "batch_size": HParam(64, "minibatch size of d and g", bound=POSITIVE_INT),
+    "width": HParam(1000, "hidden width of the 10-1000x5-2 MLPs d and g (smaller only for tests)", bound=POSITIVE_INT),
     "select": HParam("acc", "checkpoint of g: best validation accuracy | last epoch", ("acc", "last")),
-    "max_steps_per_epoch": HParam(0, "cap on minibatches per epoch (0 = a full pass; quick budgets)"),
+    "max_steps_per_epoch": HParam(
+        0, "cap on minibatches per epoch (0 = a full pass; quick budgets)", bound=NON_NEGATIVE
+    ),
     "precision": HParam("float32", "dtype of d and g (float64 for exactness tests)", PRECISIONS),
 }
 

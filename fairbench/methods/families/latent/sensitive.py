@@ -89,7 +89,7 @@ def sensitive_classifier(
         (folder / "summary.json").write_text(json.dumps({**summary, "history": fit.history}, indent=1))
 
     folder, built_now = ctx.cache.get("sensitive_classifier", key, build)
-    model.load_state_dict(torch.load(folder / "classifier.pt", map_location=ctx.device))
+    model.load_state_dict(torch.load(folder / "classifier.pt", map_location=ctx.device, weights_only=True))
     summary = json.loads((folder / "summary.json").read_text())
     return SensitiveClassifier(
         model=model,
