@@ -29,7 +29,6 @@ Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]
 # A suite's name is its results folder's name under results/: a plain word, no path.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # What `report:` may hold (read by fairbench.report).
-REPORT_KEYS = ("pareto", "tables", "sweep", "sweep_metrics", "ablation")
 # Includes a suite may pull in, in all (diamonds counted each time).
 MAX_INCLUDES = 50
 
@@ -143,14 +142,6 @@ class Suite(_Strict):
         repeated = sorted({seed for seed in value if value.count(seed) > 1})
         if repeated:
             raise ValueError(f"seed {repeated[0]} is given twice; each seed runs once")
-        return value
-
-    @field_validator("report")
-    @classmethod
-    def _known_report_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if key not in REPORT_KEYS:
-                raise ValueError(f"unknown report key '{key}'{did_you_mean(str(key), REPORT_KEYS)}")
         return value
 
     @field_validator("stack", mode="before")

@@ -82,7 +82,7 @@ def test_pareto_figure_labels_grid_points_fades_what_another_method_dominates_an
 def test_a_log_sweep_axis_has_its_ticks_at_the_grid_values(tmp_path) -> None:
     df = load_results(write_sweep_results(tmp_path / "sweep"))
     stats = sweep_stats(df, "lam", ["acc"])
-    fig = plot_sweep(stats[stats["series"] == "GRAD-Pred"], "lam", ["acc"])
+    fig = plot_sweep(stats[stats["series"] == "GRAD-Pred"], "lam", ["acc"], {})
     try:
         ax = fig.axes[0]
         assert ax.get_xscale() == "log"

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from fairbench.execution.progress import Estimate, JobProgress, describe_job, grid_keys
+from fairbench.execution.result import JobResult
 from fairbench.plan import Job
 
 
@@ -19,8 +20,8 @@ def _job(method: str, label: str, seed: int, **params: Any) -> Job:
                split_seed=seed, budget="quick")  # fmt: skip
 
 
-def _result(job: Job, seconds: float, status: str = "done") -> dict[str, Any]:
-    return {"job": job, "status": status, "duration": seconds}
+def _result(job: Job, seconds: float, status: str = "done") -> JobResult:
+    return JobResult(job=job, status=status, started=0.0, finished=seconds, duration=seconds, device="cpu")
 
 
 ADT = [[_job("adt", "ADT", seed, lam=lam)] for lam in (1.0, 10.0) for seed in (0, 1)]
