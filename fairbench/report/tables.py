@@ -39,6 +39,7 @@ METRIC_ORDER = [
     "eodds_sum",
     "eodds_max",
     "discrimination",
+    "discrimination_score",
     "consistency",
     "delta",
     "acc_aligned",
