@@ -311,6 +311,12 @@ def _check_report_tables(suite: Suite, fail: Any) -> None:
             except FairbenchError as error:
                 where = (*at, "metrics", name) if spec.metrics else (*at, "metric")
                 raise fail(where, f"report.tables[{index}]: {error}") from None
+        for name in spec.selection_metrics:
+            try:
+                metrics.get(name)
+            except FairbenchError as error:
+                where = (*at, "select") if name == spec.select else (*at, "subject_to", name)
+                raise fail(where, f"report.tables[{index}]: {error}") from None
 
 
 def _check_same_jobs(suite: Suite, labels: list[str], fail: Any) -> None:

@@ -312,7 +312,7 @@ def build_report(folder: Path, opts: Options) -> Report:
     if "ablation" in parts:
         suite_specs = suite_tables(folder)
         specs = declared_mod.declared_specs(df) + suite_specs
-        tables = declared_mod.declared_tables(df, suite_specs, suite_labels(folder))
+        tables = declared_mod.declared_tables(df, suite_specs, suite_labels(folder), opts.selection == "all")
         section = Section("Declared tables: the methods' and the suite's")
         if not tables:
             if explicit and "ablation" in opts.parts:
