@@ -258,7 +258,7 @@ class DeclaredTable:
     @property
     def caption(self) -> str:
         values = {_short(k): "-" for k in self.spec.table_by}  # a named column absent from the results
-        values |= {_short(k): _text(v) for k, v in self.by.items()}
+        values |= {_short(k): self.spec.by_labels.get(k, {}).get(_text(v), _text(v)) for k, v in self.by.items()}
         text = self.spec.caption.format(split=self.spec.split, experiment=self.experiment, **values)
         text += "".join(f", {_short(k)}: {values[_short(k)]}" for k in self.by if not _named(self.spec, k))
         return text + (f"; {self.selection}" if self.selection else "")

@@ -52,8 +52,8 @@ class ReportTable:
     point was chosen how often. Selection never reads the test split.
 
     The caption is `caption` formatted with `split`, `experiment` and the `table_by` values
-    (`param_` dropped; "-" where absent), followed by ", name: value" for each other column
-    that splits. Files:
+    (`param_` dropped; "-" where absent; `by_labels[column][value]` where given), followed by
+    ", name: value" for each other column that splits. Files:
     `<name>_<experiment>_<values>.{md,tex,csv}`, a tag's value as is, a parameter's as
     `<param>-<value>`.
     """
@@ -72,6 +72,7 @@ class ReportTable:
     reference_tag: str = "variant"
     references: dict[str, str] = field(default_factory=dict)
     table_by: tuple[str, ...] = ()
+    by_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     where: dict[str, Any] = field(default_factory=dict)
     columns_by_tag: dict[str, str] = field(default_factory=dict)
     select: str = ""
