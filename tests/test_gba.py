@@ -57,7 +57,8 @@ def test_mask_is_eq7_by_hand(variant: str) -> None:
 
 
 @pytest.mark.parametrize("counts", [(2,), (2, 3)])
-def test_classifier_trains_on_masked_features_and_d_on_raw_ones(counts: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("d_input", ["raw", "masked"])
+def test_classifier_reads_masked_features_and_d_raw_or_masked_ones(counts: tuple[int, ...], d_input: str) -> None:
     torch.manual_seed(0)
     model = build_branched("mlp3", (3, 4, 4), n_classes=3, attribute_counts=counts)
     seen: dict[str, list[torch.Tensor]] = {"task": [], "attribute": []}
@@ -65,7 +66,7 @@ def test_classifier_trains_on_masked_features_and_d_on_raw_ones(counts: tuple[in
     model.attribute_heads[0].register_forward_hook(lambda m, args, out: seen["attribute"].append(args[0]))
     x = torch.rand(8, 3, 4, 4)
     biases = [torch.randint(0, count, (8,)) for count in counts]
-    task, attributes = GBA(GBA.resolve({"variant": "gba"}, "paper")).outputs(model, x, biases)
+    task, attributes = GBA(GBA.resolve({"variant": "gba", "d_input": d_input}, "paper")).outputs(model, x, biases)
     assert task.shape == (8, 3) and [a.shape for a in attributes] == [(8, count) for count in counts]
     features = model.trunk(x)
     # Several attributes: a feature reaches C only where every D's mask keeps it.
@@ -73,7 +74,8 @@ def test_classifier_trains_on_masked_features_and_d_on_raw_ones(counts: tuple[in
     for head, bias in zip(model.attribute_heads, biases):
         mask = mask * gba_mask(head, features, bias, "gba")
     assert torch.allclose(seen["task"][0], features * mask)
-    assert torch.allclose(seen["attribute"][0], features)  # the adversarial pass, before the mask's
+    # D's passes: [0] the mask's, [1] the adversarial one
+    assert torch.allclose(seen["attribute"][1], features * mask if d_input == "masked" else features)
     assert (mask == 0).any() and (mask == 1).any()
 
 
