@@ -96,6 +96,19 @@ def test_backbone_shapes(backbone, shape: tuple[int, ...]) -> None:
     assert head(10)(features).shape == (2, 10) and head(2)(features).shape == (2, 2)
 
 
+def test_mlp3_divides_its_input_by_255_as_lffs_mlp_does() -> None:
+    """LfF's MLP reads ToTensor's [0, 1] images divided by 255 once more: a white pixel (1.0
+    here, what `as_input` makes of 255) reaches the first layer as 1/255."""
+    trunk, _ = mlp3_backbone((3, 28, 28))
+    first = next(m for m in trunk.modules() if isinstance(m, nn.Linear))
+    seen = []
+    first.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    x = torch.zeros(1, 3, 28, 28)
+    x[0, 1, 5, 7] = 1.0
+    trunk(x)
+    assert seen[0].max().item() == pytest.approx(1 / 255) and seen[0].argmax().item() == 28 * 28 + 5 * 28 + 7
+
+
 def test_resnet18_head_is_two_linear_layers() -> None:
     _, head = resnet18_backbone((3, 32, 32))
     assert [type(layer) for layer in head(10)] == [nn.Linear, nn.ReLU, nn.Linear]
