@@ -139,10 +139,10 @@ def _selection_notes(chosen: pd.DataFrame, grid: pd.DataFrame, spec: ReportTable
     rule = f"the best validation {spec.select}" + (f" with validation {bounds}" if bounds else "")
     notes = {}
     for experiment, sub in chosen.groupby("experiment", sort=False):
-        counts = sub.sort_values("point", kind="stable").groupby(["label", "point"], sort=False).size()
+        counts = sub.groupby(["label", "point"]).size()
         per_label = [
             f"{label} " + ", ".join(f"{point} ({n}x)" for (_, point), n in group.items())
-            for label, group in counts.groupby(level=0, sort=False)
+            for label, group in counts.groupby(level=0)
         ]
         notes[str(experiment)] = f"grid point per seed by {rule}: " + "; ".join(per_label)
     seeds = ["experiment", "label", "seed"]
