@@ -94,7 +94,6 @@ class ReportTable:
             raise ValueError(
                 f"report table {self.name!r}: `row_label` and `row_labels` format the `row_tags`; give them together"
             )
-
         if self.subject_to and not self.select:
             raise ValueError(
                 f"report table {self.name!r}: `subject_to` bounds the grid points `select` chooses from; give `select`"
