@@ -200,9 +200,18 @@ def eodds_max(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     return max(eo(y, yh, g), fpr_gap(y, yh, g))
 
 
-@metric("discrimination", higher_is_better=False, needs=("scores", "group"), display="Discrimination")
-def discrimination(p: np.ndarray, g: np.ndarray) -> float:
-    """GRAD eq. 1 (Zemel et al.): gap of the mean score between groups."""
+@metric("discrimination", higher_is_better=False, needs=("pred", "group"), display="Discrimination")
+def discrimination(yh: np.ndarray, g: np.ndarray) -> float:
+    """GRAD eq. 1 on predicted labels (GRAD section 3.1: only yh enters its fairness metrics):
+    the gap of the positive-prediction rate between groups, numerically the dp gap."""
+    return _gap(np.asarray(yh, dtype=np.float64), g)
+
+
+@metric(
+    "discrimination_score", higher_is_better=False, needs=("scores", "group"), display="Discrimination (on scores)"
+)
+def discrimination_score(p: np.ndarray, g: np.ndarray) -> float:
+    """Zemel et al.'s yDiscrim on scores: the gap of the mean P(y = 1) between groups."""
     return _gap(np.asarray(p, dtype=np.float64), g)
 
 
@@ -215,13 +224,13 @@ def dp_perfect(y: np.ndarray, g: np.ndarray) -> float:
 @metric(
     "delta",
     higher_is_better=True,
-    needs=("y", "pred", "scores", "group"),
+    needs=("y", "pred", "group"),
     bounds=(-1.0, 1.0),
     display="Delta (accuracy - discrimination)",
 )
-def delta(y: np.ndarray, yh: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
+def delta(y: np.ndarray, yh: np.ndarray, g: np.ndarray) -> float:
     """GRAD: accuracy minus discrimination."""
-    return acc(y, yh) - discrimination(p, g)
+    return acc(y, yh) - discrimination(yh, g)
 
 
 @metric("consistency", higher_is_better=True, needs=("features", "pred"), display="Consistency")

@@ -391,11 +391,15 @@ def _check_report(suite: Suite, fail: Callable[[tuple[Any, ...], str], None]) ->
             key = next((k for k in entry if f"'{k}'" in str(error)), None) if isinstance(entry, dict) else None
             fail((*at, key) if key else at, f"report.tables[{index}]: {error}")
             continue
-        for name in spec.metric_names:
+        read = [(name, (*at, "metrics", name) if spec.metrics else (*at, "metric")) for name in spec.metric_names]
+        read += [
+            (name, (*at, "select") if name == spec.select else (*at, "subject_to", name))
+            for name in spec.selection_metrics
+        ]
+        for name, where in read:
             try:
                 metrics.get(name)
             except FairbenchError as error:
-                where = (*at, "metrics", name) if spec.metrics else (*at, "metric")
                 fail(where, f"report.tables[{index}]: {error}")
 
 

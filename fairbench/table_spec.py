@@ -43,9 +43,17 @@ class ReportTable:
     Table 2's discrimination per protected attribute); other metrics' rows with that tag are
     left out.
 
+    A label run at several grid points (its parameters other than `column_param` and the
+    `table_by` ones) gets one row: per seed, the point with the best validation `select` metric
+    (by its orientation; ties by the point's name) among those within every validation bound of
+    `subject_to` (metric -> bound: an upper bound for a lower-is-better metric, a lower bound
+    otherwise); then cells average over seeds as above. Without `select`, or with the report's
+    `--select all`, every point is a row of its own, "label (point)". The caption says which
+    point was chosen how often. Selection never reads the test split.
+
     The caption is `caption` formatted with `split`, `experiment` and the `table_by` values
-    (`param_` dropped; "-" where absent), followed by ", name: value" for each other column
-    that splits. Files:
+    (`param_` dropped; "-" where absent; `by_labels[column][value]` where given), followed by
+    ", name: value" for each other column that splits. Files:
     `<name>_<experiment>_<values>.{md,tex,csv}`, a tag's value as is, a parameter's as
     `<param>-<value>`.
     """
@@ -64,8 +72,11 @@ class ReportTable:
     reference_tag: str = "variant"
     references: dict[str, str] = field(default_factory=dict)
     table_by: tuple[str, ...] = ()
+    by_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     where: dict[str, Any] = field(default_factory=dict)
     columns_by_tag: dict[str, str] = field(default_factory=dict)
+    select: str = ""
+    subject_to: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if bool(self.metrics) == bool(self.metric and self.column_param):
@@ -83,6 +94,19 @@ class ReportTable:
             raise ValueError(
                 f"report table {self.name!r}: `row_label` and `row_labels` format the `row_tags`; give them together"
             )
+        if self.subject_to and not self.select:
+            raise ValueError(
+                f"report table {self.name!r}: `subject_to` bounds the grid points `select` chooses from; give `select`"
+            )
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.subject_to.values()):
+            raise ValueError(
+                f"report table {self.name!r}: `subject_to` maps a metric to a number (its validation bound)"
+            )
+
+    @property
+    def selection_metrics(self) -> tuple[str, ...]:
+        """The validation metrics the grid-point selection reads."""
+        return (self.select, *self.subject_to) if self.select else ()
 
     @property
     def metric_names(self) -> tuple[str, ...]:

@@ -311,6 +311,25 @@ def test_colored_mnist_from_fixture_files(tmp_path: Path) -> None:
     assert scores["acc_aligned"] == 1.0 and scores["acc_conflicting"] == 1.0
 
 
+def test_colored_mnist_wears_lffs_colours(tmp_path: Path) -> None:
+    """A white (255) stroke pixel shows its colour class's mean colour from LfF's colors.th times
+    255, truncated: class 0 (0.98368, 0.31252, 0.16858) gives (250, 79, 42), class 9 (0.83366,
+    0.20241, 0.26694) gives (212, 51, 68); severity 5's noise (sigma 0.002, half a grey level)
+    moves a channel by 2 levels at most."""
+    folder = make_mnist(tmp_path)
+    dataset = open_dataset("colored_mnist", tmp_path, {"skew": 0.5, "severity": 5})
+    task = build_task(dataset, None, "digit >= 5", "color >= 5", 0)
+    frame = task.attributes
+    files = {0: colored_mnist.TRAIN_IMAGES, 1: colored_mnist.TEST_IMAGES}
+    grey = {flag: colored_mnist.read_idx(folder / name) for flag, name in files.items()}
+    for colour, expected in ((0, (250, 79, 42)), (9, (212, 51, 68))):
+        rows = np.flatnonzero(frame.color.to_numpy() == colour)
+        white = [task.x[r][:, grey[frame.is_test.iat[r]][frame.source_index.iat[r]] == 255] for r in rows]
+        pixels = np.concatenate(white, axis=1).astype(int)
+        assert pixels.shape[1] > 100
+        assert (np.abs(pixels - np.array(expected)[:, None]) <= 2).all()
+
+
 def test_colored_mnist_bad_inputs(tmp_path: Path) -> None:
     folder = make_mnist(tmp_path)
     with pytest.raises(FairbenchError, match="option severity: 7 is out of range; it must be in \\[1, 5\\]"):

@@ -57,7 +57,8 @@ def test_mask_is_eq7_by_hand(variant: str) -> None:
 
 
 @pytest.mark.parametrize("counts", [(2,), (2, 3)])
-def test_classifier_trains_on_masked_features_and_d_on_raw_ones(counts: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("d_input", ["raw", "masked"])
+def test_classifier_reads_masked_features_and_d_raw_or_masked_ones(counts: tuple[int, ...], d_input: str) -> None:
     torch.manual_seed(0)
     model = build_branched("mlp3", (3, 4, 4), n_classes=3, attribute_counts=counts)
     seen: dict[str, list[torch.Tensor]] = {"task": [], "attribute": []}
@@ -65,7 +66,7 @@ def test_classifier_trains_on_masked_features_and_d_on_raw_ones(counts: tuple[in
     model.attribute_heads[0].register_forward_hook(lambda m, args, out: seen["attribute"].append(args[0]))
     x = torch.rand(8, 3, 4, 4)
     biases = [torch.randint(0, count, (8,)) for count in counts]
-    task, attributes = GBA(GBA.resolve({"variant": "gba"}, "paper")).outputs(model, x, biases)
+    task, attributes = GBA(GBA.resolve({"variant": "gba", "d_input": d_input}, "paper")).outputs(model, x, biases)
     assert task.shape == (8, 3) and [a.shape for a in attributes] == [(8, count) for count in counts]
     features = model.trunk(x)
     # Several attributes: a feature reaches C only where every D's mask keeps it.
@@ -73,7 +74,8 @@ def test_classifier_trains_on_masked_features_and_d_on_raw_ones(counts: tuple[in
     for head, bias in zip(model.attribute_heads, biases):
         mask = mask * gba_mask(head, features, bias, "gba")
     assert torch.allclose(seen["task"][0], features * mask)
-    assert torch.allclose(seen["attribute"][0], features)  # the adversarial pass, before the mask's
+    # D's passes: [0] the mask's, [1] the adversarial one
+    assert torch.allclose(seen["attribute"][1], features * mask if d_input == "masked" else features)
     assert (mask == 0).any() and (mask == 1).any()
 
 
@@ -92,6 +94,19 @@ def test_backbone_shapes(backbone, shape: tuple[int, ...]) -> None:
     features = trunk(torch.rand(2, *shape))
     assert features.shape == (2, 100 if backbone is mlp3_backbone else 512)
     assert head(10)(features).shape == (2, 10) and head(2)(features).shape == (2, 2)
+
+
+def test_mlp3_divides_its_input_by_255_as_lffs_mlp_does() -> None:
+    """LfF's MLP reads ToTensor's [0, 1] images divided by 255 once more: a white pixel (1.0
+    here, what `as_input` makes of 255) reaches the first layer as 1/255."""
+    trunk, _ = mlp3_backbone((3, 28, 28))
+    first = next(m for m in trunk.modules() if isinstance(m, nn.Linear))
+    seen = []
+    first.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    x = torch.zeros(1, 3, 28, 28)
+    x[0, 1, 5, 7] = 1.0
+    trunk(x)
+    assert seen[0].max().item() == pytest.approx(1 / 255) and seen[0].argmax().item() == 28 * 28 + 5 * 28 + 7
 
 
 def test_resnet18_head_is_two_linear_layers() -> None:
@@ -113,6 +128,5 @@ def test_gba_trains_end_to_end_on_colored_mnist(real_data, tmp_path: Path) -> No
     test = outcome.scores["test"]
     assert test.shape == (len(data.splits["test"]), 10)
     assert np.allclose(test.sum(axis=1), 1.0, atol=1e-5)
-    # One epoch on 6300 skewed digits is above chance (0.1) on the colour-balanced test split
-    # (0.22-0.29 seen across the three variants).
-    assert (test.argmax(axis=1) == data.y[data.splits["test"]]).mean() > 0.15
+    # No accuracy bound: with LfF's input scaling (mlp3 reads pixels in [0, 1/255]) one epoch, or
+    # eight, on 6300 digits still predicts near chance (0.10-0.12 measured).

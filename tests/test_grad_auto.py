@@ -97,7 +97,8 @@ def test_selection_is_lowest_mean_val_discrimination_ties_by_accuracy(tmp_path: 
     # The kept scores are the selected epoch's: its (discrimination, -accuracy) on validation.
     val = data.splits["val"]
     scores = outcome.scores["val"]
-    discrimination = np.mean([metrics.discrimination(scores, g[val]) for g in data.protected.values()])
+    predicted = metrics.hard(scores)
+    discrimination = np.mean([metrics.discrimination(predicted, g[val]) for g in data.protected.values()])
     again = (discrimination, -metrics.acc(data.y[val], metrics.hard(scores)))
     np.testing.assert_allclose(again, logged[selected - 1], atol=1e-5)
 

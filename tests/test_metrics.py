@@ -33,8 +33,11 @@ def test_against_fairlearn(seed: int) -> None:
     assert out["eo"] == pytest.approx(gaps["tpr"])
     assert out["eodds_sum"] == pytest.approx(gaps["tpr"] + gaps["fpr"])
     assert out["dp_perfect"] == pytest.approx(fairlearn.demographic_parity_difference(y, y, sensitive_features=g))
-    # Discrimination: fairlearn's selection-rate gap applied to the scores themselves
-    assert out["discrimination"] == pytest.approx(abs(p[g == 1].mean() - p[g == 0].mean()))
+    # Discrimination (GRAD): the predicted labels' rate gap; Zemel's score version on the scores
+    assert out["discrimination"] == pytest.approx(abs(yh[g == 1].mean() - yh[g == 0].mean()))
+    assert out["discrimination"] == pytest.approx(out["dp"])
+    assert out["discrimination_score"] == pytest.approx(abs(p[g == 1].mean() - p[g == 0].mean()))
+    assert out["discrimination_score"] != pytest.approx(out["discrimination"])
     assert out["delta"] == pytest.approx(out["acc"] - out["discrimination"])
     joint = (yh == 1) & (y == 1)
     assert out["eo_joint"] == pytest.approx(abs(joint[g == 1].mean() - joint[g == 0].mean()))

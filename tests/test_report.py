@@ -678,3 +678,49 @@ def test_a_report_table_reads_one_metric_by_a_parameter_or_several_metrics():
         ReportTable(name="t", caption="c", metric="acc")
     with pytest.raises(ValueError, match="give them together"):
         ReportTable(name="t", caption="c", metrics={"dp": "DP"}, row_tags=("deployed",))
+
+
+def _gridded_rows() -> list[dict]:
+    """GBA at lam 0.1 and 1 for seeds 0-2 (validation prefers 0.1 for seeds 0 and 1, 1 for seed
+    2; test would prefer 1 for every seed) and Vanilla at one point."""
+    val = {(0, 0.1): (0.8, 0.1), (0, 1.0): (0.5, 0.1), (1, 0.1): (0.7, 0.3), (1, 1.0): (0.6, 0.1),
+           (2, 0.1): (0.4, 0.3), (2, 1.0): (0.9, 0.3)}  # fmt: skip
+    rows = [{"experiment": "e", "method": "erm", "label": "Vanilla", "seed": 0, "split": "test", "metric": "acc",
+             "value": 0.5}]  # fmt: skip
+    for (seed, lam), (acc_mean, gap) in val.items():
+        base = {"experiment": "e", "method": "gba", "label": "GBA", "seed": seed, "param_lam": lam}
+        rows += [
+            {**base, "split": "val", "metric": "acc_mean", "value": acc_mean},
+            {**base, "split": "val", "metric": "bias_gap", "value": gap},
+            {**base, "split": "test", "metric": "acc", "value": {0.1: 0.6, 1.0: 0.9}[lam] + seed / 100},
+        ]
+    return rows
+
+
+def test_a_declared_table_selects_each_seeds_grid_point_on_validation():
+    """One row per label: per seed the point with the best validation metric (within the
+    validation bounds), then the seed mean; the caption says what was chosen; every point
+    with `every_point` (the report's --select all)."""
+    rows = pd.DataFrame(_gridded_rows())
+    spec = ReportTable(name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean")
+    (table,) = declared_tables(rows, [spec], ["Vanilla", "GBA"])
+    chosen = [0.60, 0.61, 0.92]  # seeds 0 and 1 at lam 0.1, seed 2 at lam 1
+    assert table.text_rows() == [
+        ["Vanilla", "0.500"], ["GBA", f"{np.mean(chosen):.3f} ± {np.std(chosen, ddof=1):.3f}"]
+    ]  # fmt: skip
+    assert table.caption == "e; grid point per seed by the best validation acc_mean: GBA lam=0.1 (2x), lam=1 (1x)"
+
+    bounded = ReportTable(name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean",
+                          subject_to={"bias_gap": 0.2})  # fmt: skip
+    (table,) = declared_tables(rows, [bounded], ["Vanilla", "GBA"])
+    assert table.text_rows()[1] == ["GBA", f"{np.mean([0.60, 0.91]):.3f} ± {np.std([0.60, 0.91], ddof=1):.3f}"]
+    assert table.caption.endswith(
+        "validation acc_mean with validation bias_gap <= 0.2: GBA lam=0.1 (1x), lam=1 (1x); "
+        "GBA: no point qualifies for seed 2 (left out)"
+    )
+
+    (every,) = declared_tables(rows, [spec], ["Vanilla", "GBA"], every_point=True)
+    assert [row[0] for row in every.text_rows()] == ["Vanilla", "GBA (lam=0.1)", "GBA (lam=1)"]
+    assert every.text_rows()[2] == ["GBA (lam=1)", "0.910 ± 0.010"]
+    with pytest.raises(ValueError, match="give `select`"):
+        ReportTable(name="t", caption="c", metrics={"acc": "Acc"}, subject_to={"dp": 0.1})

@@ -35,8 +35,8 @@ def test_run_exports_golden_columns_and_resumes_for_free(tiny_suite: Path, tmp_p
     golden(GOLDEN, columns)
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
     assert table["job_id"].nunique() == 6 and set(table["split"]) == {"val", "test"}
-    assert {"acc", "dp", "eo", "eo_joint", "eodds_sum", "eodds_max", "discrimination", "consistency", "delta",
-            "dp_perfect", "acc_worst_group", "ece", "ece_group0", "ece_group1",
+    assert {"acc", "dp", "eo", "eo_joint", "eodds_sum", "eodds_max", "discrimination", "discrimination_score",
+            "consistency", "delta", "dp_perfect", "acc_worst_group", "ece", "ece_group0", "ece_group1",
             "ece_gap"} == set(table["metric"])  # fmt: skip
     assert table.groupby(["job_id", "split", "metric"]).size().max() == 1
     assert (out / "logs").is_dir() and len(list((out / "logs").glob("*.log"))) == 6

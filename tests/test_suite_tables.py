@@ -51,12 +51,16 @@ def test_suite_tables_are_checked_when_the_suite_loads(tmp_path: Path, fairbench
     cases = {
         "metrics: {acc: Accuracy, dp: DP}": "metrics: {acc: Accuracy, dpp: DP}",
         "      caption:": "      captoin:",
+        "DP}\n": "DP}\n      select: acc_meen\n",
+        "      metrics:": "      subject_to: {dp: 0.1}\n      metrics:",
     }
     for (old, new), message in zip(
         cases.items(),
         [
             "tables.yaml:17: report.tables[0]: unknown metric 'dpp' (did you mean 'dp'?)",
             "tables.yaml:16: report.tables[0]: unknown key 'captoin' (did you mean 'caption'?)",
+            "tables.yaml:18: report.tables[0]: unknown metric 'acc_meen' (did you mean 'acc_mean'?)",
+            "report.tables[0]: report table 'paper': `subject_to` bounds the grid points `select` chooses from",
         ],
         strict=True,
     ):

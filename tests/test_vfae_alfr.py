@@ -62,7 +62,7 @@ def test_alfr_adversary_sits_behind_a_reversed_gradient(beta: float) -> None:
     encoder = list(model.encoder.parameters())
     adversary = list(model.adversaries[0].parameters())
 
-    _, _, adversary_loss = model.losses(x, torch.zeros(20, dtype=torch.long), [s])
+    _, _, adversary_loss = model.losses(x, torch.zeros(20, dtype=torch.long), [s], "both")
     reversed_grads = torch.autograd.grad(adversary_loss, encoder + adversary)
     plain_loss = F.cross_entropy(model.adversaries[0](model.encoder(x)), s)
     plain_grads = torch.autograd.grad(plain_loss, encoder + adversary)
@@ -73,6 +73,31 @@ def test_alfr_adversary_sits_behind_a_reversed_gradient(beta: float) -> None:
     # The adversary itself learns to predict s: its gradient is not reversed or scaled.
     for got, plain in zip(reversed_grads[len(encoder) :], plain_grads[len(encoder) :]):
         torch.testing.assert_close(got, plain)
+
+
+def test_alfr_alternates_its_players() -> None:
+    """Edwards & Storkey's alternating steps: the adversary's step moves only the adversary (its
+    cross-entropy on z); the encoder's step leaves it frozen and gives the encoder -beta times
+    the adversary's gradient, plus the reconstruction's and the predictor's."""
+    torch.manual_seed(0)
+    beta = 2.5
+    model = ALFRNet(6, [2], width=8, z_dim=4, beta=beta).double()
+    x, y, s = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 2, (20,)), torch.randint(0, 2, (20,))
+    encoder, adversary = list(model.encoder.parameters()), list(model.adversaries[0].parameters())
+    plain = F.cross_entropy(model.adversaries[0](model.encoder(x)), s)
+
+    reconstruction, prediction, loss = model.losses(x, y, [s], "adversary")
+    assert reconstruction.item() == prediction.item() == 0
+    assert all(g is None for g in torch.autograd.grad(loss, encoder, allow_unused=True))
+    wanted = torch.autograd.grad(plain, adversary, retain_graph=True)
+    for got, want in zip(torch.autograd.grad(loss, adversary), wanted):
+        torch.testing.assert_close(got, want)
+
+    reconstruction, prediction, loss = model.losses(x, y, [s], "encoder")
+    assert all(g is None for g in torch.autograd.grad(loss, adversary, allow_unused=True))
+    for got, want in zip(torch.autograd.grad(loss, encoder), torch.autograd.grad(plain, encoder)):
+        torch.testing.assert_close(got, -beta * want)
+    assert reconstruction.item() > 0 and prediction.item() > 0
 
 
 def test_alfr_has_one_adversary_per_protected_attribute() -> None:

@@ -19,9 +19,11 @@ datasets and splits, and that training takes "strictly alternating gradient step
 Algorithm 1) came back through the project's search tool; which of alpha, beta, gamma weighs
 which term, and every size, weight and optimiser setting below, are ours, not checked against
 the paper's method and experiment sections:
-- Optimisation: the paper alternates one adversary step with one encoder/decoder/predictor
-  step. Here both players move in the same step, through the project's one gradient-reversal
-  layer (Ganin et al.): the same min-max objective, a different trajectory.
+- Optimisation (`alternate: true`, the default): the paper's strictly alternating steps, one
+  minibatch step of the adversary (its cross-entropy on a detached z), then one of encoder,
+  decoder and predictor against the frozen adversary (alpha C + gamma E - beta D). With
+  `alternate: false` both players move in the same step, through the project's one
+  gradient-reversal layer (Ganin et al.): the same min-max objective, a different trajectory.
 - alpha = beta = gamma = 1.
 - Several protected attributes (`protect`, default every sensitive attribute of the task): one
   adversary per attribute, their losses summed, each behind the same reversal weight beta; an
@@ -38,9 +40,13 @@ the paper's method and experiment sections:
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from fairbench.bounds import NON_NEGATIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
@@ -50,6 +56,11 @@ from fairbench.methods.families.trained import TrainedMethod, require_binary, tr
 from fairbench.methods.grad_pred import TABLE as GRAD_TABLE
 from fairbench.nets.layers import mlp, reverse_gradient
 from fairbench.train import Batch, Trainer
+
+
+def frozen(head: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """`head(z)` with the head's weights as constants: the gradient reaches z only."""
+    return functional_call(head, {name: w.detach() for name, w in head.named_parameters()}, (z,))
 
 
 class ALFRNet(nn.Module):
@@ -71,15 +82,25 @@ class ALFRNet(nn.Module):
         return self.predictor(z), [adversary(hidden) for adversary in self.adversaries]
 
     def losses(
-        self, x: torch.Tensor, y: torch.Tensor, groups: list[torch.Tensor]
+        self, x: torch.Tensor, y: torch.Tensor, groups: list[torch.Tensor], player: str = "both"
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch means of the reconstruction, prediction and (summed) adversary losses."""
+        """Batch means of the reconstruction, prediction and (summed) adversary losses, for the
+        step of `player`: both (through the reversal layer), adversary (its cross-entropy on a
+        detached z, the others zero) or encoder (the adversary frozen, its loss times -beta)."""
         z = self.encoder(x)
+        zero = x.new_zeros(())
+
+        def summed(logits: Callable[[nn.Module], torch.Tensor]) -> torch.Tensor:
+            return sum((F.cross_entropy(logits(h), g) for h, g in zip(self.adversaries, groups)), zero)
+
+        if player == "adversary":
+            return zero, zero, summed(lambda h: h(z.detach()))
+        if player == "encoder":
+            adversary = -self.beta * summed(lambda h: frozen(h, z))
+        else:
+            hidden = reverse_gradient(z, self.beta)
+            adversary = summed(lambda h: h(hidden))
         reconstruction = (self.decoder(z) - x).pow(2).sum(dim=1).mean()
-        hidden = reverse_gradient(z, self.beta)
-        adversary = sum(
-            (F.cross_entropy(head(hidden), g) for head, g in zip(self.adversaries, groups)), x.new_zeros(())
-        )
         return reconstruction, F.cross_entropy(self.predictor(z), y), adversary
 
 
@@ -92,6 +113,7 @@ class ALFR(TrainedMethod):
         "beta": HParam(
             1.0, "weight of the adversary's loss in the encoder's objective (reversal scale)", bound=NON_NEGATIVE
         ),
+        "alternate": HParam(True, "alternate adversary and encoder steps (the paper); false: one joint step"),
         "gamma": HParam(1.0, "weight of the predictor's cross-entropy", bound=NON_NEGATIVE),
         "width": HParam(100, "hidden units of every network (one hidden layer each)", bound=POSITIVE_INT),
         "z_dim": HParam(50, "dimensions of the representation z", bound=POSITIVE_INT),
@@ -109,10 +131,12 @@ class ALFR(TrainedMethod):
         p = self.params
         self.protected = self.attributes(t.data)
         counts = [t.data.group_counts[a] for a in self.protected]
+        self.steps = itertools.count()
         return ALFRNet(t.data.x.shape[1], counts, p["width"], p["z_dim"], p["beta"])
 
     def loss(self, model: ALFRNet, batch: Batch) -> dict[str, torch.Tensor]:
         p = self.params
-        reconstruction, prediction, adversary = model.losses(batch.x, batch.y, batch.groups(self.protected))
+        player = ("adversary", "encoder")[next(self.steps) % 2] if p["alternate"] else "both"
+        reconstruction, prediction, adversary = model.losses(batch.x, batch.y, batch.groups(self.protected), player)
         loss = p["alpha"] * reconstruction + p["gamma"] * prediction + adversary
         return {"loss": loss, "reconstruction": reconstruction, "prediction": prediction, "adversary": adversary}

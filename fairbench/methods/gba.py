@@ -16,8 +16,10 @@ Choices the paper leaves open, made here:
   the mask is a 0/1 constant (no gradient flows through it), each row's g depends on that row
   only (a batch-norm head would otherwise mix rows), and g is D's own gradient, not the one
   the reversal layer flips.
-- D reads the raw features f (Fig. 2: only the classifier's path is filtered); the reversed
-  L_d reaches F through f, L_c through f * a.
+- What D reads is one sentence's reading ("f_i^cls is now used for the training in the
+  adversarial manner"), so both are offered: `d_input: raw` (the default; Fig. 2: only the
+  classifier's path is filtered), the reversed L_d reaches F through f and L_c through f * a;
+  `d_input: masked`, D reads f * a too, so a masked unit gets neither C's nor D's gradient.
 - The bias value in eq. 4 is the sensitive attribute (`sensitive:`), on training rows only.
   With several protected attributes there is one D per attribute (`protect`, as in `adt`), and
   a feature reaches C only where every D's mask keeps it (the product of their masks).
@@ -77,6 +79,7 @@ class GBA(BranchedMethod):
         **common_hparams(arch="resnet18", epochs=100, lr=1e-3, batch_size=256, select="last"),
         "protect": PROTECT,
         "lam": HParam(1.0, "weight lambda of the reversed discriminator loss (eq. 3)", bound=NON_NEGATIVE),
+        "d_input": HParam("raw", "what D reads: raw (f, Fig. 2) | masked (f * a, as C)", ("raw", "masked")),
         "variant": HParam(
             "gba",
             "mask rule: gba (eq. 7) | naive (GBA-n: ind = +1) | correct (GBA-c: mask only where D is right)",
@@ -89,9 +92,10 @@ class GBA(BranchedMethod):
         self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = model.trunk(inputs)
-        reversed_features = reverse_gradient(features)
-        attributes = [head(reversed_features) for head in model.attribute_heads]
         mask = torch.ones_like(features)
         for head, bias in zip(model.attribute_heads, groups):
             mask = mask * gba_mask(head, features, bias, self.params["variant"])
+        read_by_d = features * mask if self.params["d_input"] == "masked" else features
+        reversed_features = reverse_gradient(read_by_d)
+        attributes = [head(reversed_features) for head in model.attribute_heads]
         return model.task_head(features * mask), attributes

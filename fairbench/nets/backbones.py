@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch import nn
 
 from fairbench.nets.layers import mlp
@@ -33,11 +34,30 @@ def resnet18_backbone(input_shape: tuple[int, ...]) -> tuple[nn.Module, Head]:
     return trunk, head
 
 
+class Scale(nn.Module):
+    """Multiply the input by a fixed factor (no parameters)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
 def mlp3_backbone(input_shape: tuple[int, ...]) -> tuple[nn.Module, Head]:
-    """LfF's Colored MNIST MLP: F = flatten (3x28x28 = 2352 inputs) and three hidden layers of
-    100 units with ReLU; a head = one Linear(100, outputs), LfF's classifier layer (D is given the
-    same form as C)."""
-    trunk = nn.Sequential(nn.Flatten(), mlp([int(np.prod(input_shape)), *[MLP_WIDTH] * 3], last_activation=True))
+    """LfF's Colored MNIST MLP: F = flatten (3x28x28 = 2352 inputs), divide by 255 and three
+    hidden layers of 100 units with ReLU; a head = one Linear(100, outputs), LfF's classifier
+    layer (D is given the same form as C). The division is LfF's: its MLP divides by 255 the
+    images that torchvision's ToTensor has already scaled to [0, 1], so its first layer reads
+    pixels in [0, 1/255]. With Adam at lr 1e-3 this slows the first layer's learning of shape
+    against colour: measured on the full Colored MNIST at 95% skew (one seed, 100 epochs), test
+    accuracy 0.805 with it against 0.903 without (LfF reports 77.63)."""
+    layers = mlp([int(np.prod(input_shape)), *[MLP_WIDTH] * 3], last_activation=True)
+    trunk = nn.Sequential(nn.Flatten(), Scale(1 / 255), layers)
 
     def head(outputs: int) -> nn.Module:
         return nn.Linear(MLP_WIDTH, outputs)

@@ -308,7 +308,9 @@ def _declared_section(
     """The tables the methods in the results and the suite declare, as the run recorded them
     (`unrecorded`: the note on methods it recorded nothing for)."""
     section = Section("Declared tables: the methods' and the suite's", notes=list(unrecorded))
-    tables = declared_mod.declared_tables(df, specs.method_tables, specs.tables, specs.labels)
+    tables = declared_mod.declared_tables(
+        df, specs.method_tables, specs.tables, specs.labels, every_point=opts.selection == "all"
+    )
     if not tables and _named(opts, "ablation"):
         if unrecorded:
             raise FairbenchError(f"--ablation: {unrecorded[0]}")

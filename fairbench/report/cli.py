@@ -73,10 +73,13 @@ def print_report(report, console: Console) -> None:  # report: fairbench.report.
 @click.option("--cd-test", type=click.Choice(CD_TESTS), default="nemenyi", show_default=True)
 @click.option(
     "--selection",
+    "--select",
+    "selection",
     type=click.Choice(SELECTION_RULES),
     default="best-val-acc",
     show_default=True,
-    help="How the summary picks each method's hyperparameter point (validation split).",
+    help="How the summary picks each method's hyperparameter point (validation split); `all` also "
+    "shows every grid point in the declared tables, which otherwise read the point their table selects.",
 )
 @click.option("--acc-floor", type=float, default=None, help="Validation-accuracy floor for gap-floor.")
 @click.option(

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairbench.report.common import fmt_mean_std, latex_table, markdown_table, slug
+from fairbench import metrics
+from fairbench.report.common import fmt_mean_std, latex_table, markdown_table, point_keys, slug, tag_columns
 from fairbench.table_spec import ReportTable
 
 KEYS = ["experiment", "label", "column", "order"]
@@ -105,13 +106,85 @@ def _metric_columns(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     return rows
 
 
-def table_cells(df: pd.DataFrame, spec: ReportTable, label_order: Sequence[str] = ()) -> pd.DataFrame:
-    """Long table of cells: experiment, the present `table_by` columns, row, label, column,
-    order, mean, std, n (`row` and `order` rank the rows and columns)."""
-    rows = df[df["metric"].isin(spec.metric_names) & (df["split"] == spec.split)].copy()
+def _where(rows: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
     for col, wanted in spec.where.items():
         if col in rows:
             rows = rows[rows[col].isna() if wanted is None else rows[col] == wanted]
+    return rows
+
+
+def _grid_points(rows: pd.DataFrame, spec: ReportTable) -> pd.Series:
+    """Each row's grid point: its parameters other than those the table lays out itself
+    (`column_param`, the `table_by` ones)."""
+    laid_out = [c for c in (f"param_{spec.column_param}", *spec.table_by) if c in rows]
+    return point_keys(rows.drop(columns=laid_out))
+
+
+def _best_per_seed(candidates: pd.DataFrame, spec: ReportTable) -> pd.DataFrame:
+    """experiment, label, seed, point: the validation-best point per seed among those within
+    the `subject_to` bounds (`candidates`: the untagged validation rows)."""
+    keys = ["experiment", "label", "seed", "point"]
+    wide = candidates.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean").reset_index()
+    wide = wide.reindex(columns=[*keys, *spec.selection_metrics])
+    for name, bound in spec.subject_to.items():
+        wide = wide[wide[name] >= bound if metrics.higher_is_better(name) else wide[name] <= bound]
+    wide = wide.dropna(subset=[spec.select])
+    ascending = [not metrics.higher_is_better(spec.select), True]
+    ranked = wide.sort_values([spec.select, "point"], ascending=ascending, kind="stable")
+    return ranked.groupby(["experiment", "label", "seed"], sort=False).head(1)[keys]
+
+
+def _selection_notes(chosen: pd.DataFrame, grid: pd.DataFrame, spec: ReportTable) -> dict[str, str]:
+    """The caption's account per experiment: which point was chosen for how many seeds, and the
+    seeds of `grid` with no point within the bounds (left out)."""
+    bounds = ", ".join(f"{m} {'>=' if metrics.higher_is_better(m) else '<='} {b:g}" for m, b in spec.subject_to.items())
+    rule = f"the best validation {spec.select}" + (f" with validation {bounds}" if bounds else "")
+    notes = {}
+    for experiment, sub in chosen.groupby("experiment", sort=False):
+        counts = sub.groupby(["label", "point"]).size()
+        per_label = [
+            f"{label} " + ", ".join(f"{point} ({n}x)" for (_, point), n in group.items())
+            for label, group in counts.groupby(level=0)
+        ]
+        notes[str(experiment)] = f"grid point per seed by {rule}: " + "; ".join(per_label)
+    seeds = ["experiment", "label", "seed"]
+    missing = grid[seeds].drop_duplicates().merge(chosen[seeds], how="left", indicator=True)
+    for (experiment, label), sub in missing[missing["_merge"] == "left_only"].groupby(seeds[:2], sort=False):
+        left_out = ", ".join(str(seed) for seed in sorted(sub["seed"]))
+        notes[str(experiment)] = notes.get(str(experiment), f"grid point per seed by {rule}") + (
+            f"; {label}: no point qualifies for seed {left_out} (left out)"
+        )
+    return notes
+
+
+def choose_points(
+    df: pd.DataFrame, spec: ReportTable, every_point: bool = False
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The rows of `spec` (its `where` applied) at the chosen grid point of each (experiment,
+    label, seed), and the caption's note per experiment. A label at a single point keeps all its
+    rows; with `every_point` or no `select`, every point is kept, its key in `shown_point`."""
+    tags = tag_columns(df)
+    rows = _where(df, spec)
+    rows = rows.assign(label=rows["label"].fillna(rows["method"]), point=_grid_points(rows, spec))
+    gridded = rows.groupby(["experiment", "label"])["point"].transform("nunique") > 1
+    if not gridded.any():
+        return rows, {}
+    if every_point or not spec.select:
+        rows["shown_point"] = rows["point"].where(gridded)
+        return rows, {str(e): "every grid point is a row" for e in rows.loc[gridded, "experiment"].unique()}
+    grid = rows[gridded]
+    untagged = grid[tags].isna().all(axis=1) if tags else pd.Series(True, index=grid.index)
+    candidates = grid[untagged & (grid["split"] == "val") & grid["metric"].isin(spec.selection_metrics)]
+    chosen = _best_per_seed(candidates, spec)
+    kept = grid.merge(chosen, on=["experiment", "label", "seed", "point"], how="inner")
+    return pd.concat([rows[~gridded], kept], ignore_index=True), _selection_notes(chosen, grid, spec)
+
+
+def table_cells(df: pd.DataFrame, spec: ReportTable, label_order: Sequence[str] = ()) -> pd.DataFrame:
+    """Long table of cells: experiment, the present `table_by` columns, row, label, column,
+    order, mean, std, n (`row` and `order` rank the rows and columns). `df`: rows as
+    `choose_points` leaves them (a `shown_point` is appended to its row's label)."""
+    rows = _where(df[df["metric"].isin(spec.metric_names) & (df["split"] == spec.split)], spec).copy()
     by = [c for c in spec.table_by if c in rows and (_named(spec, c) or rows[c].nunique() > 1)]
     columns = ["experiment", *by, "row", "label", "column", "order", "mean", "std", "n"]
     if spec.row_tags:
@@ -120,6 +193,9 @@ def table_cells(df: pd.DataFrame, spec: ReportTable, label_order: Sequence[str] 
         rows["label"] = rows["label"].fillna(rows["method"])
         position = {label: i for i, label in enumerate(label_order)}
         rows["row"] = rows["label"].map(lambda label: position.get(label, len(position)))
+    if "shown_point" in rows:
+        shown = rows["shown_point"]
+        rows["label"] = rows["label"].where(shown.isna(), rows["label"] + " (" + shown.astype(str) + ")")
     if spec.metrics:
         rows = _metric_columns(rows, spec)
     elif not rows.empty:
@@ -163,6 +239,7 @@ class DeclaredTable:
     experiment: str
     by: dict[str, object]
     cells: pd.DataFrame
+    selection: str = ""  # which grid point the rows are at, and why (caption)
 
     @property
     def columns(self) -> list[str]:
@@ -183,9 +260,10 @@ class DeclaredTable:
     @property
     def caption(self) -> str:
         values = {_short(k): "-" for k in self.spec.table_by}  # a named column absent from the results
-        values |= {_short(k): _text(v) for k, v in self.by.items()}
+        values |= {_short(k): self.spec.by_labels.get(k, {}).get(_text(v), _text(v)) for k, v in self.by.items()}
         text = self.spec.caption.format(split=self.spec.split, experiment=self.experiment, **values)
-        return text + "".join(f", {_short(k)}: {values[_short(k)]}" for k in self.by if not _named(self.spec, k))
+        text += "".join(f", {_short(k)}: {values[_short(k)]}" for k in self.by if not _named(self.spec, k))
+        return text + (f"; {self.selection}" if self.selection else "")
 
     @property
     def stem(self) -> str:
@@ -207,11 +285,14 @@ def declared_tables(
     method_tables: MethodTables,
     suite_specs: Sequence[ReportTable] = (),
     label_order: Sequence[str] = (),
+    every_point: bool = False,
 ) -> list[DeclaredTable]:
     """Every table the methods present in `df` declare (per `method_tables`), each read from the rows of the methods
     that declare it, then the suite's `suite_specs`, read from every method's rows (a suite's
     table replaces a method's of the same name: GRAD's table with the NN row); may be empty.
-    Rows labelled by method come in `label_order` (the suite's), others after, alphabetically."""
+    Rows labelled by method come in `label_order` (the suite's), others after, alphabetically.
+    A label run at several grid points is read at the point its table selects (`choose_points`),
+    or, with `every_point`, at every point."""
     out = []
     named = {spec.name for spec in suite_specs}
     sources = [
@@ -220,9 +301,11 @@ def declared_tables(
         if spec.name not in named
     ]
     for spec, rows in [*sources, *((spec, df) for spec in suite_specs)]:
-        cells = table_cells(rows, spec, label_order)
+        chosen, notes = choose_points(rows, spec, every_point)
+        cells = table_cells(chosen, spec, label_order)
         by = [c for c in spec.table_by if c in cells]
         for key, sub in cells.groupby(["experiment", *by], sort=True):
             values = dict(zip(by, key[1:], strict=True))
-            out.append(DeclaredTable(spec, str(key[0]), values, sub.reset_index(drop=True)))
+            note = notes.get(str(key[0]), "")
+            out.append(DeclaredTable(spec, str(key[0]), values, sub.reset_index(drop=True), note))
     return out

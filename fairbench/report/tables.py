@@ -46,6 +46,7 @@ METRIC_ORDER = [
     "ece_group1",
     "ece_gap",
     "discrimination",
+    "discrimination_score",
     "consistency",
     "delta",
     "acc_aligned",

@@ -94,7 +94,8 @@ def mean_discrimination(scores: np.ndarray, data: TaskData, rows: np.ndarray, at
         raise FairbenchError(
             "select: 'disc' needs a binary target and binary sensitive attributes; use select 'acc' or 'last'"
         )
-    return float(np.mean([metrics.discrimination(scores, data.protected[name][rows]) for name in attributes]))
+    predicted = metrics.hard(scores)  # GRAD's discrimination reads the predicted labels
+    return float(np.mean([metrics.discrimination(predicted, data.protected[name][rows]) for name in attributes]))
 
 
 @selection_rule("disc", "lowest mean validation discrimination over the protected attributes, ties by accuracy (GRAD)")
