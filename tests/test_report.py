@@ -703,7 +703,7 @@ def test_a_declared_table_selects_each_seeds_grid_point_on_validation():
     with `every_point` (the report's --select all)."""
     rows = pd.DataFrame(_gridded_rows())
     spec = ReportTable(name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean")
-    (table,) = declared_tables(rows, [spec], ["Vanilla", "GBA"])
+    (table,) = declared_tables(rows, {}, [spec], ["Vanilla", "GBA"])
     chosen = [0.60, 0.61, 0.92]  # seeds 0 and 1 at lam 0.1, seed 2 at lam 1
     assert table.text_rows() == [
         ["Vanilla", "0.500"], ["GBA", f"{np.mean(chosen):.3f} ± {np.std(chosen, ddof=1):.3f}"]
@@ -712,14 +712,14 @@ def test_a_declared_table_selects_each_seeds_grid_point_on_validation():
 
     bounded = ReportTable(name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean",
                           subject_to={"bias_gap": 0.2})  # fmt: skip
-    (table,) = declared_tables(rows, [bounded], ["Vanilla", "GBA"])
+    (table,) = declared_tables(rows, {}, [bounded], ["Vanilla", "GBA"])
     assert table.text_rows()[1] == ["GBA", f"{np.mean([0.60, 0.91]):.3f} ± {np.std([0.60, 0.91], ddof=1):.3f}"]
     assert table.caption.endswith(
         "validation acc_mean with validation bias_gap <= 0.2: GBA lam=0.1 (1x), lam=1 (1x); "
         "GBA: no point qualifies for seed 2 (left out)"
     )
 
-    (every,) = declared_tables(rows, [spec], ["Vanilla", "GBA"], every_point=True)
+    (every,) = declared_tables(rows, {}, [spec], ["Vanilla", "GBA"], every_point=True)
     assert [row[0] for row in every.text_rows()] == ["Vanilla", "GBA (lam=0.1)", "GBA (lam=1)"]
     assert every.text_rows()[2] == ["GBA (lam=1)", "0.910 ± 0.010"]
     with pytest.raises(ValueError, match="give `select`"):
