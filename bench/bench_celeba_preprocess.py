@@ -78,9 +78,7 @@ def main() -> None:
         started = time.perf_counter()
         paths = make_images(folder, args.n)
         size = np.mean([p.stat().st_size for p in paths]) / 1024
-        print(
-            f"generated {args.n} JPEGs 178x218 (mean {size:.1f} KiB) in {time.perf_counter() - started:.1f} s"
-        )
+        print(f"generated {args.n} JPEGs 178x218 (mean {size:.1f} KiB) in {time.perf_counter() - started:.1f} s")
         results = {}
         for label, prep, workers in (
             ("draft, 1 worker", Preprocess(64, 0, True), 1),
@@ -90,10 +88,13 @@ def main() -> None:
             results[label] = max(run(paths, folder, prep, workers) for _ in range(args.repeat))
             print(f"{label:<24} {results[label]:8.0f} images/s")
         base = results["draft, 1 worker"]
-        print(f"2 workers / 1 worker: {results['draft, 2 workers'] / base:.2f}x; "
-              f"draft / full decode: {base / results['full decode, 1 worker']:.2f}x")  # fmt: skip
-        print(f"estimated full CelebA (202599 images) with 2 workers: "
-              f"{202599 / results['draft, 2 workers'] / 60:.1f} min")  # fmt: skip
+        print(
+            f"2 workers / 1 worker: {results['draft, 2 workers'] / base:.2f}x; "
+            f"draft / full decode: {base / results['full decode, 1 worker']:.2f}x"
+        )
+        print(
+            f"estimated full CelebA (202599 images) with 2 workers: {202599 / results['draft, 2 workers'] / 60:.1f} min"
+        )
 
 
 if __name__ == "__main__":

@@ -141,9 +141,19 @@ def fit_seconds(data: dict[str, torch.Tensor], steps: int) -> float:
 
     start = clock()
     fit_stacked(
-        model, data["z"], data["y"], data["train"], data["val_few"], generators,
-        epochs=1, batch_size=BATCH, lr=1e-5, betas=(0.5, 0.9), perturb=perturb, max_steps_per_epoch=steps,
-    )  # fmt: skip
+        model,
+        data["z"],
+        data["y"],
+        data["train"],
+        data["val_few"],
+        generators,
+        epochs=1,
+        batch_size=BATCH,
+        lr=1e-5,
+        betas=(0.5, 0.9),
+        perturb=perturb,
+        max_steps_per_epoch=steps,
+    )
     return clock() - start
 
 
@@ -189,8 +199,10 @@ def main() -> None:
         "val_few": torch.arange(ROWS - 64, ROWS),  # the step timing leaves the val pass to `eval`
     }
     print(f"machine: {machine('cpu').split(',')[0]}, {os.cpu_count()} cores, torch {torch.__version__}")
-    print(f"batch {BATCH}, MLP 10-{WIDTH}x{DEPTH}-2, {args.steps} steps x {args.repeats} repeats (medians), "
-          f"{args.clock} clock")  # fmt: skip
+    print(
+        f"batch {BATCH}, MLP 10-{WIDTH}x{DEPTH}-2, {args.steps} steps x {args.repeats} repeats (medians), "
+        f"{args.clock} clock"
+    )
     loops: dict[str, Callable[[], float]] = {
         "released": lambda: 1000 * released_steps(data, args.steps) / args.steps,
         "before": lambda: 1000 * before_steps(data, args.steps) / args.steps,
@@ -213,8 +225,10 @@ def main() -> None:
         for name in ("released", "before", "fairbench"):
             ratio = f" -> {med['released'] / med[name]:.2f}x the released loop" if name != "released" else ""
             print(f"  {name + ':':14}{med[name]:7.1f} ms/step (range {min(ms[name]):.1f}-{max(ms[name]):.1f}){ratio}")
-        print(f"  {'val pass:':14}{med['val pass']:7.1f} ms per epoch ({VAL_ROWS} rows), {amortised:.2f} ms/step "
-              f"over {STEPS_PER_EPOCH} steps; before's val pass is not timed apart")  # fmt: skip
+        print(
+            f"  {'val pass:':14}{med['val pass']:7.1f} ms per epoch ({VAL_ROWS} rows), {amortised:.2f} ms/step "
+            f"over {STEPS_PER_EPOCH} steps; before's val pass is not timed apart"
+        )
         with_val = med["fairbench"] + amortised
         ratio = med["released"] / with_val
         print(f"  fairbench incl. val pass: {with_val:.1f} ms/step -> {ratio:.2f}x the released loop")

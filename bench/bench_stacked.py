@@ -61,9 +61,19 @@ def train(etas: list[tuple[float, float]], data: dict[str, torch.Tensor], args: 
         torch.cuda.synchronize()
     start = clock()
     fit_stacked(
-        model, data["z"], data["y"], data["train"], data["val"], generators,
-        epochs=1, batch_size=64, lr=1e-5, betas=(0.5, 0.9), perturb=perturb, max_steps_per_epoch=args.steps,
-    )  # fmt: skip
+        model,
+        data["z"],
+        data["y"],
+        data["train"],
+        data["val"],
+        generators,
+        epochs=1,
+        batch_size=64,
+        lr=1e-5,
+        betas=(0.5, 0.9),
+        perturb=perturb,
+        max_steps_per_epoch=args.steps,
+    )
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     return clock() - start
@@ -110,10 +120,14 @@ def main() -> None:
             seconds[name].append(runs[name]())
     med = {name: statistics.median(values) for name, values in seconds.items()}
     work = args.members * args.steps
-    print(f"device: {args.device}; machine: {machine(args.device)}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
-    print(f"grid: {args.members} members x {args.steps} steps, batch 64, MLP 10-{args.width}x5-2, {args.rows} codes, "
-          f"median of {args.repeats}, {args.clock} clock")  # fmt: skip
+    print(
+        f"device: {args.device}; machine: {machine(args.device)}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"grid: {args.members} members x {args.steps} steps, batch 64, MLP 10-{args.width}x5-2, {args.rows} codes, "
+        f"median of {args.repeats}, {args.clock} clock"
+    )
     for name, value in med.items():
         extra = f" -> {'stacked' if auto else 'sequential'} on {args.device}" if name == "auto" else ""
         spread = f"{min(seconds[name]):.1f}-{max(seconds[name]):.1f}"

@@ -58,8 +58,13 @@ class Probe:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "FAIRBENCH_CACHE": str(work / "cache"),
-                    "FAIRBENCH_DATA": str(work / "data"), "COLUMNS": "200"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FAIRBENCH_CACHE": str(work / "cache"),
+            "FAIRBENCH_DATA": str(work / "data"),
+            "COLUMNS": "200",
+        }
         self.tried = 0
         self.lost: list[str] = []
 
@@ -117,19 +122,28 @@ def probe_inputs(probe: Probe) -> None:
     probe.one_line("input include diamond", probe.fairbench("validate", generated / "diamond_0.yaml"), "includes")
     (probe.work / "probe.yaml").write_text(SUITE)
     commands: list[tuple[str, list[str], str]] = [
-        ("data describe --option n=-3", ["data", "describe", "synthetic", "--target", "y", "--sensitive", "s",
-                                         "--option", "n=-3"], "range"),
-        ("data describe --option n=lots", ["data", "describe", "synthetic", "--target", "y", "--sensitive", "s",
-                                           "--option", "n=lots"], "expected int"),
-        ("data describe --option bias=.nan", ["data", "describe", "synthetic", "--target", "y", "--sensitive", "s",
-                                              "--option", "bias=.nan"], "finite"),
+        (
+            "data describe --option n=-3",
+            ["data", "describe", "synthetic", "--target", "y", "--sensitive", "s", "--option", "n=-3"],
+            "range",
+        ),
+        (
+            "data describe --option n=lots",
+            ["data", "describe", "synthetic", "--target", "y", "--sensitive", "s", "--option", "n=lots"],
+            "expected int",
+        ),
+        (
+            "data describe --option bias=.nan",
+            ["data", "describe", "synthetic", "--target", "y", "--sensitive", "s", "--option", "bias=.nan"],
+            "finite",
+        ),
         ("run --results /proc/x", ["run", "probe.yaml", "--results", "/proc/x"], "cannot write"),
         ("run --set seeds=[true]", ["run", "probe.yaml", "--set", "seeds=[true]"], "seeds"),
         ("run --set name=../../x", ["run", "probe.yaml", "--set", "name=../../x"], "name"),
         ("run --set methods.0.params.lr=-1", ["run", "probe.yaml", "--set", "methods.0.params.lr=-1"], "range"),
         ("run --device bogus", ["run", "probe.yaml", "--device", "bogus"], "--device"),
         ("rescore of a folder without results", ["rescore", str(probe.work)], "not a results folder"),
-    ]  # fmt: skip
+    ]
     for name, args, expect in commands:
         probe.one_line(name, probe.fairbench(*args), expect)
     probe.check("nothing written under results/ by the name cases", not (probe.work / "results").exists())
@@ -153,8 +167,11 @@ def probe_corruption(probe: Probe) -> None:
         for command in ("run", "report", "rescore"):
             folder = probe.finished_folder("damaged")
             damage(folder / "fairbench.sqlite")
-            args = {"run": ["run", "probe.yaml", "--results", folder], "report": ["report", folder],
-                    "rescore": ["rescore", folder]}[command]  # fmt: skip
+            args = {
+                "run": ["run", "probe.yaml", "--results", folder],
+                "report": ["report", folder],
+                "rescore": ["rescore", folder],
+            }[command]
             probe.one_line(f"corruption {name}: {command}", probe.fairbench(*args), "damaged")
     folder = probe.finished_folder("empty_store")
     (folder / "fairbench.sqlite").write_bytes(b"")
@@ -178,13 +195,18 @@ def probe_corruption(probe: Probe) -> None:
         target.write_bytes(bytes(data)) if kind != 2 else target.unlink()
         rescore = probe.fairbench("rescore", folder)
         clean = rescore.returncode == 0 or (rescore.returncode == 2 and len(rescore.stderr.strip().splitlines()) == 1)
-        probe.check(f"corruption predictions #{trial} ({('bytes', 'truncated', 'deleted')[kind]}): rescore",
-                    clean and "Traceback" not in rescore.stderr, rescore.stderr[-300:])  # fmt: skip
+        probe.check(
+            f"corruption predictions #{trial} ({('bytes', 'truncated', 'deleted')[kind]}): rescore",
+            clean and "Traceback" not in rescore.stderr,
+            rescore.stderr[-300:],
+        )
         run = probe.fairbench("run", "probe.yaml", "--results", folder)
         rescore = probe.fairbench("rescore", folder)
-        probe.check(f"corruption predictions #{trial}: run redoes it, then rescore reads every job",
-                    run.returncode == 0 and rescore.returncode == 0 and "rescored 4 finished jobs" in rescore.stdout,
-                    (run.stderr + rescore.stderr)[-300:])  # fmt: skip
+        probe.check(
+            f"corruption predictions #{trial}: run redoes it, then rescore reads every job",
+            run.returncode == 0 and rescore.returncode == 0 and "rescored 4 finished jobs" in rescore.stdout,
+            (run.stderr + rescore.stderr)[-300:],
+        )
 
     from fairbench.artifacts import ArtifactCache
 
@@ -228,16 +250,25 @@ def probe_disk(probe: Probe) -> None:
         try:
             first = probe.fairbench("run", "probe.yaml", "--results", mount / "r")
             lines = [line for line in first.stderr.splitlines() if line.strip()]
-            clean = first.returncode == 0 or (first.returncode == 2 and "no space left" in first.stderr
-                                              and len(lines) <= 3 and "Traceback" not in first.stderr)  # fmt: skip
-            probe.check(f"disk {size_kb} KB: exit 0, or exit 2 'no space left' (exit {first.returncode})", clean,
-                        first.stderr[-400:])  # fmt: skip
+            clean = first.returncode == 0 or (
+                first.returncode == 2
+                and "no space left" in first.stderr
+                and len(lines) <= 3
+                and "Traceback" not in first.stderr
+            )
+            probe.check(
+                f"disk {size_kb} KB: exit 0, or exit 2 'no space left' (exit {first.returncode})",
+                clean,
+                first.stderr[-400:],
+            )
             subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
             second = probe.fairbench("run", "probe.yaml", "--results", mount / "r")
             rescore = probe.fairbench("rescore", mount / "r")
-            probe.check(f"disk {size_kb} KB: after freeing space the rerun finishes and rescore reads every job",
-                        second.returncode == 0 and "rescored 4 finished jobs" in rescore.stdout,
-                        (second.stderr + rescore.stderr)[-400:])  # fmt: skip
+            probe.check(
+                f"disk {size_kb} KB: after freeing space the rerun finishes and rescore reads every job",
+                second.returncode == 0 and "rescored 4 finished jobs" in rescore.stdout,
+                (second.stderr + rescore.stderr)[-400:],
+            )
         finally:
             subprocess.run(["umount", str(mount)], check=True)
 
@@ -266,8 +297,15 @@ def _start_slow(probe: Probe, name: str) -> tuple[subprocess.Popen, Path]:
     (probe.work / "slow.yaml").write_text(SLOW_SUITE)
     results = probe.work / name
     command = [sys.executable, "-m", "fairbench", "run", "slow.yaml", "--workers", "2", "--results", str(results)]
-    process = subprocess.Popen(command, env=probe.env, cwd=probe.work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        env=probe.env,
+        cwd=probe.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((results / "logs").glob("*.log"))) < 2:
         time.sleep(0.2)
@@ -288,8 +326,10 @@ def probe_faults(probe: Probe) -> None:
     deadline = time.time() + 10
     while time.time() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.2)
-    probe.check(f"kill -9 of the driver: its {len(workers)} worker processes end within 10 s",
-                bool(workers) and not any(_alive(pid) for pid in workers))  # fmt: skip
+    probe.check(
+        f"kill -9 of the driver: its {len(workers)} worker processes end within 10 s",
+        bool(workers) and not any(_alive(pid) for pid in workers),
+    )
     for pid in workers:  # leave nothing behind whatever happened
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -308,8 +348,11 @@ def probe_security(probe: Probe) -> None:
     for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"):
         (folder / name).write_bytes(pickle.dumps({b"data": _Payload(), b"labels": [0]}, protocol=2))
     result = probe.fairbench("data", "describe", "cifar10s", "--target", "label == 0", "--sensitive", "grey")
-    probe.check("security: planted CIFAR batches run nothing", not pwned.exists() and "Traceback" not in result.stderr,
-                result.stderr[-300:])  # fmt: skip
+    probe.check(
+        "security: planted CIFAR batches run nothing",
+        not pwned.exists() and "Traceback" not in result.stderr,
+        result.stderr[-300:],
+    )
     copy = probe.work / "import_me"
     copy.mkdir(exist_ok=True)
     outside = probe.work / "outside.csv"
@@ -317,12 +360,20 @@ def probe_security(probe: Probe) -> None:
     link = copy / "Claims.csv"
     link.unlink(missing_ok=True)
     link.symlink_to(outside)
-    probe.one_line("security: data import through a link out of the folder",
-                   probe.fairbench("data", "import", "heritage", copy), "--follow-links")  # fmt: skip
+    probe.one_line(
+        "security: data import through a link out of the folder",
+        probe.fairbench("data", "import", "heritage", copy),
+        "--follow-links",
+    )
 
 
-PARTS = {"inputs": probe_inputs, "corruption": probe_corruption, "disk": probe_disk, "faults": probe_faults,
-         "security": probe_security}  # fmt: skip
+PARTS = {
+    "inputs": probe_inputs,
+    "corruption": probe_corruption,
+    "disk": probe_disk,
+    "faults": probe_faults,
+    "security": probe_security,
+}
 
 
 def main() -> None:

@@ -38,11 +38,17 @@ MARKER = "<!-- quickstart-table -->"
 SUITES = ("quickstart", "grad_german", "grad_lambda")
 # README figure -> (suite, report options, the figure `fairbench report` writes)
 FIGURES = {
-    DOCS / "pareto_grad_german.png": ("grad_german", {"parts": {"pareto"}, "pairs": [("discrimination", "acc")]},
-                                      "pareto_german_credit_age_25_discrimination-acc.png"),
-    DOCS / "figures" / "grad_lambda_adult.png": ("grad_lambda", {"parts": {"sweep"}, "sweep": ["lam"]},
-                                                 "sweep_adult_income_sex_Male_lam.png"),
-}  # fmt: skip
+    DOCS / "pareto_grad_german.png": (
+        "grad_german",
+        {"parts": {"pareto"}, "pairs": [("discrimination", "acc")]},
+        "pareto_german_credit_age_25_discrimination-acc.png",
+    ),
+    DOCS / "figures" / "grad_lambda_adult.png": (
+        "grad_lambda",
+        {"parts": {"sweep"}, "sweep": ["lam"]},
+        "sweep_adult_income_sex_Male_lam.png",
+    ),
+}
 
 
 def run(name: str, results: Path, workers: int) -> pd.DataFrame:
@@ -99,8 +105,9 @@ def main() -> None:
     readme = ROOT / "README.md"
     readme.write_text(replace_between_markers(readme.read_text(), quickstart_table(tables["quickstart"])))
     cpu = re.sub(r"\s+", " ", platform.processor() or platform.machine())
-    torch_version = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                                   capture_output=True, text=True).stdout.strip()  # fmt: skip
+    torch_version = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
     provenance = [
         "# Where the README's figures and tables come from",
         "",

@@ -55,8 +55,9 @@ def between(low: float, high: float) -> Bound:
 POSITIVE_INT = at_least(1)
 
 
-def coerce(default: Any, value: Any, where: str, choices: tuple[Any, ...] | None = None,
-           bound: Bound | None = None) -> Any:  # fmt: skip
+def coerce(
+    default: Any, value: Any, where: str, choices: tuple[Any, ...] | None = None, bound: Bound | None = None
+) -> Any:
     """`value` as the type of `default` (an int where a float is declared becomes a float; a
     list where a tuple is, a tuple), within `choices` and `bound`; else a one-line error."""
     kind = type(default)

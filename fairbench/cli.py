@@ -17,8 +17,12 @@ from fairbench.errors import FairbenchError
 console = Console()
 err_console = Console(stderr=True)
 
-_DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                         help="Data folder (default: $FAIRBENCH_DATA, else ~/.cache/fairbench/data).")  # fmt: skip
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder (default: $FAIRBENCH_DATA, else ~/.cache/fairbench/data).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,16 +45,34 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("suite_file", type=click.Path(path_type=Path))
-@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Results folder (default: results/<suite name>/).")  # fmt: skip
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a suite key, e.g. --set seeds=[0] --set budget=quick (repeatable).")  # fmt: skip
-@click.option("--executor", default="local", show_default=True, metavar="local|ray|slurm|...",
-              help="local processes, tasks on a Ray cluster, a SLURM job array, or a plugin's "
-                   "(fairbench ls executors; see the README).")  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Parallel worker processes [default: 1]; ray: tasks at once on a local Ray instance; "
-                   "slurm: array tasks at once.")  # fmt: skip
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Results folder (default: results/<suite name>/).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a suite key, e.g. --set seeds=[0] --set budget=quick (repeatable).",
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    metavar="local|ray|slurm|...",
+    help="local processes, tasks on a Ray cluster, a SLURM job array, or a plugin's "
+    "(fairbench ls executors; see the README).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel worker processes [default: 1]; ray: tasks at once on a local Ray instance; "
+    "slurm: array tasks at once.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:<i>.")
 @click.option(
     "--devices",
@@ -58,8 +80,13 @@ def cli() -> None:
     metavar="0,1,..|all",
     help="Local: run on these CUDA devices (all: every visible one), --jobs-per-device at once on each.",
 )
-@click.option("--jobs-per-device", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Jobs sharing one GPU at once (--devices; on Ray each task asks for 1/K of a GPU).")  # fmt: skip
+@click.option(
+    "--jobs-per-device",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs sharing one GPU at once (--devices; on Ray each task asks for 1/K of a GPU).",
+)
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -68,22 +95,50 @@ def cli() -> None:
     "fastest on one; use --workers to use more cores.",
 )
 @click.option("--address", default=None, help="Ray: the cluster's address (default: start a local Ray instance).")
-@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Ray: times a job whose worker died is rerun.")  # fmt: skip
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Ray: times a job whose worker died is rerun.",
+)
 @click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, missing data and time estimates; run nothing.")
-@click.option("--stack", type=click.Choice(["auto", "on", "off"]), default=None,
-              help="Train stackable sweep members as one model: auto (the suite's default) = on a GPU, "
-                   "one by one on a CPU, where stacking is slower; on | off force it.")  # fmt: skip
+@click.option(
+    "--stack",
+    type=click.Choice(["auto", "on", "off"]),
+    default=None,
+    help="Train stackable sweep members as one model: auto (the suite's default) = on a GPU, "
+    "one by one on a CPU, where stacking is slower; on | off force it.",
+)
 @click.option("--no-stack", is_flag=True, help="Same as --stack off.")
-@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]), default=None,
-              help="Training arithmetic (the suite's `precision:`, default fp32): tf32 matmuls on CUDA, or bf16 "
-                   "autocast with fp32 weights. Part of each job's id.")  # fmt: skip
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "tf32", "bf16"]),
+    default=None,
+    help="Training arithmetic (the suite's `precision:`, default fp32): tf32 matmuls on CUDA, or bf16 "
+    "autocast with fp32 weights. Part of each job's id.",
+)
 @_DATA_DIR
-def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], executor: str, workers: int | None,
-        device: str, devices: str | None, jobs_per_device: int, threads: int | None, address: str | None,
-        retries: int, force: bool, dry_run: bool, stack: str | None, no_stack: bool, precision: str | None,
-        data_dir: Path | None) -> int:  # fmt: skip
+def run(
+    suite_file: Path,
+    results: Path | None,
+    overrides: tuple[str, ...],
+    executor: str,
+    workers: int | None,
+    device: str,
+    devices: str | None,
+    jobs_per_device: int,
+    threads: int | None,
+    address: str | None,
+    retries: int,
+    force: bool,
+    dry_run: bool,
+    stack: str | None,
+    no_stack: bool,
+    precision: str | None,
+    data_dir: Path | None,
+) -> int:
     """Run every job of SUITE_FILE not already done.
 
     \b
@@ -99,19 +154,35 @@ def run(suite_file: Path, results: Path | None, overrides: tuple[str, ...], exec
 
     suite, _ = load_suite(suite_file, (*overrides, *([f"precision={precision}"] if precision else [])))
     chosen = None if devices is None else parse_devices(devices)
-    execution = Execution(executor, workers, device, chosen, jobs_per_device, threads,
-                          address, retries, suite.execution.slurm.model_dump())  # fmt: skip
+    execution = Execution(
+        executor,
+        workers,
+        device,
+        chosen,
+        jobs_per_device,
+        threads,
+        address,
+        retries,
+        suite.execution.slurm.model_dump(),
+    )
     execution = auto_device(suite, execution)
     results = results or Path("results") / suite.name
     stack = "off" if no_stack else stack
     if dry_run:
-        plan = dry_run_plan(suite, results, force=force, stack=stack or suite.stack,
-                            device=execution.planning_device(), data_dir=data_dir)  # fmt: skip
+        plan = dry_run_plan(
+            suite,
+            results,
+            force=force,
+            stack=stack or suite.stack,
+            device=execution.planning_device(),
+            data_dir=data_dir,
+        )
         for part in plan:
             console.print(part)
         return 0
-    outcome = run_suite(suite, results, execution=execution, force=force, stack=stack,
-                        data_dir=data_dir, console=err_console)  # fmt: skip
+    outcome = run_suite(
+        suite, results, execution=execution, force=force, stack=stack, data_dir=data_dir, console=err_console
+    )
     return 1 if outcome["failed"] else 0
 
 
@@ -132,8 +203,13 @@ def validate(suite_files: tuple[Path, ...], overrides: tuple[str, ...]) -> int:
 @cli.command(name="ls")
 @click.argument("what", type=click.Choice(["methods", "datasets", "suites", "metrics", "executors"]))
 @click.argument("name", required=False)
-@click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("suites"),
-              show_default=True, help="Where `ls suites` looks.")  # fmt: skip
+@click.option(
+    "--suites-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("suites"),
+    show_default=True,
+    help="Where `ls suites` looks.",
+)
 def ls_(what: str, name: str | None, suites_dir: Path) -> int:
     """List methods (with parameters and defaults), datasets, suites, metrics, or executors.
 
@@ -222,11 +298,20 @@ def rescore(results: tuple[Path, ...], data_dir: Path | None) -> int:
 
 @cli.command()
 @click.argument("results", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rule", type=click.Choice(["dp", "eo"]), required=True,
-              help="dp: equal selection rates; eo: equal true-positive rates (per group, on validation).")  # fmt: skip
-@click.option("--with", "chosen", type=click.Choice(["threshold_optimizer", "group_threshold"]), multiple=True,
-              help="Post-processor (repeatable) [default: both]: fairlearn's ThresholdOptimizer, or a plain "
-                   "per-group threshold search.")  # fmt: skip
+@click.option(
+    "--rule",
+    type=click.Choice(["dp", "eo"]),
+    required=True,
+    help="dp: equal selection rates; eo: equal true-positive rates (per group, on validation).",
+)
+@click.option(
+    "--with",
+    "chosen",
+    type=click.Choice(["threshold_optimizer", "group_threshold"]),
+    multiple=True,
+    help="Post-processor (repeatable) [default: both]: fairlearn's ThresholdOptimizer, or a plain "
+    "per-group threshold search.",
+)
 @_DATA_DIR
 def postprocess(results: Path, rule: str, chosen: tuple[str, ...], data_dir: Path | None) -> int:
     """Add a fairness-constrained variant of every finished job in RESULTS, without retraining.
@@ -239,8 +324,10 @@ def postprocess(results: Path, rule: str, chosen: tuple[str, ...], data_dir: Pat
     from fairbench.postprocess import postprocess as postprocess_folder
 
     counts = postprocess_folder(results, rule, chosen or tuple(POSTPROCESSORS), data_dir)
-    console.print(f"{results}: {counts['variants']} post-processed variants of {counts['sources']} finished jobs "
-                  f"(rule {rule})", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"{results}: {counts['variants']} post-processed variants of {counts['sources']} finished jobs (rule {rule})",
+        soft_wrap=True,
+    )
     for label, job_id, reason in counts["skipped"]:
         console.print(f"skipped {label} ({job_id}): {reason}", soft_wrap=True, highlight=False)
     return 0
@@ -259,8 +346,9 @@ def status(results: Path) -> int:
         console.print(f"{results}: no jobs recorded or planned")
         return 0
     counts = jobs["state"].value_counts()
-    summary = ", ".join(f"{counts[name]} {name}" for name in ("done", "failed", "running", "interrupted", "pending")
-                        if name in counts)  # fmt: skip
+    summary = ", ".join(
+        f"{counts[name]} {name}" for name in ("done", "failed", "running", "interrupted", "pending") if name in counts
+    )
     console.print(f"[bold]{results}[/]: {len(jobs)} jobs: {summary}", soft_wrap=True, highlight=False)
     running = jobs[jobs["state"] == "running"]
     described = [f"{row.label} {row.point} seed={row.seed}" for row in running.itertuples()]
@@ -280,8 +368,11 @@ def status(results: Path) -> int:
         console.print(f"[red]failed[/] (first error line; the log index is {results / 'logs' / LOG_INDEX}):")
     for row in failed.itertuples():
         first = (row.error.strip().splitlines() or ["(no error recorded)"])[0]
-        console.print(f"  {row.label} {row.point} seed={row.seed} {row.experiment}: {escape(first)} "
-                      f"(logs/{row.job_id}.log)", soft_wrap=True, highlight=False)  # fmt: skip
+        console.print(
+            f"  {row.label} {row.point} seed={row.seed} {row.experiment}: {escape(first)} (logs/{row.job_id}.log)",
+            soft_wrap=True,
+            highlight=False,
+        )
     revisions = jobs[jobs["git_rev"] != ""]["git_rev"].value_counts()
     if len(revisions):
         listed = ", ".join(f"{rev} ({n} jobs)" for rev, n in revisions.items())
@@ -292,16 +383,28 @@ def status(results: Path) -> int:
 @cli.command()
 @click.argument("results_a", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("results_b", type=click.Path(file_okay=False, path_type=Path), required=False)
-@click.option("--labels", default=None, metavar="A,B",
-              help="Compare label B with label A (e.g. a new method with a baseline) in RESULTS_A.")  # fmt: skip
+@click.option(
+    "--labels",
+    default=None,
+    metavar="A,B",
+    help="Compare label B with label A (e.g. a new method with a baseline) in RESULTS_A.",
+)
 @click.option("--metrics", "names", default=None, metavar="M,...", help="Metrics to compare [default: the summary's].")
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True)
-@click.option("--ci", "level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
-              help="Level of the bootstrap interval of B - A.")  # fmt: skip
-@click.option("--bootstrap", "reps", type=click.IntRange(min=100), default=500, show_default=True,
-              help="Bootstrap replicates.")  # fmt: skip
-def compare(results_a: Path, results_b: Path | None, labels: str | None, names: str | None, split: str, level: float,
-            reps: int) -> int:  # fmt: skip
+@click.option(
+    "--ci",
+    "level",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.95,
+    show_default=True,
+    help="Level of the bootstrap interval of B - A.",
+)
+@click.option(
+    "--bootstrap", "reps", type=click.IntRange(min=100), default=500, show_default=True, help="Bootstrap replicates."
+)
+def compare(
+    results_a: Path, results_b: Path | None, labels: str | None, names: str | None, split: str, level: float, reps: int
+) -> int:
     """Compare RESULTS_B with RESULTS_A (e.g. after a code change, or a new method against a baseline).
 
     Per shared experiment x label x grid point x metric: both means over the paired seeds, B - A,
@@ -329,19 +432,35 @@ def compare(results_a: Path, results_b: Path | None, labels: str | None, names: 
         table.add_column(column, justify="left" if column in ("experiment", "label", "point", "metric") else "right")
     for row in result.rows.itertuples():
         interval = f"[{fmt_num(row.ci_low)}, {fmt_num(row.ci_high)}]"
-        table.add_row(row.experiment, row.label, row.point, row.metric, fmt_num(row.mean_a), fmt_num(row.mean_b),
-                      fmt_num(row.diff), interval, str(row.seeds), row.verdict)  # fmt: skip
+        table.add_row(
+            row.experiment,
+            row.label,
+            row.point,
+            row.metric,
+            fmt_num(row.mean_a),
+            fmt_num(row.mean_b),
+            fmt_num(row.diff),
+            interval,
+            str(row.seeds),
+            row.verdict,
+        )
     console.print(table)
     for line in metric_verdicts(result.rows):
         console.print(line, soft_wrap=True, highlight=False)
     for row in result.revisions.itertuples():
         same = "same code revision" if row.git_a == row.git_b else "different code revisions"
-        console.print(f"{row.jobs} of {result.pairs} paired jobs: A at {row.git_a}, B at {row.git_b} ({same})",
-                      soft_wrap=True, highlight=False)  # fmt: skip
+        console.print(
+            f"{row.jobs} of {result.pairs} paired jobs: A at {row.git_a}, B at {row.git_b} ({same})",
+            soft_wrap=True,
+            highlight=False,
+        )
     if result.changed_ids:
-        console.print(f"{result.changed_ids} of {result.pairs} paired jobs have different ids: a method's or "
-                      "dataset's version (or the store format) changed between the runs",
-                      soft_wrap=True, highlight=False)  # fmt: skip
+        console.print(
+            f"{result.changed_ids} of {result.pairs} paired jobs have different ids: a method's or "
+            "dataset's version (or the store format) changed between the runs",
+            soft_wrap=True,
+            highlight=False,
+        )
     return 0
 
 
@@ -354,16 +473,30 @@ def data() -> None:
 @click.argument("dataset")
 @click.option("--target", default=None, help="Target column or boolean expression.")
 @click.option("--sensitive", default=None, help="Sensitive group: a boolean expression, e.g. 'alter > 25'.")
-@click.option("--columns", "list_columns", is_flag=True,
-              help="List the columns usable in --target / --sensitive, with types and example values.")  # fmt: skip
+@click.option(
+    "--columns",
+    "list_columns",
+    is_flag=True,
+    help="List the columns usable in --target / --sensitive, with types and example values.",
+)
 @click.option("--protocol", default=None, help="Split protocol (default: the dataset's first).")
 @click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Dataset option (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_DATA_DIR
-def describe(dataset: str, target: str | None, sensitive: str | None, list_columns: bool, protocol: str | None,
-             split: str, seed: int, options: tuple[str, ...], as_json: bool, data_dir: Path | None) -> int:  # fmt: skip
+def describe(
+    dataset: str,
+    target: str | None,
+    sensitive: str | None,
+    list_columns: bool,
+    protocol: str | None,
+    split: str,
+    seed: int,
+    options: tuple[str, ...],
+    as_json: bool,
+    data_dir: Path | None,
+) -> int:
     """Group sizes, base rates per group and dp_perfect (the gap of a perfect classifier), or
     with --columns the dataset's columns."""
     import yaml

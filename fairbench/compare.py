@@ -68,8 +68,16 @@ def _label_rows(rows_a: pd.DataFrame, rows_b: pd.DataFrame, labels: tuple[str, s
     return rows_a.assign(label=pair), rows_b.assign(label=pair)
 
 
-def compare(a: Path, b: Path, split: str = "test", names: list[str] | None = None, level: float = 0.95,
-            reps: int = 500, seed: int = 0, labels: tuple[str, str] | None = None) -> Comparison:  # fmt: skip
+def compare(
+    a: Path,
+    b: Path,
+    split: str = "test",
+    names: list[str] | None = None,
+    level: float = 0.95,
+    reps: int = 500,
+    seed: int = 0,
+    labels: tuple[str, str] | None = None,
+) -> Comparison:
     """Compare results folder `b` with `a` at every shared point (see the module's docstring);
     with `labels` = (A, B), label B of `b` with label A of `a` (which may be the same folder)."""
     rows_a, rows_b = _rows(a, split), _rows(b, split)
@@ -82,8 +90,9 @@ def compare(a: Path, b: Path, split: str = "test", names: list[str] | None = Non
     paired = jobs_a.merge(jobs_b, on=KEYS, suffixes=("_a", "_b"))
     if paired.empty:
         raise FairbenchError(f"{a} and {b} share no experiment, label, grid point and seed: nothing to compare")
-    values = rows_a[[*KEYS, "metric", "value"]].merge(rows_b[[*KEYS, "metric", "value"]], on=[*KEYS, "metric"],
-                                                       suffixes=("_a", "_b"))  # fmt: skip
+    values = rows_a[[*KEYS, "metric", "value"]].merge(
+        rows_b[[*KEYS, "metric", "value"]], on=[*KEYS, "metric"], suffixes=("_a", "_b")
+    )
     finished_a = load_jobs(a).set_index("job_id")
     finished_b = load_jobs(b).set_index("job_id")
     rng = np.random.default_rng(seed)
@@ -111,14 +120,27 @@ def compare(a: Path, b: Path, split: str = "test", names: list[str] | None = Non
             else:
                 boot = diffs[draws].mean(axis=1)
             low, high = percentile_interval(boot, level)
-            out.append({"experiment": experiment, "label": label, "point": point, "metric": metric,
-                        "mean_a": cell["value_a"].mean(), "mean_b": cell["value_b"].mean(), "diff": diffs.mean(),
-                        "ci_low": low, "ci_high": high, "seeds": len(seeds),
-                        "verdict": verdict(low, high, metric)})  # fmt: skip
-    revisions = pd.DataFrame({
-        "git_a": finished_a.loc[paired["job_id_a"], "git_rev"].fillna("unknown").to_numpy(),
-        "git_b": finished_b.loc[paired["job_id_b"], "git_rev"].fillna("unknown").to_numpy(),
-    })  # fmt: skip
+            out.append(
+                {
+                    "experiment": experiment,
+                    "label": label,
+                    "point": point,
+                    "metric": metric,
+                    "mean_a": cell["value_a"].mean(),
+                    "mean_b": cell["value_b"].mean(),
+                    "diff": diffs.mean(),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "seeds": len(seeds),
+                    "verdict": verdict(low, high, metric),
+                }
+            )
+    revisions = pd.DataFrame(
+        {
+            "git_a": finished_a.loc[paired["job_id_a"], "git_rev"].fillna("unknown").to_numpy(),
+            "git_b": finished_b.loc[paired["job_id_b"], "git_rev"].fillna("unknown").to_numpy(),
+        }
+    )
     counted = revisions.value_counts().rename("jobs").reset_index()
     changed = int((paired["job_id_a"] != paired["job_id_b"]).sum())
     return Comparison(pd.DataFrame(out), counted, changed, len(paired))

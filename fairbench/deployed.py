@@ -174,7 +174,12 @@ def train_deployed(
         return {"task_loss": task, "attribute_loss": attribute}
 
     fit = t.fit(
-        model, update, epochs=config.epochs, batch_size=config.batch_size, train_rows=rows, min_batch=2,
+        model,
+        update,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        train_rows=rows,
+        min_batch=2,
         name=f"deployed {config.kind}",
     )
     return net.eval(), fit.history

@@ -71,8 +71,10 @@ class Expression:
         columns = list(columns)
         for name in sorted(self.columns):
             if name not in columns:
-                raise FairbenchError(f"{where}unknown column '{name}' in '{self.text}'{closest(name, columns)}; "
-                                     f"the columns: {', '.join(columns)}")  # fmt: skip
+                raise FairbenchError(
+                    f"{where}unknown column '{name}' in '{self.text}'{closest(name, columns)}; "
+                    f"the columns: {', '.join(columns)}"
+                )
 
     @property
     def column(self) -> str | None:

@@ -207,9 +207,7 @@ def discrimination(yh: np.ndarray, g: np.ndarray) -> float:
     return _gap(np.asarray(yh, dtype=np.float64), g)
 
 
-@metric(
-    "discrimination_score", higher_is_better=False, needs=("scores", "group"), display="Discrimination (on scores)"
-)
+@metric("discrimination_score", higher_is_better=False, needs=("scores", "group"), display="Discrimination (on scores)")
 def discrimination_score(p: np.ndarray, g: np.ndarray) -> float:
     """Zemel et al.'s yDiscrim on scores: the gap of the mean P(y = 1) between groups."""
     return _gap(np.asarray(p, dtype=np.float64), g)

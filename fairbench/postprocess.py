@@ -72,9 +72,11 @@ def threshold_optimizer(val: SplitPredictions, val_groups: np.ndarray, rule: str
 
     scores = val.scores.astype(np.float64)[:, None]
     optimizer = ThresholdOptimizer(
-        estimator=KeptScores().fit(scores, val.y), constraints=_FAIRLEARN_CONSTRAINT[rule], prefit=True,
+        estimator=KeptScores().fit(scores, val.y),
+        constraints=_FAIRLEARN_CONSTRAINT[rule],
+        prefit=True,
         predict_method="predict",
-    )  # fmt: skip
+    )
     optimizer.fit(scores, val.y, sensitive_features=val_groups)
     return lambda p, groups: optimizer.predict(p[:, None], sensitive_features=groups, random_state=seed)
 
@@ -210,15 +212,31 @@ def _variant_row(job: Any, postprocessor: str, rule: str, started: float, proven
     """The store row of one post-processed variant of `job` (a store row)."""
     finished = time.time()
     row = {column: _cell(getattr(job, column)) for column in JOB_COLUMNS}
-    return row | provenance | {
-        "job_id": job_hash({"format": STORE_FORMAT, "postprocessed_from": job.job_id,
-                            "postprocessor": postprocessor, "rule": rule}),
-        "label": f"{job.label} + {POSTPROCESSORS[postprocessor]} ({rule})",
-        "params": json.loads(job.params or "{}"),
-        "options": json.loads(job.options or "{}"),
-        "bias": _cell(job.bias),
-        "status": "done", "error": None, "started": started, "finished": finished, "duration": finished - started,
-        "device": "cpu", "host": platform.node(), "log": None,
-        "info": {"postprocessed_from": job.job_id, "source_finished": _cell(job.finished),
-                 "postprocessor": postprocessor, "rule": rule, "fitted_on": "val"},
-    }  # fmt: skip
+    return (
+        row
+        | provenance
+        | {
+            "job_id": job_hash(
+                {"format": STORE_FORMAT, "postprocessed_from": job.job_id, "postprocessor": postprocessor, "rule": rule}
+            ),
+            "label": f"{job.label} + {POSTPROCESSORS[postprocessor]} ({rule})",
+            "params": json.loads(job.params or "{}"),
+            "options": json.loads(job.options or "{}"),
+            "bias": _cell(job.bias),
+            "status": "done",
+            "error": None,
+            "started": started,
+            "finished": finished,
+            "duration": finished - started,
+            "device": "cpu",
+            "host": platform.node(),
+            "log": None,
+            "info": {
+                "postprocessed_from": job.job_id,
+                "source_finished": _cell(job.finished),
+                "postprocessor": postprocessor,
+                "rule": rule,
+                "fitted_on": "val",
+            },
+        }
+    )

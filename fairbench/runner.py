@@ -85,12 +85,15 @@ def plan_table(
         total += seconds
         unknown |= {j.method for j, g in zip(todo, guesses) if g is None}
         shown = "-" if not todo else ("no estimate" if None in guesses else _seconds(seconds))
-        table.add_row(experiment, method, label, str(len(points)), str(len(seeds)), str(len(members)),
-                      str(len(todo)), shown)  # fmt: skip
+        table.add_row(
+            experiment, method, label, str(len(points)), str(len(seeds)), str(len(members)), str(len(todo)), shown
+        )
     notes = []
     if total:
-        notes.append(f"about {_seconds(total)} of job time to run (the median duration of finished jobs of the "
-                     f"same method, on the same dataset where there are any, times the jobs)")  # fmt: skip
+        notes.append(
+            f"about {_seconds(total)} of job time to run (the median duration of finished jobs of the "
+            f"same method, on the same dataset where there are any, times the jobs)"
+        )
     if unknown:
         notes.append(f"no estimate for {', '.join(sorted(unknown))}: no finished jobs of it in the results folder")
     table.caption = "; ".join(notes)
@@ -151,17 +154,23 @@ def print_summary(table: pd.DataFrame, console: Console) -> None:
 def finished_jobs(store: Store, results: Path) -> set[str]:
     """The done jobs whose predictions file is on disk, readable and of the run their row records:
     a done row without them (a crash or a full disk between the two writes, a removed file) is run again."""
-    return {job_id for job_id, finished in store.done_finish_times().items()
-            if predictions.intact(results, job_id, finished)}  # fmt: skip
+    return {
+        job_id
+        for job_id, finished in store.done_finish_times().items()
+        if predictions.intact(results, job_id, finished)
+    }
 
 
 def note_other_revisions(store: Store, done: list[str], revision: str, console: Console) -> None:
     """One line when finished jobs that are reused came from another git revision."""
     others = {rev: n for rev, n in store.done_revisions(done).items() if rev != revision}
     if others:
-        console.print(f"note: {sum(others.values())} of {len(done)} finished jobs were produced by another git "
-                      f"revision ({', '.join(sorted(r or 'unknown' for r in others))}); --force reruns them",
-                      soft_wrap=True, highlight=False)  # fmt: skip
+        console.print(
+            f"note: {sum(others.values())} of {len(done)} finished jobs were produced by another git "
+            f"revision ({', '.join(sorted(r or 'unknown' for r in others))}); --force reruns them",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def plan_units(jobs: list[Job], stack: str, device: str) -> list[list[Job]]:
@@ -249,11 +258,16 @@ def run_suite(
         rerun = (store.done_ids() & {job.job_id for job in jobs}) - done
         todo = [job for job in jobs if job.job_id not in done]
         units = plan_units(todo, stack or suite.stack, execution.planning_device())
-        console.print(f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
-                      f"{len(todo)} to run with {execution.describe()} -> {results}")  # fmt: skip
+        console.print(
+            f"[bold]{suite.name}[/]: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
+            f"{len(todo)} to run with {execution.describe()} -> {results}"
+        )
         if rerun and not force:
-            console.print(f"note: {len(rerun)} finished jobs have no readable predictions file of their run; "
-                          f"they run again", soft_wrap=True, highlight=False)  # fmt: skip
+            console.print(
+                f"note: {len(rerun)} finished jobs have no readable predictions file of their run; they run again",
+                soft_wrap=True,
+                highlight=False,
+            )
         failed: list[tuple[Job, str]] = []
         provenance = {"versions": versions(), "git_rev": git_revision()}
         note_other_revisions(store, [job.job_id for job in jobs if job.job_id in done], provenance["git_rev"], console)
@@ -262,9 +276,19 @@ def run_suite(
             nonlocal kept_now
             job = result.job
             log = results / "logs" / f"{job.job_id}.log"
-            row = {**asdict(job), **provenance, "status": result.status, "error": result.error, "info": result.info,
-                   "started": result.started, "finished": result.finished, "duration": result.duration,
-                   "device": result.device, "host": result.host, "log": str(log)}  # fmt: skip
+            row = {
+                **asdict(job),
+                **provenance,
+                "status": result.status,
+                "error": result.error,
+                "info": result.info,
+                "started": result.started,
+                "finished": result.finished,
+                "duration": result.duration,
+                "device": result.device,
+                "host": result.host,
+                "log": str(log),
+            }
             if result.log is not None:  # a remote worker's log, sent back with its result
                 log.parent.mkdir(parents=True, exist_ok=True)
                 log.write_text(result.log)
@@ -300,8 +324,9 @@ def run_suite(
     if len(table):
         print_summary(table, console)
     for job, error in failed:
-        console.print(f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}",
-                      soft_wrap=True)  # fmt: skip
+        console.print(
+            f"[red]failed[/] {job.label} seed={job.seed} {job.experiment} ({job.job_id}): {error}", soft_wrap=True
+        )
     if failed:
         console.print(f"[red]{len(failed)} of {len(todo)} jobs failed[/]; logs in {results / 'logs'}")
     return {"jobs": len(jobs), "ran": len(todo), "failed": len(failed), "table": table}

@@ -70,10 +70,14 @@ class Status:
 
     def counts(self) -> pd.DataFrame:
         """Jobs per label and state, with the median and total duration of the finished ones."""
-        table = self.jobs.pivot_table(index=["label", "method"], columns="state", values="job_id", aggfunc="count",
-                                      fill_value=0)  # fmt: skip
-        states = [state for state in ("done", "failed", "running", "interrupted", "pending")
-                  if state in table or state in ("done", "failed", "pending")]  # fmt: skip
+        table = self.jobs.pivot_table(
+            index=["label", "method"], columns="state", values="job_id", aggfunc="count", fill_value=0
+        )
+        states = [
+            state
+            for state in ("done", "failed", "running", "interrupted", "pending")
+            if state in table or state in ("done", "failed", "pending")
+        ]
         table = table.reindex(columns=states, fill_value=0)
         done = self.jobs[self.jobs["state"] == "done"].groupby(["label", "method"])["duration"]
         table["median (s)"] = done.median()
@@ -93,21 +97,44 @@ def folder_status(results: Path) -> Status:
     grids = grid_keys([[job] for job in planned])
     rows = []
     for job in planned:
-        row = {"job_id": job.job_id, "label": job.label, "method": job.method, "seed": job.seed,
-               "experiment": job.experiment, "point": grid_point(job, grids.get((job.experiment, job.label), [])),
-               "state": "pending", "duration": None, "error": "", "git_rev": ""}  # fmt: skip
+        row = {
+            "job_id": job.job_id,
+            "label": job.label,
+            "method": job.method,
+            "seed": job.seed,
+            "experiment": job.experiment,
+            "point": grid_point(job, grids.get((job.experiment, job.label), [])),
+            "state": "pending",
+            "duration": None,
+            "error": "",
+            "git_rev": "",
+        }
         if job.job_id in recorded.index:
             stored = recorded.loc[job.job_id]
-            row.update(state=stored["status"], duration=stored["duration"], error=stored["error"] or "",
-                       git_rev=stored["git_rev"] or "unknown")  # fmt: skip
+            row.update(
+                state=stored["status"],
+                duration=stored["duration"],
+                error=stored["error"] or "",
+                git_rev=stored["git_rev"] or "unknown",
+            )
         elif (results / "logs" / f"{job.job_id}.log").exists():
             row["state"] = "running" if holder else "interrupted"
         rows.append(row)
     known = {row["job_id"] for row in rows}
     for job_id, stored in recorded.iterrows():
         if job_id not in known:  # from an earlier version of the suite
-            rows.append({"job_id": job_id, "label": stored["label"], "method": stored["method"],
-                         "seed": stored["seed"], "experiment": stored["experiment"], "point": "(not in suite.yaml)",
-                         "state": stored["status"], "duration": stored["duration"], "error": stored["error"] or "",
-                         "git_rev": stored["git_rev"] or "unknown"})  # fmt: skip
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "label": stored["label"],
+                    "method": stored["method"],
+                    "seed": stored["seed"],
+                    "experiment": stored["experiment"],
+                    "point": "(not in suite.yaml)",
+                    "state": stored["status"],
+                    "duration": stored["duration"],
+                    "error": stored["error"] or "",
+                    "git_rev": stored["git_rev"] or "unknown",
+                }
+            )
     return Status(pd.DataFrame(rows), holder)

@@ -35,8 +35,20 @@ from fairbench.table_spec import ReportTable, table_from_mapping, table_to_mappi
 
 STORE_FILE = "fairbench.sqlite"
 LOCK_FILE = "fairbench.lock"
-JOB_COLUMNS = ["suite", "experiment", "dataset", "protocol", "target", "sensitive", "method", "label", "budget", "seed",
-               "split_seed", "precision"]  # fmt: skip
+JOB_COLUMNS = [
+    "suite",
+    "experiment",
+    "dataset",
+    "protocol",
+    "target",
+    "sensitive",
+    "method",
+    "label",
+    "budget",
+    "seed",
+    "split_seed",
+    "precision",
+]
 # Columns added to format 3 after it was released, with the value an older store's jobs have.
 _ADDED_COLUMNS = {"precision": "fp32"}
 TABLE_COLUMNS = [*JOB_COLUMNS, "split", "metric", "value", "job_id"]

@@ -295,8 +295,13 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
             fail((*at, "options" if exp.options else "protocol"), str(error))
             continue
         columns = dataset.column_names()
-        roles = [(("target",), exp.target), *((("sensitive", j) if isinstance(exp.sensitive, list) else
-                 ("sensitive",), text) for j, text in enumerate(exp.sensitive_list))]  # fmt: skip
+        roles = [
+            (("target",), exp.target),
+            *(
+                (("sensitive", j) if isinstance(exp.sensitive, list) else ("sensitive",), text)
+                for j, text in enumerate(exp.sensitive_list)
+            ),
+        ]
         if exp.bias is not None:
             roles.append((("bias",), exp.bias))
         for key, text in roles:
@@ -313,8 +318,10 @@ def check_suite(suite: Suite, lines: Lines, file: str) -> None:
         cls = METHODS.get(spec.method)
         for name, values in spec.grid.items():
             if name not in cls.hparams:
-                fail((*at, "grid", name),
-                     f"method '{spec.method}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}")  # fmt: skip
+                fail(
+                    (*at, "grid", name),
+                    f"method '{spec.method}' has no parameter '{name}'{did_you_mean(name, cls.hparams)}",
+                )
                 continue
             if not values:
                 fail((*at, "grid", name), f"grid '{name}' is empty; give at least one value")

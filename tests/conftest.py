@@ -201,6 +201,9 @@ def sleepy(tmp_path: Path, plugin_site: Callable[..., Path]) -> SleepyRun:
     suite = tmp_path / "slow.yaml"
     suite.write_text(SLOW_SUITE)
     marker = tmp_path / "sleepy.pid"
-    env = {**os.environ, "SLEEPY_PID": str(marker),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    env = {
+        **os.environ,
+        "SLEEPY_PID": str(marker),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(site), os.environ.get("PYTHONPATH", "")]),
+    }
     return SleepyRun([sys.executable, "-m", "fairbench", "run", str(suite), "--results"], env, marker)

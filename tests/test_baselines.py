@@ -226,8 +226,13 @@ def test_adt_feature_encoder_and_branches_follow_table_3() -> None:
     net = build_branched("dvge", (3, 64, 64), attribute_counts=(2,))
     convs = [m for m in net.trunk if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
-        (3, 32, 4), (32, 32, 4), (32, 64, 4), (64, 64, 4), (64, 256, 4), (256, 10, 1),
-    ]  # fmt: skip
+        (3, 32, 4),
+        (32, 32, 4),
+        (32, 64, 4),
+        (64, 64, 4),
+        (64, 256, 4),
+        (256, 10, 1),
+    ]
     for head in (net.task_head, *net.attribute_heads):
         linears = [m for m in head if isinstance(m, torch.nn.Linear)]
         assert [(m.in_features, m.out_features) for m in linears] == [(10, 1000), *[(1000, 1000)] * 4, (1000, 2)]

@@ -23,8 +23,9 @@ def baseline(tiny_suite: Path, tmp_path: Path, fairbench) -> Path:
     return results
 
 
-def test_a_run_that_flips_every_prediction_is_worse_in_accuracy_and_equal_in_dp(baseline: Path, tmp_path: Path,
-                                                                               fairbench) -> None:  # fmt: skip
+def test_a_run_that_flips_every_prediction_is_worse_in_accuracy_and_equal_in_dp(
+    baseline: Path, tmp_path: Path, fairbench
+) -> None:
     changed = tmp_path / "b"
     shutil.copytree(baseline, changed)
     for job in load_jobs(changed).itertuples():  # B: the same jobs predicting the opposite class
@@ -48,16 +49,18 @@ def test_a_run_that_flips_every_prediction_is_worse_in_accuracy_and_equal_in_dp(
     assert "2 of 2 paired jobs: A at" in shown.out and "(same code revision)" in shown.out
 
 
-def test_folders_without_a_shared_point_are_a_one_line_error(baseline: Path, tiny_suite: Path, tmp_path: Path,
-                                                              fairbench) -> None:  # fmt: skip
+def test_folders_without_a_shared_point_are_a_one_line_error(
+    baseline: Path, tiny_suite: Path, tmp_path: Path, fairbench
+) -> None:
     other = tmp_path / "c"
     assert fairbench("run", tiny_suite, "--results", other, "--set", ERM_ONLY, "--set", "seeds=[5]").code == 0
     result = fairbench("compare", baseline, other)
     assert result.code == 2 and "share no experiment, label, grid point and seed" in result.err
 
 
-def test_two_labels_of_one_folder_a_baseline_against_every_grid_point(tiny_suite: Path, tmp_path: Path,
-                                                                       fairbench) -> None:  # fmt: skip
+def test_two_labels_of_one_folder_a_baseline_against_every_grid_point(
+    tiny_suite: Path, tmp_path: Path, fairbench
+) -> None:
     results = tmp_path / "both"
     assert fairbench("run", tiny_suite, "--results", results).code == 0
     result = compare(results, results, names=["acc"], reps=100, labels=("erm", "ADT"))

@@ -29,8 +29,17 @@ def test_real_file_keeps_propublicas_6172_rows(real_data) -> None:
         "sex == 'Male'": 4997,
     }
     sources = set(task.feature_sources)
-    assert sources == {"age", "juv_fel_count", "juv_misd_count", "juv_other_count", "priors_count", "sex", "age_cat",
-                       "race", "c_charge_degree"}  # fmt: skip
+    assert sources == {
+        "age",
+        "juv_fel_count",
+        "juv_misd_count",
+        "juv_other_count",
+        "priors_count",
+        "sex",
+        "age_cat",
+        "race",
+        "c_charge_degree",
+    }
     assert {len(rows) for rows in task.splits.values()} == {3703, 1234, 1235}
 
 

@@ -56,10 +56,25 @@ def test_declared_file_is_the_shared_copy_and_fetches_from_the_archive_layout(re
 
 
 def test_icd9_groups_of_strack_et_al() -> None:
-    cases = {"250.83": "diabetes", "250": "diabetes", "428": "circulatory", "785": "circulatory",
-             "786": "respiratory", "486": "respiratory", "787": "digestive", "577": "digestive",
-             "996": "injury", "715": "musculoskeletal", "599": "genitourinary", "788": "genitourinary",
-             "174": "neoplasms", "V57": "other", "E878": "other", "780": "other", "?": "?"}  # fmt: skip
+    cases = {
+        "250.83": "diabetes",
+        "250": "diabetes",
+        "428": "circulatory",
+        "785": "circulatory",
+        "786": "respiratory",
+        "486": "respiratory",
+        "787": "digestive",
+        "577": "digestive",
+        "996": "injury",
+        "715": "musculoskeletal",
+        "599": "genitourinary",
+        "788": "genitourinary",
+        "174": "neoplasms",
+        "V57": "other",
+        "E878": "other",
+        "780": "other",
+        "?": "?",
+    }
     assert {code: icd9_group(code) for code in cases} == cases
 
 
@@ -82,11 +97,38 @@ def test_generated_file_in_the_official_format(tmp_path: Path) -> None:
     for i in range(40):
         gender = "Unknown/Invalid" if i == 7 else ("Male" if i % 2 else "Female")
         glucose = "None" if i % 3 else ">300"
-        fields = [str(1000 + i), str(500 + i // 2), races[i % 4], gender, f"[{10 * (i % 9)}-{10 * (i % 9) + 10})", "?",
-                  str(1 + i % 3), "1", "7", str(1 + i % 14), "?" if i % 2 else "MC", "?", str(40 + i), str(i % 6),
-                  str(10 + i), "0", "0", str(i % 3), ["250.83", "428", "V57"][i % 3], "?", "486", "9", glucose,
-                  "None", *(["No"] * 17), "Up" if i % 5 else "No", *(["No"] * 5), "Ch" if i % 2 else "No", "Yes",
-                  readmitted[i % 4]]  # fmt: skip
+        fields = [
+            str(1000 + i),
+            str(500 + i // 2),
+            races[i % 4],
+            gender,
+            f"[{10 * (i % 9)}-{10 * (i % 9) + 10})",
+            "?",
+            str(1 + i % 3),
+            "1",
+            "7",
+            str(1 + i % 14),
+            "?" if i % 2 else "MC",
+            "?",
+            str(40 + i),
+            str(i % 6),
+            str(10 + i),
+            "0",
+            "0",
+            str(i % 3),
+            ["250.83", "428", "V57"][i % 3],
+            "?",
+            "486",
+            "9",
+            glucose,
+            "None",
+            *(["No"] * 17),
+            "Up" if i % 5 else "No",
+            *(["No"] * 5),
+            "Ch" if i % 2 else "No",
+            "Yes",
+            readmitted[i % 4],
+        ]
         assert len(fields) == 50
         lines.append(",".join(fields))
     (tmp_path / "uci_diabetes").mkdir()
@@ -106,8 +148,38 @@ def test_generated_file_in_the_official_format(tmp_path: Path) -> None:
 
 def test_a_malformed_row_names_its_line(tmp_path: Path) -> None:
     (tmp_path / "uci_diabetes").mkdir()
-    row = ",".join(["1", "2", "Caucasian", "Male", "[0-10)", "?", "1", "1", "7", "3", "?", "?", "40", "0", "10", "0",
-                    "0", "0", "4x8", "?", "?", "9", "None", "None", *(["No"] * 23), "No", "No", "NO"])  # fmt: skip
+    row = ",".join(
+        [
+            "1",
+            "2",
+            "Caucasian",
+            "Male",
+            "[0-10)",
+            "?",
+            "1",
+            "1",
+            "7",
+            "3",
+            "?",
+            "?",
+            "40",
+            "0",
+            "10",
+            "0",
+            "0",
+            "0",
+            "4x8",
+            "?",
+            "?",
+            "9",
+            "None",
+            "None",
+            *(["No"] * 23),
+            "No",
+            "No",
+            "NO",
+        ]
+    )
     (tmp_path / FILE).write_text(HEADER + "\n" + row.replace("4x8", "428") + "\n" + row + "\n")
     with pytest.raises(FairbenchError, match=r"diabetic_data.csv line 3: diag_1 '4x8' is not an ICD-9 code") as err:
         open_dataset("diabetes", tmp_path).frame()

@@ -15,8 +15,14 @@ from fairbench.data.catalog import dataset_status
 from fairbench.data.heritage import HEADERS, HOW_TO_GET
 from fairbench.errors import FairbenchError
 
-MEMBERS = [("1", "30-39", "M"), ("2", "60-69", "F"), ("3", "80+", "F"), ("4", "", "M"), ("5", "0-9", ""),
-           ("6", "70-79", "M")]  # fmt: skip
+MEMBERS = [
+    ("1", "30-39", "M"),
+    ("2", "60-69", "F"),
+    ("3", "80+", "F"),
+    ("4", "", "M"),
+    ("5", "0-9", ""),
+    ("6", "70-79", "M"),
+]
 # MemberID|ProviderID|Vendor|PCP|Year|Specialty|PlaceSvc|PayDelay|LengthOfStay|DSFS|PrimaryConditionGroup|
 # CharlsonIndex|ProcedureGroup|SupLOS
 CLAIMS = [
@@ -42,8 +48,14 @@ LABS = [("2", "Y1", "0- 1 month", "10+"), ("2", "Y2", "0- 1 month", "3")]
 def write_official(folder: Path) -> Path:
     """The six release-3 CSVs (header line, comma separated, empty fields for missing values)."""
     folder.mkdir(parents=True, exist_ok=True)
-    tables = {"Members.csv": MEMBERS, "Claims.csv": CLAIMS, "DaysInHospital_Y2.csv": DAYS_Y2,
-              "DaysInHospital_Y3.csv": DAYS_Y3, "DrugCount.csv": DRUGS, "LabCount.csv": LABS}  # fmt: skip
+    tables = {
+        "Members.csv": MEMBERS,
+        "Claims.csv": CLAIMS,
+        "DaysInHospital_Y2.csv": DAYS_Y2,
+        "DaysInHospital_Y3.csv": DAYS_Y3,
+        "DrugCount.csv": DRUGS,
+        "LabCount.csv": LABS,
+    }
     for name, rows in tables.items():
         lines = [",".join(HEADERS[name]), *(",".join(row) for row in rows)]
         (folder / name).write_text("\r\n".join(lines) + "\r\n")
@@ -55,9 +67,16 @@ def test_member_years_against_hand_counts(tmp_path: Path) -> None:
     frame = open_dataset("heritage", tmp_path).frame().set_index(["MemberID", "Year"])
     assert len(frame) == len(DAYS_Y2) + len(DAYS_Y3)
     assert frame["hospital"].to_dict() == {
-        ("1", "Y1"): 1, ("2", "Y1"): 0, ("3", "Y1"): 0, ("4", "Y1"): 1, ("5", "Y1"): 0,
-        ("1", "Y2"): 0, ("2", "Y2"): 1, ("3", "Y2"): 1, ("6", "Y2"): 0,
-    }  # fmt: skip
+        ("1", "Y1"): 1,
+        ("2", "Y1"): 0,
+        ("3", "Y1"): 0,
+        ("4", "Y1"): 1,
+        ("5", "Y1"): 0,
+        ("1", "Y2"): 0,
+        ("2", "Y2"): 1,
+        ("3", "Y2"): 1,
+        ("6", "Y2"): 0,
+    }
     one = frame.loc[("1", "Y1")]
     assert one["claims"] == 3 and one["providers"] == 2 and one["vendors"] == 2 and one["pcps"] == 1
     assert one["paydelay_sum"] == 30 + 162 + 12 and one["paydelay_max"] == 162 and one["paydelay_min"] == 12

@@ -93,9 +93,7 @@ def test_celeba_attributes_need_no_images(celeba_root: Path) -> None:
     with pytest.raises(FairbenchError, match="image folder .* is missing"):
         build_task(dataset, "official", "Attractive", "Male", 0)
     describe = pytest.importorskip("fairbench.data.describe")
-    rows = describe.describe_task(
-        "celeba", "Attractive", "not (not Male and Young)", "dvge", 0, celeba_root, {}
-    )
+    rows = describe.describe_task("celeba", "Attractive", "not (not Male and Young)", "dvge", 0, celeba_root, {})
     assert [r["split"] for r in rows] == ["all", "train", "val", "test"] and rows[0]["n"] == 40
 
 
@@ -199,9 +197,7 @@ def test_celeba_cache_rebuilt_when_stale_or_truncated(celeba_root: Path) -> None
     assert json.loads(cache.manifest_path.read_text())["source_hash"] != built["source_hash"]
 
 
-def test_celeba_parallel_build_matches_serial_and_options(
-    celeba_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_celeba_parallel_build_matches_serial_and_options(celeba_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     frame = _celeba(celeba_root).frame(0)
     serial = np.array(_celeba(celeba_root).inputs(frame, frozenset(), np.arange(3)).x)
     (celeba_root / "celeba" / "cache" / "images_64px_draft.json").unlink()
@@ -299,9 +295,7 @@ def test_colored_mnist_from_fixture_files(tmp_path: Path) -> None:
     _check_lff_colours(task, 0.05, 0.1, 0.05)
     grey = colored_mnist.read_idx(tmp_path / "mnist" / colored_mnist.TRAIN_IMAGES)
     colour = task.attributes[["red", "green", "blue"]].to_numpy(np.float32)[7]
-    np.testing.assert_array_equal(
-        task.x[7], (colour[:, None, None] * grey[7].astype(np.float32)).astype(np.uint8)
-    )
+    np.testing.assert_array_equal(task.x[7], (colour[:, None, None] * grey[7].astype(np.float32)).astype(np.uint8))
     options = {"skew": 0.05, "severity": 1}
     same = build_task(open_dataset("colored_mnist", tmp_path, options), None, "digit >= 5", "color >= 5", 0)
     np.testing.assert_array_equal(same.x, task.x)
@@ -457,9 +451,7 @@ def test_fetch_mnist_resumes_and_checks(tmp_path: Path, server, monkeypatch: pyt
         (served / file.name).write_bytes(file.read_bytes())
         monkeypatch.setitem(colored_mnist.MD5, file.name, _md5(file))
     monkeypatch.setattr(colored_mnist, "SHA256", {})
-    files = tuple(
-        colored_mnist.RemoteFile(f.path, url + Path(f.path).name) for f in colored_mnist.ColoredMNIST.files
-    )
+    files = tuple(colored_mnist.RemoteFile(f.path, url + Path(f.path).name) for f in colored_mnist.ColoredMNIST.files)
     monkeypatch.setattr(colored_mnist.ColoredMNIST, "files", files)
     data = tmp_path / "data"
     (data / "mnist").mkdir(parents=True)
@@ -537,17 +529,13 @@ def test_commands(tmp_path: Path, celeba_master: Path) -> None:
     assert "partial" in heads["colored_mnist"] and "missing: mnist/train-images-idx3-ubyte.gz" in text
     assert "option source: t10k works now" in text and "generated" in heads["synthetic"]
     assert "to get it: fairbench data fetch adult" in text
-    result = runner.invoke(
-        import_, ["celeba", str(celeba_master), "--skip-checksums", "--data-dir", str(data)]
-    )
+    result = runner.invoke(import_, ["celeba", str(celeba_master), "--skip-checksums", "--data-dir", str(data)])
     assert result.exit_code == 0, result.output
     assert "linked" in result.output
     result = runner.invoke(ls, ["--data-dir", str(data)])
     assert "present" in next(line for line in result.output.splitlines() if line.startswith("celeba"))
     result = runner.invoke(import_, ["adult", str(celeba_master), "--data-dir", str(data)])
-    assert isinstance(result.exception, FairbenchError) and "fairbench data fetch adult" in str(
-        result.exception
-    )
+    assert isinstance(result.exception, FairbenchError) and "fairbench data fetch adult" in str(result.exception)
     result = runner.invoke(fetch, ["celeba", "--data-dir", str(data)])
     assert isinstance(result.exception, FairbenchError)
 
@@ -594,8 +582,11 @@ def test_plugin_dataset_gets_data_commands_for_free(tmp_path: Path, server, plug
     rows = "x,y\n" + "".join(f"{i / 10 - 1},{i % 2}\n" for i in range(20))
     (served / "toy.csv.gz").write_bytes(gzip.compress(rows.encode()))
     sha256 = hashlib.sha256((served / "toy.csv.gz").read_bytes()).hexdigest()
-    site = plugin_site("fairbench-toy", {"fairbench.datasets": {"toy": "fairbench_toy:Toy"}},
-                       fairbench_toy=TOY_PLUGIN.format(url=url, sha256=sha256))  # fmt: skip
+    site = plugin_site(
+        "fairbench-toy",
+        {"fairbench.datasets": {"toy": "fairbench_toy:Toy"}},
+        fairbench_toy=TOY_PLUGIN.format(url=url, sha256=sha256),
+    )
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "COLUMNS": "200"}
     data = tmp_path / "data"
 

@@ -77,10 +77,14 @@ def test_fixture_files_in_official_format(tmp_path: Path) -> None:
     """The loaders read files laid out exactly like the official ones (generated here)."""
     rng = np.random.default_rng(0)
     (tmp_path / "south_german_credit").mkdir()
-    header = ("laufkont laufzeit moral verw hoehe sparkont beszeit rate famges buerge wohnzeit verm alter "
-              "weitkred wohn bishkred beruf pers telef gastarb kredit")  # fmt: skip
-    rows = [" ".join(str(v) for v in [*rng.integers(1, 4, 12), rng.integers(19, 76), *rng.integers(1, 3, 7),
-                                       i % 2]) for i in range(60)]  # fmt: skip
+    header = (
+        "laufkont laufzeit moral verw hoehe sparkont beszeit rate famges buerge wohnzeit verm alter "
+        "weitkred wohn bishkred beruf pers telef gastarb kredit"
+    )
+    rows = [
+        " ".join(str(v) for v in [*rng.integers(1, 4, 12), rng.integers(19, 76), *rng.integers(1, 3, 7), i % 2])
+        for i in range(60)
+    ]
     (tmp_path / "south_german_credit" / "SouthGermanCredit.asc").write_text(header + "\n" + "\n".join(rows) + "\n")
     task = build_task(open_dataset("south_german_credit", tmp_path), None, "kredit", "alter > 40", 0)
     assert task.x.shape == (60, 20) and task.y.sum() == 30
@@ -123,8 +127,16 @@ def _pytest_statlog_german(**env: str) -> str:
     import sys
 
     base = {k: v for k, v in os.environ.items() if k != "FAIRBENCH_DATA"}
-    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-               "tests/test_datasets_tabular.py::test_statlog_german"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_datasets_tabular.py::test_statlog_german",
+    ]
     root = Path(__file__).resolve().parent.parent
     return subprocess.run(command, env={**base, **env}, cwd=root, capture_output=True, text=True).stdout
 
@@ -144,6 +156,8 @@ def test_real_data_found_beside_the_repository_without_fairbench_data() -> None:
     they read ../shared/data, where a developer checkout has it."""
     beside = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
     if not (beside / "statlog_german" / "german.data").exists():
-        pytest.skip(f"checks the default data folder only, which this checkout lacks ({beside}); "
-                    "the real-data tests read $FAIRBENCH_DATA")  # fmt: skip
+        pytest.skip(
+            f"checks the default data folder only, which this checkout lacks ({beside}); "
+            "the real-data tests read $FAIRBENCH_DATA"
+        )
     assert "1 passed" in _pytest_statlog_german()

@@ -38,8 +38,13 @@ def test_image_vae_follows_table_3() -> None:
     assert vae.decode(mu).shape == (2, 3, 64, 64)
     convs = [m for m in vae.decoder if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
-        (10, 256, 1), (256, 64, 4), (64, 64, 4), (64, 32, 4), (32, 32, 4), (32, 3, 4),
-    ]  # fmt: skip
+        (10, 256, 1),
+        (256, 64, 4),
+        (64, 64, 4),
+        (64, 32, 4),
+        (32, 32, 4),
+        (32, 3, 4),
+    ]
 
 
 def test_table_vae_follows_table_4() -> None:

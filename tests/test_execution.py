@@ -216,10 +216,23 @@ def test_ray_shares_each_fake_gpu_between_k_jobs(slotted: Path, tmp_path: Path, 
     suite_file.write_text(SLOTTED_SUITE)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway head node: no token to hand around
     port = 6400 + os.getpid() % 1000
-    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                             f"--port={port}", "--num-gpus=2", "--num-cpus=4", "--include-dashboard=false"],
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    head = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-gpus=2",
+            "--num-cpus=4",
+            "--include-dashboard=false",
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         execution = Execution(executor="ray", address=f"127.0.0.1:{port}", device="cuda", jobs_per_device=2)
         outcome = run_suite(load_suite(suite_file)[0], tmp_path / "out", execution=execution)  # waits for the head

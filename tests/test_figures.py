@@ -24,8 +24,14 @@ def test_file_names_have_no_runs_of_underscores() -> None:
 
 
 def test_experiment_titles_use_its_name_or_dataset_target_sensitive() -> None:
-    df = pd.DataFrame({"experiment": ["german/credit == 1/age > 25", "Table 1"], "dataset": ["german", "adult"],
-                       "target": ["credit == 1", "income"], "sensitive": ["age > 25", "sex"]})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "experiment": ["german/credit == 1/age > 25", "Table 1"],
+            "dataset": ["german", "adult"],
+            "target": ["credit == 1", "income"],
+            "sensitive": ["age > 25", "sex"],
+        }
+    )
     assert experiment_title(df, "german/credit == 1/age > 25") == "german: credit == 1, age > 25"
     assert experiment_title(df, "Table 1") == "Table 1"
 
@@ -42,8 +48,9 @@ def test_a_signed_gap_is_ranked_by_its_magnitude() -> None:
     x = np.array([-0.05, 0.10, 0.02, -0.30])
     y = np.array([0.90, 0.90, 0.80, 0.80])
     assert pareto_front(oriented(x, y, "bias_gap", "acc")).tolist() == [True, False, True, False]
-    points = pd.DataFrame({"experiment": "e", "label": ["A", "B", "C"], "x": [-0.3, 0.1, 0.05],
-                           "y": [0.9, 0.9, 0.5], "on_front": True})  # fmt: skip
+    points = pd.DataFrame(
+        {"experiment": "e", "label": ["A", "B", "C"], "x": [-0.3, 0.1, 0.05], "y": [0.9, 0.9, 0.5], "on_front": True}
+    )
     volumes = hypervolume_table(points, "bias_gap", "acc").set_index("label")["hypervolume"]
     assert volumes["B"] > volumes["A"]  # the smaller gap, though the larger signed value
     assert hypervolume_table(points, "bias_gap", "acc")["ref_x"].iloc[0] == pytest.approx(0.3 + 0.1 * 0.25)
@@ -51,8 +58,12 @@ def test_a_signed_gap_is_ranked_by_its_magnitude() -> None:
 
 def _points() -> pd.DataFrame:
     """ADT's lam=1 front point is dominated by GRAD-Pred's; its lam=10 point is on both fronts."""
-    rows = [("ADT", "lam=1", 0.20, 0.80, True), ("ADT", "lam=10", 0.05, 0.70, True),
-            ("ADT", "lam=5", 0.25, 0.60, False), ("GRAD-Pred", "default", 0.10, 0.85, True)]  # fmt: skip
+    rows = [
+        ("ADT", "lam=1", 0.20, 0.80, True),
+        ("ADT", "lam=10", 0.05, 0.70, True),
+        ("ADT", "lam=5", 0.25, 0.60, False),
+        ("GRAD-Pred", "default", 0.10, 0.85, True),
+    ]
     frame = pd.DataFrame(rows, columns=["label", "point", "x", "y", "on_front"])
     return frame.assign(experiment="e", x_std=0.01, y_std=0.01, n=3)
 

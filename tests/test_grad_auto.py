@@ -76,6 +76,7 @@ def test_logistic_regression_sees_only_the_trunk(tmp_path: Path) -> None:
 
 def test_one_attribute_branch_per_protected_attribute_none_for_nn_auto(tmp_path: Path) -> None:
     data = _data(["s == 1", "x0 > 0"])
+
     def heads(method: GradAuto) -> int:
         return len(method.train(data, run_context(tmp_path))[0].attribute_heads)
 
@@ -107,14 +108,27 @@ def test_grad_table_gives_the_mean_and_each_attributes_discrimination() -> None:
     """GRAD Table 2: Discr is the mean over the protected attributes, then one column per
     attribute; the per-attribute rows of other metrics (delta) are not columns."""
     rows = [
-        {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
-         "value": value, "attribute": attribute}
+        {
+            "experiment": "e",
+            "method": method,
+            "label": label,
+            "seed": 0,
+            "split": "test",
+            "metric": metric,
+            "value": value,
+            "attribute": attribute,
+        }
         for method, label in (("grad_auto", "GRAD-Auto"), ("nn_auto", "NN-Auto"))
         for metric, value, attribute in (
-            ("acc", 0.7, None), ("delta", 0.65, None), ("consistency", 0.9, None), ("delta", 0.68, "race"),
-            ("discrimination", 0.05, None), ("discrimination", 0.02, "race"), ("discrimination", 0.08, "gender"),
+            ("acc", 0.7, None),
+            ("delta", 0.65, None),
+            ("consistency", 0.9, None),
+            ("delta", 0.68, "race"),
+            ("discrimination", 0.05, None),
+            ("discrimination", 0.02, "race"),
+            ("discrimination", 0.08, "gender"),
         )
-    ]  # fmt: skip
+    ]
     declaring = registered_specs(["grad_auto", "nn_auto"], "paper").method_tables
     (table,) = declared_tables(pd.DataFrame(rows), declaring)
     assert table.header == ["Label", "Acc", "Delta", "Discr", "Discr (race)", "Discr (gender)", "Cons"]
@@ -134,11 +148,19 @@ def test_a_suite_table_replaces_the_methods_table_of_the_same_name() -> None:
     from fairbench.table_spec import table_from_mapping
 
     rows = [
-        {"experiment": "e", "method": method, "label": label, "seed": 0, "split": "test", "metric": metric,
-         "value": 0.5, "attribute": None}
+        {
+            "experiment": "e",
+            "method": method,
+            "label": label,
+            "seed": 0,
+            "split": "test",
+            "metric": metric,
+            "value": 0.5,
+            "attribute": None,
+        }
         for method, label in (("erm", "NN"), ("grad_pred", "GRAD-Pred"))
         for metric in ("acc", "delta", "discrimination", "consistency")
-    ]  # fmt: skip
+    ]
     suite = yaml.safe_load((Path(__file__).parent.parent / "suites" / "grad_table1.yaml").read_text())
     specs = [table_from_mapping(entry) for entry in suite["report"]["tables"]]
     declaring = registered_specs(["erm", "grad_pred"], "paper").method_tables

@@ -114,8 +114,9 @@ def test_second_run_on_a_busy_folder_exits_2_at_once(sleepy, tmp_path: Path) -> 
 def test_kill_9_of_a_worker_fails_only_its_job(sleepy, tmp_path: Path) -> None:
     command, env, marker = sleepy
     out = tmp_path / "out"
-    run = subprocess.Popen([*command, str(out), "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run = subprocess.Popen(
+        [*command, str(out), "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     os.kill(sleepy.wait_pid(run), signal.SIGKILL)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 1, err
@@ -135,8 +136,10 @@ def test_label_is_not_part_of_a_jobs_identity(tiny_suite: Path) -> None:
 
 def test_entries_differing_only_by_label_are_an_error(tiny_suite: Path, tmp_path: Path) -> None:
     twice = tmp_path / "twice.yaml"
-    twice.write_text("include: tiny.yaml\nmethods:\n  - {method: erm, label: A}\n  - {method: adt, label: B}\n"
-                     "  - {method: erm, label: C}\n")  # fmt: skip
+    twice.write_text(
+        "include: tiny.yaml\nmethods:\n  - {method: erm, label: A}\n  - {method: adt, label: B}\n"
+        "  - {method: erm, label: C}\n"
+    )
     with pytest.raises(FairbenchError, match=r"twice\.yaml:5: methods 'A' and 'C' are the same jobs"):
         load_suite(twice)
     different = "methods=[{method: erm, label: A}, {method: erm, label: C, params: {epochs: 3}}]"
@@ -201,8 +204,9 @@ def test_cuda_device_sets_deterministic_flags() -> None:
     env.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
     def flags(device: str) -> str:
-        done = subprocess.run([sys.executable, "-c", probe.format(device=device)], env=env, capture_output=True,
-                              text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(device=device)], env=env, capture_output=True, text=True, check=True
+        )
         return done.stdout.strip()
 
     assert flags("cuda:3") == "True True True False :4096:8"

@@ -32,10 +32,18 @@ def test_intervals_agree_with_fairlearns_bootstrap() -> None:
     p = np.clip(0.3 * y + 0.25 * g + 0.5 * rng.random(n), 0, 1).astype(np.float32)
     yh = (p >= 0.5).astype(int)
     frame = fairlearn.MetricFrame(
-        metrics={"dp": fairlearn.selection_rate, "eo": fairlearn.true_positive_rate,
-                 "acc": lambda a, b: float(np.mean(a == b))},
-        y_true=y, y_pred=yh, sensitive_features=g, n_boot=200, ci_quantiles=[0.025, 0.975], random_state=0,
-    )  # fmt: skip
+        metrics={
+            "dp": fairlearn.selection_rate,
+            "eo": fairlearn.true_positive_rate,
+            "acc": lambda a, b: float(np.mean(a == b)),
+        },
+        y_true=y,
+        y_pred=yh,
+        sensitive_features=g,
+        n_boot=200,
+        ci_quantiles=[0.025, 0.975],
+        random_state=0,
+    )
     low, high = frame.difference_ci()
     ours = replicates(SplitPredictions(np.arange(n), p, y, g), 1000, seed=0, names={"dp", "eo", "acc"})
     for name in ("dp", "eo"):
@@ -63,8 +71,9 @@ def test_interval_covers_a_known_gap_at_the_nominal_rate() -> None:
 
 def test_replicates_are_seeded_and_stratified() -> None:
     rng = np.random.default_rng(1)
-    part = SplitPredictions(np.arange(50), rng.random(50).astype(np.float32), rng.integers(0, 2, 50),
-                            (np.arange(50) < 5).astype(int))  # fmt: skip
+    part = SplitPredictions(
+        np.arange(50), rng.random(50).astype(np.float32), rng.integers(0, 2, 50), (np.arange(50) < 5).astype(int)
+    )
     a, b = replicates(part, 30, seed=3), replicates(part, 30, seed=3)
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(replicates(part, 30, seed=4))

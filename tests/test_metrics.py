@@ -25,10 +25,15 @@ def test_against_fairlearn(seed: int) -> None:
     assert out["dp"] == pytest.approx(fairlearn.demographic_parity_difference(y, yh, sensitive_features=g))
     assert out["eodds_max"] == pytest.approx(fairlearn.equalized_odds_difference(y, yh, sensitive_features=g))
     frame = fairlearn.MetricFrame(
-        metrics={"tpr": fairlearn.true_positive_rate, "fpr": fairlearn.false_positive_rate,
-                 "sel": fairlearn.selection_rate},
-        y_true=y, y_pred=yh, sensitive_features=g,
-    )  # fmt: skip
+        metrics={
+            "tpr": fairlearn.true_positive_rate,
+            "fpr": fairlearn.false_positive_rate,
+            "sel": fairlearn.selection_rate,
+        },
+        y_true=y,
+        y_pred=yh,
+        sensitive_features=g,
+    )
     gaps = frame.difference()
     assert out["eo"] == pytest.approx(gaps["tpr"])
     assert out["eodds_sum"] == pytest.approx(gaps["tpr"] + gaps["fpr"])
@@ -78,8 +83,9 @@ def test_worst_group_accuracy_by_hand_and_against_fairlearn() -> None:
     assert metrics.acc_worst_bias(y, yh, bias) == pytest.approx(1 / 3)
     y, p, g = _random(7)
     yh = metrics.hard(p)
-    frame = fairlearn.MetricFrame(metrics=lambda t, q: np.mean(t == q), y_true=y, y_pred=yh,
-                                  sensitive_features=np.column_stack([y, g]))  # fmt: skip
+    frame = fairlearn.MetricFrame(
+        metrics=lambda t, q: np.mean(t == q), y_true=y, y_pred=yh, sensitive_features=np.column_stack([y, g])
+    )
     assert metrics.evaluate(y, p, g)["acc_worst_group"] == pytest.approx(frame.group_min())
     three = np.arange(len(y)) % 3  # a multiclass target: every (class, group) cell counts
     cells = [np.mean(yh[(three == c) & (g == a)] == c) for c in range(3) for a in range(2)]

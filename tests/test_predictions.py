@@ -34,8 +34,14 @@ class Leaky(Method):
 def finished(tiny_suite: Path, tmp_path: Path, fairbench) -> Path:
     METHODS.register("leaky", Leaky)
     try:
-        result = fairbench("run", tiny_suite, "--results", tmp_path / "out", "--set",
-                           "methods=[{method: erm, params: {epochs: 1}}, {method: leaky}]")  # fmt: skip
+        result = fairbench(
+            "run",
+            tiny_suite,
+            "--results",
+            tmp_path / "out",
+            "--set",
+            "methods=[{method: erm, params: {epochs: 1}}, {method: leaky}]",
+        )
     finally:
         METHODS._targets.pop("leaky"), METHODS._loaded.pop("leaky")
     assert result.code == 0, result.err
@@ -136,8 +142,7 @@ class Once(Leaky):
 
 def test_a_failed_forced_rerun_keeps_the_good_predictions(tiny_suite: Path, tmp_path: Path, fairbench) -> None:
     METHODS.register("once", Once)
-    args = ("run", tiny_suite, "--results", tmp_path / "out", "--set", "methods=[{method: once}]", "--set",
-            "seeds=[0]")  # fmt: skip
+    args = ("run", tiny_suite, "--results", tmp_path / "out", "--set", "methods=[{method: once}]", "--set", "seeds=[0]")
     try:
         assert fairbench(*args).code == 0
         (kept,) = (tmp_path / "out" / "predictions").iterdir()

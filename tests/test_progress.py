@@ -15,9 +15,21 @@ from fairbench.plan import Job
 
 
 def _job(method: str, label: str, seed: int, **params: Any) -> Job:
-    return Job(suite="s", experiment="synthetic/y/s", dataset="synthetic", protocol="random", target="y",
-               sensitive="s", options={}, method=method, label=label, params={"epochs": 2, **params}, seed=seed,
-               split_seed=seed, budget="quick")  # fmt: skip
+    return Job(
+        suite="s",
+        experiment="synthetic/y/s",
+        dataset="synthetic",
+        protocol="random",
+        target="y",
+        sensitive="s",
+        options={},
+        method=method,
+        label=label,
+        params={"epochs": 2, **params},
+        seed=seed,
+        split_seed=seed,
+        budget="quick",
+    )
 
 
 def _result(job: Job, seconds: float, status: str = "done") -> JobResult:
@@ -71,8 +83,10 @@ def test_a_terminal_shows_each_running_job_above_a_full_width_bar(tmp_path: Path
         screen = Console(file=io.StringIO(), width=120, record=True, color_system=None)
         screen.print(progress.live.get_renderable())
     lines = screen.export_text().splitlines()
-    assert [line.split(maxsplit=1)[1] for line in lines[:2]] == ["ADT lam=1 seed=1 synthetic/y/s",
-                                                                  "ADT lam=10 seed=0 synthetic/y/s"]  # fmt: skip
+    assert [line.split(maxsplit=1)[1] for line in lines[:2]] == [
+        "ADT lam=1 seed=1 synthetic/y/s",
+        "ADT lam=10 seed=0 synthetic/y/s",
+    ]
     bar = lines[2]
     assert bar.startswith("jobs") and "1/6" in bar and "left" in bar
     assert bar.index("1/6") > 80  # the bar spans the width; job names are on their own lines

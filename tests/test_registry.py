@@ -57,8 +57,9 @@ def test_plugin_named_like_a_builtin_is_an_error(plugin_site, monkeypatch: pytes
             use()
     # the real command: one line, exit 2
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    listing = subprocess.run([sys.executable, "-m", "fairbench", "ls", "methods"], env=env, capture_output=True,
-                             text=True)  # fmt: skip
+    listing = subprocess.run(
+        [sys.executable, "-m", "fairbench", "ls", "methods"], env=env, capture_output=True, text=True
+    )
     assert listing.returncode == 2 and len(listing.stderr.strip().splitlines()) == 1, listing.stderr
     assert "fairbench-shadow" in listing.stderr and "built-in method 'erm'" in listing.stderr
 
@@ -68,8 +69,11 @@ def test_two_plugins_with_one_name_is_an_error(plugin_site, monkeypatch: pytest.
         site = plugin_site(dist, {"fairbench.datasets": {"toy": f"{dist.replace('-', '_')}:Toy"}})
         monkeypatch.syspath_prepend(str(site))
     registry = Registry("dataset", "fairbench.datasets", {})
-    with pytest.raises(FairbenchError, match=r"plugin \(fairbench-(one|two)\) registers dataset 'toy' .* already the "
-                       r"plugin \(fairbench-(one|two)\) dataset 'toy'"):  # fmt: skip
+    with pytest.raises(
+        FairbenchError,
+        match=r"plugin \(fairbench-(one|two)\) registers dataset 'toy' .* already the "
+        r"plugin \(fairbench-(one|two)\) dataset 'toy'",
+    ):
         registry.names()
 
 
@@ -77,20 +81,35 @@ def test_two_plugins_with_one_name_is_an_error(plugin_site, monkeypatch: pytest.
 def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("plugin-site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
 def test_plugin_installs_lists_and_runs(installed_plugin: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{installed_plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "COLUMNS": "200"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{installed_plugin}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "COLUMNS": "200",
+    }
 
     def fairbench(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "fairbench", *args], env=env, capture_output=True, text=True,
-                              cwd=tmp_path)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "fairbench", *args], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
 
     listing = fairbench("ls", "methods")
     assert (

@@ -571,8 +571,17 @@ def test_ablation_reads_the_dvge_methods_rows():
     """The dvge method tags its eta rows variant="dvge" and repeats the reference rows per member."""
     rows = []
     for eta1, fixed in ((0.1, 0.8), (0.5, 0.7), (1.0, 0.6)):
-        base = {"experiment": "e", "label": "DVGE-N", "method": "dvge", "seed": 0, "split": "test",
-                "metric": "sens_acc", "param_eta1": eta1, "param_eta2": 0.0, "sens_classifier": "fixed"}  # fmt: skip
+        base = {
+            "experiment": "e",
+            "label": "DVGE-N",
+            "method": "dvge",
+            "seed": 0,
+            "split": "test",
+            "metric": "sens_acc",
+            "param_eta1": eta1,
+            "param_eta2": 0.0,
+            "sens_classifier": "fixed",
+        }
         rows += [
             {**base, "variant": "dvge", "value": fixed},
             {**base, "variant": "no_removal", "value": 0.82},
@@ -603,9 +612,19 @@ def test_declared_tables_split_by_a_varying_parameter():
     rows = []
     for clip, drop in ((True, 0.0), (False, 0.2)):
         for eta1 in (0.1, 1.0):
-            base = {"experiment": "adult/sex", "label": "DVGE-D", "method": "dvge", "seed": 0,
-                    "split": "test", "metric": "sens_acc", "param_eta1": eta1, "param_eta2": 0.0,
-                    "param_clip": clip, "param_focus": "loss", "sens_classifier": "fixed"}  # fmt: skip
+            base = {
+                "experiment": "adult/sex",
+                "label": "DVGE-D",
+                "method": "dvge",
+                "seed": 0,
+                "split": "test",
+                "metric": "sens_acc",
+                "param_eta1": eta1,
+                "param_eta2": 0.0,
+                "param_clip": clip,
+                "param_focus": "loss",
+                "sens_classifier": "fixed",
+            }
             rows += [
                 {**base, "variant": "dvge", "value": 0.9 - drop * eta1},
                 {**base, "variant": "no_removal", "value": 0.9},
@@ -683,10 +702,25 @@ def test_a_report_table_reads_one_metric_by_a_parameter_or_several_metrics():
 def _gridded_rows() -> list[dict]:
     """GBA at lam 0.1 and 1 for seeds 0-2 (validation prefers 0.1 for seeds 0 and 1, 1 for seed
     2; test would prefer 1 for every seed) and Vanilla at one point."""
-    val = {(0, 0.1): (0.8, 0.1), (0, 1.0): (0.5, 0.1), (1, 0.1): (0.7, 0.3), (1, 1.0): (0.6, 0.1),
-           (2, 0.1): (0.4, 0.3), (2, 1.0): (0.9, 0.3)}  # fmt: skip
-    rows = [{"experiment": "e", "method": "erm", "label": "Vanilla", "seed": 0, "split": "test", "metric": "acc",
-             "value": 0.5}]  # fmt: skip
+    val = {
+        (0, 0.1): (0.8, 0.1),
+        (0, 1.0): (0.5, 0.1),
+        (1, 0.1): (0.7, 0.3),
+        (1, 1.0): (0.6, 0.1),
+        (2, 0.1): (0.4, 0.3),
+        (2, 1.0): (0.9, 0.3),
+    }
+    rows = [
+        {
+            "experiment": "e",
+            "method": "erm",
+            "label": "Vanilla",
+            "seed": 0,
+            "split": "test",
+            "metric": "acc",
+            "value": 0.5,
+        }
+    ]
     for (seed, lam), (acc_mean, gap) in val.items():
         base = {"experiment": "e", "method": "gba", "label": "GBA", "seed": seed, "param_lam": lam}
         rows += [
@@ -705,13 +739,12 @@ def test_a_declared_table_selects_each_seeds_grid_point_on_validation():
     spec = ReportTable(name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean")
     (table,) = declared_tables(rows, {}, [spec], ["Vanilla", "GBA"])
     chosen = [0.60, 0.61, 0.92]  # seeds 0 and 1 at lam 0.1, seed 2 at lam 1
-    assert table.text_rows() == [
-        ["Vanilla", "0.500"], ["GBA", f"{np.mean(chosen):.3f} ± {np.std(chosen, ddof=1):.3f}"]
-    ]  # fmt: skip
+    assert table.text_rows() == [["Vanilla", "0.500"], ["GBA", f"{np.mean(chosen):.3f} ± {np.std(chosen, ddof=1):.3f}"]]
     assert table.caption == "e; grid point per seed by the best validation acc_mean: GBA lam=0.1 (2x), lam=1 (1x)"
 
-    bounded = ReportTable(name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean",
-                          subject_to={"bias_gap": 0.2})  # fmt: skip
+    bounded = ReportTable(
+        name="t", caption="{experiment}", metrics={"acc": "Acc"}, select="acc_mean", subject_to={"bias_gap": 0.2}
+    )
     (table,) = declared_tables(rows, {}, [bounded], ["Vanilla", "GBA"])
     assert table.text_rows()[1] == ["GBA", f"{np.mean([0.60, 0.91]):.3f} ± {np.std([0.60, 0.91], ddof=1):.3f}"]
     assert table.caption.endswith(

@@ -50,8 +50,9 @@ report:
 @pytest.fixture
 def tabled(plugin_site, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The `tabled` plugin, registered in this process; returns its site folder."""
-    site = plugin_site("fairbench-tabled", {"fairbench.methods": {"tabled": "tabled_plugin:Tabled"}},
-                       tabled_plugin=PLUGIN)  # fmt: skip
+    site = plugin_site(
+        "fairbench-tabled", {"fairbench.methods": {"tabled": "tabled_plugin:Tabled"}}, tabled_plugin=PLUGIN
+    )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(METHODS, "_scanned", False)  # rescan: finds the entry point
     assert "tabled" in METHODS
@@ -99,8 +100,12 @@ def test_a_plugins_table_reports_on_a_machine_without_the_plugin(tabled: Path, t
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tabled_plugin') is not None)"
     assert subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
-    report = subprocess.run([sys.executable, "-m", "fairbench", "report", str(out), "--ablation", "--pareto"],
-                            env=env, capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "fairbench", "report", str(out), "--ablation", "--pareto"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stderr
     check_report(out)
 

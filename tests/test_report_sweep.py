@@ -40,9 +40,21 @@ def write_sweep_results(folder: Path) -> Path:
     jobs.append(("NN", "erm", None))
     for n, ((label, method, lam), seed) in enumerate((j, s) for j in jobs for s in SEEDS):
         params = {"epochs": 50, "lr": 0.001} | ({} if lam is None else {"lam": lam})
-        job = {"job_id": f"j{n:03d}", "suite": "sweep", "experiment": "adult/sex", "dataset": "adult",
-               "protocol": "official", "target": "income", "sensitive": "sex == 'Male'", "method": method,
-               "label": label, "budget": "paper", "seed": seed, "params": params, "status": "done"}  # fmt: skip
+        job = {
+            "job_id": f"j{n:03d}",
+            "suite": "sweep",
+            "experiment": "adult/sex",
+            "dataset": "adult",
+            "protocol": "official",
+            "target": "income",
+            "sensitive": "sex == 'Male'",
+            "method": method,
+            "label": label,
+            "budget": "paper",
+            "seed": seed,
+            "params": params,
+            "status": "done",
+        }
         rows = [
             (split, metric, value(metric, lam or 1.0, seed), {})
             for split in ("val", "test")

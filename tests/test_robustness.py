@@ -264,8 +264,12 @@ def test_a_full_disk_is_one_line_and_the_folder_stays_usable(tmp_path: Path) -> 
             subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
             second = subprocess.run(run, env=env, capture_output=True, text=True)
             assert second.returncode == 0, second.stderr
-            rescore = subprocess.run([sys.executable, "-m", "fairbench", "rescore", str(mount / "r")], env=env,
-                                     capture_output=True, text=True)  # fmt: skip
+            rescore = subprocess.run(
+                [sys.executable, "-m", "fairbench", "rescore", str(mount / "r")],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             assert rescore.returncode == 0 and "rescored 3 finished jobs" in rescore.stdout, rescore.stderr
             subprocess.run(["umount", str(mount)], check=True)
     finally:
@@ -302,8 +306,12 @@ def test_ctrl_c_with_two_workers_prints_no_traceback(sleepy, tmp_path: Path) -> 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
 def test_workers_end_when_their_driver_is_killed(sleepy, tmp_path: Path) -> None:
-    run = subprocess.Popen([*sleepy.command, str(tmp_path / "out"), "--workers", "2"], env=sleepy.env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    run = subprocess.Popen(
+        [*sleepy.command, str(tmp_path / "out"), "--workers", "2"],
+        env=sleepy.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     sleeper = sleepy.wait_pid(run)  # a worker, sleeping for two minutes
     run.send_signal(signal.SIGKILL)
     run.wait()

@@ -35,9 +35,24 @@ def test_run_exports_golden_columns_and_resumes_for_free(tiny_suite: Path, tmp_p
     golden(GOLDEN, columns)
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
     assert table["job_id"].nunique() == 6 and set(table["split"]) == {"val", "test"}
-    assert {"acc", "dp", "eo", "eo_joint", "eodds_sum", "eodds_max", "discrimination", "discrimination_score",
-            "consistency", "delta", "dp_perfect", "acc_worst_group", "ece", "ece_group0", "ece_group1",
-            "ece_gap"} == set(table["metric"])  # fmt: skip
+    assert {
+        "acc",
+        "dp",
+        "eo",
+        "eo_joint",
+        "eodds_sum",
+        "eodds_max",
+        "discrimination",
+        "discrimination_score",
+        "consistency",
+        "delta",
+        "dp_perfect",
+        "acc_worst_group",
+        "ece",
+        "ece_group0",
+        "ece_group1",
+        "ece_gap",
+    } == set(table["metric"])
     assert table.groupby(["job_id", "split", "metric"]).size().max() == 1
     assert (out / "logs").is_dir() and len(list((out / "logs").glob("*.log"))) == 6
     again = fairbench("run", tiny_suite, "--results", out)
@@ -55,8 +70,10 @@ def test_dry_run_names_missing_data_and_estimates_time(
     monkeypatch.delenv("FAIRBENCH_OFFLINE")  # a dry run must not download even when it could
     nodata, out = tmp_path / "nodata", tmp_path / "out"
     nodata.mkdir()
-    experiments = ("experiments=[{dataset: synthetic, target: y, sensitive: s, options: {n: 600}}, "
-                   "{dataset: adult, target: income, sensitive: \"sex == 'Male'\"}]")  # fmt: skip
+    experiments = (
+        "experiments=[{dataset: synthetic, target: y, sensitive: s, options: {n: 600}}, "
+        "{dataset: adult, target: income, sensitive: \"sex == 'Male'\"}]"
+    )
     dry = fairbench("run", tiny_suite, "--results", out, "--data-dir", nodata, "--dry-run", "--set", experiments)
     assert dry.code == 0, dry.err
     missing = [line for line in dry.out.splitlines() if line.startswith("missing data")]
@@ -116,8 +133,9 @@ def test_kill_9_mid_suite_loses_nothing_and_resume_matches(tmp_path: Path) -> No
     suite.write_text(SLOW_SUITE)
     env = {**os.environ, "FAIRBENCH_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "fairbench", "run", str(suite), "--threads", "1", "--results"]
-    runner = subprocess.Popen([*command, str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    runner = subprocess.Popen(
+        [*command, str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while _done(tmp_path / "killed") < 2 and time.time() < deadline and runner.poll() is None:
         time.sleep(0.05)
@@ -144,8 +162,14 @@ class Boom(Method):
 def test_failed_job_is_recorded_and_others_finish(tiny_suite: Path, tmp_path: Path, fairbench) -> None:
     METHODS.register("boom", Boom)
     try:
-        result = fairbench("run", tiny_suite, "--results", tmp_path / "out", "--set",
-                           "methods=[{method: erm, params: {epochs: 1}}, {method: boom}]")  # fmt: skip
+        result = fairbench(
+            "run",
+            tiny_suite,
+            "--results",
+            tmp_path / "out",
+            "--set",
+            "methods=[{method: erm, params: {epochs: 1}}, {method: boom}]",
+        )
     finally:
         METHODS._targets.pop("boom"), METHODS._loaded.pop("boom")
     assert result.code == 1
@@ -174,8 +198,20 @@ def test_ls_describe_and_version(fairbench, tmp_path: Path, monkeypatch: pytest.
     assert "synthetic" in fairbench("ls", "datasets").out
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     assert "quickstart" in fairbench("ls", "suites").out
-    described = fairbench("data", "describe", "synthetic", "--target", "y", "--sensitive", "s", "--json",
-                          "--split", "test", "--option", "n=1000")  # fmt: skip
+    described = fairbench(
+        "data",
+        "describe",
+        "synthetic",
+        "--target",
+        "y",
+        "--sensitive",
+        "s",
+        "--json",
+        "--split",
+        "test",
+        "--option",
+        "n=1000",
+    )
     import json
 
     rows = json.loads(described.out)

@@ -40,9 +40,18 @@ def _train(
         return zb + clip_perturbation(v, zb)
 
     fit = fit_stacked(
-        model, z, y, torch.arange(160), torch.arange(160, 200), generators,
-        epochs=4, batch_size=32, lr=1e-2, betas=(0.5, 0.9), perturb=perturb,
-    )  # fmt: skip
+        model,
+        z,
+        y,
+        torch.arange(160),
+        torch.arange(160, 200),
+        generators,
+        epochs=4,
+        batch_size=32,
+        lr=1e-2,
+        betas=(0.5, 0.9),
+        perturb=perturb,
+    )
     return model, fit
 
 

@@ -13,13 +13,17 @@ from fairbench.store import Store, lock_folder
 from fairbench.suite import Suite
 
 
-def test_status_counts_states_names_failures_the_lock_holder_and_revisions(tiny_suite: Path, tmp_path: Path,
-                                                                          fairbench) -> None:  # fmt: skip
+def test_status_counts_states_names_failures_the_lock_holder_and_revisions(
+    tiny_suite: Path, tmp_path: Path, fairbench
+) -> None:
     results = tmp_path / "out"
     assert fairbench("run", tiny_suite, "--results", results, "--set", "seeds=[0]").code == 0
     index = list(csv.DictReader((results / "logs" / "index.tsv").open(), delimiter="\t"))
     assert [(row["label"], row["point"], row["seed"]) for row in index] == [
-        ("erm", "-", "0"), ("ADT", "lam=1", "0"), ("ADT", "lam=10", "0")]  # fmt: skip
+        ("erm", "-", "0"),
+        ("ADT", "lam=1", "0"),
+        ("ADT", "lam=10", "0"),
+    ]
     assert all((results / "logs" / row["log"]).exists() for row in index)
     # as if a run of both seeds had started: it saved its suite, failed one job, began another
     suite = yaml.safe_load((results / "suite.yaml").read_text())
@@ -27,8 +31,16 @@ def test_status_counts_states_names_failures_the_lock_holder_and_revisions(tiny_
     (results / "suite.yaml").write_text(yaml.safe_dump(suite))
     erm1, adt1 = [job for job in expand(Suite.model_validate(suite)) if job.seed == 1][:2]
     store = Store(results)
-    store.record({**asdict(erm1), "status": "failed", "error": "ValueError: boom\nTraceback ...", "duration": 0.0,
-                  "git_rev": "abc1234"}, [])  # fmt: skip
+    store.record(
+        {
+            **asdict(erm1),
+            "status": "failed",
+            "error": "ValueError: boom\nTraceback ...",
+            "duration": 0.0,
+            "git_rev": "abc1234",
+        },
+        [],
+    )
     store.close()
     (results / "logs" / f"{adt1.job_id}.log").write_text("started\n")
 

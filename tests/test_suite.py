@@ -93,11 +93,18 @@ def test_auto_trains_a_grid_one_by_one_on_a_cpu_unless_forced(tmp_path: Path, fa
     jobs = expand(load_suite(path)[0])
     assert [len(u) for u in plan_units(jobs, "auto", "cpu")] == [1, 1, 1]
     assert [len(u) for u in plan_units(jobs, "on", "cpu")] == [3]
-    plans = {flags: fairbench("run", path, "--dry-run", "--device", "cpu", *flags).out for flags in
-             [(), ("--stack", "on"), ("--stack", "off"), ("--no-stack",), ("--stack", "on", "--no-stack")]}  # fmt: skip
+    plans = {
+        flags: fairbench("run", path, "--dry-run", "--device", "cpu", *flags).out
+        for flags in [(), ("--stack", "on"), ("--stack", "off"), ("--no-stack",), ("--stack", "on", "--no-stack")]
+    }
     units = {flags: out.split(" work units")[0].split()[-1] for flags, out in plans.items()}
-    assert units == {(): "3", ("--stack", "on"): "1", ("--stack", "off"): "3", ("--no-stack",): "3",
-                     ("--stack", "on", "--no-stack"): "3"}  # fmt: skip
+    assert units == {
+        (): "3",
+        ("--stack", "on"): "1",
+        ("--stack", "off"): "3",
+        ("--no-stack",): "3",
+        ("--stack", "on", "--no-stack"): "3",
+    }
 
 
 BAD = {
@@ -192,8 +199,12 @@ def test_empty_group_missing_files_and_incompatible_store(tmp_path: Path, fairbe
     assert result.code == 2 and "selects an empty group" in result.err and not (tmp_path / "out").exists()
 
     adult = tmp_path / "adult.yaml"
-    adult.write_text(BASE.replace("{dataset: synthetic, target: y, sensitive: s, options: {n: 300}}",
-                                  "{dataset: adult, target: income, sensitive: sex == 'Male'}"))  # fmt: skip
+    adult.write_text(
+        BASE.replace(
+            "{dataset: synthetic, target: y, sensitive: s, options: {n: 300}}",
+            "{dataset: adult, target: income, sensitive: sex == 'Male'}",
+        )
+    )
     result = fairbench("run", adult, "--results", tmp_path / "out", "--data-dir", tmp_path / "nodata")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1
     assert "nodata/uci_adult/adult.data is missing" in result.err and "fairbench data fetch adult" in result.err

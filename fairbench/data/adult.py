@@ -10,10 +10,22 @@ from fairbench.data.splits import carve_validation
 
 _URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
 _COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
-    "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week",
-    "native_country", "income",
-]  # fmt: skip
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income",
+]
 
 from fairbench.data.tabular import TabularDataset  # noqa: E402
 
@@ -42,8 +54,16 @@ class Adult(TabularDataset):
         ),
     )
     continuous = ("age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week")
-    categorical = ("workclass", "education", "marital_status", "occupation", "relationship", "race",
-                   "sex", "native_country")  # fmt: skip
+    categorical = (
+        "workclass",
+        "education",
+        "marital_status",
+        "occupation",
+        "relationship",
+        "race",
+        "sex",
+        "native_country",
+    )
 
     def derived_columns(self) -> list[str]:
         return ["is_test"]
@@ -52,9 +72,13 @@ class Adult(TabularDataset):
         parts = []
         for name, skip in (("adult.data", 0), ("adult.test", 1)):  # adult.test opens with a junk line
             part = pd.read_csv(
-                self.root / name, header=None, names=_COLUMNS, skiprows=skip,
-                skipinitialspace=True, na_values="?",
-            )  # fmt: skip
+                self.root / name,
+                header=None,
+                names=_COLUMNS,
+                skiprows=skip,
+                skipinitialspace=True,
+                na_values="?",
+            )
             part["is_test"] = int(name == "adult.test")
             parts.append(part.dropna())
         frame = pd.concat(parts, ignore_index=True)

@@ -44,10 +44,16 @@ MOSTLY_GREY = ("airplane", "bird", "deer", "frog", "ship")
 
 
 # What the official batches' pickles (and numpy's own pickling of arrays) call: nothing else runs.
-_ARRAY_GLOBALS = frozenset({
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),
-})  # fmt: skip
+_ARRAY_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class _ArraysOnly(pickle.Unpickler):

@@ -77,9 +77,11 @@ class CIFARI(CIFAR10S):
         status = super().status(data_dir, options)
         root = data_dir_from_env(data_dir)
         absent = [
-            f"{IMAGENET}/{split}/{name}/" for split in ("train", "test") for name in CLASSES
+            f"{IMAGENET}/{split}/{name}/"
+            for split in ("train", "test")
+            for name in CLASSES
             if not (root / IMAGENET / split / name).is_dir()
-        ]  # fmt: skip
+        ]
         if absent:
             status.missing.append(absent[0] if len(absent) == 1 else f"{IMAGENET}/ ({len(absent)} class folders)")
             status.state = "missing" if status.state == "missing" or len(absent) == 20 else "partial"

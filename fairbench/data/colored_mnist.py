@@ -51,14 +51,19 @@ SIGMA = (0.05, 0.02, 0.01, 0.005, 0.002)
 # [0, 1]; colour class c is the one digit c is aligned with.
 COLORS = np.array(
     [
-        [0.98368233, 0.31251901, 0.16857535], [0.99052966, 0.91560525, 0.35151219],
-        [0.67296398, 0.46107048, 0.57980818], [0.78325194, 0.83155590, 0.60132939],
-        [0.08801579, 0.77796334, 0.98180777], [0.32139337, 0.96105456, 0.44644988],
-        [0.02461588, 0.23565048, 0.75866628], [0.55524695, 0.10158014, 0.76176316],
-        [0.20772320, 0.39294851, 0.01870239], [0.83365762, 0.20240927, 0.26694310],
+        [0.98368233, 0.31251901, 0.16857535],
+        [0.99052966, 0.91560525, 0.35151219],
+        [0.67296398, 0.46107048, 0.57980818],
+        [0.78325194, 0.83155590, 0.60132939],
+        [0.08801579, 0.77796334, 0.98180777],
+        [0.32139337, 0.96105456, 0.44644988],
+        [0.02461588, 0.23565048, 0.75866628],
+        [0.55524695, 0.10158014, 0.76176316],
+        [0.20772320, 0.39294851, 0.01870239],
+        [0.83365762, 0.20240927, 0.26694310],
     ],
     dtype=np.float32,
-).astype(np.float64)  # fmt: skip
+).astype(np.float64)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -193,11 +198,17 @@ class ColoredMNIST(Dataset):
         drawn = np.clip(COLORS[colors] + rng.normal(scale=sigma, size=(len(digits), 3)), 0.0, 1.0)
         return pd.DataFrame(
             {
-                "digit": digits, "color": colors, "bias": colors,
-                "aligned": (colors == digits).astype(np.int64), "is_test": is_test,
-                "source_index": source_index, "red": drawn[:, 0], "green": drawn[:, 1], "blue": drawn[:, 2],
+                "digit": digits,
+                "color": colors,
+                "bias": colors,
+                "aligned": (colors == digits).astype(np.int64),
+                "is_test": is_test,
+                "source_index": source_index,
+                "red": drawn[:, 0],
+                "green": drawn[:, 1],
+                "blue": drawn[:, 2],
             }
-        )  # fmt: skip
+        )
 
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1

@@ -12,9 +12,15 @@ from fairbench.metrics import dp_perfect
 
 
 def describe_task(
-    dataset: str, target: str, sensitive: str, protocol: str | None, seed: int,
-    data_dir: Path | None, options: dict[str, Any], split: str = "all",
-) -> list[dict[str, Any]]:  # fmt: skip
+    dataset: str,
+    target: str,
+    sensitive: str,
+    protocol: str | None,
+    seed: int,
+    data_dir: Path | None,
+    options: dict[str, Any],
+    split: str = "all",
+) -> list[dict[str, Any]]:
     """One row per split: sizes, group sizes, base rates P(y=1 | g) and dp_perfect.
 
     Needs only the attribute table, never the model inputs (images stay undecoded). Only the
@@ -26,14 +32,19 @@ def describe_task(
     rows = []
     for name, index in parts.items():
         yy, gg = y[index], g[index]
-        rows.append({
-            "split": name, "protocol": protocol, "n": int(len(index)),
-            "n_group1": int(gg.sum()), "n_group0": int(len(gg) - gg.sum()),
-            "base_rate": float(yy.mean()) if len(yy) else float("nan"),
-            "base_rate_group1": float(yy[gg == 1].mean()) if gg.any() else float("nan"),
-            "base_rate_group0": float(yy[gg == 0].mean()) if (gg == 0).any() else float("nan"),
-            "dp_perfect": dp_perfect(yy, gg),
-        })  # fmt: skip
+        rows.append(
+            {
+                "split": name,
+                "protocol": protocol,
+                "n": int(len(index)),
+                "n_group1": int(gg.sum()),
+                "n_group0": int(len(gg) - gg.sum()),
+                "base_rate": float(yy.mean()) if len(yy) else float("nan"),
+                "base_rate_group1": float(yy[gg == 1].mean()) if gg.any() else float("nan"),
+                "base_rate_group0": float(yy[gg == 0].mean()) if (gg == 0).any() else float("nan"),
+                "dp_perfect": dp_perfect(yy, gg),
+            }
+        )
     return rows
 
 
@@ -48,6 +59,7 @@ def describe_columns(
     for column in opened.column_names():
         values = frame[column]
         examples = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values.dropna().unique()[:4])
-        rows.append({"column": column, "type": str(values.dtype), "distinct": int(values.nunique()),
-                     "examples": examples})  # fmt: skip
+        rows.append(
+            {"column": column, "type": str(values.dtype), "distinct": int(values.nunique()), "examples": examples}
+        )
     return rows

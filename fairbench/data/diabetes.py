@@ -32,11 +32,30 @@ from fairbench.errors import FairbenchError
 
 _ZIP = "https://archive.ics.uci.edu/static/public/296/diabetes+130-us+hospitals+for+years+1999-2008.zip"
 _MEDICATIONS = (
-    "metformin", "repaglinide", "nateglinide", "chlorpropamide", "glimepiride", "acetohexamide", "glipizide",
-    "glyburide", "tolbutamide", "pioglitazone", "rosiglitazone", "acarbose", "miglitol", "troglitazone",
-    "tolazamide", "examide", "citoglipton", "insulin", "glyburide-metformin", "glipizide-metformin",
-    "glimepiride-pioglitazone", "metformin-rosiglitazone", "metformin-pioglitazone",
-)  # fmt: skip
+    "metformin",
+    "repaglinide",
+    "nateglinide",
+    "chlorpropamide",
+    "glimepiride",
+    "acetohexamide",
+    "glipizide",
+    "glyburide",
+    "tolbutamide",
+    "pioglitazone",
+    "rosiglitazone",
+    "acarbose",
+    "miglitol",
+    "troglitazone",
+    "tolazamide",
+    "examide",
+    "citoglipton",
+    "insulin",
+    "glyburide-metformin",
+    "glipizide-metformin",
+    "glimepiride-pioglitazone",
+    "metformin-rosiglitazone",
+    "metformin-pioglitazone",
+)
 # Strack et al. (2014), Table 2: ICD-9 ranges of the disease groups; diabetes is 250.xx.
 _ICD9_GROUPS = (
     ("circulatory", ((390, 460), (785, 786))),
@@ -93,11 +112,34 @@ class Diabetes(TabularDataset):
             member="diabetic_data.csv",
         ),
     )
-    continuous = ("time_in_hospital", "num_lab_procedures", "num_procedures", "num_medications",
-                  "number_outpatient", "number_emergency", "number_inpatient", "number_diagnoses")  # fmt: skip
-    categorical = ("race", "gender", "age", "admission_type_id", "discharge_disposition_id", "admission_source_id",
-                   "payer_code", "medical_specialty", "diag_1", "diag_2", "diag_3", "max_glu_serum", "A1Cresult",
-                   *(identifier(m) for m in _MEDICATIONS), "change", "diabetesMed")  # fmt: skip
+    continuous = (
+        "time_in_hospital",
+        "num_lab_procedures",
+        "num_procedures",
+        "num_medications",
+        "number_outpatient",
+        "number_emergency",
+        "number_inpatient",
+        "number_diagnoses",
+    )
+    categorical = (
+        "race",
+        "gender",
+        "age",
+        "admission_type_id",
+        "discharge_disposition_id",
+        "admission_source_id",
+        "payer_code",
+        "medical_specialty",
+        "diag_1",
+        "diag_2",
+        "diag_3",
+        "max_glu_serum",
+        "A1Cresult",
+        *(identifier(m) for m in _MEDICATIONS),
+        "change",
+        "diabetesMed",
+    )
 
     def derived_columns(self) -> list[str]:
         return ["readmitted"]

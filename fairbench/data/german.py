@@ -8,11 +8,28 @@ from fairbench.data.download import RemoteFile
 from fairbench.data.tabular import TabularDataset
 
 _COLUMNS = [
-    "status", "duration", "credit_history", "purpose", "amount", "savings", "employment",
-    "installment_rate", "personal_status", "other_debtors", "residence", "property", "age",
-    "other_plans", "housing", "existing_credits", "job", "people_liable", "telephone",
-    "foreign_worker", "credit",
-]  # fmt: skip
+    "status",
+    "duration",
+    "credit_history",
+    "purpose",
+    "amount",
+    "savings",
+    "employment",
+    "installment_rate",
+    "personal_status",
+    "other_debtors",
+    "residence",
+    "property",
+    "age",
+    "other_plans",
+    "housing",
+    "existing_credits",
+    "job",
+    "people_liable",
+    "telephone",
+    "foreign_worker",
+    "credit",
+]
 # Attribute 9 mixes sex and marital status; A92 and A95 are the female codes.
 _FEMALE = {"A92", "A95"}
 
@@ -32,11 +49,22 @@ class StatlogGerman(TabularDataset):
             "b21f3d81db8071257d5ff1deaeba1fd4303b62712e6fcc9715c7a86202cb5871",
         ),
     )
-    continuous = ("duration", "amount", "installment_rate", "residence", "age", "existing_credits",
-                  "people_liable")  # fmt: skip
-    categorical = ("status", "credit_history", "purpose", "savings", "employment", "personal_status",
-                   "other_debtors", "property", "other_plans", "housing", "job", "telephone",
-                   "foreign_worker")  # fmt: skip
+    continuous = ("duration", "amount", "installment_rate", "residence", "age", "existing_credits", "people_liable")
+    categorical = (
+        "status",
+        "credit_history",
+        "purpose",
+        "savings",
+        "employment",
+        "personal_status",
+        "other_debtors",
+        "property",
+        "other_plans",
+        "housing",
+        "job",
+        "telephone",
+        "foreign_worker",
+    )
 
     derived_from = {"sex": ("personal_status",)}
     # 2: with `sex` protected, personal_status is left out of consistency's neighbour features

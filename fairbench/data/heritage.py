@@ -53,14 +53,28 @@ from fairbench.data.tabular import TabularDataset
 from fairbench.errors import FairbenchError
 
 HEADERS = {
-    "Claims.csv": ["MemberID", "ProviderID", "Vendor", "PCP", "Year", "Specialty", "PlaceSvc", "PayDelay",
-                   "LengthOfStay", "DSFS", "PrimaryConditionGroup", "CharlsonIndex", "ProcedureGroup", "SupLOS"],
+    "Claims.csv": [
+        "MemberID",
+        "ProviderID",
+        "Vendor",
+        "PCP",
+        "Year",
+        "Specialty",
+        "PlaceSvc",
+        "PayDelay",
+        "LengthOfStay",
+        "DSFS",
+        "PrimaryConditionGroup",
+        "CharlsonIndex",
+        "ProcedureGroup",
+        "SupLOS",
+    ],
     "Members.csv": ["MemberID", "AgeAtFirstClaim", "Sex"],
     "DaysInHospital_Y2.csv": ["MemberID", "ClaimsTruncated", "DaysInHospital"],
     "DaysInHospital_Y3.csv": ["MemberID", "ClaimsTruncated", "DaysInHospital"],
     "DrugCount.csv": ["MemberID", "Year", "DSFS", "DrugCount"],
     "LabCount.csv": ["MemberID", "Year", "DSFS", "LabCount"],
-}  # fmt: skip
+}
 HOW_TO_GET = (
     "register for the Heritage Health Prize data (release 3, HHP_release3.zip), extract it and run "
     f"'fairbench data import heritage FOLDER' on the folder holding {', '.join(HEADERS)} (it links them into "
@@ -68,13 +82,39 @@ HOW_TO_GET = (
 )
 CLAIM_LEVELS = ("PrimaryConditionGroup", "Specialty", "ProcedureGroup", "PlaceSvc")
 CHARLSON = {"0": 0, "1-2": 1, "3-4": 2, "5+": 3}
-STAY_DAYS = {"1 day": 1, "2 days": 2, "3 days": 3, "4 days": 4, "5 days": 5, "6 days": 6, "1- 2 weeks": 7,
-             "2- 4 weeks": 14, "4- 8 weeks": 28, "8-12 weeks": 56, "12-26 weeks": 84, "26+ weeks": 182}  # fmt: skip
+STAY_DAYS = {
+    "1 day": 1,
+    "2 days": 2,
+    "3 days": 3,
+    "4 days": 4,
+    "5 days": 5,
+    "6 days": 6,
+    "1- 2 weeks": 7,
+    "2- 4 weeks": 14,
+    "4- 8 weeks": 28,
+    "8-12 weeks": 56,
+    "12-26 weeks": 84,
+    "26+ weeks": 182,
+}
 # The year whose claims predict each DaysInHospital file.
 TARGET_FILES = {"Y1": "DaysInHospital_Y2.csv", "Y2": "DaysInHospital_Y3.csv"}
-BASE_COUNTS = ("claims", "providers", "vendors", "pcps", "charlson_max", "paydelay_sum", "paydelay_max",
-               "paydelay_min", "stay_days", "dsfs_max", "drug_total", "drug_months", "lab_total", "lab_months",
-               "claims_truncated")  # fmt: skip
+BASE_COUNTS = (
+    "claims",
+    "providers",
+    "vendors",
+    "pcps",
+    "charlson_max",
+    "paydelay_sum",
+    "paydelay_max",
+    "paydelay_min",
+    "stay_days",
+    "dsfs_max",
+    "drug_total",
+    "drug_months",
+    "lab_total",
+    "lab_months",
+    "claims_truncated",
+)
 
 
 def capped(values: pd.Series) -> pd.Series:
@@ -124,12 +164,20 @@ def member_years(folder: Path) -> pd.DataFrame:
     )
     keys = ["MemberID", "Year"]
     by = claims.groupby(keys)
-    table = pd.DataFrame({
-        "claims": by.size(), "providers": by["ProviderID"].nunique(), "vendors": by["Vendor"].nunique(),
-        "pcps": by["PCP"].nunique(), "charlson_max": by["charlson"].max(), "paydelay_sum": by["paydelay"].sum(),
-        "paydelay_max": by["paydelay"].max(), "paydelay_min": by["paydelay"].min(), "stay_days": by["stay"].sum(),
-        "dsfs_max": by["dsfs"].max(),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "claims": by.size(),
+            "providers": by["ProviderID"].nunique(),
+            "vendors": by["Vendor"].nunique(),
+            "pcps": by["PCP"].nunique(),
+            "charlson_max": by["charlson"].max(),
+            "paydelay_sum": by["paydelay"].sum(),
+            "paydelay_max": by["paydelay"].max(),
+            "paydelay_min": by["paydelay"].min(),
+            "stay_days": by["stay"].sum(),
+            "dsfs_max": by["dsfs"].max(),
+        }
+    )
     levels = [pd.crosstab([claims["MemberID"], claims["Year"]], claims[c].replace("", "?")) for c in CLAIM_LEVELS]
     for column, counts in zip(CLAIM_LEVELS, levels, strict=True):
         table = table.join(counts.rename(columns=lambda level, c=column: f"{c}={level}"))

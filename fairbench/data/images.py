@@ -40,9 +40,7 @@ class Preprocess:
     draft: bool = True
 
     def key(self) -> str:
-        return (
-            f"{self.size}px" + (f"_crop{self.crop}" if self.crop else "") + ("_draft" if self.draft else "")
-        )
+        return f"{self.size}px" + (f"_crop{self.crop}" if self.crop else "") + ("_draft" if self.draft else "")
 
 
 def load_image(path: str | Path, prep: Preprocess) -> np.ndarray:
@@ -100,8 +98,13 @@ class ImageCache:
             manifest = json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
             return "unreadable manifest"
-        want = {"version": CACHE_VERSION, "source_hash": expected_hash, "count": count,
-                "shape": [count, *shape], "done": True}  # fmt: skip
+        want = {
+            "version": CACHE_VERSION,
+            "source_hash": expected_hash,
+            "count": count,
+            "shape": [count, *shape],
+            "done": True,
+        }
         for key, value in want.items():
             if manifest.get(key) != value:
                 return f"stale cache ({key} differs)"
@@ -140,9 +143,13 @@ def _progress(total: int, label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(), transient=True,
-    )  # fmt: skip
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
 
 
 def default_workers() -> int:
@@ -219,9 +226,16 @@ def build_cache(
         part.unlink(missing_ok=True)
         return sorted(failed)
     part.replace(cache.array_path)
-    manifest = {"version": CACHE_VERSION, "source_hash": expected_hash, "count": count,
-                "shape": [count, *shape], "preprocess": prep.key(), "bytes": count * int(np.prod(shape)),
-                "seconds": round(time.perf_counter() - started, 2), "done": True}  # fmt: skip
+    manifest = {
+        "version": CACHE_VERSION,
+        "source_hash": expected_hash,
+        "count": count,
+        "shape": [count, *shape],
+        "preprocess": prep.key(),
+        "bytes": count * int(np.prod(shape)),
+        "seconds": round(time.perf_counter() - started, 2),
+        "done": True,
+    }
     tmp = cache.manifest_path.with_name(cache.manifest_path.name + ".part")
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(cache.manifest_path)
@@ -247,9 +261,7 @@ def cached_images(
     cache.folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache.folder / f"{cache.stem}.lock")):
         if cache.problem(expected_hash, len(paths), shape) is not None:
-            failed = build_cache(
-                cache, paths, prep, expected_hash, workers, f"{dataset}: {prep.key()}", progress
-            )
+            failed = build_cache(cache, paths, prep, expected_hash, workers, f"{dataset}: {prep.key()}", progress)
             if failed:
                 names = ", ".join(f"{Path(p).name} ({why.splitlines()[0][:60]})" for p, why in failed[:3])
                 raise FairbenchError(

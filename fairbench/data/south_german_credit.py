@@ -30,9 +30,24 @@ class SouthGermanCredit(TabularDataset):
     )
     continuous = ("laufzeit", "hoehe", "alter")
     categorical = (
-        "laufkont", "moral", "verw", "sparkont", "beszeit", "rate", "famges", "buerge", "wohnzeit",
-        "verm", "weitkred", "wohn", "bishkred", "beruf", "pers", "telef", "gastarb",
-    )  # fmt: skip
+        "laufkont",
+        "moral",
+        "verw",
+        "sparkont",
+        "beszeit",
+        "rate",
+        "famges",
+        "buerge",
+        "wohnzeit",
+        "verm",
+        "weitkred",
+        "wohn",
+        "bishkred",
+        "beruf",
+        "pers",
+        "telef",
+        "gastarb",
+    )
     # The DVGE paper: continuous attributes divided by their maximum, codes mapped into [0, 1].
     encoding: ClassVar[str] = "unit"
 

@@ -14,13 +14,18 @@ def conv_decoder(z_dim: int = 10, channels: int = 3) -> nn.Sequential:
     """DVGE Table 3 decoder: z (as a 1x1 map) -> 64x64 logits, one per pixel and channel."""
     return nn.Sequential(
         nn.Unflatten(1, (z_dim, 1, 1)),
-        nn.Conv2d(z_dim, 256, 1), nn.ReLU(),
-        nn.ConvTranspose2d(256, 64, 4), nn.ReLU(),
-        nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(),
-        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
-        nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(),
+        nn.Conv2d(z_dim, 256, 1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(256, 64, 4),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 64, 4, 2, 1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(32, 32, 4, 2, 1),
+        nn.ReLU(),
         nn.ConvTranspose2d(32, channels, 4, 2, 1),
-    )  # fmt: skip
+    )
 
 
 def table_mlp(in_dim: int, out_dim: int, width: int = 1000) -> nn.Sequential:

@@ -57,8 +57,10 @@ class Executor(Protocol):
 def refuse_devices(execution: Execution) -> None:
     """A launcher whose scheduler places jobs on GPUs takes no --devices."""
     if execution.devices is not None:
-        raise FairbenchError(f"--devices is for the local executor; {execution.executor} places jobs on the GPUs "
-                             f"it manages: use --device cuda (and --jobs-per-device)")  # fmt: skip
+        raise FairbenchError(
+            f"--devices is for the local executor; {execution.executor} places jobs on the GPUs "
+            f"it manages: use --device cuda (and --jobs-per-device)"
+        )
 
 
 def refuse_address(execution: Execution) -> None:

@@ -43,8 +43,10 @@ class Local:
         if execution.device != "auto":
             raise FairbenchError("--devices and --device both given: --devices 0,1 (or all) alone picks the GPUs")
         if execution.workers is not None:
-            raise FairbenchError("--devices and --workers both given: with --devices the workers are "
-                                 "the devices times --jobs-per-device; leave out --workers")  # fmt: skip
+            raise FairbenchError(
+                "--devices and --workers both given: with --devices the workers are "
+                "the devices times --jobs-per-device; leave out --workers"
+            )
 
     def describe(self, execution: Execution) -> str:
         devices = slots(execution)

@@ -56,8 +56,10 @@ def grid_keys(units: list[list[Job]]) -> dict[tuple[str, str], list[str]]:
 
 def describe_job(job: Job, grid: list[str]) -> str:
     """`ADT lam=10.0 seed=1 synthetic/y/s`: the label, the grid point, the seed, the experiment."""
-    point = "".join(f" {name}={job.params[name]:g}" if isinstance(job.params[name], float)
-                    else f" {name}={job.params[name]}" for name in grid)  # fmt: skip
+    point = "".join(
+        f" {name}={job.params[name]:g}" if isinstance(job.params[name], float) else f" {name}={job.params[name]}"
+        for name in grid
+    )
     return f"{job.label}{point} seed={job.seed} {job.experiment}"
 
 
@@ -103,8 +105,14 @@ class JobProgress:
     through `on_result` and advances the count. `slots`: units running at once (None: as many
     as are shown running)."""
 
-    def __init__(self, units: list[list[Job]], on_result: Callable[[JobResult], None], console: Console,
-                 results: Path, slots: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        units: list[list[Job]],
+        on_result: Callable[[JobResult], None],
+        console: Console,
+        results: Path,
+        slots: int | None = None,
+    ) -> None:
         self.on_result = on_result
         self.console = console
         self.slots = slots
@@ -117,8 +125,13 @@ class JobProgress:
         self.running: list[list[Job]] = []
         self.begun = time.monotonic()
         self.live = Live(console=console, refresh_per_second=2, transient=True) if console.is_terminal else None
-        columns = (TextColumn("[bold]jobs"), BarColumn(bar_width=None), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.description}"))  # fmt: skip
+        columns = (
+            TextColumn("[bold]jobs"),
+            BarColumn(bar_width=None),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+        )
         self.bar = Progress(*columns, console=console, expand=True)
         self.task = self.bar.add_task("", total=self.total)
 
@@ -150,8 +163,12 @@ class JobProgress:
 
     def time_left(self) -> str:
         now = time.monotonic()
-        running = [(job, now - self.started.get(unit[0].job_id, now)) for unit in self.running for job in unit
-                   if job.job_id in self.waiting]  # fmt: skip
+        running = [
+            (job, now - self.started.get(unit[0].job_id, now))
+            for unit in self.running
+            for job in unit
+            if job.job_id in self.waiting
+        ]
         busy = {job.job_id for job, _ in running}
         waiting = [job for key, job in self.waiting.items() if key not in busy]
         left = self.estimate.left(waiting, running, self.slots or len(self.running))
@@ -186,6 +203,8 @@ class JobProgress:
     def _report(self, result: JobResult) -> None:
         """One line per finished job: the plain log's progress, and a failure on a terminal."""
         status = "done" if result.status == "done" else "[red]failed[/]"
-        line = (f"[{self.done}/{self.total}] {status} {escape(self.describe(result.job))} in "
-                f"{result.duration:.1f} s; {self.time_left()}")  # fmt: skip
+        line = (
+            f"[{self.done}/{self.total}] {status} {escape(self.describe(result.job))} in "
+            f"{result.duration:.1f} s; {self.time_left()}"
+        )
         self.console.print(line, soft_wrap=True, highlight=False)

@@ -35,8 +35,10 @@ class Ray:
     def check(self, execution: Execution) -> None:
         refuse_devices(execution)
         if execution.address is not None and execution.workers is not None:
-            raise FairbenchError("--workers sizes a local Ray instance; with --address the cluster's resources "
-                                 "decide: leave out --workers")  # fmt: skip
+            raise FairbenchError(
+                "--workers sizes a local Ray instance; with --address the cluster's resources "
+                "decide: leave out --workers"
+            )
         require()
 
     def describe(self, execution: Execution) -> str:

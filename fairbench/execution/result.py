@@ -40,5 +40,15 @@ def failed_results(unit: list[Job], error: str, device: str, started: float | No
     worker died before reporting."""
     finished = time.time()
     started = finished if started is None else started
-    return [JobResult(job=job, status="failed", error=error, started=started, finished=finished,
-                      duration=finished - started, device=device) for job in unit]  # fmt: skip
+    return [
+        JobResult(
+            job=job,
+            status="failed",
+            error=error,
+            started=started,
+            finished=finished,
+            duration=finished - started,
+            device=device,
+        )
+        for job in unit
+    ]

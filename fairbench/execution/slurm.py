@@ -36,8 +36,9 @@ class Slurm:
         refuse_devices(execution)
         refuse_address(execution)
         if execution.jobs_per_device != 1:
-            raise FairbenchError("--jobs-per-device: SLURM gives each array task its own GPUs; set "
-                                 "execution.slurm.gpus instead")  # fmt: skip
+            raise FairbenchError(
+                "--jobs-per-device: SLURM gives each array task its own GPUs; set execution.slurm.gpus instead"
+            )
         require()
 
     def describe(self, execution: Execution) -> str:
@@ -65,9 +66,15 @@ class Slurm:
         # submitit keeps each task's pickled call and result beside the logs (a folder the nodes share).
         folder = Path(settings.log_dir).parent / "slurm"
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=spec.get("cluster"))
-        executor.update_parameters(name="fairbench", timeout_min=spec.get("time", 60), cpus_per_task=threads,
-                                   gpus_per_node=gpus, mem_gb=spec.get("mem_gb"), slurm_partition=spec.get("partition"),
-                                   slurm_array_parallelism=execution.workers)  # fmt: skip
+        executor.update_parameters(
+            name="fairbench",
+            timeout_min=spec.get("time", 60),
+            cpus_per_task=threads,
+            gpus_per_node=gpus,
+            mem_gb=spec.get("mem_gb"),
+            slurm_partition=spec.get("partition"),
+            slurm_array_parallelism=execution.workers,
+        )
         n = len(units)
         jobs = executor.map_array(run_unit_detached, units, [settings] * n, [threads] * n, [device] * n)
         console.print(

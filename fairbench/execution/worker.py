@@ -140,8 +140,16 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
             first.split_seed,
             device,
         )
-        data = _task(first.dataset, json.dumps(first.options, sort_keys=True), settings.data_dir, first.protocol,
-                     first.target, first.sensitive, first.split_seed, first.bias)  # fmt: skip
+        data = _task(
+            first.dataset,
+            json.dumps(first.options, sort_keys=True),
+            settings.data_dir,
+            first.protocol,
+            first.target,
+            first.sensitive,
+            first.split_seed,
+            first.bias,
+        )
         ctx = RunContext(device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir, first.precision)
         # The framework seeds every job, whatever ran before it in this worker; the engine seeds
         # again from the same seed when a training starts.
@@ -156,9 +164,19 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
         for job, outcome in zip(unit, outcomes):
             check_tags(job.method, outcome)
             rows, kept = metric_rows(data, outcome)
-            results.append(JobResult(job=job, status="done", rows=rows, info=outcome.info, started=started,
-                                     finished=finished, duration=(finished - started) / len(unit), device=device,
-                                     predictions=kept))  # fmt: skip
+            results.append(
+                JobResult(
+                    job=job,
+                    status="done",
+                    rows=rows,
+                    info=outcome.info,
+                    started=started,
+                    finished=finished,
+                    duration=(finished - started) / len(unit),
+                    device=device,
+                    predictions=kept,
+                )
+            )
         logger.info("done in %.1fs", finished - started)
         return results
     except Exception as error:  # a failing job must not stop the suite

@@ -43,9 +43,14 @@ class ADT(BranchedMethod):
         p = self.params
         if p["ablation"]:
             recipe = Recipe(
-                epochs=p["sens_epochs"], lr=p["sens_lr"], beta1=0.5, beta2=0.9, batch_size=64, width=1000,
+                epochs=p["sens_epochs"],
+                lr=p["sens_lr"],
+                beta1=0.5,
+                beta2=0.9,
+                batch_size=64,
+                width=1000,
                 precision="float32",
-            )  # fmt: skip
+            )
             accuracy = retrained_accuracy(features(model, t), t.data, recipe, t.ctx)
             tags = {"variant": self.name, "sens_classifier": "retrained", "encoder_label": "ADT"}
             outcome.metrics = [MetricRow(split, "sens_acc", accuracy[split], tags) for split in ("val", "test")]

@@ -48,8 +48,9 @@ def method_markdown(name: str) -> str:
     for param, hp in cls.hparams.items():
         choices = ", ".join(map(str, hp.choices)) if hp.choices else ""
         kind = type(hp.default).__name__
-        lines.append(f"| `{param}` | {kind} | `{hp.default!r}` | {_cell(choices)} | {default_source(hp)} | "
-                     f"{_cell(hp.help)} |")  # fmt: skip
+        lines.append(
+            f"| `{param}` | {kind} | `{hp.default!r}` | {_cell(choices)} | {default_source(hp)} | {_cell(hp.help)} |"
+        )
     lines.append("")
     budgets = {budget: overrides for budget, overrides in cls.budgets.items() if overrides}
     for budget, overrides in budgets.items():

@@ -54,10 +54,18 @@ class DomainInd(ClassifierMethod):
     description = "domain-independent training: a classifier head per bias domain, inference sums the heads"
     paper = papers.DOMAIN_IND
     hparams = {
-        **classifier_hparams(arch="mlp3", epochs=200, optimizer="sgd", lr=0.1, weight_decay=5e-4, lr_step=50,
-                            batch_size=128, select="last"),
+        **classifier_hparams(
+            arch="mlp3",
+            epochs=200,
+            optimizer="sgd",
+            lr=0.1,
+            weight_decay=5e-4,
+            lr_step=50,
+            batch_size=128,
+            select="last",
+        ),
         "combine": HParam("logits", "inference: sum the heads' logits (Wang et al.) or their probabilities", COMBINE),
-    }  # fmt: skip
+    }
     budgets = {"paper": {}, "quick": {"epochs": 10, "lr_step": 0}}
 
     def build(self, t: Trainer) -> nn.Module:

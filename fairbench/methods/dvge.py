@@ -82,9 +82,7 @@ ABLATION_TABLE = ReportTable(
 
 class DVGE(LatentCodeMethod):
     name = "dvge"
-    description = (
-        "DVGE: perturb a frozen VAE code with the sensitive (and task) gradient focus while training g"
-    )
+    description = "DVGE: perturb a frozen VAE code with the sensitive (and task) gradient focus while training g"
     paper = papers.DVGE
     hparams = {
         **SHARED_HPARAMS,
@@ -98,13 +96,13 @@ class DVGE(LatentCodeMethod):
             ("loss", "logit"),
             source="paper",
         ),
-        "clip": HParam(True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code",
-                       source="paper"),  # fmt: skip
-        "clip_ratio": HParam(0.1, "eps_i = clip_ratio * |z_i| per sample and dimension", source="paper",
-                             bound=NON_NEGATIVE),
-        "ablation": HParam(
-            False, "also report sens_acc rows (paper Tables 1/2/5/6) for members with eta2 = 0"
+        "clip": HParam(
+            True, "clip the perturbation to eps = clip_ratio |z| (eq. 9); false = released code", source="paper"
         ),
+        "clip_ratio": HParam(
+            0.1, "eps_i = clip_ratio * |z_i| per sample and dimension", source="paper", bound=NON_NEGATIVE
+        ),
+        "ablation": HParam(False, "also report sens_acc rows (paper Tables 1/2/5/6) for members with eta2 = 0"),
         "removed_dims": HParam(
             0, "ablation reference: dims zeroed (0 = one per sensitive attribute)", bound=NON_NEGATIVE
         ),
@@ -152,17 +150,22 @@ class DVGE(LatentCodeMethod):
             return z + v
 
         fit = fit_stacked(
-            model, t.z, t.y, t.rows["train"], t.rows["val"], generators,
-            perturb=perturb, log=ctx.log.debug, **rec.fit_kwargs(),
-        )  # fmt: skip
+            model,
+            t.z,
+            t.y,
+            t.rows["train"],
+            t.rows["val"],
+            generators,
+            perturb=perturb,
+            log=ctx.log.debug,
+            **rec.fit_kwargs(),
+        )
         label = encoder_label(latents.config)
         ablation = [m for m, q in enumerate(params_list) if q["ablation"] and q["eta2"] == 0]
         rows_by_member: list[list[MetricRow]] = []
         removed: tuple[int, ...] = ()
         if ablation:
-            rows_by_member, removed = ablation_rows(
-                data, latents, d, t, [params_list[m] for m in ablation], ctx
-            )
+            rows_by_member, removed = ablation_rows(data, latents, d, t, [params_list[m] for m in ablation], ctx)
         outcomes = []
         for m in range(members):
             metrics = rows_by_member[ablation.index(m)] if m in ablation else []
@@ -225,19 +228,23 @@ def ablation_rows(
     generators = [ctx.stream("retrained_sensitive_classifier") for _ in params_list]
     model.reset(generators)
     fit = fit_stacked(
-        model, z_prime, t.g, t.rows["train"], t.rows["val"], generators,
-        monitor={"test": t.rows["test"]}, log=ctx.log.debug, **rec.fit_kwargs(),
-    )  # fmt: skip
+        model,
+        z_prime,
+        t.g,
+        t.rows["train"],
+        t.rows["val"],
+        generators,
+        monitor={"test": t.rows["test"]},
+        log=ctx.log.debug,
+        **rec.fit_kwargs(),
+    )
     retrained = {s: accuracy(model, z_prime, t.g, t.rows[s]).tolist() for s in ("val", "test")}
     # Section 5.4's other reading: the same classifiers tested on z, as a framework that never
     # perturbs at inference would meet them.
     on_z = {s: accuracy(model, t.z, t.g, t.rows[s]).tolist() for s in ("val", "test")}
     best_test = np.max(np.asarray(fit.history["test"]), axis=0).tolist()
     # Fixed: the original best d on z'.
-    fixed = {
-        s: [accuracy(d.model, z_prime[m], t.g, t.rows[s]).item() for m in range(members)]
-        for s in ("val", "test")
-    }
+    fixed = {s: [accuracy(d.model, z_prime[m], t.g, t.rows[s]).item() for m in range(members)] for s in ("val", "test")}
 
     # References: d on z (no removal, both readings); the sensitive dims zeroed, d re-trained
     # on it (a cached artifact, shared by all members) and d itself evaluated on it.

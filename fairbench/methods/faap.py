@@ -134,9 +134,15 @@ class FAAP(Method):
     def deployed_config(self, kind: str) -> DeployedConfig:
         p = self.params
         return DeployedConfig(
-            kind=kind, size=p["size"], epochs=p["deployed_epochs"], batch_size=p["deployed_batch_size"],
-            lr=p["deployed_lr"], adv_weight=p["adv_weight"], flip_rate=p["flip_rate"], fraction=p["deployed_fraction"],
-        )  # fmt: skip
+            kind=kind,
+            size=p["size"],
+            epochs=p["deployed_epochs"],
+            batch_size=p["deployed_batch_size"],
+            lr=p["deployed_lr"],
+            adv_weight=p["adv_weight"],
+            flip_rate=p["flip_rate"],
+            fraction=p["deployed_fraction"],
+        )
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params

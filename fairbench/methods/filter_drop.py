@@ -109,9 +109,14 @@ class FilterDrop(TrainedMethod):
             # each stage gets a fresh Adam, as its objective changes at the drop
             optimizer = self.optimizer(model)
             return t.fit(
-                model, lambda batch: descend(optimizer, self.loss(model, batch)), epochs=epochs,
-                batch_size=p["batch_size"], select=select, score_val=lambda: self.scorer(model, t)("val"),
-                attributes=self.attributes(data), name=name,
+                model,
+                lambda batch: descend(optimizer, self.loss(model, batch)),
+                epochs=epochs,
+                batch_size=p["batch_size"],
+                select=select,
+                score_val=lambda: self.scorer(model, t)("val"),
+                attributes=self.attributes(data),
+                name=name,
             ).epoch
 
         stage(p["attribute_epochs"], "last", "multi-task")

@@ -55,11 +55,12 @@ class GroupDRO(ClassifierMethod):
     description = "GroupDRO: exponentiated-gradient weights on the (class, bias) groups' losses"
     paper = papers.GROUP_DRO
     hparams = {
-        **classifier_hparams(arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128,
-                            select="worst"),
+        **classifier_hparams(
+            arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128, select="worst"
+        ),
         "eta": HParam(0.01, "step size of the group weights (the paper's eta_q)", bound=NON_NEGATIVE),
         "balance": HParam(True, "draw rows with probability 1 / group size (every group equally often)"),
-    }  # fmt: skip
+    }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
     def build(self, t: Trainer) -> nn.Module:

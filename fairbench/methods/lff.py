@@ -76,11 +76,12 @@ class LfF(ClassifierMethod):
     paper = papers.LFF
     needs_bias = False
     hparams = {
-        **classifier_hparams(arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256,
-                            select="last"),
+        **classifier_hparams(
+            arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256, select="last"
+        ),
         "q": HParam(0.7, "GCE exponent of the biased model", bound=SHARE),
         "ema": HParam(0.7, "EMA factor of the per-sample losses", bound=FRACTION),
-    }  # fmt: skip
+    }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
     def build(self, t: Trainer) -> nn.Module:

@@ -54,9 +54,13 @@ def weighted_estimator(name: str, seed: int, epochs: int) -> Any:
         estimator = LogisticRegression(C=1.0, max_iter=1000)
     else:
         estimator = MLPClassifier(
-            hidden_layer_sizes=MLP_HIDDEN, learning_rate_init=1e-3, batch_size=128, max_iter=epochs,
-            n_iter_no_change=epochs, random_state=seed,
-        )  # fmt: skip
+            hidden_layer_sizes=MLP_HIDDEN,
+            learning_rate_init=1e-3,
+            batch_size=128,
+            max_iter=epochs,
+            n_iter_no_change=epochs,
+            random_state=seed,
+        )
     if "sample_weight" not in inspect.signature(estimator.fit).parameters:
         raise FairbenchError(
             f"reductions: this scikit-learn's {type(estimator).__name__}.fit takes no sample_weight, which "
@@ -75,7 +79,7 @@ class Reductions(Method):
         "max_iter": HParam(50, "rounds of the reduction", bound=POSITIVE_INT),
         "estimator": HParam(
             "logistic", "logistic regression (the paper's) | mlp (the grad net's shape)", ("logistic", "mlp")
-        ),  # fmt: skip
+        ),
         "epochs": HParam(50, "passes of each mlp fit", bound=POSITIVE_INT),
     }
     budgets = {"paper": {}, "quick": {"max_iter": 20, "epochs": 20}}
@@ -90,8 +94,9 @@ class Reductions(Method):
         train = data.splits["train"]
         constraint = DemographicParity() if self.params["constraint"] == "dp" else EqualizedOdds()
         estimator = weighted_estimator(self.params["estimator"], ctx.seed, self.params["epochs"])
-        reduction = ExponentiatedGradient(estimator, constraint, eps=self.params["eps"],
-                                          max_iter=self.params["max_iter"])  # fmt: skip
+        reduction = ExponentiatedGradient(
+            estimator, constraint, eps=self.params["eps"], max_iter=self.params["max_iter"]
+        )
         with warnings.catch_warnings():  # an mlp fit that uses all its `epochs` is not a failure
             warnings.simplefilter("ignore", ConvergenceWarning)
             reduction.fit(data.x[train], data.y[train], sensitive_features=groups[train])
@@ -99,7 +104,10 @@ class Reductions(Method):
             split: reduction.predict(data.x[data.splits[split]], random_state=ctx.seed).astype(np.float32)
             for split in ("val", "test")
         }
-        info = {"oracle_calls": int(reduction.n_oracle_calls_), "mixture_size": int((reduction.weights_ > 0).sum()),
-                "best_iter": int(reduction.best_iter_)}  # fmt: skip
+        info = {
+            "oracle_calls": int(reduction.n_oracle_calls_),
+            "mixture_size": int((reduction.weights_ > 0).sum()),
+            "best_iter": int(reduction.best_iter_),
+        }
         ctx.log.info(f"reductions: {info}")
         return Outcome(scores, info=info)

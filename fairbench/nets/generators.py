@@ -15,10 +15,12 @@ class _Residual(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), *_block(nn.Conv2d(channels, channels, 3, bias=False), channels),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
+            nn.ReflectionPad2d(1),
+            *_block(nn.Conv2d(channels, channels, 3, bias=False), channels),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=False),
             nn.InstanceNorm2d(channels, affine=True),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -46,7 +48,7 @@ class AdvGANGenerator(nn.Module):
             *_block(nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1, bias=False), 16),
             *_block(nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1, bias=False), 8),
             nn.Conv2d(8, channels, 3, 1, 1),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)

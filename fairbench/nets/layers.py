@@ -60,10 +60,16 @@ def dvge_tabular_encoder(in_dim: int, out_dim: int, width: int = 1000) -> nn.Seq
 def dvge_conv_encoder(out_dim: int, channels: int = 3) -> nn.Sequential:
     """DVGE Table 3 encoder for 64x64 images (out = 2 z_dim for a VAE)."""
     return nn.Sequential(
-        nn.Conv2d(channels, 32, 4, 2, 1), nn.ReLU(),
-        nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
-        nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
-        nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU(),
-        nn.Conv2d(64, 256, 4, 1), nn.ReLU(),
-        nn.Conv2d(256, out_dim, 1), nn.Flatten(),
-    )  # fmt: skip
+        nn.Conv2d(channels, 32, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(64, 256, 4, 1),
+        nn.ReLU(),
+        nn.Conv2d(256, out_dim, 1),
+        nn.Flatten(),
+    )

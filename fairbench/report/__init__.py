@@ -10,10 +10,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Options": "build", "build_report": "build", "declared_tables": "declared", "critical_difference": "cd",
-    "friedman_statistic": "cd", "nemenyi_cd": "cd", "hypervolume": "pareto", "pareto_front": "pareto",
-    "pareto_points": "pareto", "select_points": "tables", "summary_tables": "tables",
-}  # fmt: skip
+    "Options": "build",
+    "build_report": "build",
+    "declared_tables": "declared",
+    "critical_difference": "cd",
+    "friedman_statistic": "cd",
+    "nemenyi_cd": "cd",
+    "hypervolume": "pareto",
+    "pareto_front": "pareto",
+    "pareto_points": "pareto",
+    "select_points": "tables",
+    "summary_tables": "tables",
+}
 
 __all__ = sorted(_EXPORTS)
 

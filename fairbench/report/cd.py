@@ -140,13 +140,9 @@ def critical_difference(
     except (ValueError, ZeroDivisionError):  # every block fully tied
         result.chi2_tie_corrected = math.nan
     result.ff = iman_davenport(result.chi2, n, k)
-    result.ff_p_value = (
-        0.0 if math.isinf(result.ff) else float(stats.f.sf(result.ff, k - 1, (k - 1) * (n - 1)))
-    )
+    result.ff_p_value = 0.0 if math.isinf(result.ff) else float(stats.f.sf(result.ff, k - 1, (k - 1) * (n - 1)))
     if n < GOOD_BLOCKS:
-        result.notes.append(
-            f"note: with N = {n} < {GOOD_BLOCKS} blocks the chi-square approximation is rough"
-        )
+        result.notes.append(f"note: with N = {n} < {GOOD_BLOCKS} blocks the chi-square approximation is rough")
     if test == "nemenyi":
         result.cd = nemenyi_cd(k, n, alpha)
         # Decisions from the same CD the diagram draws, so picture and table cannot disagree.
@@ -225,8 +221,7 @@ def plot_cd(result: CDResult, title: str = ""):  # -> matplotlib Figure
         )
     name = "Nemenyi" if result.test == "nemenyi" else "Wilcoxon-Holm"
     ax.set_title(
-        title
-        or f"Average rank by hypervolume ({name}, alpha = {result.alpha}, N = {result.n_blocks} blocks)",
+        title or f"Average rank by hypervolume ({name}, alpha = {result.alpha}, N = {result.n_blocks} blocks)",
         fontsize=9,
         pad=48 if result.cd is not None else 22,
     )

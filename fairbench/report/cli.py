@@ -136,9 +136,7 @@ def report(
 
     folders = list(results) or find_results()
     if not folders:
-        raise FairbenchError(
-            "no results folders given and none found under ./results; run 'fairbench run' first"
-        )
+        raise FairbenchError("no results folders given and none found under ./results; run 'fairbench run' first")
     for folder in folders:
         if not (folder / STORE_FILE).exists():
             raise FairbenchError(f"{folder} is not a results folder ({STORE_FILE} not found)")

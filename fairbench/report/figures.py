@@ -86,8 +86,16 @@ def plot_pareto(
     on_overall = pareto_front(oriented(points["x"].to_numpy(float), points["y"].to_numpy(float), x_metric, y_metric))
     overall = pd.Series(on_overall, index=points.index)
     best = points[overall].sort_values("x")
-    ax.plot(best["x"], best["y"], color="0.55", linewidth=6, alpha=0.25, solid_capstyle="round", zorder=1,
-            label="front over all methods")  # fmt: skip
+    ax.plot(
+        best["x"],
+        best["y"],
+        color="0.55",
+        linewidth=6,
+        alpha=0.25,
+        solid_capstyle="round",
+        zorder=1,
+        label="front over all methods",
+    )
     labels = list(dict.fromkeys(points.sort_values("label")["label"]))
     colors = sns.color_palette("colorblind", n_colors=max(len(labels), 1))
     for i, label in enumerate(labels):
@@ -95,8 +103,7 @@ def plot_pareto(
         color, marker = colors[i % len(colors)], MARKERS[i % len(MARKERS)]
         own = sub["on_front"].astype(bool)
         dominated = sub[~own]
-        ax.scatter(dominated["x"], dominated["y"], color=color, marker=marker, s=14, alpha=0.22, linewidths=0,
-                   zorder=2)  # fmt: skip
+        ax.scatter(dominated["x"], dominated["y"], color=color, marker=marker, s=14, alpha=0.22, linewidths=0, zorder=2)
         front = sub[own].sort_values("x")
         if level is None:
             xerr = error_bars(front["x"], front["x"] - front["x_std"], front["x"] + front["x_std"], x_metric)
@@ -109,13 +116,31 @@ def plot_pareto(
         for strong, alpha in ((True, 1.0), (False, 0.35)):
             keep = leading == strong
             if keep.any():
-                ax.errorbar(front["x"][keep], front["y"][keep], xerr=xerr[:, keep], yerr=yerr[:, keep], color=color,
-                            marker=marker, markersize=5.5, linestyle="none", elinewidth=0.8, capsize=2, alpha=alpha,
-                            zorder=4)  # fmt: skip
+                ax.errorbar(
+                    front["x"][keep],
+                    front["y"][keep],
+                    xerr=xerr[:, keep],
+                    yerr=yerr[:, keep],
+                    color=color,
+                    marker=marker,
+                    markersize=5.5,
+                    linestyle="none",
+                    elinewidth=0.8,
+                    capsize=2,
+                    alpha=alpha,
+                    zorder=4,
+                )
         ax.plot([], [], color=color, marker=marker, markersize=5.5, linewidth=1.4, label=label)  # legend entry
         for row in front[front["point"] != "default"].itertuples():  # the grid point, e.g. lam=10
-            ax.annotate(row.point, (row.x, row.y), xytext=(4, 4), textcoords="offset points", fontsize=6.5,
-                            color=color, zorder=5)  # fmt: skip
+            ax.annotate(
+                row.point,
+                (row.x, row.y),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=6.5,
+                color=color,
+                zorder=5,
+            )
     ax.set_xlabel(axis_label(x_metric))
     ax.set_ylabel(axis_label(y_metric))
     if title:

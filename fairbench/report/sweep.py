@@ -154,8 +154,15 @@ def plot_sweep(stats: pd.DataFrame, param: str, metrics: Sequence[str], defaults
         ax.set_ylabel(metrics_mod.get(metric).label)
     # the legend below the panels, off the data
     handles, names = axes[0][-1].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(names), 4))  # fmt: skip
+    fig.legend(
+        handles,
+        names,
+        fontsize=7,
+        frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(names), 4),
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     n = int(stats["n"].max()) if len(stats) else 0

@@ -38,9 +38,7 @@ from fairbench.train import SELECTION_RULES, Batch, Fit, Losses, Trainer, descen
 Scorer = Callable[[str], np.ndarray]
 
 # Which sensitive attributes an adversarial method protects (GRAD Table 2's -R / -G variants).
-PROTECT = HParam(
-    (), "the sensitive attributes (expressions, as in the suite) that get an attribute branch; empty: all"
-)
+PROTECT = HParam((), "the sensitive attributes (expressions, as in the suite) that get an attribute branch; empty: all")
 
 
 def select_param(default: str, *rules: str) -> HParam:

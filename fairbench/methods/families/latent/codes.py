@@ -23,9 +23,7 @@ class TaskTensors:
         self.rows = {s: torch.from_numpy(data.splits[s]).to(device) for s in ("train", "val", "test")}
 
 
-def scores_of(
-    model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor], m: int
-) -> dict[str, np.ndarray]:
+def scores_of(model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor], m: int) -> dict[str, np.ndarray]:
     """P(y = 1) of member m for the val and test rows (unperturbed codes)."""
     out = {}
     for split in ("val", "test"):

@@ -32,9 +32,7 @@ class Recipe:
 
     def model(self, in_dim: int, members: int, device: str) -> StackedMLP:
         """M stacked 10-1000x5-2 MLPs (LeakyReLU 0.2), not yet initialised."""
-        return StackedMLP(
-            [in_dim, *[self.width] * 5, 2], members, dtype=DTYPES[self.precision], device=device
-        )
+        return StackedMLP([in_dim, *[self.width] * 5, 2], members, dtype=DTYPES[self.precision], device=device)
 
     def fit_kwargs(self) -> dict[str, Any]:
         return {
@@ -57,9 +55,7 @@ SHARED_HPARAMS: dict[str, HParam] = {
         "(gamma, z_dim, width, likelihood, batch_size, lr, beta1, beta2, lr_d, beta1_d, beta2_d)",
     ),
     "encoder_iters": HParam(1_000_000, "encoder training iterations (paper: 1e6, batch 64)", bound=POSITIVE_INT),
-    "latent": HParam(
-        "mean", "code fed to d and g: posterior mean | one seeded sample (released code)", LATENTS
-    ),
+    "latent": HParam("mean", "code fed to d and g: posterior mean | one seeded sample (released code)", LATENTS),
     "epochs": HParam(100, "epochs of the downstream model g", bound=POSITIVE_INT),
     "sens_epochs": HParam(
         120, "epochs of the sensitive classifier d (best validation accuracy kept)", bound=POSITIVE_INT
