@@ -36,6 +36,8 @@ def test_every_builtin_declares_its_contract() -> None:
         assert cls.name == name and cls.description and cls.hparams
         for budget in cls.budgets:
             assert set(cls.budgets[budget]) <= set(cls.hparams), (name, budget)
+        assert set(cls.defaults_from) <= set(cls.hparams), name  # where defaults come from: own parameters
+        assert set(cls.defaults_from.values()) <= {"paper", "released code", "our choice"}, name
         for table in cls.report_tables:  # the parameters a declared table reads are the method's own
             params = [c.removeprefix("param_") for c in (*table.table_by, *table.where) if c.startswith("param_")]
             assert {table.column_param, *params} - {""} <= set(cls.hparams), (name, table.name)

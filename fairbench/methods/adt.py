@@ -25,6 +25,15 @@ class ADT(BranchedMethod):
     name = "adt"
     description = "adversarial debiasing: sensitive branch behind gradient reversal, weight lam"
     paper = papers.ADT
+    defaults_from = {
+        "arch": "paper",
+        "epochs": "paper",
+        "lr": "paper",
+        "beta1": "paper",
+        "beta2": "paper",
+        "batch_size": "paper",
+        "lam": "our choice",
+    }
     hparams = {
         **common_hparams(arch="dvge", epochs=100, lr=1e-5, beta1=0.5, beta2=0.9, batch_size=64, select="acc"),
         "protect": PROTECT,

@@ -108,6 +108,18 @@ class ALFR(TrainedMethod):
     name = "alfr"
     description = "adversarially learned fair representations: autoencoder + predictor + adversary on s"
     paper = papers.ALFR
+    version = 2  # GRAD's selection reads the predicted labels; the players alternate by default
+    defaults_from = {
+        "alpha": "our choice",
+        "beta": "our choice",
+        "gamma": "our choice",
+        "width": "our choice",
+        "z_dim": "our choice",
+        "epochs": "our choice",
+        "lr": "our choice",
+        "batch_size": "our choice",
+        "alternate": "paper",
+    }
     hparams = {
         "alpha": HParam(1.0, "weight of the reconstruction loss", bound=NON_NEGATIVE),
         "beta": HParam(

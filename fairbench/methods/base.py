@@ -99,6 +99,9 @@ class Method:
     description: ClassVar[str]
     # The method's publication (see fairbench.methods.papers); None for plain baselines (ERM).
     paper: ClassVar[Paper | None] = None
+    # Where defaults come from, for parameters built by a family's shared declarations (whose
+    # HParam cannot carry one method's `source`): parameter -> paper | released code | our choice.
+    defaults_from: ClassVar[dict[str, str]] = {}
     hparams: ClassVar[dict[str, HParam]] = {}
     # Named training budgets: parameter overrides applied under `budget: <name>` in a suite.
     budgets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}

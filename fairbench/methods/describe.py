@@ -17,12 +17,12 @@ from fairbench.registry import METHODS
 _CITES_PAPER = re.compile(r"\((?:paper|DVGE|GRAD|FAAP|GBA): ")
 
 
-def default_source(hp: HParam) -> str:
-    """Where a default comes from: the declared `source`, else "paper" where its help quotes the
-    paper's value, else "not stated" (a mention of another option's origin says nothing of the
-    default's)."""
-    if hp.source:
-        return hp.source
+def default_source(hp: HParam, declared: str | None = None) -> str:
+    """Where a default comes from: the declared `source` (or the method's `defaults_from` entry,
+    `declared`), else "paper" where its help quotes the paper's value, else "not stated" (a
+    mention of another option's origin says nothing of the default's)."""
+    if hp.source or declared:
+        return hp.source or declared
     if _CITES_PAPER.search(hp.help):
         return "paper"
     return "not stated"
@@ -48,9 +48,8 @@ def method_markdown(name: str) -> str:
     for param, hp in cls.hparams.items():
         choices = ", ".join(map(str, hp.choices)) if hp.choices else ""
         kind = type(hp.default).__name__
-        lines.append(
-            f"| `{param}` | {kind} | `{hp.default!r}` | {_cell(choices)} | {default_source(hp)} | {_cell(hp.help)} |"
-        )
+        source = default_source(hp, cls.defaults_from.get(param))
+        lines.append(f"| `{param}` | {kind} | `{hp.default!r}` | {_cell(choices)} | {source} | {_cell(hp.help)} |")
     lines.append("")
     budgets = {budget: overrides for budget, overrides in cls.budgets.items() if overrides}
     for budget, overrides in budgets.items():

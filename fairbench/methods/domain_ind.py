@@ -53,6 +53,16 @@ class DomainInd(ClassifierMethod):
     name = "domain_ind"
     description = "domain-independent training: a classifier head per bias domain, inference sums the heads"
     paper = papers.DOMAIN_IND
+    defaults_from = {
+        "optimizer": "released code",
+        "lr": "released code",
+        "lr_step": "released code",
+        "weight_decay": "released code",
+        "batch_size": "released code",
+        "epochs": "released code",
+        "select": "released code",
+        "combine": "released code",
+    }
     hparams = {
         **classifier_hparams(
             arch="mlp3",

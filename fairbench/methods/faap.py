@@ -102,6 +102,14 @@ class FAAP(Method):
     name = "faap"
     description = "fairness-aware adversarial perturbation: a generator hides the group from a frozen deployed model"
     paper = papers.FAAP
+    defaults_from = {
+        "alpha": "our choice",
+        "beta": "our choice",
+        "lr_g": "our choice",
+        "lr_d": "our choice",
+        "epochs": "our choice",
+        "batch_size": "our choice",
+    }
     hparams = {
         "deployed": HParam("normal", "deployed model kind: normal | fair | LF | RG (FAAP 5.1)", KINDS),
         "surrogates": HParam(

@@ -83,6 +83,14 @@ class FilterDrop(TrainedMethod):
     name = "filter_drop"
     description = "Filter-Drop: drop the backbone filters that carry the bias attribute from the class head"
     paper = papers.FILTER_DROP
+    defaults_from = {
+        "lam": "our choice",
+        "drop": "our choice",
+        "attribute_epochs": "our choice",
+        "epochs": "our choice",
+        "lr": "our choice",
+        "batch_size": "our choice",
+    }
     hparams = {
         "arch": HParam("mlp3", "network: its backbone's output units are the filters", ARCHITECTURES),
         **training_hparams(epochs=100, lr=1e-3, batch_size=256, select="acc"),

@@ -75,6 +75,14 @@ class GBA(BranchedMethod):
     name = "gba"
     description = "GBA: adversarial training, the classifier reads features masked by D's gradient"
     paper = papers.GBA
+    defaults_from = {
+        "lam": "our choice",
+        "epochs": "released code",
+        "lr": "released code",
+        "batch_size": "released code",
+        "select": "our choice",
+        "d_input": "our choice",
+    }
     hparams = {
         **common_hparams(arch="resnet18", epochs=100, lr=1e-3, batch_size=256, select="last"),
         "protect": PROTECT,

@@ -23,6 +23,8 @@ class GradPred(BranchedMethod):
     name = "grad_pred"
     description = "GRAD-Pred: gradient reversal against discrimination, selection by val discrimination"
     paper = papers.GRAD
+    version = 2  # GRAD's selection reads the predicted labels (GRAD 3.1); GRAD-Auto and NN-Auto inherit it
+    defaults_from = {"arch": "paper", "epochs": "paper", "select": "paper", "lam": "paper"}
     hparams = {
         **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="disc"),
         "protect": PROTECT,

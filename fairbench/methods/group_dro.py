@@ -54,6 +54,15 @@ class GroupDRO(ClassifierMethod):
     name = "group_dro"
     description = "GroupDRO: exponentiated-gradient weights on the (class, bias) groups' losses"
     paper = papers.GROUP_DRO
+    defaults_from = {
+        "eta": "released code",
+        "optimizer": "released code",
+        "lr": "released code",
+        "weight_decay": "released code",
+        "batch_size": "released code",
+        "epochs": "released code",
+        "balance": "released code",
+    }
     hparams = {
         **classifier_hparams(
             arch="mlp3", epochs=50, optimizer="sgd", lr=1e-3, weight_decay=1e-4, batch_size=128, select="worst"

@@ -75,6 +75,17 @@ class LfF(ClassifierMethod):
     description = "Learning from Failure: GCE-trained biased model, relative-difficulty weights for the debiased one"
     paper = papers.LFF
     needs_bias = False
+    defaults_from = {
+        "arch": "paper",
+        "lr": "paper",
+        "weight_decay": "paper",
+        "batch_size": "paper",
+        "epochs": "paper",
+        "optimizer": "paper",
+        "q": "paper",
+        "select": "released code",
+        "ema": "released code",
+    }
     hparams = {
         **classifier_hparams(
             arch="mlp3", epochs=100, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=256, select="last"

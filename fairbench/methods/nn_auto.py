@@ -13,3 +13,4 @@ class NNAuto(GradAuto):
     paper = papers.GRAD
     adversarial = False
     hparams = {name: hp for name, hp in GradAuto.hparams.items() if name not in ("lam", "protect")}
+    defaults_from = {name: source for name, source in GradAuto.defaults_from.items() if name != "lam"}

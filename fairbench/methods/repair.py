@@ -135,6 +135,18 @@ class Repair(Method):
     name = "repair"
     description = "REPAIR: resample the training set so the bias representation stops predicting the class"
     paper = papers.REPAIR
+    defaults_from = {
+        "repair_lr": "released code",
+        "weight_lr": "released code",
+        "repair_epochs": "released code",
+        "repair_batch_size": "released code",
+        "threshold": "released code",
+        "resample": "released code",
+        "epochs": "our choice",
+        "lr": "our choice",
+        "batch_size": "our choice",
+        "representation": "our choice",
+    }
     hparams = {
         **common_hparams(arch="mlp3", epochs=100, lr=1e-3, batch_size=256, select="acc"),
         "representation": HParam(

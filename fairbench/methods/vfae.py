@@ -135,6 +135,7 @@ class VFAE(TrainedMethod):
     name = "vfae"
     description = "variational fair autoencoder: semi-supervised VAE given s, MMD penalty on q(z1|s)"
     paper = papers.VFAE
+    version = 2  # GRAD's selection reads the predicted labels
     hparams = {
         "alpha": HParam(1.0, "weight of the classification loss -log q(y|z1)", bound=NON_NEGATIVE),
         "beta": HParam(1.0, "weight of the MMD penalty between the groups' q(z1)", bound=NON_NEGATIVE),
