@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from bench_stacked import machine  # this folder's scripts share it
 
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
@@ -45,18 +45,6 @@ from fairbench.train.seeding import stream
 from fairbench.train.stacked import fit_stacked
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 def synchronize(device: str) -> None:
