@@ -36,7 +36,7 @@ from bench_stacked import machine  # this folder's scripts share it
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.encoders import resolve_encoder
-from fairbench.encoders.base import train_encoder
+from fairbench.encoders.artifact import train_encoder
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
 from fairbench.nets.stacked import StackedMLP
