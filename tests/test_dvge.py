@@ -267,9 +267,9 @@ def test_ablation_check_suite_shows_the_mechanism_on_adult(real_data, tmp_path: 
     from fairbench.report.declared import declared_tables
     from fairbench.store import load_report_specs, load_results
 
-    real_data("uci_adult/adult.data", "uci_adult/adult.test")
+    data = real_data("uci_adult/adult.data", "uci_adult/adult.test")
     out = tmp_path / "results"
-    result = fairbench("run", ABLATION_CHECK, "--results", out, "--workers", "2")
+    result = fairbench("run", ABLATION_CHECK, "--results", out, "--workers", "2", "--data-dir", data)
     assert result.code == 0, result.err
     tables = {tuple(t.by.values()): t for t in declared_tables(load_results(out), load_report_specs(out).method_tables)}
     assert set(tables) == {(kind, clip) for kind in ("fixed", "retrained") for clip in (True, False)}
