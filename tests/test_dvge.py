@@ -272,7 +272,8 @@ def test_ablation_check_suite_shows_the_mechanism_on_adult(real_data, tmp_path: 
     result = fairbench("run", ABLATION_CHECK, "--results", out, "--workers", "2", "--data-dir", data)
     assert result.code == 0, result.err
     tables = {tuple(t.by.values()): t for t in declared_tables(load_results(out), load_report_specs(out).method_tables)}
-    assert set(tables) == {(kind, clip) for kind in ("fixed", "retrained") for clip in (True, False)}
+    kinds = ("fixed", "retrained", "retrained_tested_on_z")
+    assert set(tables) == {(kind, clip) for kind in kinds for clip in (True, False)}
     cells = tables[("fixed", False)].cells
     for label in ("DVGE-D (no clip)", "DVGE-N (no clip)"):
         mine = cells[(cells["label"] == label) & cells["column"].str.startswith("η1")].sort_values("order")
