@@ -81,7 +81,15 @@ class DFR(BranchedMethod):
     description = "Deep Feature Reweighting: ERM features, last layer refit on a group-balanced validation split"
     adversarial = False
     paper = papers.DFR
-    defaults_from = {"c_grid": "paper", "retrains": "released code", "select": "our choice"}
+    defaults_from = {
+        "arch": "our choice",
+        "epochs": "our choice",
+        "lr": "our choice",
+        "batch_size": "our choice",
+        "c_grid": "paper",
+        "retrains": "released code",
+        "select": "our choice",
+    }
     hparams = {
         **common_hparams(arch="grad", epochs=50, lr=1e-3, batch_size=128, select="last", rules=("last", "acc")),
         "c_grid": HParam(C_GRID, "inverse L1 strengths tried for the last layer (the paper's grid)"),

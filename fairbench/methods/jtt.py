@@ -50,7 +50,15 @@ class JTT(BranchedMethod):
     description = "Just Train Twice: ERM for T epochs, then retrain with its misclassified rows upsampled"
     adversarial = False
     paper = papers.JTT
-    defaults_from = {"id_epochs": "paper", "lambda_up": "our choice", "select": "paper"}
+    defaults_from = {
+        "arch": "our choice",
+        "epochs": "our choice",
+        "lr": "our choice",
+        "batch_size": "our choice",
+        "id_epochs": "paper",
+        "lambda_up": "our choice",
+        "select": "paper",
+    }
     hparams = {
         **common_hparams(
             arch="grad",
