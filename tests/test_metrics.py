@@ -60,6 +60,19 @@ def test_consistency_is_brute_force_knn() -> None:
     assert metrics.consistency(x, np.ones(300, dtype=int)) == 1.0
 
 
+def test_neighbour_graph_is_computed_once_per_feature_matrix() -> None:
+    """Every job of a task scores the same rows: the kNN graph is reused, and a different matrix
+    (or k) gets its own."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(200, 5))
+    first = metrics.nearest_neighbours(x)
+    assert metrics.nearest_neighbours(x.copy()) is first
+    assert metrics.nearest_neighbours(x, k=3).shape == (200, 3)
+    moved = x.copy()
+    moved[0, 0] += 1.0
+    assert metrics.nearest_neighbours(moved) is not first
+
+
 def test_bias_accuracies() -> None:
     y = np.array([0, 0, 1, 1, 1, 0])
     yh = np.array([0, 1, 1, 0, 1, 0])
