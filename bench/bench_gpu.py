@@ -9,11 +9,16 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
 - encoder iterations/s (vanilla VAE and FactorVAE, batch 64, 64x64 images),
 - the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`).
 
+`--save-rates [FILE]` also writes the measured rates (per workload, in the units `Method.work`
+declares) for `fairbench run --dry-run` to price jobs with (default: where the dry run looks;
+see fairbench.execution.estimates).
+
 Every training runs through the same code a job runs (fairbench.train.Trainer, the method's
 own `update`), on made-up data of the workloads' shapes.
 
     python bench/bench_gpu.py                      # on the GPU when there is one
     python bench/bench_gpu.py --device cpu --small # a quick check of the script on a CPU
+    python bench/bench_gpu.py --save-rates         # ... and keep the rates for dry-run estimates
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.encoders import resolve_encoder
 from fairbench.encoders.artifact import train_encoder
+from fairbench.execution.estimates import Rates, default_rates_path
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
 from fairbench.nets.stacked import StackedMLP
@@ -79,7 +85,7 @@ def image_task(n: int, channels: int, side: int, classes: int, rng: np.random.Ge
         feature_names=[],
         feature_sources=[],
         sensitive_columns=frozenset(),
-        attributes=pd.DataFrame(),
+        attributes=pd.DataFrame({"y": y, "g": g}),
         input_key="bench",
         n_classes=classes,
         protected={"g": g},
@@ -165,43 +171,69 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny sizes: checks the script, measures little")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated; fp32 is the baseline")
     parser.add_argument("--quickstart", action="store_true", help="also time the quickstart with auto and cpu")
+    parser.add_argument(
+        "--save-rates",
+        nargs="?",
+        const=default_rates_path(),
+        type=Path,
+        metavar="FILE",
+        help=f"write the rates for dry-run estimates (default {default_rates_path()})",
+    )
     args = parser.parse_args()
     precisions = ["fp32", *[p for p in args.precisions.split(",") if p != "fp32"]]
     rng = np.random.default_rng(0)
     small = args.small
-    print(f"device {args.device}: {machine(args.device)}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    described = machine(args.device)
+    print(f"device {args.device}: {described}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    # workload (as Method.work names it) -> units per second; a precision other than fp32 suffixed
+    rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         workloads: dict[str, tuple[str, Callable[[str], float]]] = {}
         for side in (32, 64):
             task = image_task(512 if small else 25_000, 3, side, 10, rng)
-            workloads[f"resnet18 {side}x{side} images/s"] = (
-                "resnet18",
+            workloads[f"train:resnet18@3x{side}x{side}"] = (
+                f"resnet18 {side}x{side} images/s",
                 lambda p, task=task: erm_rate(task, "resnet18", args.device, p, 1, root),
             )
         cmnist = image_task(1024 if small else 60_000, 3, 28, 10, rng)
         epochs = 1 if small else 3
-        workloads["mlp3 Colored MNIST epochs/s"] = (
-            "mlp3",
-            lambda p: erm_rate(cmnist, "mlp3", args.device, p, epochs, root) / len(cmnist.splits["train"]),
+        workloads["train:mlp3@3x28x28"] = (
+            "mlp3 Colored MNIST images/s",
+            lambda p: erm_rate(cmnist, "mlp3", args.device, p, epochs, root),
         )
-        for label, rate in workloads.items():
+        faces = image_task(256 if small else 4096, 3, 64, 2, rng)
+        workloads["train:dvge@3x64x64"] = (
+            "DVGE Table 3 conv net 64x64 images/s",
+            lambda p: erm_rate(faces, "dvge", args.device, p, 1, root),
+        )
+        for workload, (label, rate) in workloads.items():
             base = None
             for precision in precisions:
-                rate_now = rate[1](precision)
+                rate_now = rate(precision)
                 base = base or rate_now
+                rates[workload if precision == "fp32" else f"{workload} {precision}"] = rate_now
                 print(f"{label:36} {precision:5} {rate_now:12.1f}  x{rate_now / base:.2f} vs fp32")
+        if "train:mlp3@3x28x28" in rates:
+            per_epoch = rates["train:mlp3@3x28x28"] / len(cmnist.splits["train"])
+            print(f"{'mlp3 Colored MNIST epochs/s':36} fp32  {per_epoch:12.2f}")
         steps = 5 if small else 100
         for members in (1, 20):
             rate = stacked_g_rate(args.device, members, steps)
+            rates["latent_mlp:1000" if members == 1 else "latent_mlp:1000 stacked"] = rate
             print(f"{'dvge g member-steps/s':36} {members:2} member(s) {rate:10.1f}")
-        faces = image_task(256 if small else 4096, 3, 64, 2, rng)
         iterations = 5 if small else 300
-        for name in ("vanilla_vae", "factor_vae"):
-            print(f"{name + ' iterations/s':36} fp32  {encoder_rate(name, faces, args.device, iterations):12.1f}")
+        for name in ("vanilla_vae", "factor_vae", "ffvae", "fdvae"):
+            rate = encoder_rate(name, faces, args.device, iterations)
+            rates[f"encoder:{name}@3x64x64"] = rate
+            print(f"{name + ' iterations/s':36} fp32  {rate:12.1f}")
     if args.quickstart:
         auto, cpu = quickstart_seconds("auto"), quickstart_seconds("cpu")
         print(f"quickstart wall: --device auto {auto:.1f} s, --device cpu {cpu:.1f} s (auto/cpu x{auto / cpu:.2f})")
+    if args.save_rates:
+        device = args.device.split(":")[0]
+        Rates(described + (" (--small)" if small else ""), device, rates).save(args.save_rates)
+        print(f"rates of {len(rates)} workloads saved to {args.save_rates}")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,14 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Rerun jobs that are already done.")
 @click.option("--dry-run", is_flag=True, help="Print the plan, missing data and time estimates; run nothing.")
 @click.option(
+    "--rates",
+    "rates_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="--dry-run: price jobs the results folder has no history of with these benchmark rates "
+    "(bench/bench_gpu.py --save-rates; default $FAIRBENCH_RATES, else rates.json in the cache folder, if present).",
+)
+@click.option(
     "--stack",
     type=click.Choice(["auto", "on", "off"]),
     default=None,
@@ -134,6 +142,7 @@ def run(
     retries: int,
     force: bool,
     dry_run: bool,
+    rates_file: Path | None,
     stack: str | None,
     no_stack: bool,
     precision: str | None,
@@ -169,6 +178,9 @@ def run(
     results = results or Path("results") / suite.name
     stack = "off" if no_stack else stack
     if dry_run:
+        from fairbench.execution.estimates import default_rates_path, load_rates
+
+        rates_path = rates_file or default_rates_path()
         plan = dry_run_plan(
             suite,
             results,
@@ -176,6 +188,7 @@ def run(
             stack=stack or suite.stack,
             device=execution.planning_device(),
             data_dir=data_dir,
+            rates=load_rates(rates_path) if rates_file or rates_path.exists() else None,
         )
         for part in plan:
             console.print(part)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from fairbench.artifacts import default_cache_dir
 from fairbench.data.base import DatasetStatus, check_task, data_dir_from_env, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.execution import Execution
-from fairbench.execution.progress import job_estimator
+from fairbench.execution.estimates import RATES_ENV, PlanEstimator, Rates
 from fairbench.execution.result import JobResult
 from fairbench.execution.stacking import should_stack
 from fairbench.execution.worker import WorkerSettings
@@ -61,11 +61,9 @@ def _seconds(value: float) -> str:
     return f"{value / 60:.1f} min" if value < 3600 else f"{value / 3600:.1f} h"
 
 
-def plan_table(
-    jobs: list[Job], done: set[str], units: list[list[Job]], estimate: Callable[[Job], float | None]
-) -> Table:
+def plan_table(jobs: list[Job], done: set[str], units: list[list[Job]], estimate: PlanEstimator) -> Table:
     """The dry-run table: one row per experiment x label with job counts and the estimated
-    time of the jobs to run on one worker (see `job_estimator`)."""
+    time of the jobs to run on one worker (see fairbench.execution.estimates)."""
     table = Table(
         title=f"{len(jobs)} jobs in {len(units)} work units ({len(done & {j.job_id for j in jobs})} already done)"
     )
@@ -91,33 +89,49 @@ def plan_table(
     notes = []
     if total:
         notes.append(
-            f"about {_seconds(total)} of job time to run (the median duration of finished jobs of the "
-            f"same method, on the same dataset where there are any, times the jobs)"
+            f"about {_seconds(total)} of job time to run: the median duration of finished jobs of the same "
+            f"method (on the same dataset where there are any), else the work each job declares at measured rates"
         )
+    if estimate.from_rates:
+        notes.append(f"{len(estimate.from_rates)} jobs from the rates of {estimate.rates.rates.describe()}")
     if unknown:
-        notes.append(f"no estimate for {', '.join(sorted(unknown))}: no finished jobs of it in the results folder")
+        why = "no finished jobs of it in the results folder"
+        if estimate.rates is None:
+            why += f" and no rates file (write one with python bench/bench_gpu.py --save-rates; {RATES_ENV})"
+        elif estimate.rates.missing:
+            why += f", and the rates cannot price it: {', '.join(sorted(estimate.rates.missing))}"
+        notes.append(f"no estimate for {', '.join(sorted(unknown))}: {why}")
     table.caption = "; ".join(notes)
     return table
 
 
 def dry_run_plan(
-    suite: Suite, results: Path, *, force: bool, stack: str, device: str, data_dir: Path | None
+    suite: Suite,
+    results: Path,
+    *,
+    force: bool,
+    stack: str,
+    device: str,
+    data_dir: Path | None,
+    rates: Rates | None = None,
 ) -> list[str | Table]:
     """What `run --dry-run` prints: the datasets still to get (nothing downloaded) and the plan
-    with time estimates from the finished jobs in `results`."""
+    with time estimates from the finished jobs in `results`, else from `rates`. With rates, the
+    plan stacks as it would on the rates' device."""
     jobs = expand(suite)
     done: set[str] = set()
     if (results / STORE_FILE).exists() and not force:
         store = Store(results)
         done = finished_jobs(store, results)
         store.close()
-    units = plan_units([j for j in jobs if j.job_id not in done], stack, device)
+    units = plan_units([j for j in jobs if j.job_id not in done], stack, rates.device if rates else device)
     out: list[str | Table] = []
     for status in missing_data(suite, data_dir):
         missing = f" ({', '.join(status.missing)})" if status.missing else ""
         out.append(f"[yellow]missing data[/]: {status.name}{missing} in {status.location}; to get it: {status.action}")
         out.extend(f"  {note}" for note in status.notes)
-    out.append(plan_table(jobs, done, units, job_estimator(results)))
+    stacked = {job.job_id for unit in units if len(unit) > 1 for job in unit}
+    out.append(plan_table(jobs, done, units, PlanEstimator(results, rates, stacked)))
     return out
 
 

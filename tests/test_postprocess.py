@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from fairbench import metrics, predictions
+from fairbench.execution.estimates import history_estimator
 from fairbench.plan import expand
 from fairbench.postprocess import group_thresholds
-from fairbench.runner import job_estimator
 from fairbench.suite import load_suite
 
 SUITE = """\
@@ -74,7 +74,7 @@ def test_postprocess_adds_variants_stored_like_jobs(finished: Path, fairbench) -
     # the variants train nothing: run time estimates keep to the source jobs
     with sqlite3.connect(finished / "fairbench.sqlite") as db:
         (trained,) = db.execute("SELECT duration FROM jobs WHERE label = 'erm'").fetchone()
-    assert job_estimator(finished)(expand(load_suite(finished / "suite.yaml", ())[0])[0]) == trained
+    assert history_estimator(finished)(expand(load_suite(finished / "suite.yaml", ())[0])[0]) == trained
     # again: refitted in place, never duplicated; rescore reproduces the variants' rows
     assert fairbench("postprocess", finished, "--rule", "dp").code == 0
     assert fairbench("rescore", finished).code == 0

@@ -169,6 +169,21 @@ class TaskData:
         return Expression(expression).evaluate(self.attributes).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class TaskShape:
+    """What a time estimate needs of a task before its data is read: about how many training
+    rows it has, and one input's shape ((C, H, W) for images; None for tables, whose width the
+    encoding decides)."""
+
+    train_rows: int
+    input: tuple[int, ...] | None = None
+
+    @property
+    def input_name(self) -> str:
+        """`3x64x64`, as benchmark rates name workloads; "table" without a fixed shape."""
+        return "x".join(str(side) for side in self.input) if self.input else "table"
+
+
 class Dataset:
     """Base class of every dataset. Subclasses set the class attributes and implement
     `column_names`, `frame`, `split` and `inputs`."""
@@ -213,6 +228,11 @@ class Dataset:
         written two ways (`{}`, `{n: 4000}`) is one job."""
         typed = {key: value for key, value in cls(None, **options).settings.items() if key in options}
         return {key: value for key, value in typed.items() if value != cls.options[key].default}
+
+    def shape(self, protocol: str) -> TaskShape | None:
+        """The task's size under `protocol` without reading the data, for time estimates from
+        benchmark rates (`fairbench run --dry-run`); None: unknown (no estimate from rates)."""
+        return None
 
     def required_files(self) -> tuple[RemoteFile, ...]:
         """The files these options read (all of `files` unless an option says otherwise)."""

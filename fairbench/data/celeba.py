@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fairbench.bounds import NON_NEGATIVE, SHARE, at_least
-from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env
+from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, TaskShape, data_dir_from_env
 from fairbench.data.download import RemoteFile, md5_of
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
 from fairbench.data.placing import file_sizes, place
@@ -74,6 +74,8 @@ OFFICIAL_MD5 = {
     ATTR_FILE: "75e246fa4810816ffd6ee81facbd244c",
     PARTITION_FILE: "d32c9cbf5e040fd4025c592c306e6668",
 }
+# The official partition: train 1..162770 (see list_eval_partition.txt).
+OFFICIAL_TRAIN_LAST = 162770
 DVGE_TRAIN_LAST = 180000  # the released DVGE code trains on images 1..180000, tests on the rest
 HOW_TO_GET = (
     "download img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "
@@ -195,6 +197,12 @@ class CelebA(Dataset):
     @property
     def preprocess(self) -> Preprocess:
         return Preprocess(int(self.settings["size"]), int(self.settings["crop"]), bool(self.settings["draft"]))
+
+    def shape(self, protocol: str) -> TaskShape:
+        train_range = {"official": OFFICIAL_TRAIN_LAST, "dvge": DVGE_TRAIN_LAST, "lff": OFFICIAL_TRAIN_LAST}[protocol]
+        val = 0 if protocol == "official" else round(float(self.settings["val_fraction"]) * train_range)
+        side = int(self.settings["size"])
+        return TaskShape(train_range - val, (3, side, side))
 
     def ensure_files(self, allow_download: bool = True) -> None:
         """Only the two text files are needed for attributes; images are checked in `inputs`."""

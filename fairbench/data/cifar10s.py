@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fairbench.bounds import SHARE, between
-from fairbench.data.base import Dataset, Inputs, Option, data_dir_from_env
+from fairbench.data.base import Dataset, Inputs, Option, TaskShape, data_dir_from_env
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside
 from fairbench.data.images import to_grey_rgb
 from fairbench.data.splits import carve_validation
@@ -198,6 +198,10 @@ class CIFAR10S(Dataset):
     def _train_index(self, train: np.ndarray, domain: np.ndarray) -> np.ndarray:
         """source_index of the training rows: their place in the train batches."""
         return np.arange(len(train))
+
+    def shape(self, protocol: str) -> TaskShape:
+        """CIFAR-10's 50,000 training images less the validation share."""
+        return TaskShape(round(50_000 * (1 - float(self.settings["val_fraction"]))), (3, 32, 32))
 
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fairbench.bounds import SHARE, between
-from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option
+from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, TaskShape
 from fairbench.data.download import RemoteFile, download, ensure, md5_of, set_aside, sha256_of
 from fairbench.data.splits import carve_validation, stratified_split
 from fairbench.errors import FairbenchError
@@ -209,6 +209,11 @@ class ColoredMNIST(Dataset):
                 "blue": drawn[:, 2],
             }
         )
+
+    def shape(self, protocol: str) -> TaskShape:
+        """MNIST's 60,000 training digits (source t10k: 70% of 10,000) less the validation share."""
+        pool = 7_000 if self.settings["source"] == "t10k" else 60_000
+        return TaskShape(round(pool * (1 - float(self.settings["val_fraction"]))), (3, 28, 28))
 
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         is_test = frame["is_test"].to_numpy() == 1

@@ -3,8 +3,8 @@
 On a terminal: one line per running work unit (label, grid point, seed, experiment, elapsed
 time) above a full-width bar with the estimated time left. In a plain log (no terminal): one
 line per finished job. The estimate sums the expected duration of every job still to run: the
-mean duration of the finished jobs of its method in this run, else what `job_estimator` (the
-dry run's estimate) says, else the mean of every finished job; divided by the units running at
+mean duration of the finished jobs of its method in this run, else what `history_estimator` (the
+dry run's history estimate) says, else the mean of every finished job; divided by the units running at
 once.
 """
 
@@ -21,26 +21,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from fairbench.execution.estimates import Estimator, history_estimator
 from fairbench.execution.result import JobResult
 from fairbench.plan import Job
-from fairbench.store import STORE_FILE, load_jobs
-
-Estimator = Callable[[Job], "float | None"]
-
-
-def job_estimator(results: Path) -> Estimator:
-    """Estimated seconds of a job from the finished jobs in `results`: the median duration of
-    its method on its dataset, else of its method on any dataset; None without any. Post-processed
-    variants (`fairbench postprocess`) carry their source's method but train nothing: left out."""
-    by_dataset: dict[tuple[str, str], float] = {}
-    by_method: dict[str, float] = {}
-    if (results / STORE_FILE).exists():
-        jobs = load_jobs(results)
-        trained = ~jobs["info"].fillna("").str.contains('"postprocessed_from"', regex=False)
-        finished = jobs[(jobs["status"] == "done") & jobs["duration"].notna() & trained]
-        by_dataset = finished.groupby(["method", "dataset"])["duration"].median().to_dict()
-        by_method = finished.groupby("method")["duration"].median().to_dict()
-    return lambda job: by_dataset.get((job.method, job.dataset), by_method.get(job.method))
 
 
 def grid_keys(units: list[list[Job]]) -> dict[tuple[str, str], list[str]]:
@@ -120,7 +103,7 @@ class JobProgress:
         self.done = 0
         self.waiting = {job.job_id: job for unit in units for job in unit}
         self.grids = grid_keys(units)
-        self.estimate = Estimate(job_estimator(results))
+        self.estimate = Estimate(history_estimator(results))
         self.started: dict[str, float] = {}  # first job id of a running unit -> its start
         self.running: list[list[Job]] = []
         self.begun = time.monotonic()

@@ -18,7 +18,7 @@ import torch
 
 from fairbench.artifacts import ArtifactCache
 from fairbench.bounds import Bound, coerce
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, TaskShape
 from fairbench.errors import FairbenchError, did_you_mean
 from fairbench.table_spec import ReportTable
 from fairbench.train.seeding import stream
@@ -71,6 +71,21 @@ class Outcome:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Work:
+    """Part of what one job computes, for time estimates from benchmark rates before anything
+    ran (fairbench.execution.estimates): `amount` units of the measured workload `workload`,
+    e.g. 1e6 iterations of "encoder:factor_vae@3x64x64" or 4.5e6 rows of
+    "train:resnet18@3x32x32". `shared`: a key of work the run does once for every job of the
+    same experiment and seed that declares it (a cached encoder). `stackable`: members of a
+    stacked sweep do it together, at the rate "<workload> stacked" (per member)."""
+
+    workload: str
+    amount: float
+    shared: str = ""
+    stackable: bool = False
+
+
 @dataclass
 class RunContext:
     """What the framework hands a job: its device, its seed, the artifact cache, its log."""
@@ -118,6 +133,11 @@ class Method:
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         raise NotImplementedError
+
+    def work(self, shape: TaskShape) -> list[Work] | None:
+        """What one job of these parameters computes on a task of `shape`, in workloads a
+        benchmark measures (bench/bench_gpu.py --save-rates); None: unknown (no estimate)."""
+        return None
 
     @classmethod
     def run_stacked(cls, params: list[dict[str, Any]], data: TaskData, ctx: RunContext) -> list[Outcome]:

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from fairbench.bounds import NON_NEGATIVE
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, TaskShape
 from fairbench.encoders import Latents, encoder_label, latent_codes
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext
+from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext, Work
 from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
@@ -110,6 +110,9 @@ class DVGE(LatentCodeMethod):
     budgets = SHARED_BUDGETS
     stackable = ("eta1", "eta2")
     report_tables = (ABLATION_TABLE,)
+
+    def work(self, shape: TaskShape) -> list[Work]:
+        return [*super().work(shape), self.sensitive_classifier_work(shape)]
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return type(self).run_stacked([self.params], data, ctx)[0]

@@ -104,6 +104,9 @@ class FilterDrop(TrainedMethod):
     }
     budgets = {"paper": {}, "quick": {"epochs": 20, "attribute_epochs": 5}}
 
+    def epochs_trained(self) -> float:
+        return float(self.params["attribute_epochs"] + self.params["epochs"])
+
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         """Two trainings of one model on the engine: the multi-task stage, the drop, stage 2."""
         p = self.params

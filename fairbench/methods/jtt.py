@@ -73,6 +73,11 @@ class JTT(BranchedMethod):
     }
     budgets = {"paper": {}, "quick": {"epochs": 20}}
 
+    def epochs_trained(self) -> float:
+        """T identification epochs, then the retraining (counted at one pass per epoch: the
+        upsampled rows make it longer by an amount only the first model decides)."""
+        return float(self.params["id_epochs"] + self.params["epochs"])
+
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         """Two trainings on the engine: the identification model, then the final one."""
         p = self.params

@@ -95,6 +95,10 @@ class LfF(ClassifierMethod):
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
 
+    def epochs_trained(self) -> float:
+        """Two networks (biased and debiased) learn from every batch."""
+        return 2.0 * self.params["epochs"]
+
     def build(self, t: Trainer) -> nn.Module:
         shape, arch, k = tuple(t.data.x.shape[1:]), self.params["arch"], t.data.n_classes
         model = Pair(classifier(arch, shape, k), classifier(arch, shape, k))

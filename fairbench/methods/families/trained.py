@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from fairbench.bounds import POSITIVE, POSITIVE_INT
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, TaskShape
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.base import HParam, Method, Outcome, RunContext, Work
 from fairbench.train import SELECTION_RULES, Batch, Fit, Losses, Trainer, descend, get_rule, minibatches, predict_proba
 
 # Scores of a split's rows ("val", "test", "train") from the model as it is when the scorer is made.
@@ -85,6 +85,16 @@ class TrainedMethod(Method):
 
     # Batches with fewer rows are skipped (2 for networks with batch norm).
     min_batch: ClassVar[int] = 1
+
+    def work(self, shape: TaskShape) -> list[Work] | None:
+        """`epochs_trained` passes over the training rows of its `arch` on this input shape."""
+        if "arch" not in self.params or shape.input is None:
+            return None
+        return [Work(f"train:{self.params['arch']}@{shape.input_name}", self.epochs_trained() * shape.train_rows)]
+
+    def epochs_trained(self) -> float:
+        """Passes over the training rows a job makes, in units of one network's epoch."""
+        return float(self.params["epochs"])
 
     def build(self, t: Trainer) -> nn.Module:
         """The model (all of the method's networks in one module), built after the engine has seeded."""

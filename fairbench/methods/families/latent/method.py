@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, TaskShape
 from fairbench.encoders import encoder_label, latent_codes, resolve_encoder
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import Method, MetricRow, Outcome, RunContext
+from fairbench.methods.base import Method, MetricRow, Outcome, RunContext, Work
 from fairbench.methods.families.latent.codes import TaskTensors, fit_downstream, scores_of
 from fairbench.methods.families.latent.recipe import recipe, sens_recipe
 from fairbench.methods.families.latent.sensitive import sensitive_classifier
@@ -40,6 +41,24 @@ class LatentCodeMethod(Method):
         resolved["encoder"] = resolve_encoder(config, where)
         return resolved
 
+    def work(self, shape: TaskShape) -> list[Work]:
+        """The encoder (trained once per experiment and seed, then cached), then g."""
+        p = self.params
+        config = p["encoder"]
+        encoder = json.dumps([config, p["encoder_iters"]], sort_keys=True, default=str)
+        g = recipe(p, p["epochs"])
+        return [
+            Work(f"encoder:{config['name']}@{shape.input_name}", p["encoder_iters"], shared=encoder),
+            Work(g.workload, g.steps(shape.train_rows), stackable=bool(self.stackable)),
+        ]
+
+    def sensitive_classifier_work(self, shape: TaskShape) -> Work:
+        """Training d, once for every job on the same encoder, code and recipe (a cached artifact)."""
+        p = self.params
+        d = sens_recipe(p)
+        key = json.dumps(["d", p["encoder"], p["encoder_iters"], p["latent"], d.__dict__], sort_keys=True, default=str)
+        return Work(d.workload, d.steps(shape.train_rows), shared=key)
+
 
 class SensitivePartDropped(LatentCodeMethod):
     """g on the code of an encoder with designated sensitive dims (its part "sensitive"), those
@@ -51,6 +70,9 @@ class SensitivePartDropped(LatentCodeMethod):
     d sees the full code with the sensitive dims zeroed, which holds exactly what g's input holds
     (a zero input dim carries nothing and gets no gradient), and so shares d's cached artifact.
     """
+
+    def work(self, shape: TaskShape) -> list[Work]:
+        return super().work(shape) + ([self.sensitive_classifier_work(shape)] if self.params["ablation"] else [])
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params

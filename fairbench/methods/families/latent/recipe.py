@@ -34,6 +34,17 @@ class Recipe:
         """M stacked 10-1000x5-2 MLPs (LeakyReLU 0.2), not yet initialised."""
         return StackedMLP([in_dim, *[self.width] * 5, 2], members, dtype=DTYPES[self.precision], device=device)
 
+    def steps(self, train_rows: int) -> int:
+        """Minibatch steps of a whole training on `train_rows` rows (each epoch a full pass, or
+        `max_steps_per_epoch`)."""
+        per_epoch = -(-train_rows // self.batch_size)
+        return self.epochs * (min(per_epoch, self.max_steps_per_epoch) if self.max_steps_per_epoch else per_epoch)
+
+    @property
+    def workload(self) -> str:
+        """The benchmark workload of training this MLP: `latent_mlp:<width>`."""
+        return f"latent_mlp:{self.width}"
+
     def fit_kwargs(self) -> dict[str, Any]:
         return {
             "epochs": self.epochs,
