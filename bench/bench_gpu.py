@@ -6,7 +6,7 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
 - ResNet-18 training images/s at 32x32 and 64x64 (ERM's branched ResNet-18, batch 256),
 - LfF's MLP (`mlp3`) epochs/s on Colored-MNIST-sized data (60,000 x 3 x 28 x 28, batch 256),
 - DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
-- encoder iterations/s (vanilla VAE and FactorVAE, batch 64, 64x64 images),
+- encoder iterations/s (vanilla VAE, FactorVAE, FFVAE, FD-VAE; batch 64, 64x64 images), per precision,
 - the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`).
 
 `--save-rates [FILE]` also writes the measured rates (per workload, in the units `Method.work`
@@ -46,7 +46,7 @@ from fairbench.execution.estimates import Rates, default_rates_path
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
 from fairbench.nets.stacked import StackedMLP
-from fairbench.train import PRECISIONS, Trainer
+from fairbench.train import PRECISIONS, Arithmetic, Trainer
 from fairbench.train.seeding import stream
 from fairbench.train.stacked import fit_stacked
 
@@ -112,7 +112,7 @@ def erm_rate(task: TaskData, arch: str, device: str, precision: str, epochs: int
     return epochs * len(task.splits["train"]) / seconds
 
 
-def stacked_g_rate(device: str, members: int, steps: int) -> float:
+def stacked_g_rate(device: str, members: int, steps: int, precision: str) -> float:
     """DVGE downstream g member-steps/s (10-1000x5-2 MLPs, batch 64) stacked `members` deep."""
     rows = 20_000
     z = torch.randn(rows, 10, generator=torch.Generator().manual_seed(0)).to(device)
@@ -135,14 +135,16 @@ def stacked_g_rate(device: str, members: int, steps: int) -> float:
             lr=1e-5,
             betas=(0.5, 0.9),
             max_steps_per_epoch=steps,
+            arithmetic=Arithmetic(precision, device),
         )
 
     return members * steps / timed(device, fit)
 
 
-def encoder_rate(name: str, task: TaskData, device: str, iterations: int) -> float:
+def encoder_rate(name: str, task: TaskData, device: str, iterations: int, precision: str) -> float:
+    """Encoder training iterations per second (batch 64), the artifact's own loop."""
     config = resolve_encoder({"name": name})
-    seconds = timed(device, lambda: train_encoder(task, config, iterations, 0, device, lambda message: None))
+    seconds = timed(device, lambda: train_encoder(task, config, iterations, 0, device, lambda message: None, precision))
     return iterations / seconds
 
 
@@ -219,14 +221,22 @@ def main() -> None:
             print(f"{'mlp3 Colored MNIST epochs/s':36} fp32  {per_epoch:12.2f}")
         steps = 5 if small else 100
         for members in (1, 20):
-            rate = stacked_g_rate(args.device, members, steps)
-            rates["latent_mlp:1000" if members == 1 else "latent_mlp:1000 stacked"] = rate
-            print(f"{'dvge g member-steps/s':36} {members:2} member(s) {rate:10.1f}")
+            base = None
+            for precision in precisions:
+                rate = stacked_g_rate(args.device, members, steps, precision)
+                base = base or rate
+                name = "latent_mlp:1000" + (" stacked" if members > 1 else "")
+                rates[name + ("" if precision == "fp32" else f" {precision}")] = rate
+                label = f"dvge g member-steps/s, {members} member(s)"
+                print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
         iterations = 5 if small else 300
         for name in ("vanilla_vae", "factor_vae", "ffvae", "fdvae"):
-            rate = encoder_rate(name, faces, args.device, iterations)
-            rates[f"encoder:{name}@3x64x64"] = rate
-            print(f"{name + ' iterations/s':36} fp32  {rate:12.1f}")
+            base = None
+            for precision in precisions:
+                rate = encoder_rate(name, faces, args.device, iterations, precision)
+                base = base or rate
+                rates[f"encoder:{name}@3x64x64" + ("" if precision == "fp32" else f" {precision}")] = rate
+                print(f"{name + ' iterations/s':36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
     if args.quickstart:
         auto, cpu = quickstart_seconds("auto"), quickstart_seconds("cpu")
         print(f"quickstart wall: --device auto {auto:.1f} s, --device cpu {cpu:.1f} s (auto/cpu x{auto / cpu:.2f})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,15 @@ def test_ablation_check_suite_shows_the_mechanism_on_adult(real_data, tmp_path: 
     for kind in ("fixed", "retrained"):
         for clip in ("true", "false"):
             assert len(list((out / "report").glob(f"ablation_*_{kind}_clip-{clip}.md"))) == 1
+
+
+def test_bf16_is_a_setting_of_the_encoder_d_and_g_alike(tmp_path: Path) -> None:
+    """The job's precision reaches every training of a DVGE job: its own encoder and d artifacts
+    (fp32 keeps its), finite scores; a float64 recipe (exactness checks) stays full precision."""
+    params = _params(eta1=0.5, eta2=0.4, precision="float32")
+    fp32 = DVGE(params).run(_table(), run_context(tmp_path))
+    bf16 = DVGE(params).run(_table(), replace(run_context(tmp_path), precision="bf16"))
+    assert bf16.info["encoder_built_now"] and bf16.info["encoder_artifact"] != fp32.info["encoder_artifact"]
+    assert bf16.info["sens_classifier_artifact"] != fp32.info["sens_classifier_artifact"]
+    assert all(np.isfinite(bf16.scores[split]).all() for split in ("val", "test"))
+    assert not np.array_equal(bf16.scores["test"], fp32.scores["test"])

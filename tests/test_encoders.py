@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from contexts import run_context
 
 from fairbench.data.base import build_task, open_dataset
 from fairbench.encoders import latent_codes, resolve_encoder
+from fairbench.encoders.artifact import encoder_key
 from fairbench.encoders.base import batch_stream
 from fairbench.encoders.factor_vae import FactorVAETrainer, permute_dims
 from fairbench.encoders.networks import VAE
@@ -83,6 +85,8 @@ def test_factor_vae_step_trains_discriminator_on_detached_codes() -> None:
     trainer.discriminator.register_forward_hook(lambda m, i, o: seen.append(i[0].requires_grad))
     losses = trainer.step(lambda: x[torch.randperm(32)[:16]])
     assert set(losses) == {"recon", "kl", "tc", "d_loss"}
+    # Detached tensors: the loop reads them only when it logs, so a step never waits for the GPU.
+    assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in losses.values())
     # First call: the VAE's live codes (the TC term trains the encoder); then only detached ones.
     assert seen == [True, False, False]
     assert any(not torch.equal(a, b) for a, b in zip(before, vae.parameters(), strict=True))
@@ -152,3 +156,17 @@ def test_likelihood_is_bernoulli_for_images_and_gaussian_for_tables() -> None:
     table, means = torch.rand(4, 20), torch.rand(4, 20)
     expected = 0.5 * ((means - table) / settings["sigma"]).pow(2).sum() / 4
     torch.testing.assert_close(reconstruction_loss(means, table, settings), expected)
+
+
+@pytest.mark.parametrize("name", ["vanilla_vae", "factor_vae", "ffvae", "fdvae"])
+def test_encoders_train_in_the_engines_precision(tmp_path: Path, name: str) -> None:
+    """bf16 (autocast, fp32 weights) is its own artifact with finite codes; fp32 keeps its key."""
+    data = _images()
+    config = {"name": name, "width": 16}
+    fp32 = latent_codes(data, config, 3, run_context(tmp_path))
+    ctx = replace(run_context(tmp_path), precision="bf16")
+    bf16 = latent_codes(data, config, 3, ctx)
+    assert bf16.built_now and bf16.folder != fp32.folder
+    assert np.isfinite(bf16.mean).all() and not np.array_equal(bf16.mean, fp32.mean)
+    assert "precision" not in encoder_key(data, resolve_encoder(config), 3, 0)
+    assert encoder_key(data, resolve_encoder(config), 3, 0, "bf16")["precision"] == "bf16"

@@ -5,6 +5,7 @@ that prints them."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ RATES = {
     "encoder:factor_vae@3x64x64": 100.0,
     "latent_mlp:1000": 50.0,
     "latent_mlp:1000 stacked": 400.0,
+    "latent_mlp:1000 stacked bf16": 800.0,
     "train:mlp3@3x28x28": 9000.0,
     "train:mlp3@3x28x28 bf16": 18000.0,
 }
@@ -100,6 +102,10 @@ def test_rates_price_declared_work_counting_a_shared_encoder_once_per_experiment
     stacked = RateEstimator(Rates("m", "cuda", RATES), stacked={job.job_id for job in dvge})
     assert stacked(dvge[0]) == pytest.approx(encoder + 2 * steps / 400.0 + d)  # g at the stacked rate
     assert stacked(dvge[2]) == pytest.approx(2 * steps / 400.0)
+    bf16 = [replace(job, precision="bf16") for job in dvge]
+    stacked_bf16 = RateEstimator(Rates("m", "cuda", RATES), stacked={job.job_id for job in bf16})
+    stacked_bf16(bf16[0])
+    assert stacked_bf16(bf16[2]) == pytest.approx(2 * steps / 800.0)  # the stacked bf16 rate
 
 
 def test_a_precision_rate_prices_its_jobs_and_fp32_prices_the_rest(tmp_path: Path) -> None:

@@ -22,12 +22,14 @@ from fairbench.data.base import TaskData
 from fairbench.encoders.base import Batch, Latents, attribute_count, batch_stream, task_labels
 from fairbench.encoders.catalog import TRAINERS, resolve_encoder
 from fairbench.encoders.networks import VAE
-from fairbench.train import as_input, seed_everything, to_float
+from fairbench.train import Arithmetic, as_input, seed_everything, to_float
 
 ARTIFACT_VERSION = 2  # 2: tables use the per-feature-scaled Gaussian
 
 
-def encoder_key(data: TaskData, config: dict[str, Any], iterations: int, seed: int) -> dict[str, Any]:
+def encoder_key(
+    data: TaskData, config: dict[str, Any], iterations: int, seed: int, precision: str = "fp32"
+) -> dict[str, Any]:
     key = {
         "version": ARTIFACT_VERSION,
         "input_key": data.input_key,
@@ -35,6 +37,8 @@ def encoder_key(data: TaskData, config: dict[str, Any], iterations: int, seed: i
         "iterations": iterations,
         "seed": seed,
     }
+    if precision != "fp32":  # fp32 encoders keep the keys they had before precision was a setting
+        key["precision"] = precision
     supervision = TRAINERS[config["name"]].supervision
     expressions = {"target": data.target, "sensitive": data.sensitive}
     if supervision:
@@ -43,14 +47,22 @@ def encoder_key(data: TaskData, config: dict[str, Any], iterations: int, seed: i
 
 
 def train_encoder(
-    data: TaskData, config: dict[str, Any], iterations: int, seed: int, device: str, log: Callable[[str], Any]
+    data: TaskData,
+    config: dict[str, Any],
+    iterations: int,
+    seed: int,
+    device: str,
+    log: Callable[[str], Any],
+    precision: str = "fp32",
 ) -> tuple[VAE, list[dict[str, float]]]:
-    """Train a VAE of `config` on the train split for `iterations` steps; return it and a loss log."""
+    """Train a VAE of `config` on the train split for `iterations` steps in the engine's
+    arithmetic (`precision`); return it and a loss log (the losses read every 1/20 of the run)."""
     generator = seed_everything(seed)
+    arithmetic = Arithmetic(precision, device)
     kind = TRAINERS[config["name"]]
     deterministic = kind.deterministic(config, attribute_count(data))
-    vae = VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"], deterministic).to(device)
-    trainer = kind(vae, config, device)
+    vae = arithmetic.place(VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"], deterministic))
+    trainer = kind(vae, config, device, arithmetic)
     x = to_float(data.x, device)
     labels = {k: torch.from_numpy(v).to(device) for k, v in task_labels(data, kind.supervision).items()}
     if x.dim() == 2:
@@ -61,9 +73,8 @@ def train_encoder(
 
     def next_batch() -> Batch:
         rows = next(stream_)
-        if labels:
-            return as_input(x[rows]), {k: v[rows] for k, v in labels.items()}
-        return as_input(x[rows])
+        inputs = arithmetic.layout(as_input(x[rows]))
+        return (inputs, {k: v[rows] for k, v in labels.items()}) if labels else inputs
 
     history: list[dict[str, float]] = []
     every = max(1, iterations // 20)
@@ -72,6 +83,7 @@ def train_encoder(
     for iteration in range(1, iterations + 1):
         losses = trainer.step(next_batch)
         if iteration % every == 0 or iteration == iterations:
+            losses = {name: value.item() for name, value in losses.items()}
             history.append({"iteration": iteration, **losses})
             log(
                 f"{config['name']} {iteration}/{iterations} "
@@ -101,11 +113,12 @@ def latent_codes(data: TaskData, config: dict[str, Any], iterations: int, ctx: A
     `ctx` is a RunContext (device, seed, cache, log).
     """
     config = resolve_encoder(config)
-    key = encoder_key(data, config, iterations, ctx.seed)
+    precision = getattr(ctx, "precision", "fp32")
+    key = encoder_key(data, config, iterations, ctx.seed, precision)
 
     def build(folder: Path) -> None:
-        ctx.log.info(f"training encoder {config['name']} for {iterations} iterations -> {folder.name}")
-        vae, history = train_encoder(data, config, iterations, ctx.seed, ctx.device, ctx.log.info)
+        ctx.log.info(f"training encoder {config['name']} for {iterations} iterations ({precision}) -> {folder.name}")
+        vae, history = train_encoder(data, config, iterations, ctx.seed, ctx.device, ctx.log.info, precision)
         mean, logvar = encode_all(vae, data, ctx.device)
         # One seeded reparameterised sample per row: the released code's dumped codes.
         eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(ctx.seed)).numpy()

@@ -18,6 +18,7 @@ from fairbench.data.base import TaskData
 from fairbench.encoders.networks import VAE, reparameterise
 from fairbench.errors import FairbenchError
 from fairbench.expressions import Expression
+from fairbench.train import Arithmetic
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
 
@@ -61,15 +62,19 @@ class EncoderTrainer:
         """How many trailing code dims are point masses rather than sampled."""
         return 0
 
-    def __init__(self, vae: VAE, settings: dict[str, Any], device: str) -> None:
+    def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
         self.vae, self.settings, self.device = vae, settings, device
+        # The engine's arithmetic: wrap each forward and loss in `self.arithmetic.autocast()`.
+        self.arithmetic = arithmetic or Arithmetic("fp32", device)
         # Per-feature train std (tables): the Gaussian likelihood's unit; set by train_encoder.
         self.feature_std: torch.Tensor | None = None
         self.optimiser = torch.optim.Adam(
             vae.parameters(), lr=settings["lr"], betas=(settings["beta1"], settings["beta2"])
         )
 
-    def step(self, next_batch: Callable[[], Batch]) -> dict[str, float]:
+    def step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
+        """One training step; the named losses as detached tensors (read only when logged, so
+        that a step never waits for the device)."""
         raise NotImplementedError
 
     def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from fairbench.encoders.base import Batch, EncoderTrainer, inputs_of
 from fairbench.encoders.networks import VAE, reparameterise
 from fairbench.nets.layers import dvge_mlp
+from fairbench.train import Arithmetic
 
 
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
@@ -33,8 +34,8 @@ class FactorVAETrainer(EncoderTrainer):
     label = "DVGE-D"
     defaults: dict[str, Any] = {"gamma": 6.4, "lr_d": 1e-5, "beta1_d": 0.5, "beta2_d": 0.9}
 
-    def __init__(self, vae: VAE, settings: dict[str, Any], device: str) -> None:
-        super().__init__(vae, settings, device)
+    def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
+        super().__init__(vae, settings, device, arithmetic)
         self.discriminator = dvge_mlp(vae.z_dim, 2, settings["width"]).to(device)
         self.optimiser_d = torch.optim.Adam(
             self.discriminator.parameters(),
@@ -51,24 +52,26 @@ class FactorVAETrainer(EncoderTrainer):
         """Samples of the factorised distribution the TC compares the joint with."""
         return permute_dims(z)
 
-    def step(self, next_batch: Callable[[], Batch]) -> dict[str, float]:
-        loss, terms, z = self.vae_terms(next_batch())
-        d_z = self.discriminator(z)
-        # Logit of "joint" minus logit of "permuted": the density-ratio estimate of the TC.
-        tc = (d_z[:, 0] - d_z[:, 1]).mean()
-        loss = loss + self.settings["gamma"] * tc
+    def step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
+        with self.arithmetic.autocast():
+            loss, terms, z = self.vae_terms(next_batch())
+            d_z = self.discriminator(z)
+            # Logit of "joint" minus logit of "permuted": the density-ratio estimate of the TC.
+            tc = (d_z[:, 0] - d_z[:, 1]).mean()
+            loss = loss + self.settings["gamma"] * tc
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
 
-        with torch.no_grad():
-            mu, logvar = self.vae.encode(inputs_of(next_batch()))
-            z_perm = self.permuted(reparameterise(mu, logvar))
-        joint = self.discriminator(z.detach())
-        permuted = self.discriminator(z_perm)
-        zeros = torch.zeros(len(joint), dtype=torch.long, device=joint.device)
-        d_loss = 0.5 * (F.cross_entropy(joint, zeros) + F.cross_entropy(permuted, torch.ones_like(zeros)))
+        with self.arithmetic.autocast():
+            with torch.no_grad():
+                mu, logvar = self.vae.encode(inputs_of(next_batch()))
+                z_perm = self.permuted(reparameterise(mu, logvar))
+            joint = self.discriminator(z.detach())
+            permuted = self.discriminator(z_perm)
+            zeros = torch.zeros(len(joint), dtype=torch.long, device=joint.device)
+            d_loss = 0.5 * (F.cross_entropy(joint, zeros) + F.cross_entropy(permuted, torch.ones_like(zeros)))
         self.optimiser_d.zero_grad(set_to_none=True)  # also drops what the VAE loss left in D
         d_loss.backward()
         self.optimiser_d.step()
-        return {**{k: v.item() for k, v in terms.items()}, "tc": tc.item(), "d_loss": d_loss.item()}
+        return {**{k: v.detach() for k, v in terms.items()}, "tc": tc.detach(), "d_loss": d_loss.detach()}

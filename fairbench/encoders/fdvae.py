@@ -38,6 +38,7 @@ from fairbench.encoders.base import Batch, EncoderTrainer
 from fairbench.encoders.networks import VAE
 from fairbench.errors import FairbenchError
 from fairbench.nets.layers import dvge_mlp
+from fairbench.train import Arithmetic
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -71,7 +72,7 @@ class FDVAETrainer(EncoderTrainer):
             )
         return {"target": list(range(t)), "mutual": list(range(t, z - s)), "sensitive": list(range(z - s, z))}
 
-    def __init__(self, vae: VAE, settings: dict[str, Any], device: str) -> None:
+    def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
         parts = self.parts(settings, 1)
         self.target, self.mutual, self.sensitive = parts["target"], parts["mutual"], parts["sensitive"]
         width = settings["width"]
@@ -87,7 +88,7 @@ class FDVAETrainer(EncoderTrainer):
                 "target_from_sensitive": dvge_mlp(len(self.sensitive), 2, width),
             }
         ).to(device)
-        super().__init__(vae, settings, device)
+        super().__init__(vae, settings, device, arithmetic)
         self.optimiser.add_param_group({"params": list(self.heads.parameters())})
         self.optimiser_d = torch.optim.Adam(
             self.adversaries.parameters(), lr=settings["lr_d"], betas=(settings["beta1_d"], settings["beta2_d"])
@@ -109,19 +110,21 @@ class FDVAETrainer(EncoderTrainer):
         terms = {"recon": recon, "kl": kl, "target": target, "protected": protected, "decorrelation": decorrelation}
         return loss, terms, z
 
-    def step(self, next_batch: Callable[[], Batch]) -> dict[str, float]:
+    def step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
         batch = next_batch()
-        loss, terms, z = self.vae_terms(batch)
+        with self.arithmetic.autocast():
+            loss, terms, z = self.vae_terms(batch)
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
 
         labels = batch[1]  # type: ignore[index]
         z = z.detach()
-        adversary_loss = F.cross_entropy(
-            self.adversaries["sensitive_from_target"](z[:, self.target]), labels["g"]
-        ) + F.cross_entropy(self.adversaries["target_from_sensitive"](z[:, self.sensitive]), labels["y"])
+        with self.arithmetic.autocast():
+            adversary_loss = F.cross_entropy(
+                self.adversaries["sensitive_from_target"](z[:, self.target]), labels["g"]
+            ) + F.cross_entropy(self.adversaries["target_from_sensitive"](z[:, self.sensitive]), labels["y"])
         self.optimiser_d.zero_grad(set_to_none=True)  # also drops what the encoder loss left in them
         adversary_loss.backward()
         self.optimiser_d.step()
-        return {**{k: v.item() for k, v in terms.items()}, "adversaries": adversary_loss.item()}
+        return {**{k: v.detach() for k, v in terms.items()}, "adversaries": adversary_loss.detach()}

@@ -16,10 +16,11 @@ class VanillaVAETrainer(EncoderTrainer):
     label = "DVGE-N"
     defaults: dict = {}
 
-    def step(self, next_batch: Callable[[], torch.Tensor]) -> dict[str, float]:
-        recon, kl, _ = self.elbo_terms(next_batch())
-        loss = recon + kl
+    def step(self, next_batch: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
+        with self.arithmetic.autocast():
+            recon, kl, _ = self.elbo_terms(next_batch())
+            loss = recon + kl
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
-        return {"recon": recon.item(), "kl": kl.item()}
+        return {"recon": recon.detach(), "kl": kl.detach()}

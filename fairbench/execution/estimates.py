@@ -140,13 +140,10 @@ class RateEstimator:
         return seconds
 
     def _rate(self, workload: str, stacked: bool, precision: str) -> float | None:
-        """The most specific measured rate: stacked, then at the job's precision, then plain
-        (an fp32 rate prices a tf32 or bf16 job from above)."""
-        names = [workload]
-        if precision != "fp32":
-            names.insert(0, f"{workload} {precision}")
-        if stacked:
-            names = [f"{name} stacked" for name in names] + names
+        """The most specific measured rate: "<workload>[ stacked][ <precision>]", stacked first,
+        the job's precision before fp32 (an fp32 rate prices a tf32 or bf16 job from above)."""
+        forms = [f"{workload} stacked", workload] if stacked else [workload]
+        names = [n for form in forms for n in ([f"{form} {precision}"] if precision != "fp32" else []) + [form]]
         return next((self.rates.rates[name] for name in names if name in self.rates.rates), None)
 
 

@@ -46,6 +46,7 @@ from fairbench.methods.families.latent import (
     zero_dims,
 )
 from fairbench.methods.families.latent.explanation import FOCI, clip_perturbation
+from fairbench.methods.families.latent.recipe import arithmetic
 from fairbench.table_spec import ReportTable
 from fairbench.train.stacked import accuracy, fit_stacked
 
@@ -161,6 +162,7 @@ class DVGE(LatentCodeMethod):
             generators,
             perturb=perturb,
             log=ctx.log.debug,
+            arithmetic=arithmetic(rec, ctx),
             **rec.fit_kwargs(),
         )
         label = encoder_label(latents.config)
@@ -239,6 +241,7 @@ def ablation_rows(
         generators,
         monitor={"test": t.rows["test"]},
         log=ctx.log.debug,
+        arithmetic=arithmetic(rec, ctx),
         **rec.fit_kwargs(),
     )
     retrained = {s: accuracy(model, z_prime, t.g, t.rows[s]).tolist() for s in ("val", "test")}

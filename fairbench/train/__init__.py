@@ -1,7 +1,7 @@
 """The training engine (one loop for every method trained on minibatches), its selection rules,
 the job's random streams, and the tensors a training reads."""
 
-from fairbench.train.engine import PRECISIONS, Batch, Fit, JobContext, Losses, Trainer, descend
+from fairbench.train.engine import PRECISIONS, Arithmetic, Batch, Fit, JobContext, Losses, Trainer, descend
 from fairbench.train.seeding import seed_everything, stream
 from fairbench.train.selection import SELECTION_RULES, Score, SelectionRule, Validation, get_rule, selection_rule
 from fairbench.train.tensors import as_input, embed, minibatches, predict_proba, to_float
@@ -9,6 +9,7 @@ from fairbench.train.tensors import as_input, embed, minibatches, predict_proba,
 __all__ = [
     "PRECISIONS",
     "SELECTION_RULES",
+    "Arithmetic",
     "Batch",
     "Fit",
     "JobContext",

@@ -45,8 +45,7 @@ class Batch:
     @cached_property
     def x(self) -> torch.Tensor:
         """Model inputs (images scaled to [0, 1]; channels-last where the trainer says so)."""
-        x = as_input(self.trainer.x[self.rows])
-        return x.contiguous(memory_format=torch.channels_last) if self.trainer.channels_last and x.dim() == 4 else x
+        return self.trainer.arithmetic.layout(as_input(self.trainer.x[self.rows]))
 
     @cached_property
     def y(self) -> torch.Tensor:
@@ -95,19 +94,45 @@ class JobContext(Protocol):
     precision: str
 
 
+class Arithmetic:
+    """A training's arithmetic on its device, the engine's settings that every training loop
+    shares (the Trainer's and the encoders'): `precision` (one of PRECISIONS) and, on CUDA,
+    channels-last convolutions. Made at the start of a training: it sets the matmul precision,
+    a process-wide switch (a worker runs jobs of several settings one after another)."""
+
+    def __init__(self, precision: str, device: str) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.precision, self.device = precision, device
+        # NHWC convolutions run on a GPU's tensor cores without transposes; a CPU keeps NCHW (and its numbers)
+        self.channels_last = torch.device(device).type == "cuda"
+        set_matmul_precision(precision, device)
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model on the device, channels-last where convolutions are faster so."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of images in the models' memory format (channels-last on CUDA)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast (fp32 master weights) under `bf16`, else the arithmetic as is."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+
 class Trainer:
     """One job's training session on `ctx.device`: seeded now from `ctx.seed`, the task's tensors
     on the device (`inputs` in place of the task's x when given)."""
 
     def __init__(self, data: TaskData, ctx: JobContext, inputs: np.ndarray | None = None) -> None:
         self.data, self.ctx, self.device, self.seed = data, ctx, ctx.device, ctx.seed
-        self.precision = getattr(ctx, "precision", "fp32")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.arithmetic = Arithmetic(getattr(ctx, "precision", "fp32"), self.device)
+        self.precision, self.channels_last = self.arithmetic.precision, self.arithmetic.channels_last
         self.generator = seed_everything(ctx.seed)
-        set_matmul_precision(self.precision, self.device)
-        # NHWC convolutions run on a GPU's tensor cores without transposes; a CPU keeps NCHW (and its numbers)
-        self.channels_last = torch.device(self.device).type == "cuda"
         self._inputs = inputs
         self._groups: dict[str, torch.Tensor] = {}
         self._rows: dict[str, torch.Tensor] = {}
@@ -143,15 +168,12 @@ class Trainer:
 
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model on the device, channels-last where convolutions are faster so."""
-        model = model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+        return self.arithmetic.place(model)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """The forward pass's arithmetic: bf16 autocast (fp32 master weights) under `bf16`, else
-        as is. Wrap the forward and loss of an `update` in it, never the backward."""
-        if self.precision != "bf16":
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+        """The forward pass's arithmetic (see `Arithmetic.autocast`): wrap the forward and loss
+        of an `update` in it, never the backward."""
+        return self.arithmetic.autocast()
 
     def fit(
         self,

@@ -9,6 +9,7 @@ hyperparameter sweep (DVGE's eta grid, seeds) cost about one model on a GPU.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from fairbench.nets.stacked import StackedMLP, gather
+from fairbench.train.engine import Arithmetic
 
 # A perturbation hook: (features of the batch (M, B, D), row indices (M, B)) -> inputs (M, B, D).
 Perturb = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -68,6 +70,7 @@ def fit_stacked(
     val_features: torch.Tensor | None = None,
     monitor: dict[str, torch.Tensor] | None = None,
     log: Callable[[str], Any] | None = None,
+    arithmetic: Arithmetic | None = None,
 ) -> FitResult:
     """Train every member with cross-entropy, each on its own shuffled minibatches.
 
@@ -76,6 +79,7 @@ def fit_stacked(
     loss sees (DVGE's z'); selection and evaluation use `val_features` (default `features`)
     unperturbed. select = "acc": keep each member's epoch of best validation accuracy (the
     earliest on ties); "last": the final epoch. Weights are left at the selected epoch.
+    `arithmetic`: the engine's precision for the forward pass and loss (default: as is).
     """
     members = model.members
     if len(generators) != members:
@@ -83,6 +87,7 @@ def fit_stacked(
     device = train_rows.device
     val_features = features if val_features is None else val_features
     optimiser = adam(model.parameters(), lr, betas)
+    autocast = arithmetic.autocast if arithmetic is not None else contextlib.nullcontext
     best = torch.full((members,), -1.0, dtype=torch.float64, device=device)
     best_epoch = [0] * members
     best_state = [p.detach().clone() for p in model.parameters()]
@@ -94,14 +99,15 @@ def fit_stacked(
             steps = steps[:max_steps_per_epoch]
         for start in steps:
             rows = train_rows[orders[:, start : start + batch_size]]  # (M, B)
-            inputs = gather(features, rows, members)
-            if perturb is not None:
-                inputs = perturb(inputs, rows)
-            logits = model(inputs)
-            # Mean over each member's batch, summed over members: member m's gradient is
-            # exactly the gradient of its own loss.
-            loss = F.cross_entropy(logits.flatten(0, 1), labels[rows].flatten(), reduction="none")
-            loss = loss.view(members, -1).mean(1).sum()
+            with autocast():
+                inputs = gather(features, rows, members)
+                if perturb is not None:
+                    inputs = perturb(inputs, rows)
+                logits = model(inputs)
+                # Mean over each member's batch, summed over members: member m's gradient is
+                # exactly the gradient of its own loss.
+                loss = F.cross_entropy(logits.flatten(0, 1), labels[rows].flatten(), reduction="none")
+                loss = loss.view(members, -1).mean(1).sum()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fairbench.data.base import TaskData
-from fairbench.methods.families.latent.recipe import DTYPES, Recipe
+from fairbench.methods.families.latent.recipe import DTYPES, Recipe, arithmetic
 from fairbench.nets.stacked import StackedMLP
 from fairbench.train.stacked import FitResult, fit_stacked
 
@@ -39,6 +39,14 @@ def fit_downstream(t: TaskTensors, rec: Recipe, ctx: Any) -> tuple[StackedMLP, F
     generator = ctx.stream("downstream")
     model.reset([generator])
     fit = fit_stacked(
-        model, t.z, t.y, t.rows["train"], t.rows["val"], [generator], log=ctx.log.debug, **rec.fit_kwargs()
+        model,
+        t.z,
+        t.y,
+        t.rows["train"],
+        t.rows["val"],
+        [generator],
+        log=ctx.log.debug,
+        arithmetic=arithmetic(rec, ctx),
+        **rec.fit_kwargs(),
     )
     return model, fit

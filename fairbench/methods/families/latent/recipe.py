@@ -11,6 +11,7 @@ import torch
 from fairbench.bounds import BELOW_ONE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from fairbench.methods.base import HParam
 from fairbench.nets.stacked import StackedMLP
+from fairbench.train import Arithmetic
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PRECISIONS = tuple(DTYPES)
@@ -54,6 +55,12 @@ class Recipe:
             "select": self.select,
             "max_steps_per_epoch": self.max_steps_per_epoch,
         }
+
+
+def arithmetic(rec: Recipe, ctx: Any) -> Arithmetic:
+    """The job's precision (the engine's setting) for d and g; a float64 recipe (an exactness
+    check) keeps full precision. `ctx` is a RunContext."""
+    return Arithmetic(getattr(ctx, "precision", "fp32") if rec.precision == "float32" else "fp32", ctx.device)
 
 
 LATENTS = ("mean", "sample")

@@ -19,7 +19,7 @@ import torch
 from fairbench.data.base import TaskData
 from fairbench.encoders.base import Latents
 from fairbench.methods.families.latent.explanation import FOCI
-from fairbench.methods.families.latent.recipe import DTYPES, Recipe
+from fairbench.methods.families.latent.recipe import DTYPES, Recipe, arithmetic
 from fairbench.nets.stacked import StackedMLP
 from fairbench.train.stacked import FitResult, accuracy, fit_stacked
 
@@ -73,6 +73,8 @@ def sensitive_classifier(
         "recipe": recipe.__dict__,
         "seed": ctx.seed,
     }
+    if (precision := arithmetic(recipe, ctx).precision) != "fp32":  # fp32 keeps its earlier keys
+        key["precision"] = precision
     codes = zero_dims(latents.codes(latent), removed) if removed else latents.codes(latent)
     z, g, rows = _tensors(codes, data, recipe, ctx.device)
     model = recipe.model(z.shape[1], 1, ctx.device)
@@ -125,4 +127,14 @@ def _train(
 ) -> FitResult:
     generator = ctx.stream("sensitive_classifier")
     model.reset([generator])
-    return fit_stacked(model, z, g, rows["train"], rows["val"], [generator], **recipe.fit_kwargs(), log=ctx.log.debug)
+    return fit_stacked(
+        model,
+        z,
+        g,
+        rows["train"],
+        rows["val"],
+        [generator],
+        **recipe.fit_kwargs(),
+        log=ctx.log.debug,
+        arithmetic=arithmetic(recipe, ctx),
+    )
