@@ -4,6 +4,7 @@ job in a plain log, one line per running job above a full-width bar on a termina
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +41,25 @@ ADT = [[_job("adt", "ADT", seed, lam=lam)] for lam in (1.0, 10.0) for seed in (0
 ERM = [[_job("erm", "ERM", seed)] for seed in (0, 1)]
 
 
-def test_the_estimate_uses_finished_jobs_of_the_same_method_then_the_prior_then_the_run_mean() -> None:
+def test_the_estimate_uses_this_runs_jobs_of_the_method_and_dataset_then_the_prior_then_the_run() -> None:
     estimate = Estimate(prior=lambda job: 30.0 if job.method == "adt" else None)
     adt, erm = ADT[0][0], ERM[0][0]
     assert estimate.expected(adt) == 30.0 and estimate.expected(erm) is None
     assert estimate.left([adt, erm], [], slots=1) is None  # nothing known of erm yet
-    estimate.add("adt", 10.0)
-    estimate.add("adt", 20.0)
+    estimate.add(adt, 10.0)
+    estimate.add(adt, 20.0)
     assert estimate.expected(adt) == 15.0  # this run's own durations beat the history
     assert estimate.expected(erm) == 15.0  # nothing of erm: the run's mean
-    estimate.add("erm", 1.0)
+    estimate.add(erm, 1.0)
     # two waiting ADT jobs (15 s each), one running ERM 0.4 s in (1 s expected), on 2 slots
     assert estimate.left([adt, adt], [(erm, 0.4)], slots=2) == (15 + 15 + 0.6) / 2
+    # on a bigger dataset, the history of that dataset before this run's jobs of the method elsewhere
+    big = replace(erm, dataset="adult")
+    assert estimate.expected(big) == 1.0
+    estimate.prior = lambda job: 40.0 if job.dataset == "adult" else None
+    assert estimate.expected(big) == 40.0
+    estimate.add(big, 60.0)
+    assert estimate.expected(big) == 60.0 and estimate.expected(erm) == 1.0
 
 
 def test_jobs_are_described_by_their_grid_point_not_their_fixed_parameters() -> None:

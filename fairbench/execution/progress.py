@@ -51,25 +51,31 @@ def _clock(seconds: float) -> str:
 
 
 class Estimate:
-    """Expected durations of jobs: this run's finished jobs of the same method first, then the
-    prior (the results folder's history), then this run's mean."""
+    """Expected durations of jobs: this run's finished jobs of the same method on the same
+    dataset first (a method's cost follows the data's size), then the prior (the results
+    folder's history), then this run's jobs of the method on other datasets, then this run's mean."""
 
     def __init__(self, prior: Estimator) -> None:
         self.prior = prior
-        self.durations: dict[str, list[float]] = {}
+        self.durations: dict[tuple[str, str], list[float]] = {}
 
-    def add(self, method: str, seconds: float) -> None:
-        self.durations.setdefault(method, []).append(seconds)
+    def add(self, job: Job, seconds: float) -> None:
+        self.durations.setdefault((job.method, job.dataset), []).append(seconds)
 
     def expected(self, job: Job) -> float | None:
-        own = self.durations.get(job.method)
+        own = self.durations.get((job.method, job.dataset))
         if own:
             return sum(own) / len(own)
         prior = self.prior(job)
         if prior is not None:
             return prior
-        every = [s for seconds in self.durations.values() for s in seconds]
-        return sum(every) / len(every) if every else None
+        for pool in (
+            [s for (m, _), v in self.durations.items() if m == job.method for s in v],
+            [s for v in self.durations.values() for s in v],
+        ):
+            if pool:
+                return sum(pool) / len(pool)
+        return None
 
     def left(self, waiting: list[Job], running: list[tuple[Job, float]], slots: int) -> float | None:
         """Seconds until every job is done with `slots` units at once; None while a job has no
@@ -177,7 +183,7 @@ class JobProgress:
             self.waiting.pop(result.job.job_id, None)
             self.done += 1
             if result.status == "done":
-                self.estimate.add(result.job.method, result.duration)
+                self.estimate.add(result.job, result.duration)
             if self.live is None or result.status != "done":
                 self._report(result)
         if self.live is not None:
