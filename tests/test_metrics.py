@@ -71,6 +71,10 @@ def test_neighbour_graph_is_computed_once_per_feature_matrix() -> None:
     moved = x.copy()
     moved[0, 0] += 1.0
     assert metrics.nearest_neighbours(moved) is not first
+    # a worker's jobs cycle through seeds x splits: a second round finds every graph kept
+    splits = [rng.normal(size=(150, 5)) for _ in range(12)]
+    graphs = [metrics.nearest_neighbours(split) for split in splits]
+    assert all(metrics.nearest_neighbours(split) is graph for split, graph in zip(splits, graphs))
 
 
 def test_bias_accuracies() -> None:
