@@ -757,3 +757,30 @@ def test_a_declared_table_selects_each_seeds_grid_point_on_validation():
     assert every.text_rows()[2] == ["GBA (lam=1)", "0.910 ± 0.010"]
     with pytest.raises(ValueError, match="give `select`"):
         ReportTable(name="t", caption="c", metrics={"acc": "Acc"}, subject_to={"dp": 0.1})
+
+
+def test_rankings_order_methods_per_metric_by_their_average_rank_over_experiments() -> None:
+    from fairbench.report.tables import SummaryTable, rankings
+
+    values = {  # experiment -> label -> (acc, dp)
+        "e1": {"a": (0.90, 0.10), "b": (0.80, 0.02), "c": (0.85, 0.05)},
+        "e2": {"a": (0.70, 0.20), "b": (0.75, 0.01), "c": (0.70, 0.30)},
+    }
+    tables = []
+    for exp, by_label in values.items():
+        cells = pd.DataFrame(
+            [
+                {"experiment": exp, "label": label, "point": "-", "metric": m, "mean": v, "std": 0.01, "n": 3}
+                for label, (acc, dp) in by_label.items()
+                for m, v in (("acc", acc), ("dp", dp))
+            ]
+        )
+        tables.append(SummaryTable(exp, "best-val-acc", cells, pd.DataFrame()))
+    acc, dp = rankings(tables)
+    # acc, higher is better: a = (1 + 2.5) / 2, b = (3 + 1) / 2, c = (2 + 2.5) / 2
+    assert [row[:3] for row in acc.text_rows()] == [["1", "a", "1.75"], ["2", "b", "2.00"], ["3", "c", "2.25"]]
+    assert acc.text_rows()[0][3:] == ["2", "0.900 ± 0.010", "0.700 ± 0.010"]
+    # dp, lower is better: b first in both
+    # a and c tie at 2.5: by name
+    assert [row[1] for row in dp.text_rows()] == ["b", "a", "c"] and "lower is better" in dp.caption
+    assert rankings(tables[:1]) == []  # one experiment ranks nothing

@@ -341,6 +341,14 @@ def _summary_section(report: Report, df: pd.DataFrame, intervals: pd.DataFrame |
         section.tables.append(Table(t.caption, t.header, t.text_rows(), console=False))
         compact = [m for m in tables_mod.CONSOLE_METRICS if m in t.metrics]
         section.tables.append(Table(t.caption, t.header_for(compact), t.text_rows(compact), html=False))
+    rankings = tables_mod.rankings(summaries)
+    if rankings:
+        _write(
+            report,
+            "ranking.md",
+            "\n\n".join(f"**{r.caption}**\n\n" + markdown_table(r.header, r.text_rows()) for r in rankings),
+        )
+        section.tables += [Table(r.caption, r.header, r.text_rows(), console=False) for r in rankings]
     return section
 
 

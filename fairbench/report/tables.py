@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fairbench import metrics
 from fairbench.report.choices import SELECTION_RULES
 from fairbench.report.common import (
     GROUP,
@@ -207,3 +208,70 @@ def summary_csv(tables: list[SummaryTable]) -> pd.DataFrame:
     columns = [*GROUP, "point", "metric", "mean", "std", "n"]
     frames = [t.cells[columns + [c for c in ("ci_low", "ci_high") if c in t.cells]] for t in tables]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# The metrics the ranking tables order methods by, when the results have them.
+RANKED_METRICS = ("acc", "acc_worst_group", "dp", "eo", "eodds_max", "dp_intersectional", "ece_gap")
+
+
+@dataclass
+class Ranking:
+    """Methods ordered by their average rank on one metric over the experiments (1 = best; ties
+    share the average rank), beside each experiment's value at the selected point."""
+
+    metric: str
+    experiments: list[str]
+    rows: pd.DataFrame  # label, average_rank, ranked (experiments), and one cell per experiment
+    level: float | None
+
+    @property
+    def header(self) -> list[str]:
+        return ["Rank", "Method", "Average rank", "Experiments", *self.experiments]
+
+    def text_rows(self) -> list[list[str]]:
+        return [
+            [
+                str(i + 1),
+                str(r["label"]),
+                f"{r['average_rank']:.2f}",
+                str(r["ranked"]),
+                *[r[e] for e in self.experiments],
+            ]
+            for i, (_, r) in enumerate(self.rows.iterrows())
+        ]
+
+    @property
+    def caption(self) -> str:
+        ci = f" [{self.level:.0%} bootstrap interval]" if self.level else ""
+        better = "higher" if metrics.higher_is_better(self.metric) else "lower"
+        return f"Ranking by {self.metric} ({better} is better): average rank over experiments, test mean ± std{ci}"
+
+
+def rankings(tables: list[SummaryTable], names: tuple[str, ...] = RANKED_METRICS) -> list[Ranking]:
+    """One ranking per metric of `names` present, from the summary tables' selected points; a
+    method missing from an experiment is ranked over the experiments it has."""
+    cells = summary_csv(tables)
+    if cells.empty:
+        return []
+    level = next((t.level for t in tables if t.level), None)
+    out = []
+    for name in names:
+        sub = cells[cells["metric"] == name]
+        if sub["experiment"].nunique() < 2:
+            continue
+        wide = sub.pivot_table(index="label", columns="experiment", values="mean", aggfunc="first")
+        ranks = wide.rank(axis=0, ascending=not metrics.higher_is_better(name), method="average")
+        frame = pd.DataFrame(
+            {
+                "label": wide.index,
+                "average_rank": ranks.mean(axis=1).to_numpy(),
+                "ranked": wide.notna().sum(axis=1).to_numpy(),
+            }
+        )
+        for r in sub.itertuples():
+            interval = (r.ci_low, r.ci_high) if level and hasattr(r, "ci_low") else None
+            frame.loc[frame["label"] == r.label, r.experiment] = fmt_mean_std(r.mean, r.std, r.n, interval=interval)
+        experiments = sorted(sub["experiment"].unique())
+        frame[experiments] = frame[experiments].fillna("-")
+        out.append(Ranking(name, experiments, frame.sort_values(["average_rank", "label"], kind="stable"), level))
+    return out
