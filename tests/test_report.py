@@ -470,6 +470,7 @@ def test_cli_writes_everything_and_rejects_bad_input(results, tmp_path):
         "summary.md",
         "summary.tex",
         "summary.csv",
+        "ranking.md",  # two experiments: the methods ranked per metric over them
     }
     for args, message in [
         (["--pairs", "dpp:acc"], "did you mean 'dp'"),

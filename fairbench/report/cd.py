@@ -191,7 +191,10 @@ def plot_cd(result: CDResult, title: str = ""):  # -> matplotlib Figure
 
     apply_style()
     k = len(result.methods)
-    fig, ax = plt.subplots(figsize=(6.4, 1.5 + 0.3 * k))
+    # The labels sit left and right of the rank axis: the figure widens with the longest label
+    # and the axis with the number of ranks, so that 30 methods keep a readable axis.
+    longest = max(len(f"{m} (00.00)") for m in result.avg_ranks.index)
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.15 * k) + 2 * 0.075 * longest + 0.6, 1.5 + 0.3 * k))
     sig = result.pvalues.loc[result.avg_ranks.index, result.avg_ranks.index]
     sp.critical_difference_diagram(
         result.avg_ranks,
@@ -204,7 +207,7 @@ def plot_cd(result: CDResult, title: str = ""):  # -> matplotlib Figure
     if result.cd is not None:
         # Drawn here rather than by scikit-posthocs, whose CD bar sits on the tick labels.
         base = blended_transform_factory(ax.transData, ax.transAxes)
-        x0 = 1.0
+        x0 = max(1.0, min(ax.get_xlim()))  # from the axis' first rank, not left of it
         bar = offset_copy(base, fig=fig, y=26, units="points")
         ax.plot([x0, x0 + result.cd], [1, 1], transform=bar, color="k", lw=1.5, clip_on=False)
         for x in (x0, x0 + result.cd):
