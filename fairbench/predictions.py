@@ -78,14 +78,19 @@ class SplitPredictions:
         return given
 
     def evaluate(
-        self, features: np.ndarray | None = None, index: np.ndarray | None = None, names: set[str] | None = None
+        self,
+        features: np.ndarray | None = None,
+        index: np.ndarray | None = None,
+        names: set[str] | None = None,
+        given: dict[str, np.ndarray] | None = None,
     ) -> list[tuple[str, float, dict]]:
         """(metric, value, tags) of every registered metric these outputs support (or those in
         `names`), on the rows `index` (default all). With several sensitive attributes, a metric
         that reads the group is computed for each (tagged `attribute`) and its untagged value is
-        the mean over them, e.g. GRAD's Delta = accuracy - mean discrimination."""
+        the mean over them, e.g. GRAD's Delta = accuracy - mean discrimination. `given`: these
+        rows' `inputs(features)`, computed once by a caller that evaluates many resamples."""
         take = slice(None) if index is None else index
-        base = {k: v[take] for k, v in self.inputs(features).items()}
+        base = {k: v[take] for k, v in (self.inputs(features) if given is None else given).items()}
         if self.group.ndim == 1:
             return [(name, value, {}) for name, value in metrics.evaluate_inputs(base, names).items()]
         per_group = {m.name for m in metrics.registered().values() if "group" in m.needs}

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fairbench import predictions
 from fairbench.predictions import SplitPredictions
@@ -38,10 +40,12 @@ def replicates(part: SplitPredictions, reps: int, seed: int = 0, names: Iterable
     strata = part.strata()
     by_group = [np.flatnonzero(strata == value) for value in np.unique(strata)]
     rng = np.random.default_rng(seed)
+    given = part.inputs()  # once: the resamples index into it
     rows = []
     for _ in range(reps):
         index = np.concatenate([members[rng.integers(0, len(members), len(members))] for members in by_group])
-        rows.append({name: value for name, value, tags in part.evaluate(index=index, names=chosen) if not tags})
+        evaluated = part.evaluate(index=index, names=chosen, given=given)
+        rows.append({name: value for name, value, tags in evaluated if not tags})
     return pd.DataFrame(rows)
 
 
@@ -75,13 +79,18 @@ def point_intervals(
         return pd.DataFrame(columns=COLUMNS)
     finished = load_jobs(folder).set_index("job_id")["finished"]
     out = []
-    for (experiment, label, point), group in rows.groupby([*GROUP, "point"], sort=True):
-        per_job = []
-        for job_id in sorted(group["job_id"].unique()):
-            kept = predictions.load(folder, job_id, finished[job_id])
-            per_job.append(replicates(kept[split], reps, seed))
-        mean = sum(per_job) / len(per_job)
-        for metric in mean.columns:
-            low, high = percentile_interval(mean[metric].to_numpy(), level)
-            out.append((experiment, label, point, metric, low, high))
+    columns = (TextColumn("bootstrap intervals"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # On stderr and gone when done: thousands of jobs x replicates take minutes.
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("jobs", total=rows["job_id"].nunique())
+        for (experiment, label, point), group in rows.groupby([*GROUP, "point"], sort=True):
+            per_job = []
+            for job_id in sorted(group["job_id"].unique()):
+                kept = predictions.load(folder, job_id, finished[job_id])
+                per_job.append(replicates(kept[split], reps, seed))
+                progress.advance(task)
+            mean = sum(per_job) / len(per_job)
+            for metric in mean.columns:
+                low, high = percentile_interval(mean[metric].to_numpy(), level)
+                out.append((experiment, label, point, metric, low, high))
     return pd.DataFrame(out, columns=COLUMNS)
