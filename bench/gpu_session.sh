@@ -35,7 +35,7 @@ step 60 python3 -m fairbench run suites/celeba_male_attractive.yaml --dry-run --
     --results "$OUT/none"
 # GBA's Colored MNIST suite on the full MNIST: one seed per run of the script, all of the GPU
 if [ -n "$smoke" ]; then
-    where=(--device cpu --workers 2 --set budget=quick --set "seeds=[0]" --set "methods=[{method: erm}]")
+    where=(--device cpu --workers 2 --set budget=quick --set "seeds=[0]" --set "methods=[{method: erm, params: {arch: mlp3}}]")
 else
     where=(--devices all --jobs-per-device 10 --set "seeds=${SEEDS:-[0, 1]}")
 fi
