@@ -177,6 +177,8 @@ def run(
     execution = auto_device(suite, execution)
     results = results or Path("results") / suite.name
     stack = "off" if no_stack else stack
+    if rates_file and not dry_run:
+        raise FairbenchError("--rates prices the plan of a --dry-run; add --dry-run (a run times its own jobs)")
     if dry_run:
         from fairbench.execution.estimates import default_rates_path, load_rates
 

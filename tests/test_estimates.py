@@ -144,3 +144,5 @@ def test_dry_run_prices_a_suite_from_a_rates_file(tmp_path: Path, fairbench, mon
     rates.write_text("not json")
     bad = fairbench("run", suite, "--results", tmp_path / "out", "--dry-run", "--rates", rates)
     assert bad.code == 2 and len(bad.err.strip().splitlines()) == 1 and "--save-rates" in bad.err
+    alone = fairbench("run", suite, "--results", tmp_path / "out", "--rates", rates)
+    assert alone.code == 2 and "add --dry-run" in alone.err and not (tmp_path / "out").exists()
