@@ -5,6 +5,7 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
 
 - ResNet-18 training images/s at 32x32 and 64x64 (ERM's branched ResNet-18, batch 256),
 - LfF's MLP (`mlp3`) epochs/s on Colored-MNIST-sized data (60,000 x 3 x 28 x 28, batch 256),
+  one model alone and 10 seeds stacked (fairbench.train.fit_members; member-epochs/s),
 - DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
 - encoder iterations/s (vanilla VAE, FactorVAE, FFVAE, FD-VAE; batch 64, 64x64 images), per precision,
 - the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`).
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,7 @@ from fairbench.execution.estimates import Rates, default_rates_path
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
 from fairbench.nets.stacked import StackedMLP
-from fairbench.train import PRECISIONS, Arithmetic, Trainer
+from fairbench.train import PRECISIONS, Arithmetic, Member, Trainer, fit_members
 from fairbench.train.seeding import stream
 from fairbench.train.stacked import fit_stacked
 
@@ -110,6 +112,26 @@ def erm_rate(task: TaskData, arch: str, device: str, precision: str, epochs: int
 
     seconds = timed(device, train)
     return epochs * len(task.splits["train"]) / seconds
+
+
+def stacked_erm_rate(
+    task: TaskData, arch: str, device: str, precision: str, epochs: int, members: int, root: Path
+) -> float:
+    """Member training rows per second (summed over the members) of ERM with `members` seeds
+    stacked (the engine's fit_members, as a stacked unit of a run trains; no validation scoring)."""
+    params = ERM.resolve({"arch": arch, "epochs": epochs, "batch_size": 256, "select": "last"}, "paper")
+    stack = []
+    for seed in range(members):
+        method = ERM(params)
+        t = Trainer(task, replace(context(device, precision, root), seed=seed))
+        model = t.place(method.build(t))
+        stack.append(Member(t, model, {}, lambda: None, lambda n, m=method, t=t: m.batches(t, n)))
+
+    def train() -> None:
+        fit_members(stack, method.stacked_loss, method.optimizer, epochs=epochs, min_batch=2)
+
+    seconds = timed(device, train)
+    return members * epochs * len(task.splits["train"]) / seconds
 
 
 def stacked_g_rate(device: str, members: int, steps: int, precision: str) -> float:
@@ -219,6 +241,14 @@ def main() -> None:
         if "train:mlp3@3x28x28" in rates:
             per_epoch = rates["train:mlp3@3x28x28"] / len(cmnist.splits["train"])
             print(f"{'mlp3 Colored MNIST epochs/s':36} fp32  {per_epoch:12.2f}")
+        members = 10
+        for precision in precisions:
+            rate = stacked_erm_rate(cmnist, "mlp3", args.device, precision, epochs, members, root)
+            rates["train:mlp3@3x28x28 stacked" + ("" if precision == "fp32" else f" {precision}")] = rate
+            alone = rates["train:mlp3@3x28x28" + ("" if precision == "fp32" else f" {precision}")]
+            label = f"mlp3 member-epochs/s, {members} stacked"
+            per_epoch = rate / len(cmnist.splits["train"])
+            print(f"{label:36} {precision:5} {per_epoch:12.2f}  x{rate / alone:.2f} vs one alone")
         steps = 5 if small else 100
         for members in (1, 20):
             base = None

@@ -67,10 +67,13 @@ class Job:
         return identity
 
     def stack_key(self) -> str:
-        """Jobs with equal keys may train together: same everything but the stackable params."""
-        stackable = METHODS.get(self.method).stackable
-        fixed = {k: v for k, v in self.params.items() if k not in stackable}
-        return job_hash({**self.identity(), "params": fixed})
+        """Jobs with equal keys may train together: same everything but the stackable params
+        (and the seeds, for a method that stacks seeds)."""
+        method = METHODS.get(self.method)
+        identity = {**self.identity(), "params": {k: v for k, v in self.params.items() if k not in method.stackable}}
+        if method.stacks_seeds:
+            del identity["seed"], identity["split_seed"]
+        return job_hash(identity)
 
 
 def job_hash(identity: dict[str, Any]) -> str:
@@ -115,6 +118,6 @@ def group_units(jobs: list[Job], stack: bool) -> list[list[Job]]:
         return [[job] for job in jobs]
     units: dict[str, list[Job]] = {}
     for job in jobs:
-        key = job.stack_key() if METHODS.get(job.method).stackable else job.job_id
+        key = job.stack_key() if METHODS.get(job.method).stacks(job.params) else job.job_id
         units.setdefault(key, []).append(job)
     return list(units.values())

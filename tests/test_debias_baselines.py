@@ -70,7 +70,8 @@ def test_loss_average_starts_at_the_first_loss_then_moves_by_alpha_and_is_normal
     # row 0: 0.7 * 1 + 0.3 * 3 = 1.6; row 2: 0.7 * 4 = 2.8; rows 1, 3 keep their first loss
     assert torch.allclose(average.value[:4], torch.tensor([1.6, 2.0, 2.8, 1.0]))
     # class maxima over the training rows: 2.0 (class 0), 2.8 (class 1)
-    assert torch.allclose(average.normalised(torch.tensor([0, 1, 2, 3])), torch.tensor([0.8, 1.0, 1.0, 1 / 2.8]))
+    rows = torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(average.normalised(rows, y[rows]), torch.tensor([0.8, 1.0, 1.0, 1 / 2.8]))
 
 
 def test_domain_ind_inference_sums_the_heads() -> None:

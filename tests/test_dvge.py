@@ -58,7 +58,7 @@ def test_registered_with_budgets_and_checked_encoder() -> None:
 def test_stacked_grid_equals_solo_runs(tmp_path: Path) -> None:
     data = _table()
     grid = [_params(eta1=e1, eta2=e2, ablation=True) for e1, e2 in ((0.1, 0.0), (1.0, 0.0), (0.5, 0.4), (2.0, 2.0))]
-    stacked = DVGE.run_stacked(grid, data, run_context(tmp_path))
+    stacked = DVGE.run_stacked(grid, [data] * len(grid), [run_context(tmp_path)] * len(grid))
     for params, outcome in zip(grid, stacked, strict=True):
         solo = DVGE(params).run(data, run_context(tmp_path))
         for split in ("val", "test"):
@@ -200,7 +200,7 @@ def test_real_south_german_credit_quick(tmp_path: Path, real_data) -> None:
     root = real_data("south_german_credit/SouthGermanCredit.asc")
     data = build_task(open_dataset("south_german_credit", root), None, "kredit", "alter > 25", 0)
     grid = [DVGE.resolve({"eta1": e, "eta2": 0.0}, "quick") for e in (0.1, 1.0)]
-    outcomes = DVGE.run_stacked(grid, data, run_context(tmp_path))
+    outcomes = DVGE.run_stacked(grid, [data] * len(grid), [run_context(tmp_path)] * len(grid))
     test = data.splits["test"]
     for outcome in outcomes:
         assert metrics.acc(data.y[test], metrics.hard(outcome.scores["test"])) > 0.6

@@ -17,7 +17,7 @@ from fairbench.methods.grad_auto import GradAuto
 from fairbench.methods.nn_auto import NNAuto
 from fairbench.report.declared import declared_tables
 from fairbench.runner import registered_specs
-from fairbench.train import Trainer, embed
+from fairbench.train import Batch, Trainer, embed
 
 
 def _data(sensitive: str | list[str] = "s == 1") -> TaskData:
@@ -37,10 +37,11 @@ def test_target_is_x_without_the_protected_columns(tmp_path: Path) -> None:
     assert [data.feature_names[i] for i in kept] == ["x0", "x1", "x2", "x3", "x4", "proxy"]
     assert width == len(kept)
     rows = torch.arange(10)
+    batch = Batch(t, rows, rows)
     # Zero exactly at x~; away from it, the squared error summed over x~'s columns.
-    assert loss(x[rows][:, kept], rows).item() == 0.0
+    assert loss(x[rows][:, kept], batch).item() == 0.0
     expected = x[rows][:, kept].pow(2).sum(1).mean()
-    torch.testing.assert_close(loss(torch.zeros(10, width), rows), expected)
+    torch.testing.assert_close(loss(torch.zeros(10, width), batch), expected)
 
 
 def test_target_drops_the_columns_of_the_protected_attributes_only(tmp_path: Path) -> None:

@@ -62,9 +62,16 @@ def test_job_id_ignores_suite_name_but_not_params(tiny_suite: Path, tmp_path: Pa
     assert a == b and a != c
 
 
-def test_units_stack_only_stackable_methods(tiny_suite: Path) -> None:
+def test_units_stack_seeds_and_grid_points_of_small_networks_only(tiny_suite: Path) -> None:
     jobs = expand(load_suite(tiny_suite)[0])
-    assert all(len(unit) == 1 for unit in group_units(jobs, stack=True))
+    units = group_units(jobs, stack=True)
+    # erm's 2 seeds; adt's 2 lams x 2 seeds
+    assert [(unit[0].method, len(unit)) for unit in units] == [("erm", 2), ("adt", 4)]
+    assert {(j.seed, j.params["lam"]) for j in units[1]} == {(0, 1.0), (1, 1.0), (0, 10.0), (1, 10.0)}
+    assert all(len(unit) == 1 for unit in group_units(jobs, stack=False))
+    # a large network trains alone; so do members that differ in a parameter that is not stackable
+    resnet = expand(load_suite(tiny_suite, ["methods.0.params.arch=resnet18", "methods.1.grid.batch_size=[32, 64]"])[0])
+    assert [len(unit) for unit in group_units(resnet, stack=True)] == [1, 1, 4, 4]
 
 
 DVGE_GRID = """\

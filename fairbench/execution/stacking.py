@@ -4,11 +4,13 @@ from __future__ import annotations
 
 STACK_MODES = ("auto", "on", "off")
 
-# Device types on which a stacked sweep trains faster than its members one after another.
-# CUDA: one small model leaves the GPU idle, M members fill it. CPU: a 64 x 1000 x 1000
-# product already keeps the cores busy, so stacking only adds memory traffic (a 20-member DVGE
-# grid trained at 0.59-0.77x the speed of its members one by one; bench/bench_stacked.py),
-# and solo units also spread over --workers.
+# Device types on which `auto` stacks. CUDA: one small model leaves the GPU idle, M members
+# fill it. CPU: a 64 x 1000 x 1000 product already keeps the cores busy, so stacking DVGE's g
+# only adds memory traffic (a 20-member grid trained at 0.59-0.77x the speed of its members one
+# by one; bench/bench_stacked.py); 10 stacked seeds of LfF's MLP did train 1.5x the member-epochs
+# of one alone on 2 cores (bench/bench_gpu.py --device cpu), but solo units spread over
+# --workers too, and a solo job's numbers are bit-identical to every earlier CPU run's, where a
+# member's differ from them by float32 rounding.
 STACKING_PAYS = frozenset({"cuda"})
 
 

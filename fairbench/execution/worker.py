@@ -132,38 +132,42 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
     started = time.time()
     try:
         logger.info(
-            "unit of %d job(s): %s %s seed=%d split_seed=%d on %s",
+            "unit of %d job(s): %s %s seed=%s split_seed=%s on %s",
             len(unit),
             first.label,
             first.experiment,
-            first.seed,
-            first.split_seed,
+            ",".join(sorted({str(job.seed) for job in unit}, key=int)),
+            ",".join(sorted({str(job.split_seed) for job in unit}, key=int)),
             device,
         )
-        data = _task(
-            first.dataset,
-            json.dumps(first.options, sort_keys=True),
-            settings.data_dir,
-            first.protocol,
-            first.target,
-            first.sensitive,
-            first.split_seed,
-            first.bias,
-        )
-        ctx = RunContext(device, first.seed, ArtifactCache(Path(settings.cache_dir)), logger, log_dir, first.precision)
+        data = [
+            _task(
+                job.dataset,
+                json.dumps(job.options, sort_keys=True),
+                settings.data_dir,
+                job.protocol,
+                job.target,
+                job.sensitive,
+                job.split_seed,
+                job.bias,
+            )
+            for job in unit
+        ]
+        cache = ArtifactCache(Path(settings.cache_dir))
+        ctxs = [RunContext(device, job.seed, cache, logger, log_dir, job.precision) for job in unit]
         # The framework seeds every job, whatever ran before it in this worker; the engine seeds
         # again from the same seed when a training starts.
         seed_everything(first.seed)
         cls = METHODS.get(first.method)
         if len(unit) == 1:
-            outcomes = [cls(first.params).run(data, ctx)]
+            outcomes = [cls(first.params).run(data[0], ctxs[0])]
         else:
-            outcomes = cls.run_stacked([job.params for job in unit], data, ctx)
+            outcomes = cls.run_stacked([job.params for job in unit], data, ctxs)
         finished = time.time()
         results = []
-        for job, outcome in zip(unit, outcomes):
+        for job, task, outcome in zip(unit, data, outcomes, strict=True):
             check_tags(job.method, outcome)
-            rows, kept = metric_rows(data, outcome)
+            rows, kept = metric_rows(task, outcome)
             results.append(
                 JobResult(
                     job=job,

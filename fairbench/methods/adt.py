@@ -46,6 +46,7 @@ class ADT(BranchedMethod):
     }
     # The quick d follows DVGE's quick budget (30 epochs at 1e-4).
     budgets = {"paper": {}, "quick": {"epochs": 20, "lr": 1e-3, "sens_epochs": 30, "sens_lr": 1e-4}}
+    stackable, stacks_seeds = ("lam",), True
 
     def outcome(self, model: BranchedNet, t: Trainer, fit: Fit) -> Outcome:
         outcome = super().outcome(model, t, fit)

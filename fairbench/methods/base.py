@@ -122,6 +122,8 @@ class Method:
     budgets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
     # Parameters whose values may train together in one stacked run (`run_stacked`).
     stackable: ClassVar[tuple[str, ...]] = ()
+    # Whether jobs of different seeds may train together too (one stack over seeds x grid).
+    stacks_seeds: ClassVar[bool] = False
     # Part of every job's id: bump it when a fix changes the numbers (the method's own code or
     # an artifact it builds), so finished jobs rerun instead of being reused.
     version: ClassVar[int] = 1
@@ -140,9 +142,16 @@ class Method:
         return None
 
     @classmethod
-    def run_stacked(cls, params: list[dict[str, Any]], data: TaskData, ctx: RunContext) -> list[Outcome]:
-        """Run several members that differ only in `stackable` parameters; by default one by one."""
-        return [cls(p).run(data, ctx) for p in params]
+    def stacks(cls, params: dict[str, Any]) -> bool:
+        """Whether a job of these parameters may train in a stack with others (`run_stacked`)."""
+        return bool(cls.stackable) or cls.stacks_seeds
+
+    @classmethod
+    def run_stacked(cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext]) -> list[Outcome]:
+        """Run several members, each with its parameters, its task data and its job context;
+        they differ only in `stackable` parameters (and their seeds where `stacks_seeds`). By
+        default one by one."""
+        return [cls(p).run(d, ctx) for p, d, ctx in zip(params, data, ctxs, strict=True)]
 
     @classmethod
     def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
@@ -157,3 +166,13 @@ class Method:
                 )
             resolved[name] = cls.hparams[name].coerce(value, f"{where}{name}")
         return resolved
+
+
+def check_stack(cls: type[Method], params: list[dict[str, Any]], ctxs: list[RunContext]) -> None:
+    """Refuse members that may not train together: parameters other than `cls.stackable` that
+    differ, or seeds that differ where the method does not stack seeds."""
+    fixed = [{k: v for k, v in p.items() if k not in cls.stackable} for p in params]
+    if any(f != fixed[0] for f in fixed):
+        raise FairbenchError(f"run_stacked: members of '{cls.name}' differ in parameters that cannot train together")
+    if not cls.stacks_seeds and len({ctx.seed for ctx in ctxs}) > 1:
+        raise FairbenchError(f"run_stacked: '{cls.name}' trains members of one seed together, not several seeds")

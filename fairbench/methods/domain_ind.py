@@ -77,6 +77,7 @@ class DomainInd(ClassifierMethod):
         "combine": HParam("logits", "inference: sum the heads' logits (Wang et al.) or their probabilities", COMBINE),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10, "lr_step": 0}}
+    stacks_seeds = True
 
     def build(self, t: Trainer) -> nn.Module:
         net = classifier(self.params["arch"], tuple(t.data.x.shape[1:]), self.n_bias * t.data.n_classes)

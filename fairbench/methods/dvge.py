@@ -29,9 +29,8 @@ import torch
 from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData, TaskShape
 from fairbench.encoders import Latents, encoder_label, latent_codes
-from fairbench.errors import FairbenchError
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext, Work
+from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext, Work, check_stack
 from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
@@ -49,13 +48,6 @@ from fairbench.methods.families.latent.explanation import FOCI, clip_perturbatio
 from fairbench.methods.families.latent.recipe import arithmetic
 from fairbench.table_spec import ReportTable
 from fairbench.train.stacked import accuracy, fit_stacked
-
-
-def check_stack(params_list: list[dict[str, Any]], stackable: tuple[str, ...]) -> None:
-    fixed = [{k: v for k, v in p.items() if k not in stackable} for p in params_list]
-    if any(f != fixed[0] for f in fixed):
-        raise FairbenchError("run_stacked: members differ in parameters that cannot train together")
-
 
 # Paper Tables 1/2 (retrained d) and 5/6 (fixed d), from `ablation_rows`; a suite that varies
 # the clip or the focus gets one table per value. A baseline whose rows belong in the same
@@ -116,10 +108,12 @@ class DVGE(LatentCodeMethod):
         return [*super().work(shape), self.sensitive_classifier_work(shape)]
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        return type(self).run_stacked([self.params], data, ctx)[0]
+        return type(self).run_stacked([self.params], [data], [ctx])[0]
 
     @classmethod
-    def run_stacked(cls, params_list: list[dict[str, Any]], data: TaskData, ctx: RunContext) -> list[Outcome]:
+    def run_stacked(
+        cls, params_list: list[dict[str, Any]], data_list: list[TaskData], ctxs: list[RunContext]
+    ) -> list[Outcome]:
         """Train one g per member (one stacked model); members differ only in eta1/eta2.
 
         Every member draws its initial weights and batch order from the stream (ctx.seed,
@@ -127,8 +121,8 @@ class DVGE(LatentCodeMethod):
         code, which seeds every run alike), so the grid's differences are the etas' alone and a
         member's outcome is the same stacked or solo.
         """
-        check_stack(params_list, cls.stackable)
-        p = params_list[0]
+        check_stack(cls, params_list, ctxs)
+        p, data, ctx = params_list[0], data_list[0], ctxs[0]
         latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
         d = sensitive_classifier(data, latents, p["latent"], sens_recipe(p), ctx)
         t = TaskTensors(data, latents.codes(p["latent"]), p["precision"], ctx.device)

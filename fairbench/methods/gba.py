@@ -57,10 +57,9 @@ def gba_mask(discriminator: nn.Module, features: torch.Tensor, bias: torch.Tenso
     was_training = discriminator.training
     discriminator.eval()
     try:
-        with torch.enable_grad():
-            detached = features.detach().requires_grad_(True)
-            top, predicted = discriminator(detached).max(dim=1)
-            (gradient,) = torch.autograd.grad(top.sum(), detached)
+        # torch.func.grad rather than autograd.grad: it also runs under vmap (stacked members),
+        # and under an outer no_grad
+        gradient, predicted = torch.func.grad(_top_logit, has_aux=True)(features.detach(), discriminator)
     finally:
         discriminator.train(was_training)
     right = (predicted == bias).view(-1, *[1] * (features.dim() - 1))
@@ -69,6 +68,12 @@ def gba_mask(discriminator: nn.Module, features: torch.Tensor, bias: torch.Tenso
     if variant == "correct":
         keep = keep | ~right
     return keep.to(features.dtype)
+
+
+def _top_logit(features: torch.Tensor, discriminator: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sum over rows of D's largest logit, and D's predicted class per row."""
+    top, predicted = discriminator(features).max(dim=1)
+    return top.sum(), predicted
 
 
 class GBA(BranchedMethod):
@@ -95,6 +100,7 @@ class GBA(BranchedMethod):
         ),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
+    stackable, stacks_seeds = ("lam",), True
 
     def outputs(
         self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]

@@ -45,15 +45,15 @@ class GradAuto(GradPred):
     paper = papers.GRAD
 
     def target(self, t: Trainer) -> tuple[int, TargetLoss]:
-        data, x = t.data, t.x
+        data = t.data
         if data.kind != "tabular":
             raise FairbenchError(f"{self.name} rebuilds tabular inputs; '{data.dataset}' is {data.kind} data")
-        keep = torch.from_numpy(reconstruction_columns(data, self.attributes(data))).to(x.device)
+        keep = torch.from_numpy(reconstruction_columns(data, self.attributes(data))).to(t.device)
         if len(keep) == 0:
             raise FairbenchError(
                 f"{self.name}: every input column comes from a protected attribute: nothing to rebuild"
             )
-        return len(keep), lambda output, rows: (output - x[rows][:, keep]).pow(2).sum(1).mean()
+        return len(keep), lambda output, batch: (output - batch.x[:, keep]).pow(2).sum(1).mean()
 
     def scorer(self, model: BranchedNet, t: Trainer) -> Scorer:
         train = embed(model.trunk, t.x[t.rows("train")])

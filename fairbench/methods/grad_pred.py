@@ -31,4 +31,5 @@ class GradPred(BranchedMethod):
         "lam": HParam(100.0, "weight of the reversed protected-attribute loss (paper: 100)", bound=NON_NEGATIVE),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20}}
+    stackable, stacks_seeds = ("lam",), True
     report_tables = (TABLE,)

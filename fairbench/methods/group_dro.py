@@ -39,8 +39,9 @@ from fairbench.train import Batch, Trainer
 
 def group_losses(losses: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
     """Mean of `losses` per group (0 for a group with no rows)."""
-    total = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device).index_add(0, groups, losses)
-    count = torch.bincount(groups, minlength=n_groups).to(losses.dtype)
+    zeros = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device)
+    total = zeros.index_add(0, groups, losses)
+    count = zeros.index_add(0, groups, torch.ones_like(losses))  # a bincount that runs under vmap
     return total / count.clamp(min=1)
 
 
@@ -71,11 +72,13 @@ class GroupDRO(ClassifierMethod):
         "balance": HParam(True, "draw rows with probability 1 / group size (every group equally often)"),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
+    stackable, stacks_seeds = ("eta",), True
 
     def build(self, t: Trainer) -> nn.Module:
         self.n_groups = t.data.n_classes * self.n_bias
-        self.q = torch.full((self.n_groups,), 1.0 / self.n_groups, device=t.device)
-        return classifier(self.params["arch"], tuple(t.data.x.shape[1:]), t.data.n_classes)
+        return GroupWeighted(
+            classifier(self.params["arch"], tuple(t.data.x.shape[1:]), t.data.n_classes), self.n_groups
+        )
 
     def batches(self, t: Trainer, n: int) -> Iterable[torch.Tensor]:
         if not self.params["balance"]:
@@ -87,5 +90,18 @@ class GroupDRO(ClassifierMethod):
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         per_sample = F.cross_entropy(model(batch.x), batch.y, reduction="none")
         losses = group_losses(per_sample, batch.y * self.n_bias + batch.bias, self.n_groups)
-        self.q = update_group_weights(self.q, losses, self.params["eta"])
-        return (self.q * losses).sum()
+        with torch.no_grad():
+            model.q.copy_(update_group_weights(model.q, losses, self.params["eta"]))
+        return (model.q * losses).sum()
+
+
+class GroupWeighted(nn.Module):
+    """The classifier and its group weights q (a buffer: each stacked member has its own)."""
+
+    def __init__(self, net: nn.Module, n_groups: int) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("q", torch.full((n_groups,), 1.0 / n_groups))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

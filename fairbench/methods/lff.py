@@ -38,33 +38,40 @@ def generalized_cross_entropy(logits: torch.Tensor, y: torch.Tensor, q: float) -
     return (1.0 - p_y_q) / q
 
 
-class LossAverage:
-    """Per-sample exponential moving average of a loss, normalised per class by its maximum."""
+class LossAverage(nn.Module):
+    """Per-sample exponential moving average of a loss, normalised per class by its maximum over
+    the training rows. Its state is buffers of the model, so that each stacked member keeps its own."""
 
     def __init__(self, y: torch.Tensor, train: torch.Tensor, n_classes: int, alpha: float) -> None:
+        super().__init__()
         self.alpha = alpha
-        self.value = torch.zeros(len(y), device=y.device)
-        self.seen = torch.zeros(len(y), dtype=torch.bool, device=y.device)
-        # the training rows of each class, among which the maximum is taken
-        self.members = [train[y[train] == c] for c in range(n_classes)]
-        self.y = y
+        self.register_buffer("value", torch.zeros(len(y), device=y.device))
+        self.register_buffer("seen", torch.zeros(len(y), dtype=torch.bool, device=y.device))
+        # each class's training rows, among which the maximum is taken (a mask: it runs under vmap)
+        is_train = torch.zeros(len(y), dtype=torch.bool, device=y.device).index_fill(0, train, True)
+        classes = torch.arange(n_classes, device=y.device)[:, None]
+        self.register_buffer("by_class", (y[None, :] == classes) & is_train[None, :])
 
     def update(self, rows: torch.Tensor, loss: torch.Tensor) -> None:
         old = self.value[rows]
         self.value[rows] = torch.where(self.seen[rows], self.alpha * old + (1 - self.alpha) * loss, loss)
         self.seen[rows] = True
 
-    def normalised(self, rows: torch.Tensor) -> torch.Tensor:
-        maxima = torch.stack([self.value[m].max() if len(m) else self.value.new_ones(()) for m in self.members])
-        return self.value[rows] / maxima[self.y[rows]]
+    def normalised(self, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The average of `rows` over its class's maximum (`labels`: the rows' classes)."""
+        maxima = torch.where(self.by_class, self.value, -torch.inf).amax(dim=1)
+        maxima = torch.where(self.by_class.any(dim=1), maxima, 1.0)  # a class with no training rows
+        return self.value[rows] / maxima[labels]
 
 
 class Pair(nn.Module):
-    """The biased and the debiased model; the forward pass is the debiased one's."""
+    """The biased and the debiased model and their per-sample loss averages; the forward pass is
+    the debiased one's."""
 
-    def __init__(self, biased: nn.Module, debiased: nn.Module) -> None:
+    def __init__(self, biased: nn.Module, debiased: nn.Module, average_b: LossAverage, average_d: LossAverage) -> None:
         super().__init__()
         self.biased, self.debiased = biased, debiased
+        self.average_b, self.average_d = average_b, average_d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.debiased(x)
@@ -94,6 +101,7 @@ class LfF(ClassifierMethod):
         "ema": HParam(0.7, "EMA factor of the per-sample losses", bound=FRACTION),
     }
     budgets = {"paper": {}, "quick": {"epochs": 10}}
+    stacks_seeds = True
 
     def epochs_trained(self) -> float:
         """Two networks (biased and debiased) learn from every batch."""
@@ -101,17 +109,16 @@ class LfF(ClassifierMethod):
 
     def build(self, t: Trainer) -> nn.Module:
         shape, arch, k = tuple(t.data.x.shape[1:]), self.params["arch"], t.data.n_classes
-        model = Pair(classifier(arch, shape, k), classifier(arch, shape, k))
-        self.average_b, self.average_d = (LossAverage(t.y, t.rows("train"), k, self.params["ema"]) for _ in range(2))
-        return model
+        averages = [LossAverage(t.y, t.rows("train"), k, self.params["ema"]) for _ in range(2)]
+        return Pair(classifier(arch, shape, k), classifier(arch, shape, k), *averages)
 
     def loss(self, model: Pair, batch: Batch) -> dict[str, torch.Tensor]:
         logits_b, logits_d = model.biased(batch.x), model.debiased(batch.x)
         ce_d = F.cross_entropy(logits_d, batch.y, reduction="none")
         with torch.no_grad():
-            self.average_b.update(batch.rows, F.cross_entropy(logits_b, batch.y, reduction="none"))
-            self.average_d.update(batch.rows, ce_d)
-            loss_b, loss_d = self.average_b.normalised(batch.rows), self.average_d.normalised(batch.rows)
+            model.average_b.update(batch.rows, F.cross_entropy(logits_b, batch.y, reduction="none"))
+            model.average_d.update(batch.rows, ce_d)
+            loss_b, loss_d = (average.normalised(batch.rows, batch.y) for average in (model.average_b, model.average_d))
             weight = loss_b / (loss_b + loss_d + 1e-8)
         biased = generalized_cross_entropy(logits_b, batch.y, self.params["q"]).mean()
         debiased = (weight * ce_d).mean()

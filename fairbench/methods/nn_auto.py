@@ -12,5 +12,6 @@ class NNAuto(GradAuto):
     description = "NN-Auto: GRAD-Auto's autoencoder without the attribute branch"
     paper = papers.GRAD
     adversarial = False
+    stackable = ()  # no lam; its seeds still stack
     hparams = {name: hp for name, hp in GradAuto.hparams.items() if name not in ("lam", "protect")}
     defaults_from = {name: source for name, source in GradAuto.defaults_from.items() if name != "lam"}

@@ -7,11 +7,18 @@ from torch import nn
 
 
 class _ReverseGradient(torch.autograd.Function):
+    # The forward/setup_context form with a generated vmap rule: the stacked engine
+    # (fairbench/train/members.py) runs it under torch.func.vmap.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
+    def forward(x: torch.Tensor, scale: float) -> torch.Tensor:
         # A new tensor, not `x` itself: returning the input lets autograd skip this node.
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor, float], output: torch.Tensor) -> None:
+        ctx.scale = inputs[1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:

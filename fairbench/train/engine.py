@@ -37,27 +37,42 @@ Losses = torch.Tensor | dict[str, torch.Tensor]
 
 class Batch:
     """One minibatch: `positions` into the training rows, `rows` into the task's arrays, and the
-    rows' tensors, gathered on first use."""
+    rows' tensors, gathered on first use (or `given`, gathered already: a stacked member's)."""
 
-    def __init__(self, trainer: Trainer, positions: torch.Tensor, rows: torch.Tensor) -> None:
+    def __init__(
+        self,
+        trainer: Trainer,
+        positions: torch.Tensor,
+        rows: torch.Tensor,
+        given: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.trainer, self.positions, self.rows = trainer, positions, rows
+        self.given = given or {}
+
+    def take(self, name: str) -> torch.Tensor:
+        """The batch's rows of the task tensor `name`: x, y, bias or group:<attribute>."""
+        if name in self.given:
+            return self.given[name]
+        if name.startswith("group:"):
+            return self.trainer.group(name.removeprefix("group:"))[self.rows]
+        return getattr(self.trainer, name)[self.rows]
 
     @cached_property
     def x(self) -> torch.Tensor:
         """Model inputs (images scaled to [0, 1]; channels-last where the trainer says so)."""
-        return self.trainer.arithmetic.layout(as_input(self.trainer.x[self.rows]))
+        return self.trainer.arithmetic.layout(as_input(self.take("x")))
 
     @cached_property
     def y(self) -> torch.Tensor:
-        return self.trainer.y[self.rows]
+        return self.take("y")
 
     @cached_property
     def bias(self) -> torch.Tensor:
-        return self.trainer.bias[self.rows]
+        return self.take("bias")
 
     def groups(self, attributes: Sequence[str]) -> list[torch.Tensor]:
         """The batch's values of each named sensitive attribute."""
-        return [self.trainer.group(name)[self.rows] for name in attributes]
+        return [self.take(f"group:{name}") for name in attributes]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -163,6 +178,10 @@ class Trainer:
             self._rows[split] = torch.from_numpy(self.data.splits[split]).to(self.device)
         return self._rows[split]
 
+    def shares_rows(self, other: Trainer) -> bool:
+        """Whether `other` trains on the very same tensors (the same task data and inputs)."""
+        return self.data is other.data and self._inputs is other._inputs
+
     def log(self, message: str) -> None:
         self.ctx.log.info(message)
 
@@ -200,33 +219,17 @@ class Trainer:
         `schedulers`. `score_val()` scores the validation rows for the rule; with `patience` > 0
         training stops after that many epochs without a better score.
         """
-        rule = get_rule(select)
         rows = self.rows("train") if train_rows is None else torch.from_numpy(train_rows).to(self.device)
         draw = batches or (lambda n: minibatches(n, batch_size, self.generator))
-        keep_state = select != "last"
-        best: tuple[float, ...] | None = None
-        fit, best_state, stale = Fit(0), None, 0
+        checkpoints = Checkpoints(self, select, score_val, attributes, patience, name)
         for epoch in range(1, epochs + 1):
             model.train()
             totals = self._run_epoch(draw(len(rows)), rows, update, min_batch)
             for scheduler in schedulers:
                 scheduler.step()
-            model.eval()
-            score = rule.score(Validation(epoch, self.data, score_val or _no_scores, attributes))
-            if best is None or score.key < best:
-                best, fit.epoch, stale = score.key, epoch, 0
-                if keep_state:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-            fit.history.append({"epoch": epoch, **totals, **score.values})
-            self.log(_epoch_line(name, epoch, epochs, totals, score, fit.epoch))
-            if patience and stale >= patience:
-                self.log(f"{name + ' ' if name else ''}early stop: {patience} epochs without a better {select}")
+            if checkpoints.end_epoch(model, epoch, epochs, totals):
                 break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        return fit
+        return checkpoints.finish(model)
 
     def _run_epoch(
         self, positions: Iterator[torch.Tensor], rows: torch.Tensor, update: Callable[[Batch], Losses], min_batch: int
@@ -247,6 +250,51 @@ class Trainer:
         if not steps:
             return {}
         return {key: float(value) / steps for key, value in sums.items()}
+
+
+class Checkpoints:
+    """The selection rule's bookkeeping over one model's epochs: the validation score of each
+    epoch, the best epoch and its weights, the log line, the early stop (`patience`)."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        select: str,
+        score_val: Callable[[], np.ndarray] | None,
+        attributes: Sequence[str],
+        patience: int,
+        name: str,
+    ) -> None:
+        self.trainer, self.select, self.score_val, self.attributes = trainer, select, score_val, attributes
+        self.rule, self.patience, self.name = get_rule(select), patience, name
+        self.fit, self.best, self.state, self.stale = Fit(0), None, None, 0
+        self.stopped = False
+
+    def end_epoch(self, model: torch.nn.Module, epoch: int, epochs: int, losses: dict[str, float]) -> bool:
+        """Score the epoch just trained (`model` is left in eval mode), keep its weights if it is
+        the best so far; whether training stops here."""
+        model.eval()
+        data = self.trainer.data
+        score = self.rule.score(Validation(epoch, data, self.score_val or _no_scores, self.attributes))
+        if self.best is None or score.key < self.best:
+            self.best, self.fit.epoch, self.stale = score.key, epoch, 0
+            if self.select != "last":
+                self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.stale += 1
+        self.fit.history.append({"epoch": epoch, **losses, **score.values})
+        self.trainer.log(_epoch_line(self.name, epoch, epochs, losses, score, self.fit.epoch))
+        if self.patience and self.stale >= self.patience:
+            prefix = f"{self.name} " if self.name else ""
+            self.trainer.log(f"{prefix}early stop: {self.patience} epochs without a better {self.select}")
+            self.stopped = True
+        return self.stopped
+
+    def finish(self, model: torch.nn.Module) -> Fit:
+        """Load the kept epoch's weights into `model` (the last epoch's are in it already)."""
+        if self.state is not None:
+            model.load_state_dict(self.state)
+        return self.fit
 
 
 def set_matmul_precision(precision: str, device: str) -> None:

@@ -17,16 +17,17 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
 
 
 def to_float(x: np.ndarray, device: str) -> torch.Tensor:
-    """Inputs to the device once: images stay uint8 there and are scaled per batch."""
+    """Inputs to the device once: images stay uint8 there and are scaled per batch; other inputs
+    in torch's default dtype (float32; the tests' float64 runs tell rounding from mistakes)."""
     with warnings.catch_warnings():
         # a read-only memory map (the image caches) is only ever read: no copy of the dataset
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         tensor = torch.from_numpy(np.ascontiguousarray(x))
-    return tensor.to(device) if tensor.dtype == torch.uint8 else tensor.float().to(device)
+    return tensor.to(device) if tensor.dtype == torch.uint8 else tensor.to(device, torch.get_default_dtype())
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:
-    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
+    return batch.to(torch.get_default_dtype()).div_(255.0) if batch.dtype == torch.uint8 else batch
 
 
 @torch.no_grad()

@@ -19,8 +19,8 @@ from fairbench.train import Batch, Trainer
 
 __all__ = ["PROTECT", "BranchedMethod", "TargetLoss", "common_hparams"]
 
-# The target branch's loss on a batch: (branch output, the batch's row indices) -> scalar.
-TargetLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# The target branch's loss on a batch: (branch output, the batch) -> scalar.
+TargetLoss = Callable[[torch.Tensor, Batch], torch.Tensor]
 
 
 def common_hparams(**defaults: Any) -> dict[str, HParam]:
@@ -48,7 +48,7 @@ class BranchedMethod(TrainedMethod):
 
     def target(self, t: Trainer) -> tuple[int, TargetLoss]:
         """The target branch's width and loss: y's classes under cross-entropy."""
-        return t.data.n_classes, lambda output, rows: F.cross_entropy(output, t.y[rows])
+        return t.data.n_classes, lambda output, batch: F.cross_entropy(output, batch.y)
 
     def outputs(
         self, model: BranchedNet, inputs: torch.Tensor, groups: list[torch.Tensor]
@@ -71,8 +71,8 @@ class BranchedMethod(TrainedMethod):
     def loss(self, model: BranchedNet, batch: Batch) -> dict[str, torch.Tensor]:
         groups = batch.groups(self.adversaries)
         task, attributes = self.outputs(model, batch.x, groups)
-        lam = float(self.params.get("lam", 0.0))
-        task_loss = loss = self.target_loss(task, batch.rows)
+        lam = self.params.get("lam", 0.0)  # a tensor of the members' values in a stack
+        task_loss = loss = self.target_loss(task, batch)
         for logits, g in zip(attributes, groups):
             loss = loss + lam * F.cross_entropy(logits, g)
         return {"loss": loss, "task": task_loss}

@@ -22,7 +22,7 @@ model's (first) output. Override `optimizer`, `update` (several optimisers or pl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,8 +31,21 @@ from torch import nn
 from fairbench.bounds import POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData, TaskShape
 from fairbench.errors import FairbenchError
-from fairbench.methods.base import HParam, Method, Outcome, RunContext, Work
-from fairbench.train import SELECTION_RULES, Batch, Fit, Losses, Trainer, descend, get_rule, minibatches, predict_proba
+from fairbench.methods.base import HParam, Method, Outcome, RunContext, Work, check_stack
+from fairbench.train import (
+    SELECTION_RULES,
+    Batch,
+    Fit,
+    Losses,
+    Member,
+    Trainer,
+    Unstackable,
+    descend,
+    fit_members,
+    get_rule,
+    minibatches,
+    predict_proba,
+)
 
 # Scores of a split's rows ("val", "test", "train") from the model as it is when the scorer is made.
 Scorer = Callable[[str], np.ndarray]
@@ -80,17 +93,34 @@ def require_binary(method: str, data: TaskData) -> None:
         raise FairbenchError(f"method '{method}' needs a binary target; '{data.target}' has {data.n_classes} classes")
 
 
+# The networks small enough that one leaves a GPU idle: stacking members fills it.
+SMALL_NETWORKS = frozenset({"grad", "mlp3", "dvge"})
+
+
 class TrainedMethod(Method):
-    """A method the engine trains: implement `build` and `loss` (see the module docstring)."""
+    """A method the engine trains: implement `build` and `loss` (see the module docstring).
+
+    `stacks_seeds = True` (with numeric `stackable` parameters, e.g. ("lam",)) lets the engine
+    train the seeds and grid points of one small network as one batched model (fairbench/train/
+    members.py): for a method that keeps the engine's `update` and whose `loss` reads the varying
+    parameters as tensors and runs under torch.func.vmap (no Python branch on a tensor's value, no
+    state kept between batches, no random draw). tests/test_members.py checks every such method
+    stacked against solo.
+    """
 
     # Batches with fewer rows are skipped (2 for networks with batch norm).
     min_batch: ClassVar[int] = 1
+
+    @classmethod
+    def stacks(cls, params: dict[str, Any]) -> bool:
+        return cls.stacks_seeds and params.get("arch") in SMALL_NETWORKS
 
     def work(self, shape: TaskShape) -> list[Work] | None:
         """`epochs_trained` passes over the training rows of its `arch` on this input shape."""
         if "arch" not in self.params or shape.input is None:
             return None
-        return [Work(f"train:{self.params['arch']}@{shape.input_name}", self.epochs_trained() * shape.train_rows)]
+        workload = f"train:{self.params['arch']}@{shape.input_name}"
+        return [Work(workload, self.epochs_trained() * shape.train_rows, stackable=type(self).stacks(self.params))]
 
     def epochs_trained(self) -> float:
         """Passes over the training rows a job makes, in units of one network's epoch."""
@@ -144,11 +174,15 @@ class TrainedMethod(Method):
 
         return score
 
-    def train(self, data: TaskData, ctx: RunContext) -> tuple[nn.Module, Trainer, Fit]:
-        """Seed, build, train with the engine; the selected checkpoint is loaded."""
+    def prepare(self, data: TaskData, ctx: RunContext) -> tuple[nn.Module, Trainer]:
+        """Seed (the engine's Trainer), then build and place the model: its initial weights."""
         self.check(data)
         t = Trainer(data, ctx, inputs=self.inputs(data))
-        model = t.place(self.build(t))
+        return t.place(self.build(t)), t
+
+    def train(self, data: TaskData, ctx: RunContext) -> tuple[nn.Module, Trainer, Fit]:
+        """Seed, build, train with the engine; the selected checkpoint is loaded."""
+        model, t = self.prepare(data, ctx)
         optimizer = self.optimizer(model)
         p = self.params
         fit = t.fit(
@@ -172,3 +206,55 @@ class TrainedMethod(Method):
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         return self.outcome(*self.train(data, ctx))
+
+    def stacked_loss(self, model: nn.Module, batch: Batch, values: dict[str, torch.Tensor]) -> Losses:
+        """`loss` with a member's values of the stackable parameters (0-d tensors under vmap)."""
+        params = self.params
+        self.params = {**params, **values}
+        try:
+            return self.loss(model, batch)
+        finally:
+            self.params = params
+
+    @classmethod
+    def run_stacked(cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext]) -> list[Outcome]:
+        """Members of a method that `stacks` train as one batched model (fit_members), each
+        seeded, built, checkpointed and scored as when trained alone; one by one otherwise, or
+        where their data differ in shape."""
+        check_stack(cls, params, ctxs)
+        if not all(cls.stacks(p) for p in params):
+            return super().run_stacked(params, data, ctxs)
+        methods = [cls(p) for p in params]
+        prepared = [m.prepare(d, ctx) for m, d, ctx in zip(methods, data, ctxs, strict=True)]
+        members = [
+            Member(
+                trainer=t,
+                model=model,
+                values={key: m.params[key] for key in cls.stackable},
+                score_val=lambda m=m, model=model, t=t: m.scorer(model, t)("val"),
+                batches=lambda n, m=m, t=t: m.batches(t, n),
+                name=_member_name(m.params, t.seed, cls.stackable),
+            )
+            for m, (model, t) in zip(methods, prepared, strict=True)
+        ]
+        template, p = methods[0], params[0]
+        try:
+            fits = fit_members(
+                members,
+                template.stacked_loss,
+                template.optimizer,
+                epochs=p["epochs"],
+                select=p.get("select", "last"),
+                attributes=template.attributes(data[0]),
+                min_batch=cls.min_batch,
+                schedulers=template.schedulers,
+            )
+        except Unstackable as reason:
+            ctxs[0].log.info(f"{len(params)} members trained one by one: {reason}")
+            return super().run_stacked(params, data, ctxs)
+        return [m.outcome(model, t, fit) for m, (model, t), fit in zip(methods, prepared, fits, strict=True)]
+
+
+def _member_name(params: dict[str, Any], seed: int, stackable: tuple[str, ...]) -> str:
+    """How a stacked member's log lines name it: its seed and stackable values."""
+    return " ".join([f"seed {seed}", *(f"{key} {params[key]:g}" for key in stackable)])
