@@ -181,3 +181,15 @@ def test_a_network_with_one_tensor_under_two_names_is_not_stacked(tmp_path: Path
     member = Member(t, Tied(), {}, lambda: np.zeros(0), lambda n: iter(()))
     with pytest.raises(Unstackable, match="two names"):
         fit_members([member, member], lambda model, batch, values: torch.zeros(()), torch.optim.SGD, epochs=1)
+
+
+def test_auto_stacks_seeds_on_a_gpu_and_trains_them_one_by_one_on_a_cpu(tmp_path: Path) -> None:
+    from fairbench.plan import expand
+    from fairbench.runner import plan_units
+    from fairbench.suite import load_suite
+
+    suite = tmp_path / "stacked.yaml"
+    suite.write_text(STACKED_SUITE)
+    jobs = expand(load_suite(suite)[0])
+    assert [len(unit) for unit in plan_units(jobs, "auto", "cuda:1")] == [2, 4]
+    assert [len(unit) for unit in plan_units(jobs, "auto", "cpu")] == [1] * 6

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from fairbench.methods.base import HParam, Method
+from fairbench.methods.families.trained import SMALL_NETWORKS, TrainedMethod
 from fairbench.registry import METHODS
 
 # A help text that gives its default's paper value: "(paper: 100)", "(DVGE: 120)".
@@ -60,6 +61,11 @@ def method_markdown(name: str) -> str:
     select = cls.hparams.get("select")
     rules = ", ".join(f"`{rule}`" for rule in select.choices) if select and select.choices else "none (fixed)"
     lines += [f"**Selection rules** (`select`): {rules}.", ""]
+    if cls.stackable or cls.stacks_seeds:
+        together = [*(["seeds"] if cls.stacks_seeds else []), *(f"`{param}` values" for param in cls.stackable)]
+        small = ", ".join(f"`{arch}`" for arch in sorted(SMALL_NETWORKS))
+        where = f" when `arch` is {small}" if issubclass(cls, TrainedMethod) else ""
+        lines += [f"**Stacked** (`--stack`): {' and '.join(together)} train together as one batched model{where}.", ""]
     if cls.report_tables:
         lines.append("**Report tables** (`fairbench report --ablation`):")
         # a caption's {placeholders} are filled per table: shown as SPLIT, EXPERIMENT
