@@ -68,6 +68,22 @@ def test_some_methods_stack_and_keep_the_engines_step() -> None:
         assert cls.update is TrainedMethod.update, f"{name} overrides update and cannot stack"
 
 
+# A stack's members: (parameters, seed); the tasks by seed.
+Members = list[tuple[dict[str, Any], int]]
+
+
+def _run_stacked(cls: type[TrainedMethod], members: Members, tasks: dict[int, TaskData], root: Path) -> list:
+    params, seeds = zip(*members, strict=True)
+    return cls.run_stacked(list(params), [tasks[s] for s in seeds], [run_context(root, s) for s in seeds])
+
+
+def _assert_stacked_equals_solo(
+    cls: type[TrainedMethod], members: Members, tasks: dict[int, TaskData], root: Path
+) -> None:
+    for (params, seed), outcome in zip(members, _run_stacked(cls, members, tasks, root), strict=True):
+        _assert_same(outcome, cls(params).run(tasks[seed], run_context(root, seed)))
+
+
 @pytest.mark.parametrize("name", STACKING)
 def test_stacked_members_equal_solo_runs(name: str, tmp_path: Path, float64: None) -> None:
     cls = METHODS.get(name)
@@ -75,36 +91,23 @@ def test_stacked_members_equal_solo_runs(name: str, tmp_path: Path, float64: Non
     # seeds x grid: each member its own data (stacked tensors); one seed's grid: shared tensors
     for seeds in ((0, 1), (1,)):
         members = [(_params(cls, **values), seed) for values in _grid(cls) for seed in seeds]
-        params = [p for p, _ in members]
-        stacked = cls.run_stacked(
-            params, [tasks[s] for _, s in members], [run_context(tmp_path, s) for _, s in members]
-        )
-        for (p, seed), outcome in zip(members, stacked, strict=True):
-            _assert_same(outcome, cls(p).run(tasks[seed], run_context(tmp_path, seed)))
+        _assert_stacked_equals_solo(cls, members, tasks, tmp_path)
 
 
 @pytest.mark.parametrize("arch", sorted(SMALL_NETWORKS - {"grad"}))
 def test_every_small_network_stacks(arch: str, tmp_path: Path, float64: None) -> None:
     cls = METHODS.get("erm")
-    params = [_params(cls, arch=arch)] * 2
-    tasks = [_task(seed, n=100) for seed in (0, 1)]
-    stacked = cls.run_stacked(params, tasks, [run_context(tmp_path, seed) for seed in (0, 1)])
-    for seed, task, outcome in zip((0, 1), tasks, stacked, strict=True):
-        _assert_same(outcome, cls(params[0]).run(task, run_context(tmp_path, seed)))
+    members = [(_params(cls, arch=arch), seed) for seed in (0, 1)]
+    _assert_stacked_equals_solo(cls, members, {seed: _task(seed, n=100) for seed in (0, 1)}, tmp_path)
 
 
 def test_image_members_stack(tmp_path: Path, float64: None) -> None:
     """uint8 images gathered per member and scaled in the member's batch; GBA's mask under vmap."""
     cls = METHODS.get("gba")
-    tasks = {
-        s: build_task(open_dataset("synthetic_images", None, {"n": 80}), None, "Attractive", "Male", s) for s in (0, 1)
-    }
+    images = open_dataset("synthetic_images", None, {"n": 80})
+    tasks = {seed: build_task(images, None, "Attractive", "Male", seed) for seed in (0, 1)}
     members = [(_params(cls, arch="mlp3", lam=lam), seed) for lam in (0.3, 2.0) for seed in (0, 1)]
-    stacked = cls.run_stacked(
-        [p for p, _ in members], [tasks[s] for _, s in members], [run_context(tmp_path, s) for _, s in members]
-    )
-    for (p, seed), outcome in zip(members, stacked, strict=True):
-        _assert_same(outcome, cls(p).run(tasks[seed], run_context(tmp_path, seed)))
+    _assert_stacked_equals_solo(cls, members, tasks, tmp_path)
 
 
 def test_members_of_different_shapes_train_one_by_one(tmp_path: Path) -> None:
@@ -122,9 +125,7 @@ def test_stacked_members_differ_from_each_other(tmp_path: Path, float64: None) -
     """The equality above is not that of identical members: seeds and values change the numbers."""
     cls = METHODS.get("adt")
     members = [(_params(cls, lam=lam), seed) for lam in (0.3, 2.0) for seed in (0, 1)]
-    outcomes = cls.run_stacked(
-        [p for p, _ in members], [_task(s) for _, s in members], [run_context(tmp_path, s) for _, s in members]
-    )
+    outcomes = _run_stacked(cls, members, {seed: _task(seed) for seed in (0, 1)}, tmp_path)
     scores = [o.scores["test"] for o in outcomes]
     assert all(not np.allclose(a, b) for i, a in enumerate(scores) for b in scores[i + 1 :])
 

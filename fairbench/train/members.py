@@ -174,6 +174,8 @@ class _Sources:
         self.names += [f"group:{name}" for name in first.data.protected]
         self.train = self._stacked([t.rows("train") for t in distinct], "train rows")
         self.tensors = {name: self._stacked([_tensor(t, name) for t in distinct], name) for name in self.names}
+        for trainer, k in zip(trainers, index, strict=True):  # each member scores its task's slice: one copy
+            trainer.x = self.tensors["x"][k] if len(distinct) > 1 else self.tensors["x"]
         # None when every member reads one task; else each member's task
         self.index = torch.tensor(index, device=first.device)[:, None] if len(distinct) > 1 else None
 
