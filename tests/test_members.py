@@ -101,12 +101,14 @@ def test_every_small_network_stacks(arch: str, tmp_path: Path, float64: None) ->
     _assert_stacked_equals_solo(cls, members, {seed: _task(seed, n=100) for seed in (0, 1)}, tmp_path)
 
 
-def test_image_members_stack(tmp_path: Path, float64: None) -> None:
-    """uint8 images gathered per member and scaled in the member's batch; GBA's mask under vmap."""
-    cls = METHODS.get("gba")
+@pytest.mark.parametrize(("name", "arch"), [("gba", "mlp3"), ("adt", "dvge")])
+def test_image_members_stack(name: str, arch: str, tmp_path: Path, float64: None) -> None:
+    """uint8 images gathered per member and scaled in the member's batch; GBA's mask and DVGE's
+    Table 3 convolutions under vmap."""
+    cls = METHODS.get(name)
     images = open_dataset("synthetic_images", None, {"n": 80})
     tasks = {seed: build_task(images, None, "Attractive", "Male", seed) for seed in (0, 1)}
-    members = [(_params(cls, arch="mlp3", lam=lam), seed) for lam in (0.3, 2.0) for seed in (0, 1)]
+    members = [(_params(cls, arch=arch, lam=lam), seed) for lam in (0.3, 2.0) for seed in (0, 1)]
     _assert_stacked_equals_solo(cls, members, tasks, tmp_path)
 
 

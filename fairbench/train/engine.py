@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
@@ -232,13 +232,12 @@ class Trainer:
         return checkpoints.finish(model)
 
     def _run_epoch(
-        self, positions: Iterator[torch.Tensor], rows: torch.Tensor, update: Callable[[Batch], Losses], min_batch: int
+        self, positions: Iterable[torch.Tensor], rows: torch.Tensor, update: Callable[[Batch], Losses], min_batch: int
     ) -> dict[str, float]:
         """One pass: `update` on every batch; the mean of each named loss over the batches."""
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for batch_positions in positions:
-            batch_positions = batch_positions.to(self.device)
+        for batch_positions in to_device(positions, self.device):
             batch_rows = rows[batch_positions]
             if len(batch_rows) < min_batch:
                 continue
@@ -295,6 +294,15 @@ class Checkpoints:
         if self.state is not None:
             model.load_state_dict(self.state)
         return self.fit
+
+
+def to_device(batches: Iterable[torch.Tensor], device: str) -> list[torch.Tensor]:
+    """An epoch's index batches on the device in one copy: a copy from host memory waits for the
+    device's queue to drain, so one per step would keep the host from running ahead of the GPU."""
+    batches = list(batches)
+    if not batches:
+        return []
+    return list(torch.cat(batches).to(device).split([len(b) for b in batches]))
 
 
 def set_matmul_precision(precision: str, device: str) -> None:

@@ -100,16 +100,11 @@ def fit_members(
     checkpoints = [Checkpoints(m.trainer, select, m.score_val, attributes, patience, m.name) for m in members]
     for epoch in range(1, epochs + 1):
         base.train()
-        draws = [m.batches(len(m.trainer.rows("train"))) for m in members]
         sums: dict[str, torch.Tensor] = {}
         steps = 0
-        for drawn in zip(*draws, strict=True):
-            sizes = {len(p) for p in drawn}
-            if len(sizes) > 1:
-                raise RuntimeError(f"stacked members drew batches of different sizes {sorted(sizes)}")
-            if sizes.pop() < min_batch:
+        for positions in _epoch_positions(members, first.device):
+            if positions.shape[1] < min_batch:
                 continue
-            positions = torch.stack(list(drawn)).to(first.device)
             rows, given = sources.gather(positions)
             with first.autocast():
                 losses = compute(stacked, buffers, values, positions, rows, given)
@@ -206,6 +201,20 @@ def _tied(model: nn.Module) -> bool:
     """Whether the model registers a parameter or buffer under two names."""
     named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
     return len({id(tensor) for _, tensor in named}) < len(named)
+
+
+def _epoch_positions(members: Sequence[Member], device: str) -> list[torch.Tensor]:
+    """Each step's (M, B) positions of an epoch, every member's drawn from its own stream, on the
+    device in one copy (see fairbench.train.engine.to_device)."""
+    draws = [list(m.batches(len(m.trainer.rows("train")))) for m in members]
+    sizes = {tuple(len(b) for b in batches) for batches in draws}
+    if len(sizes) > 1:
+        raise RuntimeError("stacked members drew epochs of different batch sizes")
+    steps = sizes.pop()
+    if not steps:
+        return []
+    stacked = torch.stack([torch.cat(batches) for batches in draws]).to(device)
+    return list(stacked.split(list(steps), dim=1))
 
 
 def _prefixed(state: dict[str, Any]) -> dict[str, Any]:
