@@ -123,6 +123,24 @@ def test_members_of_different_shapes_train_one_by_one(tmp_path: Path) -> None:
             np.testing.assert_array_equal(outcome.scores[split], solo.scores[split])
 
 
+def test_members_whose_batches_differ_train_one_by_one(tmp_path: Path) -> None:
+    from fairbench.methods.erm import ERM
+    from fairbench.train import Trainer, minibatches
+
+    class Uneven(ERM):
+        """ERM whose seed 1 draws batches of another size."""
+
+        def batches(self, t: Trainer, n: int) -> Iterator[torch.Tensor]:
+            return minibatches(n, 32 if t.seed == 0 else 48, t.generator)
+
+    members = [(_params(Uneven), seed) for seed in (0, 1)]
+    tasks = {seed: _task(seed) for seed in (0, 1)}
+    for (params, seed), outcome in zip(members, _run_stacked(Uneven, members, tasks, tmp_path), strict=True):
+        solo = Uneven(params).run(tasks[seed], run_context(tmp_path, seed))
+        for split in ("val", "test"):
+            np.testing.assert_array_equal(outcome.scores[split], solo.scores[split])
+
+
 def test_stacked_members_differ_from_each_other(tmp_path: Path, float64: None) -> None:
     """The equality above is not that of identical members: seeds and values change the numbers."""
     cls = METHODS.get("adt")

@@ -33,7 +33,8 @@ MemberLoss = Callable[[nn.Module, Batch, dict[str, torch.Tensor]], Losses]
 
 
 class Unstackable(ValueError):
-    """The members cannot train in lockstep (their data differ in shape); train them one by one."""
+    """The members cannot train in lockstep (their data or batches differ in shape); train them
+    one by one."""
 
 
 @dataclass
@@ -68,8 +69,8 @@ def fit_members(
 
     `optimizer(module)` builds the optimiser over `module.parameters()` (the stacked tensors) and
     must update elementwise. Step k of an epoch feeds member m its own k-th batch; batches of
-    fewer than `min_batch` rows are skipped. Raises Unstackable, before any training, when the
-    members' tensors differ in shape.
+    fewer than `min_batch` rows are skipped. Raises Unstackable when the members' tensors differ
+    in shape (before any training) or their epochs in batch sizes.
     """
     first = members[0].trainer
     if _tied(members[0].model):
@@ -209,7 +210,7 @@ def _epoch_positions(members: Sequence[Member], device: str) -> list[torch.Tenso
     draws = [list(m.batches(len(m.trainer.rows("train")))) for m in members]
     sizes = {tuple(len(b) for b in batches) for batches in draws}
     if len(sizes) > 1:
-        raise RuntimeError("stacked members drew epochs of different batch sizes")
+        raise Unstackable("the members drew epochs of different batch sizes")
     steps = sizes.pop()
     if not steps:
         return []
