@@ -8,7 +8,7 @@ stack batches only the arithmetic: the loss is computed per member, their sum is
 the optimiser's update is elementwise (Adam, SGD with momentum, weight decay), so member m's
 gradient and step are those of its own loss. A member's numbers in a stack equal its numbers
 alone up to floating-point differences between batched and plain kernels (tests/test_members.py).
-On a GPU, M small networks then cost about the launches of one.
+Each kernel launch serves all M members, which is what a GPU left idle by one small network needs.
 """
 
 from __future__ import annotations
