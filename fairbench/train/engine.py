@@ -146,7 +146,6 @@ class Trainer:
     def __init__(self, data: TaskData, ctx: JobContext, inputs: np.ndarray | None = None) -> None:
         self.data, self.ctx, self.device, self.seed = data, ctx, ctx.device, ctx.seed
         self.arithmetic = Arithmetic(getattr(ctx, "precision", "fp32"), self.device)
-        self.precision, self.channels_last = self.arithmetic.precision, self.arithmetic.channels_last
         self.generator = seed_everything(ctx.seed)
         self._inputs = inputs
         self._groups: dict[str, torch.Tensor] = {}

@@ -18,7 +18,6 @@ import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
 
 import numpy as np
 import torch
@@ -88,11 +87,11 @@ def fit_members(
         for key in members[0].values
     }
 
-    def member_loss(
-        params: dict, buffers: dict, values: dict, positions: torch.Tensor, rows: torch.Tensor, given: dict
-    ) -> Losses:
+    # The network's weights and buffers under their names in `network`, named once
+    state = {f"model.{name}": tensor for name, tensor in chain(stacked.items(), buffers.items())}
+
+    def member_loss(state: dict, values: dict, positions: torch.Tensor, rows: torch.Tensor, given: dict) -> Losses:
         batch = Batch(view, positions, rows, given)  # type: ignore[arg-type]
-        state = {**_prefixed(params), **_prefixed(buffers)}
         return functional_call(network, state, (batch, values))
 
     compute = vmap(member_loss)
@@ -108,7 +107,7 @@ def fit_members(
                 continue
             rows, given = sources.gather(positions)
             with first.autocast():
-                losses = compute(stacked, buffers, values, positions, rows, given)
+                losses = compute(state, values, positions, rows, given)
             losses = losses if isinstance(losses, dict) else {"loss": losses}
             optimiser.zero_grad(set_to_none=True)
             losses["loss"].sum().backward()
@@ -216,10 +215,6 @@ def _epoch_positions(members: Sequence[Member], device: str) -> list[torch.Tenso
         return []
     stacked = torch.stack([torch.cat(batches) for batches in draws]).to(device)
     return list(stacked.split(list(steps), dim=1))
-
-
-def _prefixed(state: dict[str, Any]) -> dict[str, Any]:
-    return {f"model.{name}": value for name, value in state.items()}
 
 
 @torch.no_grad()
