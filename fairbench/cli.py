@@ -116,8 +116,9 @@ def cli() -> None:
     "--stack",
     type=click.Choice(["auto", "on", "off"]),
     default=None,
-    help="Train stackable sweep members as one model: auto (the suite's default) = on a GPU, "
-    "one by one on a CPU, where stacking is slower; on | off force it.",
+    help="Train the seeds and grid points of a small network (and DVGE's eta grid) as one batched model: "
+    "auto (the suite's default) = on a GPU, one by one on a CPU, where each job keeps bit-identical numbers; "
+    "on | off force it.",
 )
 @click.option("--no-stack", is_flag=True, help="Same as --stack off.")
 @click.option(
