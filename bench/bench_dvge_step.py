@@ -12,7 +12,7 @@ cross-entropy, backward and Adam. Loops, timed interleaved in one run:
 - before: fairbench's step as it was before issue 8's speed work (batched matmuls through
   MKL), i.e. `fit_stacked` with the oneDNN kernels switched off.
 - fairbench: `fit_stacked` with one member and DVGE's perturbation (F_d cached, F_g per step,
-  focus `loss`, clip), exactly as `dvge.run_stacked` calls it.
+  focus `loss`, clip), exactly as `DVGE.run_eta_grid` calls it.
 - val pass: the per-epoch validation pass (18,000 rows, the dvge protocol's val split of
   CelebA), in ms per pass and amortised over an epoch's 2,532 steps.
 
@@ -123,7 +123,7 @@ def released_steps(data: dict[str, torch.Tensor], steps: int) -> float:
 
 
 def fairbench_steps(data: dict[str, torch.Tensor], steps: int) -> float:
-    """Seconds for `steps` steps of fit_stacked with one member, as dvge.run_stacked runs it,
+    """Seconds for `steps` steps of fit_stacked with one member, as DVGE.run_eta_grid runs it,
     without its set-up (model, initial weights, optimiser), which the released loop's timing
     leaves out as well: a one-step run's time is subtracted."""
     return fit_seconds(data, steps + 1) - fit_seconds(data, 1)

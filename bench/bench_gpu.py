@@ -8,6 +8,7 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
   one model alone and 10 seeds stacked (fairbench.train.fit_members; member-epochs/s),
 - DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
 - encoder iterations/s (vanilla VAE, FactorVAE, FFVAE, FD-VAE; batch 64, 64x64 images), per precision,
+  one alone and 16 seeds stacked (fairbench.encoders.training.train_encoders; member-iterations/s),
 - the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`).
 
 `--save-rates [FILE]` also writes the measured rates (per workload, in the units `Method.work`
@@ -43,7 +44,7 @@ from bench_stacked import machine  # this folder's scripts share it
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
 from fairbench.encoders import resolve_encoder
-from fairbench.encoders.artifact import train_encoder
+from fairbench.encoders.training import train_encoder, train_encoders
 from fairbench.execution.estimates import Rates, default_rates_path
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
@@ -170,6 +171,20 @@ def encoder_rate(name: str, task: TaskData, device: str, iterations: int, precis
     return iterations / seconds
 
 
+def stacked_encoder_rate(
+    name: str, task: TaskData, device: str, iterations: int, precision: str, members: int
+) -> float:
+    """Member-iterations per second of `members` encoders (seeds 0..M-1) trained as one stacked
+    model (fairbench.encoders.training.train_encoders), as a stacked unit of jobs trains them."""
+    config = resolve_encoder({"name": name})
+
+    def train() -> None:
+        seeds = list(range(members))
+        train_encoders([task] * members, [config] * members, iterations, seeds, device, lambda line: None, precision)
+
+    return members * iterations / timed(device, train)
+
+
 def quickstart_seconds(device: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "FAIRBENCH_CACHE": f"{folder}/cache"}
@@ -195,6 +210,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny sizes: checks the script, measures little")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated; fp32 is the baseline")
     parser.add_argument("--quickstart", action="store_true", help="also time the quickstart with auto and cpu")
+    parser.add_argument("--encoder-members", type=int, default=16, help="encoders in a stack (FFVAE's grid: 16)")
     parser.add_argument(
         "--save-rates",
         nargs="?",
@@ -267,6 +283,14 @@ def main() -> None:
                 base = base or rate
                 rates[f"encoder:{name}@3x64x64" + ("" if precision == "fp32" else f" {precision}")] = rate
                 print(f"{name + ' iterations/s':36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
+            for precision in precisions:
+                suffix = "" if precision == "fp32" else f" {precision}"
+                members = args.encoder_members
+                rate = stacked_encoder_rate(name, faces, args.device, iterations, precision, members)
+                rates[f"encoder:{name}@3x64x64 stacked{suffix}"] = rate
+                alone = rates[f"encoder:{name}@3x64x64{suffix}"]
+                label = f"{name} member-it/s, {members} stacked"
+                print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / alone:.2f} vs one alone")
     if args.quickstart:
         auto, cpu = quickstart_seconds("auto"), quickstart_seconds("cpu")
         print(f"quickstart wall: --device auto {auto:.1f} s, --device cpu {cpu:.1f} s (auto/cpu x{auto / cpu:.2f})")

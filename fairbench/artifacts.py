@@ -8,12 +8,13 @@ a damaged cache must never give other numbers silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,25 +55,51 @@ class ArtifactCache:
 
     def get(self, kind: str, key: dict[str, Any], build: Callable[[Path], None]) -> tuple[Path, bool]:
         """Return (folder, built_now)."""
-        final = self.path(kind, key)
-        if (final / MARKER).exists() and damage(final) is None:
-            return final, False
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(final) + ".lock"):
-            if (final / MARKER).exists():  # checked again: another worker may have rebuilt it meanwhile
-                problem = damage(final)
-                if problem is None:
-                    return final, False
-                log.warning(f"artifact {kind}/{final.name} in {self.root}: {problem}; rebuilding it")
-            staging = final.with_name(final.name + ".building")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            (staging / "key.json").write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
-            build(staging)
-            shutil.rmtree(final, ignore_errors=True)
-            staging.rename(final)
-            write_marker(final)
-        return final, True
+        return self.get_many(kind, [key], lambda missing: [build])[0]
+
+    def get_many(
+        self, kind: str, keys: Sequence[dict[str, Any]], build: Callable[[list[int]], list[Callable[[Path], None]]]
+    ) -> list[tuple[Path, bool]]:
+        """`get` for artifacts built together (several encoders trained as one stacked model):
+        `build(missing)`, given the indices into `keys` of the artifacts not built yet (one per
+        distinct key), returns one `build(folder)` for each. Holds every missing key's lock while
+        it builds, so concurrent workers build each artifact once."""
+        finals = [self.path(kind, key) for key in keys]
+        if all(self._ready(kind, final, warn=False) for final in finals):
+            return [(final, False) for final in finals]
+        with contextlib.ExitStack() as locks:
+            for final in sorted(set(finals)):  # one order for every worker: no deadlock
+                final.parent.mkdir(parents=True, exist_ok=True)
+                locks.enter_context(FileLock(str(final) + ".lock"))
+            # Checked again under the locks: another worker may have built some meanwhile.
+            missing: list[int] = []
+            for index, final in enumerate(finals):
+                if final not in finals[:index] and not self._ready(kind, final, warn=True):
+                    missing.append(index)
+            for index, builder in zip(missing, build(missing) if missing else [], strict=True):
+                self._stage(keys[index], finals[index], builder)
+        built = {finals[index] for index in missing}
+        return [(final, final in built) for final in finals]
+
+    def _ready(self, kind: str, final: Path, warn: bool) -> bool:
+        if not (final / MARKER).exists():
+            return False
+        problem = damage(final)
+        if problem is not None and warn:
+            log.warning(f"artifact {kind}/{final.name} in {self.root}: {problem}; rebuilding it")
+        return problem is None
+
+    @staticmethod
+    def _stage(key: dict[str, Any], final: Path, build: Callable[[Path], None]) -> None:
+        """Build into a fresh staging folder, rename it into place, then write its marker."""
+        staging = final.with_name(final.name + ".building")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        (staging / "key.json").write_text(json.dumps(key, sort_keys=True, indent=1, default=str))
+        build(staging)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        write_marker(final)
 
 
 def _sha256(path: Path) -> str:

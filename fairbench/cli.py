@@ -116,7 +116,8 @@ def cli() -> None:
     "--stack",
     type=click.Choice(["auto", "on", "off"]),
     default=None,
-    help="Train the seeds and grid points of a small network (and DVGE's eta grid) as one batched model: "
+    help="Train the seeds and grid points of a small network (and the VAE encoders of a latent method's seeds "
+    "and FFVAE's alpha x gamma grid, and DVGE's eta grid) as one batched model: "
     "auto (the suite's default) = on a GPU, one by one on a CPU, where each job keeps bit-identical numbers; "
     "on | off force it.",
 )

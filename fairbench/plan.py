@@ -70,7 +70,7 @@ class Job:
         """Jobs with equal keys may train together: same everything but the stackable params
         (and the seeds, for a method that stacks seeds)."""
         method = METHODS.get(self.method)
-        identity = {**self.identity(), "params": {k: v for k, v in self.params.items() if k not in method.stackable}}
+        identity = {**self.identity(), "params": method.stack_signature(self.params)}
         if method.stacks_seeds:
             del identity["seed"], identity["split_seed"]
         return job_hash(identity)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from contexts import run_context
+from contexts import run_context, step_noise
 from contexts import synthetic_task as _table
 
 import fairbench.methods.families.latent.codes as codes_module
@@ -68,8 +68,7 @@ def test_ffvae_b_is_not_sampled_and_carries_no_kl() -> None:
     x, a = torch.rand(16, 6), torch.randint(0, 2, (16, 2)).float()
     mu, logvar = trainer.vae.encode(x)
     assert torch.isinf(logvar[:, 3:]).all() and torch.isfinite(logvar[:, :3]).all()
-    torch.manual_seed(1)
-    loss, terms, code = trainer.vae_terms((x, {"a": a}))
+    loss, terms, code = trainer.vae_terms((x, {"a": a}), torch.randn(16, 5), trainer.values)
     # b is the encoder's output itself; z is a draw.
     torch.testing.assert_close(code[:, 3:], mu[:, 3:], rtol=0, atol=0)
     assert not torch.allclose(code[:, :3], mu[:, :3])
@@ -87,7 +86,7 @@ def test_ffvae_b_is_not_sampled_and_carries_no_kl() -> None:
 def test_ffvae_permutes_only_b() -> None:
     trainer = _ffvae()
     code = torch.arange(50.0).view(10, 5)
-    permuted = trainer.permuted(code)
+    permuted = trainer.permuted(code, torch.rand(code.shape))
     assert torch.equal(permuted[:, :3], code[:, :3])
     for j in (3, 4):
         assert sorted(permuted[:, j].tolist()) == sorted(code[:, j].tolist())
@@ -100,8 +99,8 @@ def test_ffvae_discriminator_loss_never_reaches_the_encoder() -> None:
     for index, p in enumerate(trainer.vae.parameters()):
         p.register_hook(lambda grad, index=index: calls.__setitem__(index, calls[index] + 1))
     seen: list[bool] = []
-    trainer.discriminator.register_forward_hook(lambda m, i, o: seen.append(i[0].requires_grad))
-    losses = trainer.step(lambda: (x[:16], {"a": a[:16]}))
+    trainer.nets["discriminator"].register_forward_hook(lambda m, i, o: seen.append(i[0].requires_grad))
+    losses = trainer.step(lambda: (x[:16], {"a": a[:16]}), step_noise(trainer, 16))
     assert set(losses) == {"recon", "kl", "bce", "tc", "d_loss"}
     # The TC term (live codes) trains the encoder; the discriminator's own loss sees detached codes.
     assert seen == [True, False, False]
@@ -164,15 +163,16 @@ def test_fdvae_split_dims_feed_their_heads_and_adversaries() -> None:
     assert (trainer.target, trainer.mutual, trainer.sensitive) == ([0, 1, 2], [3, 4, 5, 6], [7, 8, 9])
     x = torch.rand(16, 6)
     labels = {"y": torch.randint(0, 2, (16,)), "g": torch.randint(0, 2, (16,))}
-    head_t, head_p = _inputs_of(trainer.heads["target"]), _inputs_of(trainer.heads["sensitive"])
-    adv_p = _inputs_of(trainer.adversaries["sensitive_from_target"])
-    adv_t = _inputs_of(trainer.adversaries["target_from_sensitive"])
-    loss, terms, z = trainer.vae_terms((x, labels))
+    head_t, head_p = _inputs_of(trainer.nets["heads"]["target"]), _inputs_of(trainer.nets["heads"]["sensitive"])
+    adv_p = _inputs_of(trainer.nets["adversaries"]["sensitive_from_target"])
+    adv_t = _inputs_of(trainer.nets["adversaries"]["target_from_sensitive"])
+    loss, terms, carry = trainer.phase_loss(0, (x, labels), step_noise(trainer, 16), {}, trainer.values)
+    z = carry["z"]
     torch.testing.assert_close(head_t[0], z[:, :7], rtol=0, atol=0)  # target + mutual
     torch.testing.assert_close(head_p[0], z[:, [7, 8, 9, 3, 4, 5, 6]], rtol=0, atol=0)  # protected + mutual
     torch.testing.assert_close(adv_p[0], z[:, :3], rtol=0, atol=0)
     torch.testing.assert_close(adv_t[0], z[:, 7:], rtol=0, atol=0)
-    target = F.cross_entropy(trainer.heads["target"](z[:, :7]), labels["y"])
+    target = F.cross_entropy(trainer.nets["heads"]["target"](z[:, :7]), labels["y"])
     torch.testing.assert_close(terms["target"], target)
     expected = terms["recon"] + terms["kl"] + 2.0 * (terms["target"] + terms["protected"])
     torch.testing.assert_close(loss, expected + 0.5 * terms["decorrelation"])
@@ -187,11 +187,11 @@ def test_fdvae_adversaries_train_on_detached_codes() -> None:
     calls = [0] * len(list(trainer.vae.parameters()))
     for index, p in enumerate(trainer.vae.parameters()):
         p.register_hook(lambda grad, index=index: calls.__setitem__(index, calls[index] + 1))
-    before = [p.detach().clone() for p in trainer.adversaries.parameters()]
-    losses = trainer.step(lambda: (x, labels))
+    before = [p.detach().clone() for p in trainer.nets["adversaries"].parameters()]
+    losses = trainer.step(lambda: (x, labels), step_noise(trainer, 16))
     assert set(losses) == {"recon", "kl", "target", "protected", "decorrelation", "adversaries"}
     assert set(calls) == {1}  # the encoder's own loss only
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.adversaries.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.nets["adversaries"].parameters(), strict=True))
 
 
 def test_fdvae_key_holds_target_and_sensitive_and_g_reads_target_and_mutual(

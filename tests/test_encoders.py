@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from contexts import run_context
+from contexts import run_context, step_noise
 
 from fairbench.data.base import build_task, open_dataset
 from fairbench.encoders import latent_codes, resolve_encoder
@@ -70,7 +70,7 @@ def test_resolve_encoder_fills_defaults_and_rejects_typos() -> None:
 
 def test_permute_dims_permutes_each_column() -> None:
     z = torch.arange(40.0).view(10, 4)
-    permuted = permute_dims(z)
+    permuted = permute_dims(z, torch.rand(z.shape))
     for j in range(4):
         assert sorted(permuted[:, j].tolist()) == sorted(z[:, j].tolist())
 
@@ -82,8 +82,8 @@ def test_factor_vae_step_trains_discriminator_on_detached_codes() -> None:
     x = torch.rand(32, 6)
     before = [p.detach().clone() for p in vae.parameters()]
     seen = []
-    trainer.discriminator.register_forward_hook(lambda m, i, o: seen.append(i[0].requires_grad))
-    losses = trainer.step(lambda: x[torch.randperm(32)[:16]])
+    trainer.nets["discriminator"].register_forward_hook(lambda m, i, o: seen.append(i[0].requires_grad))
+    losses = trainer.step(lambda: x[torch.randperm(32)[:16]], step_noise(trainer, 16))
     assert set(losses) == {"recon", "kl", "tc", "d_loss"}
     # Detached tensors: the loop reads them only when it logs, so a step never waits for the GPU.
     assert all(isinstance(v, torch.Tensor) and not v.requires_grad for v in losses.values())

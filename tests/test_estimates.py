@@ -102,6 +102,10 @@ def test_rates_price_declared_work_counting_a_shared_encoder_once_per_experiment
     stacked = RateEstimator(Rates("m", "cuda", RATES), stacked={job.job_id for job in dvge})
     assert stacked(dvge[0]) == pytest.approx(encoder + 2 * steps / 400.0 + d)  # g at the stacked rate
     assert stacked(dvge[2]) == pytest.approx(2 * steps / 400.0)
+    # encoders trained in a stack: at the stacked encoder rate (per member) where there is one
+    with_encoders = Rates("m", "cuda", {**RATES, "encoder:factor_vae@3x64x64 stacked": 400.0})
+    stacked_encoders = RateEstimator(with_encoders, stacked={job.job_id for job in dvge})
+    assert stacked_encoders(dvge[0]) == pytest.approx(1000 / 400.0 + 2 * steps / 400.0 + d)
     bf16 = [replace(job, precision="bf16") for job in dvge]
     stacked_bf16 = RateEstimator(Rates("m", "cuda", RATES), stacked={job.job_id for job in bf16})
     stacked_bf16(bf16[0])
@@ -137,8 +141,8 @@ def test_dry_run_prices_a_suite_from_a_rates_file(tmp_path: Path, fairbench, mon
     dry = fairbench("run", suite, "--results", tmp_path / "out", "--dry-run", "--rates", rates)
     assert dry.code == 0, dry.err
     text = " ".join(dry.out.split())
-    # the plan stacks as it would on the rates' GPU: the eta grid is one unit per seed
-    assert "8 jobs in 6 work units" in text
+    # the plan stacks as it would on the rates' GPU: each method's seeds (and DVGE's etas) are one unit
+    assert "8 jobs in 3 work units" in text
     assert "6 jobs from the rates of H200 (test) (cuda)" in text
     assert "no estimate for ffvae" in text and "encoder:ffvae@3x64x64 (no rate)" in text
     rates.write_text("not json")

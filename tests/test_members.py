@@ -23,7 +23,13 @@ from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.methods.families.trained import SMALL_NETWORKS, TrainedMethod
 from fairbench.registry import METHODS
 
-STACKING = sorted(name for name in METHODS.names() if getattr(METHODS.get(name), "stacks_seeds", False))
+# The trained methods that stack seeds (the latent-code methods stack their encoders:
+# tests/test_encoder_stacking.py)
+STACKING = sorted(
+    name
+    for name in METHODS.names()
+    if issubclass(METHODS.get(name), TrainedMethod) and getattr(METHODS.get(name), "stacks_seeds", False)
+)
 
 
 @pytest.fixture

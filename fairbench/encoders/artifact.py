@@ -9,22 +9,25 @@ encoder (DVGE's flexibility). An encoder trained with labels (FFVAE, FD-VAE) dec
 
 from __future__ import annotations
 
+import functools
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fairbench.artifacts import key_hash
 from fairbench.data.base import TaskData
-from fairbench.encoders.base import Batch, Latents, attribute_count, batch_stream, task_labels
+from fairbench.encoders.base import Latents, attribute_count
 from fairbench.encoders.catalog import TRAINERS, resolve_encoder
 from fairbench.encoders.networks import VAE
-from fairbench.train import Arithmetic, as_input, seed_everything, to_float
+from fairbench.encoders.training import train_encoders
+from fairbench.train import as_input, to_float
 
-ARTIFACT_VERSION = 2  # 2: tables use the per-feature-scaled Gaussian
+# 2: tables use the per-feature-scaled Gaussian; 3: each training draws its noise from its own stream
+ARTIFACT_VERSION = 3
 
 
 def encoder_key(
@@ -46,54 +49,6 @@ def encoder_key(
     return key
 
 
-def train_encoder(
-    data: TaskData,
-    config: dict[str, Any],
-    iterations: int,
-    seed: int,
-    device: str,
-    log: Callable[[str], Any],
-    precision: str = "fp32",
-) -> tuple[VAE, list[dict[str, float]]]:
-    """Train a VAE of `config` on the train split for `iterations` steps in the engine's
-    arithmetic (`precision`); return it and a loss log (the losses read every 1/20 of the run)."""
-    generator = seed_everything(seed)
-    arithmetic = Arithmetic(precision, device)
-    kind = TRAINERS[config["name"]]
-    deterministic = kind.deterministic(config, attribute_count(data))
-    vae = arithmetic.place(VAE(tuple(data.x.shape[1:]), config["z_dim"], config["width"], deterministic))
-    trainer = kind(vae, config, device, arithmetic)
-    x = to_float(data.x, device)
-    labels = {k: torch.from_numpy(v).to(device) for k, v in task_labels(data, kind.supervision).items()}
-    if x.dim() == 2:
-        # Constant features get unit scale rather than a division by zero.
-        std = x[torch.from_numpy(data.splits["train"]).to(device)].std(0)
-        trainer.feature_std = torch.where(std > 0, std, torch.ones_like(std))
-    stream_ = batch_stream(torch.from_numpy(data.splits["train"]).to(device), config["batch_size"], generator)
-
-    def next_batch() -> Batch:
-        rows = next(stream_)
-        inputs = arithmetic.layout(as_input(x[rows]))
-        return (inputs, {k: v[rows] for k, v in labels.items()}) if labels else inputs
-
-    history: list[dict[str, float]] = []
-    every = max(1, iterations // 20)
-    started = time.perf_counter()
-    vae.train()
-    for iteration in range(1, iterations + 1):
-        losses = trainer.step(next_batch)
-        if iteration % every == 0 or iteration == iterations:
-            losses = {name: value.item() for name, value in losses.items()}
-            history.append({"iteration": iteration, **losses})
-            log(
-                f"{config['name']} {iteration}/{iterations} "
-                + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
-                + f" ({time.perf_counter() - started:.0f} s)"
-            )
-    vae.eval()
-    return vae, history
-
-
 @torch.no_grad()
 def encode_all(vae: VAE, data: TaskData, device: str, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and log-variance of every row."""
@@ -112,30 +67,65 @@ def latent_codes(data: TaskData, config: dict[str, Any], iterations: int, ctx: A
 
     `ctx` is a RunContext (device, seed, cache, log).
     """
-    config = resolve_encoder(config)
-    precision = getattr(ctx, "precision", "fp32")
-    key = encoder_key(data, config, iterations, ctx.seed, precision)
+    return latent_codes_many([data], [config], iterations, [ctx])[0]
 
-    def build(folder: Path) -> None:
-        ctx.log.info(f"training encoder {config['name']} for {iterations} iterations ({precision}) -> {folder.name}")
-        vae, history = train_encoder(data, config, iterations, ctx.seed, ctx.device, ctx.log.info, precision)
-        mean, logvar = encode_all(vae, data, ctx.device)
-        # One seeded reparameterised sample per row: the released code's dumped codes.
-        eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(ctx.seed)).numpy()
-        sample = (mean + eps * np.exp(0.5 * logvar)).astype(np.float32)
-        torch.save(vae.state_dict(), folder / "encoder.pt")
-        np.save(folder / "mean.npy", mean)
-        np.save(folder / "logvar.npy", logvar)
-        np.save(folder / "sample.npy", sample)
-        (folder / "train_log.json").write_text(json.dumps(history, indent=1))
 
-    folder, built_now = ctx.cache.get("encoder", key, build)
-    return Latents(
-        mean=np.load(folder / "mean.npy"),
-        logvar=np.load(folder / "logvar.npy"),
-        sample=np.load(folder / "sample.npy"),
-        folder=folder,
-        built_now=built_now,
-        config=config,
-        parts=TRAINERS[config["name"]].parts(config, attribute_count(data)),
-    )
+def latent_codes_many(
+    tasks: Sequence[TaskData], configs: Sequence[dict[str, Any]], iterations: int, ctxs: Sequence[Any]
+) -> list[Latents]:
+    """`latent_codes` of several members (task, config, job context each; one device and
+    precision): the encoders not yet built train together (`train_encoders`: stacked where
+    they can be), each stored under its own key, as if it had trained alone."""
+    configs = [resolve_encoder(config) for config in configs]
+    first = ctxs[0]
+    precision = getattr(first, "precision", "fp32")
+    keys = [
+        encoder_key(task, config, iterations, ctx.seed, precision)
+        for task, config, ctx in zip(tasks, configs, ctxs, strict=True)
+    ]
+
+    keys_hash = [key_hash(key) for key in keys]
+
+    def build(missing: list[int]) -> list[Callable[[Path], None]]:
+        names = ", ".join(f"{configs[i]['name']} (seed {ctxs[i].seed}) -> {keys_hash[i]}" for i in missing)
+        first.log.info(f"training {names} for {iterations} iterations ({precision})")
+        trained = train_encoders(
+            [tasks[i] for i in missing],
+            [configs[i] for i in missing],
+            iterations,
+            [ctxs[i].seed for i in missing],
+            first.device,
+            first.log.info,
+            precision,
+        )
+        return [
+            functools.partial(_store, vae, history, tasks[i], ctxs[i].seed, first.device)
+            for i, (vae, history) in zip(missing, trained, strict=True)
+        ]
+
+    built = first.cache.get_many("encoder", keys, build)
+    return [
+        Latents(
+            mean=np.load(folder / "mean.npy"),
+            logvar=np.load(folder / "logvar.npy"),
+            sample=np.load(folder / "sample.npy"),
+            folder=folder,
+            built_now=built_now,
+            config=config,
+            parts=TRAINERS[config["name"]].parts(config, attribute_count(task)),
+        )
+        for (folder, built_now), task, config in zip(built, tasks, configs, strict=True)
+    ]
+
+
+def _store(vae: VAE, history: list[dict[str, float]], data: TaskData, seed: int, device: str, folder: Path) -> None:
+    """Write a trained encoder's artifact: its weights, every row's codes, its loss log."""
+    mean, logvar = encode_all(vae, data, device)
+    # One seeded reparameterised sample per row: the released code's dumped codes.
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).numpy()
+    sample = (mean + eps * np.exp(0.5 * logvar)).astype(np.float32)
+    torch.save(vae.state_dict(), folder / "encoder.pt")
+    np.save(folder / "mean.npy", mean)
+    np.save(folder / "logvar.npy", logvar)
+    np.save(folder / "sample.npy", sample)
+    (folder / "train_log.json").write_text(json.dumps(history, indent=1))

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fairbench.data.base import TaskData
 from fairbench.encoders.networks import VAE, reparameterise
@@ -39,10 +40,29 @@ COMMON_DEFAULTS: dict[str, Any] = {
 
 # A training batch: the inputs, or (inputs, labels by name) for an encoder with `supervision`.
 Batch = torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]
+# What one training step reads besides its batches: its random draws by name (`noise`), or the
+# member's own values (`values`: loss weights, the tables' feature scale) by name.
+Draws = dict[str, torch.Tensor]
+Values = dict[str, float | torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimiser step of a training step: the networks it updates (keys of
+    `EncoderTrainer.nets`), the settings naming its learning rate and betas, and whether it
+    draws a batch of its own (else it reuses the previous phase's)."""
+
+    nets: tuple[str, ...]
+    lr: str = "lr"
+    betas: tuple[str, str] = ("beta1", "beta2")
+    fresh_batch: bool = False
 
 
 class EncoderTrainer:
-    """One VAE variant: its defaults, its label in DVGE's naming, and one training step."""
+    """One VAE variant: its defaults, its label in DVGE's naming, its networks and its training
+    step, written once for a training alone and for members stacked under vmap
+    (fairbench.encoders.training): a step's randomness comes in as `noise` (each training's own
+    stream), and what may differ between stacked members as `values`."""
 
     name: ClassVar[str]
     label: ClassVar[str]
@@ -50,6 +70,10 @@ class EncoderTrainer:
     # The task parts the encoder trains on ("target", "sensitive"): its batches carry those
     # labels (see `task_labels`) and its artifact key holds those expressions.
     supervision: ClassVar[tuple[str, ...]] = ()
+    # The optimiser steps of one training step, in order.
+    phases: ClassVar[tuple[Phase, ...]] = (Phase(("vae",)),)
+    # Settings that only weigh loss terms: members of a stack may differ in them.
+    weights: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def parts(cls, config: dict[str, Any], attributes: int) -> dict[str, list[int]]:
@@ -63,26 +87,66 @@ class EncoderTrainer:
         return 0
 
     def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
-        self.vae, self.settings, self.device = vae, settings, device
-        # The engine's arithmetic: wrap each forward and loss in `self.arithmetic.autocast()`.
+        self.settings, self.device = settings, device
+        # The engine's arithmetic: each phase's forward and loss run under its autocast.
         self.arithmetic = arithmetic or Arithmetic("fp32", device)
-        # Per-feature train std (tables): the Gaussian likelihood's unit; set by train_encoder.
-        self.feature_std: torch.Tensor | None = None
-        self.optimiser = torch.optim.Adam(
-            vae.parameters(), lr=settings["lr"], betas=(settings["beta1"], settings["beta2"])
-        )
+        self.nets = nn.ModuleDict({"vae": vae, **self.extra_nets(vae, settings)}).to(device)
+        # The tables' per-feature train std (`feature_std`, the Gaussian likelihood's unit) is
+        # added by the training.
+        self.values: Values = {name: settings[name] for name in self.weights}
+        self.optimisers = [
+            torch.optim.Adam(
+                [p for net in phase.nets for p in self.nets[net].parameters()],
+                lr=settings[phase.lr],
+                betas=(settings[phase.betas[0]], settings[phase.betas[1]]),
+            )
+            for phase in self.phases
+        ]
 
-    def step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
-        """One training step; the named losses as detached tensors (read only when logged, so
-        that a step never waits for the device)."""
+    @property
+    def vae(self) -> VAE:
+        return self.nets["vae"]  # type: ignore[return-value]
+
+    def extra_nets(self, vae: VAE, settings: dict[str, Any]) -> dict[str, nn.Module]:
+        """The networks trained beside the VAE (a discriminator, heads), built after it."""
+        return {}
+
+    def noise(self, batch_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """The random draws of one step: name -> ("normal" | "uniform", shape)."""
+        return {"eps": ("normal", (batch_size, self.vae.z_dim))}
+
+    def phase_loss(
+        self, phase: int, batch: Batch, noise: Draws, carry: Draws, values: Values
+    ) -> tuple[torch.Tensor, Draws, Draws]:
+        """Phase `phase`'s (loss, named terms, what the next phase reads). Reads the networks
+        through `self.nets` only (a stack swaps their weights) and draws nothing itself."""
         raise NotImplementedError
 
-    def elbo_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(self, next_batch: Callable[[], Batch], noise: Draws) -> dict[str, torch.Tensor]:
+        """One training step alone; the named losses as detached tensors (read only when
+        logged, so that a step never waits for the device)."""
+        terms: dict[str, torch.Tensor] = {}
+        carry: Draws = {}
+        batch: Batch | None = None
+        for index, (phase, optimiser) in enumerate(zip(self.phases, self.optimisers, strict=True)):
+            if batch is None or phase.fresh_batch:
+                batch = next_batch()
+            with self.arithmetic.autocast():
+                loss, named, carry = self.phase_loss(index, batch, noise, carry, self.values)
+            optimiser.zero_grad(set_to_none=True)  # also drops what an earlier phase left there
+            loss.backward()
+            optimiser.step()
+            terms |= {name: value.detach() for name, value in named.items()}
+        return terms
+
+    def elbo_terms(
+        self, x: torch.Tensor, eps: torch.Tensor, values: Values
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(reconstruction loss, KL, sampled z) for a batch, both losses averaged over the batch.
         The KL covers the sampled dims only (point-mass dims have no prior)."""
         mu, logvar = self.vae.encode(x)
-        z = reparameterise(mu, logvar)
-        recon = reconstruction_loss(self.vae.decode(z), x, self.settings, self.feature_std)
+        z = reparameterise(mu, logvar, eps)
+        recon = reconstruction_loss(self.vae.decode(z), x, self.settings, values.get("feature_std"))
         mu, logvar = mu[:, : self.vae.stochastic], logvar[:, : self.vae.stochastic]
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1).mean()
         return recon, kl, z
@@ -112,7 +176,7 @@ def attribute_count(data: TaskData) -> int:
 
 
 def reconstruction_loss(
-    out: torch.Tensor, x: torch.Tensor, settings: dict[str, Any], feature_std: torch.Tensor | None = None
+    out: torch.Tensor, x: torch.Tensor, settings: dict[str, Any], feature_std: float | torch.Tensor | None = None
 ) -> torch.Tensor:
     """-log p(x|z) (up to a constant) summed over pixels/features, averaged over the batch.
 

@@ -9,22 +9,21 @@ rejects (and which would leak the discriminator's loss into the encoder).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from fairbench.encoders.base import Batch, EncoderTrainer, inputs_of
+from fairbench.encoders.base import Batch, Draws, EncoderTrainer, Phase, Values, inputs_of
 from fairbench.encoders.networks import VAE, reparameterise
 from fairbench.nets.layers import dvge_mlp
-from fairbench.train import Arithmetic
 
 
-def permute_dims(z: torch.Tensor) -> torch.Tensor:
-    """Permute every dimension independently across the batch (one permutation per column)."""
-    order = torch.rand(z.shape, device=z.device).argsort(dim=0)
-    return z.gather(0, order)
+def permute_dims(z: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Permute every dimension independently across the batch (one permutation per column),
+    the permutations the ranks of `uniform` (draws of z's shape)."""
+    return z.gather(0, uniform.argsort(dim=0))
 
 
 class FactorVAETrainer(EncoderTrainer):
@@ -33,45 +32,42 @@ class FactorVAETrainer(EncoderTrainer):
     name = "factor_vae"
     label = "DVGE-D"
     defaults: dict[str, Any] = {"gamma": 6.4, "lr_d": 1e-5, "beta1_d": 0.5, "beta2_d": 0.9}
+    # The VAE's step on one batch, then the discriminator's on the next.
+    phases = (Phase(("vae",)), Phase(("discriminator",), "lr_d", ("beta1_d", "beta2_d"), fresh_batch=True))
+    weights = ("gamma",)
 
-    def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
-        super().__init__(vae, settings, device, arithmetic)
-        self.discriminator = dvge_mlp(vae.z_dim, 2, settings["width"]).to(device)
-        self.optimiser_d = torch.optim.Adam(
-            self.discriminator.parameters(),
-            lr=settings["lr_d"],
-            betas=(settings["beta1_d"], settings["beta2_d"]),
-        )
+    def extra_nets(self, vae: VAE, settings: dict[str, Any]) -> dict[str, nn.Module]:
+        return {"discriminator": dvge_mlp(vae.z_dim, 2, settings["width"])}
 
-    def vae_terms(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    def noise(self, batch_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+        shape = (batch_size, self.vae.z_dim)
+        # eps: the VAE's batch; eps_d and order: the discriminator's batch and its permutations
+        return {"eps": ("normal", shape), "eps_d": ("normal", shape), "order": ("uniform", shape)}
+
+    def vae_terms(self, batch: Batch, eps: torch.Tensor, values: Values) -> tuple[torch.Tensor, Draws, torch.Tensor]:
         """(the encoder's loss without the TC term, its named terms, the live sampled code)."""
-        recon, kl, z = self.elbo_terms(inputs_of(batch))
+        recon, kl, z = self.elbo_terms(inputs_of(batch), eps, values)
         return recon + kl, {"recon": recon, "kl": kl}, z
 
-    def permuted(self, z: torch.Tensor) -> torch.Tensor:
+    def permuted(self, z: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
         """Samples of the factorised distribution the TC compares the joint with."""
-        return permute_dims(z)
+        return permute_dims(z, uniform)
 
-    def step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
-        with self.arithmetic.autocast():
-            loss, terms, z = self.vae_terms(next_batch())
-            d_z = self.discriminator(z)
+    def phase_loss(
+        self, phase: int, batch: Batch, noise: Draws, carry: Draws, values: Values
+    ) -> tuple[torch.Tensor, Draws, Draws]:
+        discriminator = self.nets["discriminator"]
+        if phase == 0:
+            loss, terms, z = self.vae_terms(batch, noise["eps"], values)
+            d_z = discriminator(z)
             # Logit of "joint" minus logit of "permuted": the density-ratio estimate of the TC.
             tc = (d_z[:, 0] - d_z[:, 1]).mean()
-            loss = loss + self.settings["gamma"] * tc
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimiser.step()
-
-        with self.arithmetic.autocast():
-            with torch.no_grad():
-                mu, logvar = self.vae.encode(inputs_of(next_batch()))
-                z_perm = self.permuted(reparameterise(mu, logvar))
-            joint = self.discriminator(z.detach())
-            permuted = self.discriminator(z_perm)
-            zeros = torch.zeros(len(joint), dtype=torch.long, device=joint.device)
-            d_loss = 0.5 * (F.cross_entropy(joint, zeros) + F.cross_entropy(permuted, torch.ones_like(zeros)))
-        self.optimiser_d.zero_grad(set_to_none=True)  # also drops what the VAE loss left in D
-        d_loss.backward()
-        self.optimiser_d.step()
-        return {**{k: v.detach() for k, v in terms.items()}, "tc": tc.detach(), "d_loss": d_loss.detach()}
+            return loss + values["gamma"] * tc, {**terms, "tc": tc}, {"z": z.detach()}
+        with torch.no_grad():
+            mu, logvar = self.vae.encode(inputs_of(batch))
+            z_perm = self.permuted(reparameterise(mu, logvar, noise["eps_d"]), noise["order"])
+        joint = discriminator(carry["z"])
+        permuted = discriminator(z_perm)
+        zeros = torch.zeros(len(joint), dtype=torch.long, device=joint.device)
+        d_loss = 0.5 * (F.cross_entropy(joint, zeros) + F.cross_entropy(permuted, torch.ones_like(zeros)))
+        return d_loss, {"d_loss": d_loss}, {}

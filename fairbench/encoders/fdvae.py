@@ -28,17 +28,16 @@ Choices the paper leaves open (or that this build could not recover from it), as
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from fairbench.encoders.base import Batch, EncoderTrainer
+from fairbench.encoders.base import Batch, Draws, EncoderTrainer, Phase, Values
 from fairbench.encoders.networks import VAE
 from fairbench.errors import FairbenchError
 from fairbench.nets.layers import dvge_mlp
-from fairbench.train import Arithmetic
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -62,6 +61,9 @@ class FDVAETrainer(EncoderTrainer):
         "beta2_d": 0.9,
     }
     supervision = ("target", "sensitive")
+    # The encoder with its heads, then the adversaries on the same batch's detached code.
+    phases = (Phase(("vae", "heads")), Phase(("adversaries",), "lr_d", ("beta1_d", "beta2_d")))
+    weights = ("alpha", "beta")
 
     @classmethod
     def parts(cls, config: dict[str, Any], attributes: int) -> dict[str, list[int]]:
@@ -72,59 +74,42 @@ class FDVAETrainer(EncoderTrainer):
             )
         return {"target": list(range(t)), "mutual": list(range(t, z - s)), "sensitive": list(range(z - s, z))}
 
-    def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
+    def extra_nets(self, vae: VAE, settings: dict[str, Any]) -> dict[str, nn.Module]:
         parts = self.parts(settings, 1)
         self.target, self.mutual, self.sensitive = parts["target"], parts["mutual"], parts["sensitive"]
         width = settings["width"]
-        self.heads = torch.nn.ModuleDict(
+        heads = nn.ModuleDict(
             {
                 "target": dvge_mlp(len(self.target) + len(self.mutual), 2, width),
                 "sensitive": dvge_mlp(len(self.sensitive) + len(self.mutual), 2, width),
             }
-        ).to(device)
-        self.adversaries = torch.nn.ModuleDict(
+        )
+        adversaries = nn.ModuleDict(
             {
                 "sensitive_from_target": dvge_mlp(len(self.target), 2, width),
                 "target_from_sensitive": dvge_mlp(len(self.sensitive), 2, width),
             }
-        ).to(device)
-        super().__init__(vae, settings, device, arithmetic)
-        self.optimiser.add_param_group({"params": list(self.heads.parameters())})
-        self.optimiser_d = torch.optim.Adam(
-            self.adversaries.parameters(), lr=settings["lr_d"], betas=(settings["beta1_d"], settings["beta2_d"])
         )
+        return {"heads": heads, "adversaries": adversaries}
 
-    def vae_terms(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """(the encoder's loss, its named terms, the live sampled code)."""
+    def phase_loss(
+        self, phase: int, batch: Batch, noise: Draws, carry: Draws, values: Values
+    ) -> tuple[torch.Tensor, Draws, Draws]:
         x, labels = batch  # type: ignore[misc]
-        recon, kl, z = self.elbo_terms(x)
-        tal, mal, pal = z[:, self.target], z[:, self.mutual], z[:, self.sensitive]
-        target = F.cross_entropy(self.heads["target"](torch.cat([tal, mal], 1)), labels["y"])
-        protected = F.cross_entropy(self.heads["sensitive"](torch.cat([pal, mal], 1)), labels["g"])
-        decorrelation = -(
-            entropy(self.adversaries["sensitive_from_target"](tal))
-            + entropy(self.adversaries["target_from_sensitive"](pal))
-        )
-        s = self.settings
-        loss = recon + kl + s["alpha"] * (target + protected) + s["beta"] * decorrelation
-        terms = {"recon": recon, "kl": kl, "target": target, "protected": protected, "decorrelation": decorrelation}
-        return loss, terms, z
-
-    def step(self, next_batch: Callable[[], Batch]) -> dict[str, torch.Tensor]:
-        batch = next_batch()
-        with self.arithmetic.autocast():
-            loss, terms, z = self.vae_terms(batch)
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimiser.step()
-
-        labels = batch[1]  # type: ignore[index]
-        z = z.detach()
-        with self.arithmetic.autocast():
-            adversary_loss = F.cross_entropy(
-                self.adversaries["sensitive_from_target"](z[:, self.target]), labels["g"]
-            ) + F.cross_entropy(self.adversaries["target_from_sensitive"](z[:, self.sensitive]), labels["y"])
-        self.optimiser_d.zero_grad(set_to_none=True)  # also drops what the encoder loss left in them
-        adversary_loss.backward()
-        self.optimiser_d.step()
-        return {**{k: v.detach() for k, v in terms.items()}, "adversaries": adversary_loss.detach()}
+        heads, adversaries = self.nets["heads"], self.nets["adversaries"]
+        if phase == 0:
+            recon, kl, z = self.elbo_terms(x, noise["eps"], values)
+            tal, mal, pal = z[:, self.target], z[:, self.mutual], z[:, self.sensitive]
+            target = F.cross_entropy(heads["target"](torch.cat([tal, mal], 1)), labels["y"])
+            protected = F.cross_entropy(heads["sensitive"](torch.cat([pal, mal], 1)), labels["g"])
+            decorrelation = -(
+                entropy(adversaries["sensitive_from_target"](tal)) + entropy(adversaries["target_from_sensitive"](pal))
+            )
+            loss = recon + kl + values["alpha"] * (target + protected) + values["beta"] * decorrelation
+            terms = {"recon": recon, "kl": kl, "target": target, "protected": protected, "decorrelation": decorrelation}
+            return loss, terms, {"z": z.detach()}
+        z = carry["z"]
+        adversary_loss = F.cross_entropy(
+            adversaries["sensitive_from_target"](z[:, self.target]), labels["g"]
+        ) + F.cross_entropy(adversaries["target_from_sensitive"](z[:, self.sensitive]), labels["y"])
+        return adversary_loss, {"adversaries": adversary_loss}, {}

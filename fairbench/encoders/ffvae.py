@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fairbench.encoders.base import Batch
+from fairbench.encoders.base import Batch, Draws, Values
 from fairbench.encoders.factor_vae import FactorVAETrainer, permute_dims
 from fairbench.errors import FairbenchError
 
@@ -38,6 +38,7 @@ class FFVAETrainer(FactorVAETrainer):
     label = "FFVAE"
     defaults: dict[str, Any] = {**FactorVAETrainer.defaults, "alpha": 1.0}
     supervision = ("sensitive",)
+    weights = ("alpha", "gamma")
 
     @classmethod
     def parts(cls, config: dict[str, Any], attributes: int) -> dict[str, list[int]]:
@@ -54,13 +55,14 @@ class FFVAETrainer(FactorVAETrainer):
             )
         return attributes
 
-    def vae_terms(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    def vae_terms(self, batch: Batch, eps: torch.Tensor, values: Values) -> tuple[torch.Tensor, Draws, torch.Tensor]:
         x, labels = batch  # type: ignore[misc]
-        recon, kl, code = self.elbo_terms(x)
+        recon, kl, code = self.elbo_terms(x, eps, values)
         b = code[:, self.vae.stochastic :]
         bce = F.binary_cross_entropy_with_logits(b, labels["a"].to(b.dtype), reduction="sum") / len(x)
-        loss = recon + kl + self.settings["alpha"] * bce
+        loss = recon + kl + values["alpha"] * bce
         return loss, {"recon": recon, "kl": kl, "bce": bce}, code
 
-    def permuted(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([z[:, : self.vae.stochastic], permute_dims(z[:, self.vae.stochastic :])], 1)
+    def permuted(self, z: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        split = self.vae.stochastic
+        return torch.cat([z[:, :split], permute_dims(z[:, split:], uniform[:, split:])], 1)

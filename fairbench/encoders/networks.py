@@ -83,6 +83,7 @@ class VAE(nn.Module):
         return self.decoder(z)
 
 
-def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """z = mu + sigma * eps with eps from the global (seeded) torch RNG."""
-    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps, with eps (standard normal, the shape of mu) drawn by the caller from
+    the training's own stream; point-mass dims (sigma 0) keep their mean."""
+    return mu + eps * (0.5 * logvar).exp()

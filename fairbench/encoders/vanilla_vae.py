@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
-from fairbench.encoders.base import EncoderTrainer
+from fairbench.encoders.base import Batch, Draws, EncoderTrainer, Values
 
 
 class VanillaVAETrainer(EncoderTrainer):
@@ -16,11 +14,8 @@ class VanillaVAETrainer(EncoderTrainer):
     label = "DVGE-N"
     defaults: dict = {}
 
-    def step(self, next_batch: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
-        with self.arithmetic.autocast():
-            recon, kl, _ = self.elbo_terms(next_batch())
-            loss = recon + kl
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimiser.step()
-        return {"recon": recon.detach(), "kl": kl.detach()}
+    def phase_loss(
+        self, phase: int, batch: Batch, noise: Draws, carry: Draws, values: Values
+    ) -> tuple[torch.Tensor, Draws, Draws]:
+        recon, kl, _ = self.elbo_terms(batch, noise["eps"], values)  # type: ignore[arg-type]
+        return recon + kl, {"recon": recon, "kl": kl}, {}

@@ -147,6 +147,17 @@ class Method:
         return bool(cls.stackable) or cls.stacks_seeds
 
     @classmethod
+    def stacking_text(cls) -> str:
+        """What trains together in a stack, for the method's documentation."""
+        together = " and ".join([*(["seeds"] if cls.stacks_seeds else []), *(f"`{p}` values" for p in cls.stackable)])
+        return f"{together} train together as one batched model."
+
+    @classmethod
+    def stack_signature(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """What members of one stack share: the parameters but the `stackable` ones."""
+        return {k: v for k, v in params.items() if k not in cls.stackable}
+
+    @classmethod
     def run_stacked(cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext]) -> list[Outcome]:
         """Run several members, each with its parameters, its task data and its job context;
         they differ only in `stackable` parameters (and their seeds where `stacks_seeds`). By
@@ -171,7 +182,7 @@ class Method:
 def check_stack(cls: type[Method], params: list[dict[str, Any]], ctxs: list[RunContext]) -> None:
     """Refuse members that may not train together: parameters other than `cls.stackable` that
     differ, or seeds that differ where the method does not stack seeds."""
-    fixed = [{k: v for k, v in p.items() if k not in cls.stackable} for p in params]
+    fixed = [cls.stack_signature(p) for p in params]
     if any(f != fixed[0] for f in fixed):
         raise FairbenchError(f"run_stacked: members of '{cls.name}' differ in parameters that cannot train together")
     if not cls.stacks_seeds and len({ctx.seed for ctx in ctxs}) > 1:

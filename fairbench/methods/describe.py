@@ -62,10 +62,9 @@ def method_markdown(name: str) -> str:
     rules = ", ".join(f"`{rule}`" for rule in select.choices) if select and select.choices else "none (fixed)"
     lines += [f"**Selection rules** (`select`): {rules}.", ""]
     if cls.stackable or cls.stacks_seeds:
-        together = [*(["seeds"] if cls.stacks_seeds else []), *(f"`{param}` values" for param in cls.stackable)]
         small = ", ".join(f"`{arch}`" for arch in sorted(SMALL_NETWORKS))
         where = f" when `arch` is {small}" if issubclass(cls, TrainedMethod) else ""
-        lines += [f"**Stacked** (`--stack`): {' and '.join(together)} train together as one batched model{where}.", ""]
+        lines += [f"**Stacked** (`--stack`): {cls.stacking_text().removesuffix('.')}{where}.", ""]
     if cls.report_tables:
         lines.append("**Report tables** (`fairbench report --ablation`):")
         # a caption's {placeholders} are filled per table: shown as SPLIT, EXPERIMENT

@@ -12,8 +12,10 @@ cross-entropy against its own prediction (argmax), summed over the batch and det
 g's. `logit` is the released code's choice (FullGrad of the predicted logit), which points the
 other way; it stays for comparison.
 
-The members of an eta grid train together as one stacked model (`run_stacked`); `run` is the
-same code with one member, so a member's result does not depend on what it was stacked with.
+The members of an eta grid train together as one stacked model (`run_stack`), with the members
+of other seeds where their tasks share rows and labels, and the encoders of several seeds train
+together too (`LatentCodeMethod.run_stacked`); `run` is the same code with one member, so a
+member's result does not depend on what it was stacked with.
 
 With `ablation: true`, members with eta2 = 0 also report the paper's Tables 1/2/5/6 rows
 (metric `sens_acc`, see `ablation_rows`), which `fairbench report --ablation` renders (`ABLATION_TABLE`).
@@ -28,9 +30,9 @@ import torch
 
 from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData, TaskShape
-from fairbench.encoders import Latents, encoder_label, latent_codes
+from fairbench.encoders import Latents, encoder_label
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext, Work, check_stack
+from fairbench.methods.base import HParam, MetricRow, Outcome, RunContext, Work
 from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
@@ -46,6 +48,7 @@ from fairbench.methods.families.latent import (
 )
 from fairbench.methods.families.latent.explanation import FOCI, clip_perturbation
 from fairbench.methods.families.latent.recipe import arithmetic
+from fairbench.nets.stacked import gather
 from fairbench.table_spec import ReportTable
 from fairbench.train.stacked import accuracy, fit_stacked
 
@@ -102,77 +105,112 @@ class DVGE(LatentCodeMethod):
     }
     budgets = SHARED_BUDGETS
     stackable = ("eta1", "eta2")
+    version = 2  # 2: the encoder draws its noise from its own stream (encoder artifact version 3)
+    g_stacks = True
     report_tables = (ABLATION_TABLE,)
 
     def work(self, shape: TaskShape) -> list[Work]:
         return [*super().work(shape), self.sensitive_classifier_work(shape)]
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        return type(self).run_stacked([self.params], [data], [ctx])[0]
+    @classmethod
+    def run_on_codes(
+        cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext], latents: list[Latents]
+    ) -> list[Outcome]:
+        """The members' g train as one stacked model, each on its own seed's codes and d:
+        members whose tasks share their rows and labels (a fixed split, CelebA's) in one
+        stack, the others in one stack per task."""
+        groups: list[list[int]] = []
+        for m, task in enumerate(data):
+            group = next((g for g in groups if _same_rows(data[g[0]], task)), None)
+            if group is None:
+                groups.append([m])
+            else:
+                group.append(m)
+        outcomes: dict[int, Outcome] = {}
+        for group in groups:
+            members = [[items[m] for m in group] for items in (params, data, ctxs, latents)]
+            trained = cls.run_stack(*members)  # type: ignore[arg-type]
+            outcomes |= dict(zip(group, trained, strict=True))
+        return [outcomes[m] for m in range(len(params))]
 
     @classmethod
-    def run_stacked(
-        cls, params_list: list[dict[str, Any]], data_list: list[TaskData], ctxs: list[RunContext]
+    def run_stack(
+        cls, params_list: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext], latents: list[Latents]
     ) -> list[Outcome]:
-        """Train one g per member (one stacked model); members differ only in eta1/eta2.
+        """Train one g per member (one stacked model); members differ only in eta1/eta2 and
+        their seeds, and share their task's rows and labels.
 
-        Every member draws its initial weights and batch order from the stream (ctx.seed,
+        Every member draws its initial weights and batch order from the stream (its seed,
         "downstream"): all etas of a seed share them (common random numbers, as the released
         code, which seeds every run alike), so the grid's differences are the etas' alone and a
         member's outcome is the same stacked or solo.
         """
-        check_stack(cls, params_list, ctxs)
-        p, data, ctx = params_list[0], data_list[0], ctxs[0]
-        latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
-        d = sensitive_classifier(data, latents, p["latent"], sens_recipe(p), ctx)
-        t = TaskTensors(data, latents.codes(p["latent"]), p["precision"], ctx.device)
-        focus_d = torch.from_numpy(d.focus[p["focus"]]).to(ctx.device, t.z.dtype)
+        p = params_list[0]
+        # Per seed (one encoder): d, the codes on the device, d's focus.
+        seeds: dict[int, tuple[SensitiveClassifier, TaskTensors, torch.Tensor]] = {}
+        for task, ctx, codes in zip(data, ctxs, latents, strict=True):
+            if ctx.seed not in seeds:
+                d = sensitive_classifier(task, codes, p["latent"], sens_recipe(p), ctx)
+                t = TaskTensors(task, codes.codes(p["latent"]), p["precision"], ctx.device)
+                seeds[ctx.seed] = d, t, torch.from_numpy(d.focus[p["focus"]]).to(ctx.device, t.z.dtype)
+        mine = [seeds[ctx.seed] for ctx in ctxs]
+        t, device = mine[0][1], ctxs[0].device
+        # Codes and focus shared (N, D), or per member (M, N, D) when the seeds differ.
+        z = t.z if len(seeds) == 1 else torch.stack([tensors.z for _, tensors, _ in mine])
+        focus_d = mine[0][2] if len(seeds) == 1 else torch.stack([focus for _, _, focus in mine])
         focus_fn = FOCI[p["focus"]]
         members = len(params_list)
         shape = (members, 1, 1)
-        eta1 = torch.tensor([q["eta1"] for q in params_list], dtype=t.z.dtype, device=ctx.device).view(shape)
-        eta2 = torch.tensor([q["eta2"] for q in params_list], dtype=t.z.dtype, device=ctx.device).view(shape)
+        eta1 = torch.tensor([q["eta1"] for q in params_list], dtype=t.z.dtype, device=device).view(shape)
+        eta2 = torch.tensor([q["eta2"] for q in params_list], dtype=t.z.dtype, device=device).view(shape)
         task_focus = any(q["eta2"] != 0 for q in params_list)
         rec = recipe(p, p["epochs"])
-        model = rec.model(t.z.shape[1], members, ctx.device)
-        generators = [ctx.stream("downstream") for _ in params_list]
+        model = rec.model(t.z.shape[1], members, device)
+        generators = [ctx.stream("downstream") for ctx in ctxs]
         model.reset(generators)
 
-        def perturb(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            v = eta1 * focus_d[rows]
+        def perturb(inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            v = eta1 * gather(focus_d, rows, members)
             if task_focus:
                 # x - 0 * F_g == x exactly, so eta2 = 0 members are unaffected by stacking.
-                v = v - eta2 * focus_fn(model, z)
+                v = v - eta2 * focus_fn(model, inputs)
             if p["clip"]:
-                v = clip_perturbation(v, z, p["clip_ratio"])
-            return z + v
+                v = clip_perturbation(v, inputs, p["clip_ratio"])
+            return inputs + v
 
         fit = fit_stacked(
             model,
-            t.z,
+            z,
             t.y,
             t.rows["train"],
             t.rows["val"],
             generators,
             perturb=perturb,
-            log=ctx.log.debug,
-            arithmetic=arithmetic(rec, ctx),
+            log=ctxs[0].log.debug,
+            arithmetic=arithmetic(rec, ctxs[0]),
             **rec.fit_kwargs(),
         )
-        label = encoder_label(latents.config)
-        ablation = [m for m, q in enumerate(params_list) if q["ablation"] and q["eta2"] == 0]
-        rows_by_member: list[list[MetricRow]] = []
-        removed: tuple[int, ...] = ()
-        if ablation:
-            rows_by_member, removed = ablation_rows(data, latents, d, t, [params_list[m] for m in ablation], ctx)
+        ablation_by_member: dict[int, tuple[list[MetricRow], tuple[int, ...]]] = {}
+        for seed in seeds:
+            ablation = [
+                m
+                for m, (q, ctx) in enumerate(zip(params_list, ctxs, strict=True))
+                if ctx.seed == seed and q["ablation"] and q["eta2"] == 0
+            ]
+            if ablation:
+                first = ablation[0]
+                d, tensors, _ = seeds[seed]
+                grid = [params_list[m] for m in ablation]
+                rows, removed = ablation_rows(data[first], latents[first], d, tensors, grid, ctxs[first])
+                ablation_by_member |= {m: (member_rows, removed) for m, member_rows in zip(ablation, rows, strict=True)}
         outcomes = []
-        for m in range(members):
-            metrics = rows_by_member[ablation.index(m)] if m in ablation else []
-            extra = {"ablation_removed_dims": list(removed)} if m in ablation else {}
+        for m, (scores, codes, (d, _, _)) in enumerate(zip(scores_of(model, z, t.rows), latents, mine, strict=True)):
+            metrics, removed = ablation_by_member.get(m, ([], ()))
+            extra = {"ablation_removed_dims": list(removed)} if m in ablation_by_member else {}
             info = {
-                "encoder_label": label,
-                "encoder_artifact": latents.key,
-                "encoder_built_now": latents.built_now,
+                "encoder_label": encoder_label(codes.config),
+                "encoder_artifact": codes.key,
+                "encoder_built_now": codes.built_now,
                 "sens_classifier_artifact": d.folder.name,
                 "sens_val_acc": d.val_acc,
                 "sens_test_acc": d.test_acc,
@@ -180,8 +218,15 @@ class DVGE(LatentCodeMethod):
                 "val_acc": fit.val_acc[m],
                 **extra,
             }
-            outcomes.append(Outcome(scores=scores_of(model, t.z, t.rows, m), metrics=metrics, info=info))
+            outcomes.append(Outcome(scores=scores, metrics=metrics, info=info))
         return outcomes
+
+
+def _same_rows(one: TaskData, other: TaskData) -> bool:
+    """Whether two tasks have the same split rows and labels (g can then train them as one)."""
+    return np.array_equal(one.y, other.y) and all(
+        np.array_equal(one.splits[split], other.splits[split]) for split in ("train", "val", "test")
+    )
 
 
 def perturbed_codes(

@@ -22,3 +22,4 @@ class FDVAE(SensitivePartDropped):
         "ablation": HParam(False, "also report sens_acc: a fresh d retrained on the code g sees"),
     }
     budgets = SHARED_BUDGETS
+    version = 2  # 2: the encoder draws its noise from its own stream (encoder artifact version 3)

@@ -15,6 +15,8 @@ class FFVAE(SensitivePartDropped):
     paper = papers.FFVAE
     encoders = ("ffvae",)
     encoder_hparams = ("alpha", "gamma")
+    stackable = ("alpha", "gamma")  # the encoders of a grid train as one stacked model
+    version = 2  # 2: the encoder draws its noise from its own stream (encoder artifact version 3)
     hparams = {
         **SHARED_HPARAMS,
         "encoder": HParam(

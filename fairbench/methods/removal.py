@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData
-from fairbench.encoders import encoder_label, latent_codes
+from fairbench.encoders import Latents, encoder_label
 from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
 from fairbench.methods.families.latent import (
@@ -36,10 +36,10 @@ class Removal(LatentCodeMethod):
         "removed_dims": HParam(0, "dims zeroed (0 = one per sensitive attribute)", bound=NON_NEGATIVE),
     }
     budgets = {name: {k: v for k, v in b.items() if k != "sens_epochs"} for name, b in SHARED_BUDGETS.items()}
+    version = 2  # 2: the encoder draws its noise from its own stream (encoder artifact version 3)
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+    def on_codes(self, data: TaskData, ctx: RunContext, latents: Latents) -> Outcome:
         p = self.params
-        latents = latent_codes(data, p["encoder"], p["encoder_iters"], ctx)
         codes = latents.codes(p["latent"])
         count = p["removed_dims"] or max(1, len(data.sensitive_columns))
         # An encoder with designated sensitive dims (FFVAE's b) names them itself.
@@ -53,4 +53,4 @@ class Removal(LatentCodeMethod):
             "selected_epoch": fit.selected_epoch[0],
             "val_acc": fit.val_acc[0],
         }
-        return Outcome(scores=scores_of(model, t.z, t.rows, 0), info=info)
+        return Outcome(scores=scores_of(model, t.z, t.rows)[0], info=info)

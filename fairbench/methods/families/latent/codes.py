@@ -23,12 +23,14 @@ class TaskTensors:
         self.rows = {s: torch.from_numpy(data.splits[s]).to(device) for s in ("train", "val", "test")}
 
 
-def scores_of(model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor], m: int) -> dict[str, np.ndarray]:
-    """P(y = 1) of member m for the val and test rows (unperturbed codes)."""
-    out = {}
+def scores_of(model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor]) -> list[dict[str, np.ndarray]]:
+    """Each member's P(y = 1) for the val and test rows (unperturbed codes: shared (N, D) or
+    per member (M, N, D)), every member's logits computed once."""
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(model.members)]
     for split in ("val", "test"):
-        logits = model.logits(z, rows[split])[m]
-        out[split] = torch.softmax(logits.double(), -1)[:, 1].cpu().numpy()
+        probabilities = torch.softmax(model.logits(z, rows[split]).double(), -1)[..., 1].cpu().numpy()
+        for member, scores in zip(out, probabilities, strict=True):
+            member[split] = scores
     return out
 
 
