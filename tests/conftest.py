@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -38,6 +39,17 @@ def real_data_folder(*needed: str) -> Path:
             f"(as ../shared/data does; {folder} lacks it)"
         )
     return folder
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """torch's default dtype float64 for the test: stacked-equals-solo checks, where float32's
+    rounding of batched kernels would hide a mistake (see tests/test_members.py)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(torch.float32)
 
 
 @pytest.fixture

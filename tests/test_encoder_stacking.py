@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ from fairbench.encoders.catalog import TRAINERS
 from fairbench.encoders.training import BLOCK, train_encoder, train_encoders
 from fairbench.methods.families.latent import LatentCodeMethod
 from fairbench.registry import METHODS
-
-
-@pytest.fixture
-def float64() -> Iterator[None]:
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(torch.float32)
 
 
 def _table(split_seed: int = 0, sensitive: str = "s == 1 and proxy > 0") -> TaskData:

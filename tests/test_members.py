@@ -32,15 +32,6 @@ STACKING = sorted(
 )
 
 
-@pytest.fixture
-def float64() -> Iterator[None]:
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(torch.float32)
-
-
 def _task(seed: int, n: int = 200) -> TaskData:
     return build_task(open_dataset("synthetic", None, {"n": n}), None, "y", "s", seed, "s")
 

@@ -65,13 +65,15 @@ def noise_blocks(trainer: EncoderTrainer, seed: int, device: str) -> Iterator[Dr
 @dataclass
 class _Training:
     """One encoder's training, set up as it is alone: its trainer (weights initialised from its
-    seed), its train rows' batch stream, its labels and its noise."""
+    seed), its train rows (on the device) and the generator of their order, its labels and its
+    noise."""
 
     task: TaskData
     config: dict[str, Any]
     seed: int
     trainer: EncoderTrainer
-    rows: Iterator[torch.Tensor]
+    train: torch.Tensor
+    order: torch.Generator
     labels: dict[str, torch.Tensor]
     noise: Iterator[Draws]
 
@@ -91,8 +93,7 @@ class _Training:
             std = to_float(task.x, device)[train].std(0)
             trainer.values["feature_std"] = torch.where(std > 0, std, torch.ones_like(std))
         labels = {k: torch.from_numpy(v).to(device) for k, v in task_labels(task, kind.supervision).items()}
-        rows = batch_stream(train, config["batch_size"], generator)
-        return cls(task, config, seed, trainer, rows, labels, noise_blocks(trainer, seed, device))
+        return cls(task, config, seed, trainer, train, generator, labels, noise_blocks(trainer, seed, device))
 
     def label(self, others: Sequence[_Training]) -> str:
         """The member's name in a stack's log: its seed and the loss weights that vary."""
@@ -114,9 +115,10 @@ def train_encoder(
     run = _Training.start(data, config, seed, device, precision)
     trainer = run.trainer
     x = to_float(data.x, device)
+    stream_ = batch_stream(run.train, run.config["batch_size"], run.order)
 
     def next_batch() -> Batch:
-        rows = next(run.rows)
+        rows = next(stream_)
         inputs = trainer.arithmetic.layout(as_input(x[rows]))
         return (inputs, {k: v[rows] for k, v in run.labels.items()}) if run.labels else inputs
 
@@ -169,8 +171,8 @@ def _train_stacked(
     if len({attribute_count(task) for task, _, _ in members}) > 1:
         raise Unstackable("their sensitive expressions combine different numbers of attributes")
     runs = [_Training.start(task, config, seed, device, precision) for task, config, seed in members]
-    if len({run.config["batch_size"] for run in runs}) > 1:
-        raise Unstackable("their train splits are too small for one batch size")
+    if len({len(run.train) for run in runs}) > 1:
+        raise Unstackable("their train splits differ in size")
     stack = _Stack(runs, device)
     histories: list[History] = [[] for _ in runs]
     names = [run.label(runs) for run in runs]
@@ -227,9 +229,23 @@ class _Stack:
             for name in first.values
         }
         self.block: Draws = {}
+        self.train = torch.stack([run.train for run in runs])  # (M, N)
+        self.size = first.settings["batch_size"]
+        self.order = self.train  # each member's current pass over its rows
+        self.at = len(self.train[0])  # a pass is drawn first
+
+    def rows(self) -> torch.Tensor:
+        """Each member's next batch (M, B), as `batch_stream` draws it alone: full batches of
+        a pass over the rows permuted by the member's generator, all members' pass in one copy."""
+        count = len(self.train[0])
+        if self.at + self.size > count:
+            orders = torch.stack([torch.randperm(count, generator=run.order) for run in self.runs])
+            self.order, self.at = self.train.gather(1, orders.to(self.train.device)), 0
+        self.at += self.size
+        return self.order[:, self.at - self.size : self.at]
 
     def batch(self) -> Batch:
-        rows = torch.stack([next(run.rows) for run in self.runs])  # (M, B)
+        rows = self.rows()
         inputs = as_input(self.x[self.which, rows])
         if not self.labels:
             return inputs
