@@ -145,14 +145,16 @@ def _latent_params(cls: type[LatentCodeMethod], **values: Any) -> dict[str, Any]
     return cls.resolve({**{k: v for k, v in TINY.items() if k in cls.hparams}, **values, "encoder": encoder}, "paper")
 
 
+@pytest.mark.parametrize("split", ["per seed", "shared"])
 @pytest.mark.parametrize("name", LATENT)
 def test_latent_method_members_stacked_equal_their_solo_runs(
-    name: str, tmp_path: Path, float64: None, caplog: Any
+    name: str, split: str, tmp_path: Path, float64: None, caplog: Any
 ) -> None:
+    """Seeds with their own splits (g and d stack per split) or one split (all in one stack)."""
     cls = METHODS.get(name)
     grid = [{p: value for p in cls.stackable} for value in (0.5, 2.0)] if cls.stackable else [{}]
-    members = [(_latent_params(cls, **point), seed) for seed in (0, 1) for point in grid]
-    tasks = {seed: _table(seed) for seed in (0, 1)}
+    members = [(_latent_params(cls, **point, **_ablation(cls)), seed) for seed in (0, 1) for point in grid]
+    tasks = {seed: _table(seed if split == "per seed" else 0) for seed in (0, 1)}
     assert len({json.dumps(cls.stack_signature(p), sort_keys=True) for p, _ in members}) == 1
     ctxs = [run_context(tmp_path / "stack", seed) for _, seed in members]
     # One encoder per seed, and per grid point where the grid sweeps the encoder (FFVAE's).
@@ -164,22 +166,39 @@ def test_latent_method_members_stacked_equal_their_solo_runs(
     for index, ((params, seed), outcome) in enumerate(zip(members, stacked, strict=True)):
         alone = cls(params).run(tasks[seed], run_context(tmp_path / f"solo{index}", seed))
         assert outcome.info == alone.info
-        for split in ("val", "test"):
-            np.testing.assert_allclose(outcome.scores[split], alone.scores[split], rtol=0, atol=1e-6)
+        np.testing.assert_allclose([r.value for r in outcome.metrics], [r.value for r in alone.metrics], atol=1e-6)
+        if "sens_classifier_artifact" in outcome.info:  # d itself: its weights
+            stacked_d, alone_d = (
+                torch.load(root / "sensitive_classifier" / outcome.info["sens_classifier_artifact"] / "classifier.pt")
+                for root in (tmp_path / "stack", tmp_path / f"solo{index}")
+            )
+            for name, weight in stacked_d.items():
+                torch.testing.assert_close(weight, alone_d[name], rtol=0, atol=1e-9)
+        for part in ("val", "test"):
+            np.testing.assert_allclose(outcome.scores[part], alone.scores[part], rtol=0, atol=1e-6)
+
+
+def _ablation(cls: type[LatentCodeMethod]) -> dict[str, Any]:
+    """The ablation's sens_acc rows where the method has them (a d per member, stacked too)."""
+    return {"ablation": True} if "ablation" in cls.hparams else {}
 
 
 def test_dvge_seeds_of_one_split_train_one_g_stack(tmp_path: Path, float64: None, monkeypatch: Any) -> None:
     import fairbench.methods.dvge as dvge
+    import fairbench.methods.families.latent.sensitive as sensitive
 
     sizes: list[int] = []
     real = dvge.fit_stacked
-    monkeypatch.setattr(dvge, "fit_stacked", lambda model, *a, **k: sizes.append(model.members) or real(model, *a, **k))
+    for module in (dvge, sensitive):
+        monkeypatch.setattr(
+            module, "fit_stacked", lambda model, *a, **k: sizes.append(model.members) or real(model, *a, **k)
+        )
     cls = METHODS.get("dvge")
     members = [(_latent_params(cls, eta1=eta, eta2=0.5), seed) for seed in (0, 1) for eta in (0.5, 2.0)]
     task = _table(0)  # one split for both seeds, as CelebA's fixed one
     ctxs = [run_context(tmp_path / "stack", seed) for _, seed in members]
     stacked = cls.run_stacked([p for p, _ in members], [task] * len(members), ctxs)
-    assert sizes[-1] == 4  # the four members' g as one model (d trains apart, once per seed)
+    assert sizes == [2, 4]  # the two seeds' d as one model, then the four members' g
     for index, ((params, seed), outcome) in enumerate(zip(members, stacked, strict=True)):
         alone = cls(params).run(task, run_context(tmp_path / f"solo{index}", seed))
         assert outcome.info == alone.info

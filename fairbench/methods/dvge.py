@@ -43,7 +43,9 @@ from fairbench.methods.families.latent import (
     scores_of,
     sens_recipe,
     sensitive_classifier,
+    sensitive_classifiers,
     sensitive_dims,
+    split_groups,
     zero_dims,
 )
 from fairbench.methods.families.latent.explanation import FOCI, clip_perturbation
@@ -106,7 +108,6 @@ class DVGE(LatentCodeMethod):
     budgets = SHARED_BUDGETS
     stackable = ("eta1", "eta2")
     version = 2  # 2: the encoder draws its noise from its own stream (encoder artifact version 3)
-    g_stacks = True
     report_tables = (ABLATION_TABLE,)
 
     def work(self, shape: TaskShape) -> list[Work]:
@@ -119,15 +120,8 @@ class DVGE(LatentCodeMethod):
         """The members' g train as one stacked model, each on its own seed's codes and d:
         members whose tasks share their rows and labels (a fixed split, CelebA's) in one
         stack, the others in one stack per task."""
-        groups: list[list[int]] = []
-        for m, task in enumerate(data):
-            group = next((g for g in groups if _same_rows(data[g[0]], task)), None)
-            if group is None:
-                groups.append([m])
-            else:
-                group.append(m)
         outcomes: dict[int, Outcome] = {}
-        for group in groups:
+        for group in split_groups(data):
             members = [[items[m] for m in group] for items in (params, data, ctxs, latents)]
             trained = cls.run_stack(*members)  # type: ignore[arg-type]
             outcomes |= dict(zip(group, trained, strict=True))
@@ -146,13 +140,21 @@ class DVGE(LatentCodeMethod):
         member's outcome is the same stacked or solo.
         """
         p = params_list[0]
-        # Per seed (one encoder): d, the codes on the device, d's focus.
+        # Per seed (one encoder): d (the seeds' d's train as one stack), the codes, d's focus.
+        first: dict[int, int] = {}  # seed -> its first member
+        for m, ctx in enumerate(ctxs):
+            first.setdefault(ctx.seed, m)
+        classifiers = sensitive_classifiers(
+            [data[m] for m in first.values()],
+            [latents[m] for m in first.values()],
+            p["latent"],
+            sens_recipe(p),
+            [ctxs[m] for m in first.values()],
+        )
         seeds: dict[int, tuple[SensitiveClassifier, TaskTensors, torch.Tensor]] = {}
-        for task, ctx, codes in zip(data, ctxs, latents, strict=True):
-            if ctx.seed not in seeds:
-                d = sensitive_classifier(task, codes, p["latent"], sens_recipe(p), ctx)
-                t = TaskTensors(task, codes.codes(p["latent"]), p["precision"], ctx.device)
-                seeds[ctx.seed] = d, t, torch.from_numpy(d.focus[p["focus"]]).to(ctx.device, t.z.dtype)
+        for (seed, m), d in zip(first.items(), classifiers, strict=True):
+            t = TaskTensors(data[m], latents[m].codes(p["latent"]), p["precision"], ctxs[m].device)
+            seeds[seed] = d, t, torch.from_numpy(d.focus[p["focus"]]).to(ctxs[m].device, t.z.dtype)
         mine = [seeds[ctx.seed] for ctx in ctxs]
         t, device = mine[0][1], ctxs[0].device
         # Codes and focus shared (N, D), or per member (M, N, D) when the seeds differ.
@@ -220,13 +222,6 @@ class DVGE(LatentCodeMethod):
             }
             outcomes.append(Outcome(scores=scores, metrics=metrics, info=info))
         return outcomes
-
-
-def _same_rows(one: TaskData, other: TaskData) -> bool:
-    """Whether two tasks have the same split rows and labels (g can then train them as one)."""
-    return np.array_equal(one.y, other.y) and all(
-        np.array_equal(one.splits[split], other.splits[split]) for split in ("train", "val", "test")
-    )
 
 
 def perturbed_codes(

@@ -9,19 +9,19 @@ expression reads).
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from fairbench.bounds import NON_NEGATIVE
 from fairbench.data.base import TaskData
-from fairbench.encoders import Latents, encoder_label
+from fairbench.encoders import Latents
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, Outcome, RunContext
+from fairbench.methods.base import HParam
 from fairbench.methods.families.latent import (
     SHARED_BUDGETS,
     SHARED_HPARAMS,
     LatentCodeMethod,
-    TaskTensors,
-    fit_downstream,
-    recipe,
-    scores_of,
     sensitive_dims,
     zero_dims,
 )
@@ -38,19 +38,10 @@ class Removal(LatentCodeMethod):
     budgets = {name: {k: v for k, v in b.items() if k != "sens_epochs"} for name, b in SHARED_BUDGETS.items()}
     version = 2  # 2: the encoder draws its noise from its own stream (encoder artifact version 3)
 
-    def on_codes(self, data: TaskData, ctx: RunContext, latents: Latents) -> Outcome:
+    def g_codes(self, data: TaskData, latents: Latents) -> tuple[np.ndarray, dict[str, Any]]:
         p = self.params
         codes = latents.codes(p["latent"])
         count = p["removed_dims"] or max(1, len(data.sensitive_columns))
         # An encoder with designated sensitive dims (FFVAE's b) names them itself.
         dims = tuple(latents.parts.get("sensitive", ())) or sensitive_dims(codes, data.g, data.splits["train"], count)
-        t = TaskTensors(data, zero_dims(codes, dims), p["precision"], ctx.device)
-        model, fit = fit_downstream(t, recipe(p, p["epochs"]), ctx)
-        info = {
-            "encoder_label": encoder_label(latents.config),
-            "encoder_artifact": latents.key,
-            "removed_dims": list(dims),
-            "selected_epoch": fit.selected_epoch[0],
-            "val_acc": fit.val_acc[0],
-        }
-        return Outcome(scores=scores_of(model, t.z, t.rows)[0], info=info)
+        return zero_dims(codes, dims), {"removed_dims": list(dims)}

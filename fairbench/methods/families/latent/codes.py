@@ -23,6 +23,25 @@ class TaskTensors:
         self.rows = {s: torch.from_numpy(data.splits[s]).to(device) for s in ("train", "val", "test")}
 
 
+def split_groups(tasks: list[TaskData]) -> list[list[int]]:
+    """Indices of `tasks` grouped by their split rows, targets and groups (tasks of one fixed
+    split, whatever their seeds, fall in one group): models of one group can train as one stack."""
+    groups: list[list[int]] = []
+    for index, task in enumerate(tasks):
+        for group in groups:
+            first = tasks[group[0]]
+            if (
+                np.array_equal(first.y, task.y)
+                and np.array_equal(first.g, task.g)
+                and all(np.array_equal(first.splits[s], task.splits[s]) for s in ("train", "val", "test"))
+            ):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups
+
+
 def scores_of(model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor]) -> list[dict[str, np.ndarray]]:
     """Each member's P(y = 1) for the val and test rows (unperturbed codes: shared (N, D) or
     per member (M, N, D)), every member's logits computed once."""
@@ -34,21 +53,27 @@ def scores_of(model: StackedMLP, z: torch.Tensor, rows: dict[str, torch.Tensor])
     return out
 
 
-def fit_downstream(t: TaskTensors, rec: Recipe, ctx: Any) -> tuple[StackedMLP, FitResult]:
-    """One g (the Table 3/4 MLP) on the codes `t.z` as they are, from the stream (seed,
-    "downstream") that DVGE's members also start from. `ctx` is a RunContext."""
-    model = rec.model(t.z.shape[1], 1, ctx.device)
-    generator = ctx.stream("downstream")
-    model.reset([generator])
+def fit_downstream(
+    tensors: list[TaskTensors], rec: Recipe, ctxs: list[Any]
+) -> tuple[StackedMLP, FitResult, torch.Tensor]:
+    """The g (the Table 3/4 MLP) of several members as one stacked model, member m on the codes
+    `tensors[m].z` as they are (the members share a split: `split_groups`), each from its stream
+    (seed, "downstream") that DVGE's members also start from; returns the model, its fit and
+    the codes (shared (N, D) for one member, else (M, N, D)). `ctxs` are RunContexts."""
+    first = tensors[0]
+    z = first.z if len(tensors) == 1 else torch.stack([t.z for t in tensors])
+    model = rec.model(first.z.shape[1], len(tensors), ctxs[0].device)
+    generators = [ctx.stream("downstream") for ctx in ctxs]
+    model.reset(generators)
     fit = fit_stacked(
         model,
-        t.z,
-        t.y,
-        t.rows["train"],
-        t.rows["val"],
-        [generator],
-        log=ctx.log.debug,
-        arithmetic=arithmetic(rec, ctx),
+        z,
+        first.y,
+        first.rows["train"],
+        first.rows["val"],
+        generators,
+        log=ctxs[0].log.debug,
+        arithmetic=arithmetic(rec, ctxs[0]),
         **rec.fit_kwargs(),
     )
-    return model, fit
+    return model, fit, z

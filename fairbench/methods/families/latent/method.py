@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fairbench.data.base import TaskData, TaskShape
 from fairbench.encoders import Latents, encoder_label, latent_codes_many, resolve_encoder
 from fairbench.errors import FairbenchError
 from fairbench.methods.base import Method, MetricRow, Outcome, RunContext, Work, check_stack
-from fairbench.methods.families.latent.codes import TaskTensors, fit_downstream, scores_of
+from fairbench.methods.families.latent.codes import TaskTensors, fit_downstream, scores_of, split_groups
 from fairbench.methods.families.latent.recipe import recipe, sens_recipe
-from fairbench.methods.families.latent.sensitive import sensitive_classifier
+from fairbench.methods.families.latent.sensitive import sensitive_classifiers
 
 
 class LatentCodeMethod(Method):
@@ -19,7 +21,8 @@ class LatentCodeMethod(Method):
 
     Members of a stack (seeds, and grid points of the `stackable` parameters) first build their
     missing encoders together (`latent_codes_many`: one stacked model where they share a shape),
-    then train their downstream models (`run_on_codes`); a job alone is a stack of one.
+    then train their downstream models g (`run_on_codes`, on the codes `g_codes` gives); a job
+    alone is a stack of one.
     """
 
     # The encoders the method accepts (None: any); the first is used when the config names none.
@@ -27,8 +30,6 @@ class LatentCodeMethod(Method):
     # Encoder settings declared as the method's own parameters, so that a grid can sweep them.
     encoder_hparams: ClassVar[tuple[str, ...]] = ()
     stacks_seeds = True
-    # Whether the members' downstream g train as one stacked model (DVGE's etas and seeds).
-    g_stacks: ClassVar[bool] = False
 
     @classmethod
     def resolve(cls, params: dict[str, Any], budget: str, where: str = "") -> dict[str, Any]:
@@ -58,11 +59,12 @@ class LatentCodeMethod(Method):
 
     @classmethod
     def stacking_text(cls) -> str:
-        encoders = ["seeds", *(f"`{p}` values" for p in cls.stackable if p in cls.encoder_hparams)]
-        text = f"the encoders of {' and '.join(encoders)} train together as one batched model"
-        g = [f"`{p}` values" for p in cls.stackable if p not in cls.encoder_hparams]
-        g_text = f", and the g of {' and '.join(g)} too (across seeds where they share a split)"
-        return text + (g_text if cls.g_stacks and g else "") + "."
+        swept = " and ".join(f"`{p}` values" for p in cls.stackable)
+        encoders = " and ".join(["seeds", *(f"`{p}` values" for p in cls.stackable if p in cls.encoder_hparams)])
+        return (
+            f"the encoders of {encoders} train together as one batched model, and the g of "
+            f"{'seeds and ' + swept if swept else 'seeds'} too (where the seeds share a split)."
+        )
 
     def work(self, shape: TaskShape) -> list[Work]:
         """The encoder (trained once per experiment and seed, then cached), then g."""
@@ -72,7 +74,7 @@ class LatentCodeMethod(Method):
         g = recipe(p, p["epochs"])
         return [
             Work(f"encoder:{config['name']}@{shape.input_name}", p["encoder_iters"], shared=encoder, stackable=True),
-            Work(g.workload, g.steps(shape.train_rows), stackable=self.g_stacks),
+            Work(g.workload, g.steps(shape.train_rows), stackable=True),
         ]
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
@@ -88,14 +90,41 @@ class LatentCodeMethod(Method):
     def run_on_codes(
         cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext], latents: list[Latents]
     ) -> list[Outcome]:
-        """The members' downstream training, each on its encoder's codes; one by one by default."""
-        return [
-            cls(p).on_codes(task, ctx, codes) for p, task, ctx, codes in zip(params, data, ctxs, latents, strict=True)
-        ]
+        """Each member's g on its codes (`g_codes`); the g of members whose tasks share a split
+        train as one stacked model, each as it trains alone."""
+        members = [cls(p) for p in params]
+        inputs = [m.g_codes(task, codes) for m, task, codes in zip(members, data, latents, strict=True)]
+        extra = cls.extra_rows(members, data, ctxs, latents)
+        outcomes: dict[int, Outcome] = {}
+        for group in split_groups(data):
+            first = params[group[0]]
+            tensors = [TaskTensors(data[i], inputs[i][0], first["precision"], ctxs[i].device) for i in group]
+            model, fit, z = fit_downstream(tensors, recipe(first, first["epochs"]), [ctxs[i] for i in group])
+            for k, (i, scores) in enumerate(zip(group, scores_of(model, z, tensors[0].rows), strict=True)):
+                metrics, info = extra[i]
+                info = {
+                    "encoder_label": encoder_label(latents[i].config),
+                    "encoder_artifact": latents[i].key,
+                    "encoder_built_now": latents[i].built_now,
+                    **inputs[i][1],
+                    "selected_epoch": fit.selected_epoch[k],
+                    "val_acc": fit.val_acc[k],
+                    **info,
+                }
+                outcomes[i] = Outcome(scores=scores, metrics=metrics, info=info)
+        return [outcomes[i] for i in range(len(params))]
 
-    def on_codes(self, data: TaskData, ctx: RunContext, latents: Latents) -> Outcome:
-        """One member's downstream training on its encoder's codes."""
+    def g_codes(self, data: TaskData, latents: Latents) -> tuple[np.ndarray, dict[str, Any]]:
+        """The codes this member's g trains and predicts on (N, D), and what its info records
+        of them."""
         raise NotImplementedError
+
+    @classmethod
+    def extra_rows(
+        cls, members: list[LatentCodeMethod], data: list[TaskData], ctxs: list[RunContext], latents: list[Latents]
+    ) -> list[tuple[list[MetricRow], dict[str, Any]]]:
+        """Each member's metric rows and info beyond g's (none by default)."""
+        return [([], {}) for _ in members]
 
     def sensitive_classifier_work(self, shape: TaskShape) -> Work:
         """Training d, once for every job on the same encoder, code and recipe (a cached artifact)."""
@@ -119,26 +148,36 @@ class SensitivePartDropped(LatentCodeMethod):
     def work(self, shape: TaskShape) -> list[Work]:
         return super().work(shape) + ([self.sensitive_classifier_work(shape)] if self.params["ablation"] else [])
 
-    def on_codes(self, data: TaskData, ctx: RunContext, latents: Latents) -> Outcome:
-        p = self.params
-        codes = latents.codes(p["latent"])
-        dropped = latents.parts["sensitive"]
-        kept = [dim for dim in range(codes.shape[1]) if dim not in dropped]
-        t = TaskTensors(data, codes[:, kept], p["precision"], ctx.device)
-        model, fit = fit_downstream(t, recipe(p, p["epochs"]), ctx)
-        label = encoder_label(latents.config)
-        info = {
-            "encoder_label": label,
-            "encoder_artifact": latents.key,
-            "encoder_built_now": latents.built_now,
-            "g_dims": kept,
-            "selected_epoch": fit.selected_epoch[0],
-            "val_acc": fit.val_acc[0],
-        }
-        metrics = []
-        if p["ablation"]:
-            d = sensitive_classifier(data, latents, p["latent"], sens_recipe(p), ctx, removed=tuple(dropped))
-            tags = {"variant": self.name, "sens_classifier": "retrained", "encoder_label": label}
-            metrics = [MetricRow("val", "sens_acc", d.val_acc, tags), MetricRow("test", "sens_acc", d.test_acc, tags)]
-            info["sens_classifier_artifact"] = d.folder.name
-        return Outcome(scores=scores_of(model, t.z, t.rows)[0], metrics=metrics, info=info)
+    def g_codes(self, data: TaskData, latents: Latents) -> tuple[np.ndarray, dict[str, Any]]:
+        codes = latents.codes(self.params["latent"])
+        kept = [dim for dim in range(codes.shape[1]) if dim not in latents.parts["sensitive"]]
+        return codes[:, kept], {"g_dims": kept}
+
+    @classmethod
+    def extra_rows(
+        cls, members: list[LatentCodeMethod], data: list[TaskData], ctxs: list[RunContext], latents: list[Latents]
+    ) -> list[tuple[list[MetricRow], dict[str, Any]]]:
+        """With `ablation`: d retrained on the code g sees (the members' d's as one stack)."""
+        out: list[tuple[list[MetricRow], dict[str, Any]]] = [([], {}) for _ in members]
+        asked = [i for i, member in enumerate(members) if member.params["ablation"]]
+        # Members of one stack share their code's parts; d's of one dropped part train together.
+        for dropped in dict.fromkeys(tuple(latents[i].parts["sensitive"]) for i in asked):
+            these = [i for i in asked if tuple(latents[i].parts["sensitive"]) == dropped]
+            p = members[these[0]].params
+            classifiers = sensitive_classifiers(
+                [data[i] for i in these],
+                [latents[i] for i in these],
+                p["latent"],
+                sens_recipe(p),
+                [ctxs[i] for i in these],
+                removed=dropped,
+            )
+            for i, d in zip(these, classifiers, strict=True):
+                tags = {
+                    "variant": cls.name,
+                    "sens_classifier": "retrained",
+                    "encoder_label": encoder_label(latents[i].config),
+                }
+                rows = [MetricRow("val", "sens_acc", d.val_acc, tags), MetricRow("test", "sens_acc", d.test_acc, tags)]
+                out[i] = rows, {"sens_classifier_artifact": d.folder.name}
+        return out

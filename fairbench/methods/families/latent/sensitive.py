@@ -8,7 +8,9 @@ eta (DESIGN section 9).
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import torch
 
 from fairbench.data.base import TaskData
 from fairbench.encoders.base import Latents
+from fairbench.methods.families.latent.codes import split_groups
 from fairbench.methods.families.latent.explanation import FOCI
 from fairbench.methods.families.latent.recipe import DTYPES, Recipe, arithmetic
 from fairbench.nets.stacked import StackedMLP
@@ -64,44 +67,93 @@ def sensitive_classifier(
     120 epochs by default, Adam lr 1e-5 (0.5, 0.9), batch 64, checkpoint of best validation
     accuracy. `ctx` is a RunContext.
     """
-    key = {
-        "version": 2,  # 2: both focus conventions stored
-        "encoder": latents.key,
-        "latent": latent,
-        "sensitive": data.sensitive,
-        "removed": list(removed),
-        "recipe": recipe.__dict__,
-        "seed": ctx.seed,
-    }
-    if (precision := arithmetic(recipe, ctx).precision) != "fp32":  # fp32 keeps its earlier keys
-        key["precision"] = precision
-    codes = zero_dims(latents.codes(latent), removed) if removed else latents.codes(latent)
-    z, g, rows = _tensors(codes, data, recipe, ctx.device)
-    model = recipe.model(z.shape[1], 1, ctx.device)
+    return sensitive_classifiers([data], [latents], latent, recipe, [ctx], removed)[0]
 
-    def build(folder: Path) -> None:
-        ctx.log.info(f"training sensitive classifier for '{data.sensitive}' -> {folder.name}")
-        fit = _train(model, z, g, rows, recipe, ctx)
-        for name, focus_fn in FOCI.items():
-            chunks = [focus_fn(model, z[None, s : s + 4096])[0] for s in range(0, len(z), 4096)]
-            np.save(folder / f"focus_{name}.npy", torch.cat(chunks).cpu().numpy())
-        torch.save(model.state_dict(), folder / "classifier.pt")
-        test = accuracy(model, z, g, rows["test"]).item()
-        summary = {"val_acc": fit.val_acc[0], "test_acc": test, "selected_epoch": fit.selected_epoch[0]}
-        (folder / "summary.json").write_text(json.dumps({**summary, "history": fit.history}, indent=1))
 
-    folder, built_now = ctx.cache.get("sensitive_classifier", key, build)
-    model.load_state_dict(torch.load(folder / "classifier.pt", map_location=ctx.device, weights_only=True))
-    summary = json.loads((folder / "summary.json").read_text())
-    return SensitiveClassifier(
-        model=model,
-        focus={name: np.load(folder / f"focus_{name}.npy") for name in FOCI},
-        val_acc=summary["val_acc"],
-        test_acc=summary["test_acc"],
-        selected_epoch=summary["selected_epoch"],
-        folder=folder,
-        built_now=built_now,
-    )
+def sensitive_classifiers(
+    tasks: Sequence[TaskData],
+    latents: Sequence[Latents],
+    latent: str,
+    recipe: Recipe,
+    ctxs: Sequence[Any],
+    removed: tuple[int, ...] = (),
+) -> list[SensitiveClassifier]:
+    """`sensitive_classifier` for several encoders (one member each: the seeds of a stack): the
+    d's not built yet train as one stacked model where their tasks share rows and groups (a
+    fixed split), each from its own stream and stored under its own key as if trained alone."""
+    keys = []
+    for task, codes, ctx in zip(tasks, latents, ctxs, strict=True):
+        key = {
+            "version": 2,  # 2: both focus conventions stored
+            "encoder": codes.key,
+            "latent": latent,
+            "sensitive": task.sensitive,
+            "removed": list(removed),
+            "recipe": recipe.__dict__,
+            "seed": ctx.seed,
+        }
+        if (precision := arithmetic(recipe, ctx).precision) != "fp32":  # fp32 keeps its earlier keys
+            key["precision"] = precision
+        keys.append(key)
+    device = ctxs[0].device
+    inputs = [
+        _tensors(zero_dims(c.codes(latent), removed) if removed else c.codes(latent), task, recipe, device)
+        for task, c in zip(tasks, latents, strict=True)
+    ]
+
+    def build(missing: list[int]) -> list[Callable[[Path], None]]:
+        seeds = ", ".join(str(ctxs[i].seed) for i in missing)
+        ctxs[0].log.info(f"training sensitive classifiers for '{tasks[0].sensitive}' (seeds {seeds})")
+        builders: dict[int, Callable[[Path], None]] = {}
+        for group in split_groups([tasks[i] for i in missing]):
+            group = [missing[k] for k in group]
+            z = inputs[group[0]][0] if len(group) == 1 else torch.stack([inputs[i][0] for i in group])
+            _, g, rows = inputs[group[0]]
+            model = recipe.model(z.shape[-1], len(group), device)
+            fit = _train(model, z, g, rows, recipe, [ctxs[i] for i in group])
+            for member, i in enumerate(group):
+                alone = recipe.model(z.shape[-1], 1, device)
+                alone.load_state_dict({name: value[member : member + 1] for name, value in model.state_dict().items()})
+                summary = {"val_acc": fit.val_acc[member], "selected_epoch": fit.selected_epoch[member]}
+                history = {split: [epoch[member] for epoch in values] for split, values in fit.history.items()}
+                builders[i] = functools.partial(_store, alone, inputs[i], summary, history)
+        return [builders[i] for i in missing]
+
+    built = ctxs[0].cache.get_many("sensitive_classifier", keys, build)
+    out = []
+    for (folder, built_now), (z, _, _) in zip(built, inputs, strict=True):
+        model = recipe.model(z.shape[1], 1, device)
+        model.load_state_dict(torch.load(folder / "classifier.pt", map_location=device, weights_only=True))
+        summary = json.loads((folder / "summary.json").read_text())
+        out.append(
+            SensitiveClassifier(
+                model=model,
+                focus={name: np.load(folder / f"focus_{name}.npy") for name in FOCI},
+                val_acc=summary["val_acc"],
+                test_acc=summary["test_acc"],
+                selected_epoch=summary["selected_epoch"],
+                folder=folder,
+                built_now=built_now,
+            )
+        )
+    return out
+
+
+def _store(
+    model: StackedMLP,
+    inputs: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+    summary: dict[str, Any],
+    history: dict[str, list[float]],
+    folder: Path,
+) -> None:
+    """Write a trained d's artifact: its weights, its focus on every row, its accuracies."""
+    z, g, rows = inputs
+    for name, focus_fn in FOCI.items():
+        chunks = [focus_fn(model, z[None, s : s + 4096])[0] for s in range(0, len(z), 4096)]
+        np.save(folder / f"focus_{name}.npy", torch.cat(chunks).cpu().numpy())
+    torch.save(model.state_dict(), folder / "classifier.pt")
+    summary = {**summary, "test_acc": accuracy(model, z, g, rows["test"]).item()}
+    (folder / "summary.json").write_text(json.dumps({**summary, "history": history}, indent=1))
 
 
 def retrained_accuracy(codes: np.ndarray, data: TaskData, recipe: Recipe, ctx: Any) -> dict[str, float]:
@@ -110,7 +162,7 @@ def retrained_accuracy(codes: np.ndarray, data: TaskData, recipe: Recipe, ctx: A
     Not cached: the codes are one job's own (an ADT feature encoder)."""
     z, g, rows = _tensors(codes, data, recipe, ctx.device)
     model = recipe.model(z.shape[1], 1, ctx.device)
-    _train(model, z, g, rows, recipe, ctx)
+    _train(model, z, g, rows, recipe, [ctx])
     return {split: accuracy(model, z, g, rows[split]).item() for split in ("val", "test")}
 
 
@@ -123,18 +175,24 @@ def _tensors(
 
 
 def _train(
-    model: StackedMLP, z: torch.Tensor, g: torch.Tensor, rows: dict[str, torch.Tensor], recipe: Recipe, ctx: Any
+    model: StackedMLP,
+    z: torch.Tensor,
+    g: torch.Tensor,
+    rows: dict[str, torch.Tensor],
+    recipe: Recipe,
+    ctxs: Sequence[Any],
 ) -> FitResult:
-    generator = ctx.stream("sensitive_classifier")
-    model.reset([generator])
+    """Train d (one member per context, each from its stream) on codes shared (N, D) or per member (M, N, D)."""
+    generators = [ctx.stream("sensitive_classifier") for ctx in ctxs]
+    model.reset(generators)
     return fit_stacked(
         model,
         z,
         g,
         rows["train"],
         rows["val"],
-        [generator],
+        generators,
         **recipe.fit_kwargs(),
-        log=ctx.log.debug,
-        arithmetic=arithmetic(recipe, ctx),
+        log=ctxs[0].log.debug,
+        arithmetic=arithmetic(recipe, ctxs[0]),
     )
