@@ -159,6 +159,9 @@ methods:
   - method: adt
     params: {arch: dvge, epochs: 2, batch_size: 32}
     grid: {lam: [0.5, 2.0]}
+  - method: ffvae
+    params: {encoder_iters: 10, epochs: 2, sens_epochs: 2, width: 16, encoder: {width: 16, batch_size: 32}}
+    grid: {alpha: [1.0, 4.0]}
 """
 
 
@@ -174,7 +177,7 @@ def test_a_run_stacks_seeds_and_grid_points_and_records_each_job(tmp_path: Path,
         assert result.code == 0, result.err
         tables[mode] = pd.read_csv(out / "results.csv").sort_values(["job_id", "split", "metric"], ignore_index=True)
     on, off = tables["on"], tables["off"]
-    assert len(on) == len(off) > 0 and list(on["job_id"]) == list(off["job_id"]) and on["job_id"].nunique() == 6
+    assert len(on) == len(off) > 0 and list(on["job_id"]) == list(off["job_id"]) and on["job_id"].nunique() == 10
     # float32: the members' rounding differs from solo runs' (the float64 tests above are exact);
     # here it moved calibration by under 0.01 and no prediction
     np.testing.assert_allclose(on["value"], off["value"], atol=0.02)
@@ -182,6 +185,9 @@ def test_a_run_stacks_seeds_and_grid_points_and_records_each_job(tmp_path: Path,
     assert sum("unit of 4 job(s): adt synthetic/y/s seed=0,1 split_seed=0,1" in log for log in logs) == 4
     assert sum("unit of 2 job(s): erm synthetic/y/s seed=0,1 split_seed=0,1" in log for log in logs) == 2
     assert all("seed 1 lam 2 epoch 2/2" in log for log in logs if "adt" in log)
+    # FFVAE's 2 seeds x 2 alphas: one stack of four encoders, then one g per seed's split
+    assert sum("unit of 4 job(s): ffvae synthetic/y/s seed=0,1 split_seed=0,1" in log for log in logs) == 4
+    assert all("ffvae x4 [seed 1 alpha 4.0] 10/10" in log for log in logs if "ffvae" in log)
 
 
 def test_a_network_with_one_tensor_under_two_names_is_not_stacked(tmp_path: Path) -> None:

@@ -200,10 +200,10 @@ class DVGE(LatentCodeMethod):
                 if ctx.seed == seed and q["ablation"] and q["eta2"] == 0
             ]
             if ablation:
-                first = ablation[0]
+                lead = ablation[0]
                 d, tensors, _ = seeds[seed]
                 grid = [params_list[m] for m in ablation]
-                rows, removed = ablation_rows(data[first], latents[first], d, tensors, grid, ctxs[first])
+                rows, removed = ablation_rows(data[lead], latents[lead], d, tensors, grid, ctxs[lead])
                 ablation_by_member |= {m: (member_rows, removed) for m, member_rows in zip(ablation, rows, strict=True)}
         outcomes = []
         for m, (scores, codes, (d, _, _)) in enumerate(zip(scores_of(model, z, t.rows), latents, mine, strict=True)):
