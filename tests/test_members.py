@@ -215,5 +215,5 @@ def test_auto_stacks_seeds_on_a_gpu_and_trains_them_one_by_one_on_a_cpu(tmp_path
     suite = tmp_path / "stacked.yaml"
     suite.write_text(STACKED_SUITE)
     jobs = expand(load_suite(suite)[0])
-    assert [len(unit) for unit in plan_units(jobs, "auto", "cuda:1")] == [2, 4]
-    assert [len(unit) for unit in plan_units(jobs, "auto", "cpu")] == [1] * 6
+    assert [len(unit) for unit in plan_units(jobs, "auto", "cuda:1")] == [2, 4, 4]
+    assert [len(unit) for unit in plan_units(jobs, "auto", "cpu")] == [1] * 10
