@@ -83,7 +83,6 @@ def latent_codes_many(
         encoder_key(task, config, iterations, ctx.seed, precision)
         for task, config, ctx in zip(tasks, configs, ctxs, strict=True)
     ]
-
     keys_hash = [key_hash(key) for key in keys]
 
     def build(missing: list[int]) -> list[Callable[[Path], None]]:

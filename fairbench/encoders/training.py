@@ -62,6 +62,13 @@ def noise_blocks(trainer: EncoderTrainer, seed: int, device: str) -> Iterator[Dr
         yield {name: values.to(device) for name, values in block.items()}
 
 
+def per_step(blocks: Iterator[Draws], dim: int = 0) -> Iterator[Draws]:
+    """Each step's draws, read off blocks of `BLOCK` steps along `dim`."""
+    for block in blocks:
+        for at in range(BLOCK):
+            yield {name: values.select(dim, at) for name, values in block.items()}
+
+
 @dataclass
 class _Training:
     """One encoder's training, set up as it is alone: its trainer (weights initialised from its
@@ -125,12 +132,9 @@ def train_encoder(
     history: History = []
     logged = _Logger(config["name"], iterations, log)
     trainer.vae.train()
-    block: Draws = {}
+    noise = per_step(run.noise)
     for iteration in range(1, iterations + 1):
-        at = (iteration - 1) % BLOCK
-        if at == 0:
-            block = next(run.noise)
-        losses = trainer.step(next_batch, {name: values[at] for name, values in block.items()})
+        losses = trainer.step(next_batch, next(noise))
         if logged.due(iteration):
             history.append(logged.line(iteration, {k: v.item() for k, v in losses.items()}))
     trainer.vae.eval()
@@ -178,7 +182,7 @@ def _train_stacked(
     names = [run.label(runs) for run in runs]
     logged = _Logger(f"{kind.name} x{len(runs)}", iterations, log)
     for iteration in range(1, iterations + 1):
-        losses = stack.step(iteration)
+        losses = stack.step()
         if logged.due(iteration):
             values = {name: value.tolist() for name, value in losses.items()}
             for index, history in enumerate(histories):
@@ -228,7 +232,7 @@ class _Stack:
             name: torch.stack([torch.as_tensor(run.trainer.values[name], dtype=dtype, device=device) for run in runs])
             for name in first.values
         }
-        self.block: Draws = {}
+        self.noise = per_step(self._noise_blocks(), dim=1)
         self.train = torch.stack([run.train for run in runs])  # (M, N)
         self.size = first.settings["batch_size"]
         self.order = self.train  # each member's current pass over its rows
@@ -251,13 +255,15 @@ class _Stack:
             return inputs
         return inputs, {name: labels[self.member, rows] for name, labels in self.labels.items()}
 
-    def step(self, iteration: int) -> dict[str, torch.Tensor]:
-        """One training step of every member; its named losses, (M,) each, detached."""
-        at = (iteration - 1) % BLOCK
-        if at == 0:
+    def _noise_blocks(self) -> Iterator[Draws]:
+        """The members' noise blocks stacked: name -> (M, BLOCK, *shape)."""
+        while True:
             blocks = [next(run.noise) for run in self.runs]
-            self.block = {name: torch.stack([b[name] for b in blocks]) for name in blocks[0]}
-        noise = {name: values[:, at] for name, values in self.block.items()}
+            yield {name: torch.stack([block[name] for block in blocks]) for name in blocks[0]}
+
+    def step(self) -> dict[str, torch.Tensor]:
+        """One training step of every member; its named losses, (M,) each, detached."""
+        noise = next(self.noise)
         terms: dict[str, torch.Tensor] = {}
         carry: Draws = {}
         batch: Batch | None = None

@@ -50,7 +50,7 @@ from fairbench.methods.families.latent import (
 )
 from fairbench.methods.families.latent.explanation import FOCI, clip_perturbation
 from fairbench.methods.families.latent.recipe import arithmetic
-from fairbench.nets.stacked import gather
+from fairbench.nets.stacked import gather, member_features
 from fairbench.table_spec import ReportTable
 from fairbench.train.stacked import accuracy, fit_stacked
 
@@ -158,8 +158,8 @@ class DVGE(LatentCodeMethod):
         mine = [seeds[ctx.seed] for ctx in ctxs]
         t, device = mine[0][1], ctxs[0].device
         # Codes and focus shared (N, D), or per member (M, N, D) when the seeds differ.
-        z = t.z if len(seeds) == 1 else torch.stack([tensors.z for _, tensors, _ in mine])
-        focus_d = mine[0][2] if len(seeds) == 1 else torch.stack([focus for _, _, focus in mine])
+        z = member_features([tensors.z for _, tensors, _ in mine])
+        focus_d = member_features([focus for _, _, focus in mine])
         focus_fn = FOCI[p["focus"]]
         members = len(params_list)
         shape = (members, 1, 1)

@@ -131,6 +131,12 @@ class StackedMLP(nn.Module):
         return state
 
 
+def member_features(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The members' (N, D) features as `gather` reads them: the one tensor itself when every
+    member has the same (shared), else stacked (M, N, D)."""
+    return parts[0] if all(part is parts[0] for part in parts) else torch.stack(list(parts))
+
+
 def gather(features: torch.Tensor, rows: torch.Tensor, members: int) -> torch.Tensor:
     """Rows of shared (N, D) or per-member (M, N, D) features: rows (B,) or (M, B) -> (M, B, D)."""
     if rows.dim() == 1:

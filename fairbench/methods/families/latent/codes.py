@@ -9,7 +9,7 @@ import torch
 
 from fairbench.data.base import TaskData
 from fairbench.methods.families.latent.recipe import DTYPES, Recipe, arithmetic
-from fairbench.nets.stacked import StackedMLP
+from fairbench.nets.stacked import StackedMLP, member_features
 from fairbench.train.stacked import FitResult, fit_stacked
 
 
@@ -61,7 +61,7 @@ def fit_downstream(
     (seed, "downstream") that DVGE's members also start from; returns the model, its fit and
     the codes (shared (N, D) for one member, else (M, N, D)). `ctxs` are RunContexts."""
     first = tensors[0]
-    z = first.z if len(tensors) == 1 else torch.stack([t.z for t in tensors])
+    z = member_features([t.z for t in tensors])
     model = rec.model(first.z.shape[1], len(tensors), ctxs[0].device)
     generators = [ctx.stream("downstream") for ctx in ctxs]
     model.reset(generators)

@@ -23,7 +23,7 @@ from fairbench.encoders.base import Latents
 from fairbench.methods.families.latent.codes import split_groups
 from fairbench.methods.families.latent.explanation import FOCI
 from fairbench.methods.families.latent.recipe import DTYPES, Recipe, arithmetic
-from fairbench.nets.stacked import StackedMLP
+from fairbench.nets.stacked import StackedMLP, member_features
 from fairbench.train.stacked import FitResult, accuracy, fit_stacked
 
 
@@ -107,7 +107,7 @@ def sensitive_classifiers(
         builders: dict[int, Callable[[Path], None]] = {}
         for group in split_groups([tasks[i] for i in missing]):
             group = [missing[k] for k in group]
-            z = inputs[group[0]][0] if len(group) == 1 else torch.stack([inputs[i][0] for i in group])
+            z = member_features([inputs[i][0] for i in group])
             _, g, rows = inputs[group[0]]
             model = recipe.model(z.shape[-1], len(group), device)
             fit = _train(model, z, g, rows, recipe, [ctxs[i] for i in group])
