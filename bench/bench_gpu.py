@@ -9,7 +9,10 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
 - DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
 - encoder iterations/s (vanilla VAE, FactorVAE, FFVAE, FD-VAE; batch 64, 64x64 images), per precision,
   one alone and 16 seeds stacked (fairbench.encoders.training.train_encoders; member-iterations/s),
-- the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`).
+- the quickstart's wall time with `--device auto` and `--device cpu` (`--quickstart`),
+- the batched steps compiled (`--compile`: torch.compile, CUDA graphs on CUDA) against eager, for
+  the mlp3 stack, DVGE's g stack and the FactorVAE encoder alone and stacked; both after one
+  untimed run, so that neither rate includes compiling or first-call set-up.
 
 `--save-rates [FILE]` also writes the measured rates (per workload, in the units `Method.work`
 declares) for `fairbench run --dry-run` to price jobs with (default: where the dry run looks;
@@ -61,7 +64,10 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: str, work: Callable[[], object]) -> float:
+def timed(device: str, work: Callable[[], object], warm: bool = False) -> float:
+    """Seconds `work` takes (after one untimed run when `warm`)."""
+    if warm:
+        work()
     synchronize(device)
     start = time.perf_counter()
     work()
@@ -96,8 +102,8 @@ def image_task(n: int, channels: int, side: int, classes: int, rng: np.random.Ge
     )
 
 
-def context(device: str, precision: str, root: Path) -> RunContext:
-    return RunContext(device, 0, ArtifactCache(root), logging.getLogger("bench"), root, precision)
+def context(device: str, precision: str, root: Path, compile: bool = False) -> RunContext:
+    return RunContext(device, 0, ArtifactCache(root), logging.getLogger("bench"), root, precision, compile)
 
 
 def erm_rate(task: TaskData, arch: str, device: str, precision: str, epochs: int, root: Path) -> float:
@@ -116,7 +122,15 @@ def erm_rate(task: TaskData, arch: str, device: str, precision: str, epochs: int
 
 
 def stacked_erm_rate(
-    task: TaskData, arch: str, device: str, precision: str, epochs: int, members: int, root: Path
+    task: TaskData,
+    arch: str,
+    device: str,
+    precision: str,
+    epochs: int,
+    members: int,
+    root: Path,
+    compile: bool = False,
+    warm: bool = False,
 ) -> float:
     """Member training rows per second (summed over the members) of ERM with `members` seeds
     stacked (the engine's fit_members, as a stacked unit of a run trains; no validation scoring)."""
@@ -124,18 +138,20 @@ def stacked_erm_rate(
     stack = []
     for seed in range(members):
         method = ERM(params)
-        t = Trainer(task, replace(context(device, precision, root), seed=seed))
+        t = Trainer(task, replace(context(device, precision, root, compile), seed=seed))
         model = t.place(method.build(t))
         stack.append(Member(t, model, {}, lambda: None, lambda n, m=method, t=t: m.batches(t, n)))
 
     def train() -> None:
         fit_members(stack, method.stacked_loss, method.optimizer, epochs=epochs, min_batch=2)
 
-    seconds = timed(device, train)
+    seconds = timed(device, train, warm)
     return members * epochs * len(task.splits["train"]) / seconds
 
 
-def stacked_g_rate(device: str, members: int, steps: int, precision: str) -> float:
+def stacked_g_rate(
+    device: str, members: int, steps: int, precision: str, compile: bool = False, warm: bool = False
+) -> float:
     """DVGE downstream g member-steps/s (10-1000x5-2 MLPs, batch 64) stacked `members` deep."""
     rows = 20_000
     z = torch.randn(rows, 10, generator=torch.Generator().manual_seed(0)).to(device)
@@ -158,21 +174,33 @@ def stacked_g_rate(device: str, members: int, steps: int, precision: str) -> flo
             lr=1e-5,
             betas=(0.5, 0.9),
             max_steps_per_epoch=steps,
-            arithmetic=Arithmetic(precision, device),
+            arithmetic=Arithmetic(precision, device, compile),
         )
 
-    return members * steps / timed(device, fit)
+    return members * steps / timed(device, fit, warm)
 
 
-def encoder_rate(name: str, task: TaskData, device: str, iterations: int, precision: str) -> float:
+def encoder_rate(
+    name: str, task: TaskData, device: str, iterations: int, precision: str, compile: bool = False, warm: bool = False
+) -> float:
     """Encoder training iterations per second (batch 64), the artifact's own loop."""
     config = resolve_encoder({"name": name})
-    seconds = timed(device, lambda: train_encoder(task, config, iterations, 0, device, lambda message: None, precision))
-    return iterations / seconds
+
+    def train() -> None:
+        train_encoder(task, config, iterations, 0, device, lambda message: None, precision, compile)
+
+    return iterations / timed(device, train, warm)
 
 
 def stacked_encoder_rate(
-    name: str, task: TaskData, device: str, iterations: int, precision: str, members: int
+    name: str,
+    task: TaskData,
+    device: str,
+    iterations: int,
+    precision: str,
+    members: int,
+    compile: bool = False,
+    warm: bool = False,
 ) -> float:
     """Member-iterations per second of `members` encoders (seeds 0..M-1) trained as one stacked
     model (fairbench.encoders.training.train_encoders), as a stacked unit of jobs trains them."""
@@ -180,9 +208,10 @@ def stacked_encoder_rate(
 
     def train() -> None:
         seeds = list(range(members))
-        train_encoders([task] * members, [config] * members, iterations, seeds, device, lambda line: None, precision)
+        quiet = lambda line: None  # noqa: E731
+        train_encoders([task] * members, [config] * members, iterations, seeds, device, quiet, precision, compile)
 
-    return members * iterations / timed(device, train)
+    return members * iterations / timed(device, train, warm)
 
 
 def quickstart_seconds(device: str) -> float:
@@ -211,6 +240,7 @@ def main() -> None:
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated; fp32 is the baseline")
     parser.add_argument("--quickstart", action="store_true", help="also time the quickstart with auto and cpu")
     parser.add_argument("--encoder-members", type=int, default=16, help="encoders in a stack (FFVAE's grid: 16)")
+    parser.add_argument("--compile", action="store_true", help="also time the batched steps compiled vs eager")
     parser.add_argument(
         "--save-rates",
         nargs="?",
@@ -291,6 +321,25 @@ def main() -> None:
                 alone = rates[f"encoder:{name}@3x64x64{suffix}"]
                 label = f"{name} member-it/s, {members} stacked"
                 print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / alone:.2f} vs one alone")
+        if args.compile:
+            compared: dict[str, Callable[[bool], float]] = {
+                "mlp3 member-epochs/s, 10 stacked": lambda c: (
+                    stacked_erm_rate(cmnist, "mlp3", args.device, "fp32", 1, 10, root, c, warm=True)
+                    / len(cmnist.splits["train"])
+                ),
+                "dvge g member-steps/s, 20 stacked": lambda c: stacked_g_rate(
+                    args.device, 20, steps, "fp32", c, warm=True
+                ),
+                "factor_vae iterations/s": lambda c: encoder_rate(
+                    "factor_vae", faces, args.device, iterations, "fp32", c, warm=True
+                ),
+                f"factor_vae member-it/s, {args.encoder_members} stacked": lambda c: stacked_encoder_rate(
+                    "factor_vae", faces, args.device, iterations, "fp32", args.encoder_members, c, warm=True
+                ),
+            }
+            for label, measure in compared.items():
+                eager, compiled = measure(False), measure(True)
+                print(f"{label:36} fp32  {compiled:12.1f}  x{compiled / eager:.2f} compiled vs eager ({eager:.1f})")
     if args.quickstart:
         auto, cpu = quickstart_seconds("auto"), quickstart_seconds("cpu")
         print(f"quickstart wall: --device auto {auto:.1f} s, --device cpu {cpu:.1f} s (auto/cpu x{auto / cpu:.2f})")

@@ -25,10 +25,10 @@ step() {  # step LIMIT_SECONDS COMMAND...: run, log, and go on whatever happens
 
 echo "$(date -u) on $(hostname); $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null)" >"$log"
 if [ -n "$smoke" ]; then
-    step 600 python3 bench/bench_gpu.py --device cpu --small --precisions fp32,bf16 --save-rates "$OUT/rates.json"
+    step 600 python3 bench/bench_gpu.py --device cpu --small --precisions fp32,bf16 --compile --save-rates "$OUT/rates.json"
 else
-    # the engine's settings against their fp32 / unstacked baselines, and the quickstart auto vs cpu
-    step 300 python3 bench/bench_gpu.py --quickstart --save-rates "$OUT/rates.json"
+    # the engine's settings against their fp32 / unstacked / eager baselines, and the quickstart auto vs cpu
+    step 360 python3 bench/bench_gpu.py --quickstart --compile --save-rates "$OUT/rates.json"
 fi
 # the paper-budget estimate from those rates (target: <= 8 H200-hours)
 step 60 python3 -m fairbench run suites/celeba_male_attractive.yaml --dry-run --rates "$OUT/rates.json" \

@@ -129,6 +129,13 @@ def cli() -> None:
     help="Training arithmetic (the suite's `precision:`, default fp32): tf32 matmuls on CUDA, or bf16 "
     "autocast with fp32 weights. Part of each job's id.",
 )
+@click.option(
+    "--compile/--no-compile",
+    "compile_steps",
+    default=None,
+    help="Compile the batched training steps (stacked members, DVGE's d and g, the VAE encoders) with "
+    "torch.compile, as CUDA graphs on a GPU (the suite's `compile:`, default off). Not part of a job's id.",
+)
 @_DATA_DIR
 def run(
     suite_file: Path,
@@ -148,6 +155,7 @@ def run(
     stack: str | None,
     no_stack: bool,
     precision: str | None,
+    compile_steps: bool | None,
     data_dir: Path | None,
 ) -> int:
     """Run every job of SUITE_FILE not already done.
@@ -163,7 +171,9 @@ def run(
     from fairbench.runner import auto_device, dry_run_plan, run_suite
     from fairbench.suite import load_suite
 
-    suite, _ = load_suite(suite_file, (*overrides, *([f"precision={precision}"] if precision else [])))
+    settings = [*([f"precision={precision}"] if precision else [])]
+    settings += [f"compile={str(compile_steps).lower()}"] if compile_steps is not None else []
+    suite, _ = load_suite(suite_file, (*overrides, *settings))
     chosen = None if devices is None else parse_devices(devices)
     execution = Execution(
         executor,

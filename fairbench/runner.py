@@ -318,7 +318,10 @@ def run_suite(
                 kept_now += 1
 
         settings = WorkerSettings(
-            data_dir=str(data_dir_from_env(data_dir)), cache_dir=str(default_cache_dir()), log_dir=str(results / "logs")
+            data_dir=str(data_dir_from_env(data_dir)),
+            cache_dir=str(default_cache_dir()),
+            log_dir=str(results / "logs"),
+            compile=suite.compile,
         )
         if force:
             aside = _set_logs_aside(results / "logs", store.done_ids() & {job.job_id for job in todo})

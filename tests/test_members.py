@@ -10,6 +10,7 @@ resolution."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,21 @@ import torch
 from contexts import run_context
 
 from fairbench.data.base import TaskData, build_task, open_dataset
+from fairbench.methods.families.latent import LatentCodeMethod
 from fairbench.methods.families.trained import SMALL_NETWORKS, TrainedMethod
 from fairbench.registry import METHODS
 
-# The trained methods that stack seeds (the latent-code methods stack their encoders:
+# The methods that stack seeds (the latent-code methods stack their encoders:
 # tests/test_encoder_stacking.py)
 STACKING = sorted(
     name
     for name in METHODS.names()
-    if issubclass(METHODS.get(name), TrainedMethod) and getattr(METHODS.get(name), "stacks_seeds", False)
+    if METHODS.get(name).stacks_seeds and not issubclass(METHODS.get(name), LatentCodeMethod)
 )
+
+# REPAIR's default threshold keeps a different number of rows per seed, and ERM on training sets
+# of different sizes trains one by one (tested below)
+SETTINGS = {"repair": {"resample": "reweight"}}
 
 
 def _task(seed: int, n: int = 200) -> TaskData:
@@ -40,13 +46,20 @@ def _params(cls: type[TrainedMethod], **values: Any) -> dict[str, Any]:
     """Two quick epochs of 4 batches on the method's default network where it is small and not DVGE's
     1000-wide MLPs (tested once, below), else GRAD's."""
     arch = cls.hparams["arch"].default
-    values = {"arch": arch if arch in SMALL_NETWORKS - {"dvge"} else "grad", "epochs": 2, "batch_size": 32, **values}
-    return cls.resolve(values, "quick")
+    epochs = {name: 2 for name in cls.hparams if name.endswith("epochs")}  # every stage's
+    values = {"arch": arch if arch in SMALL_NETWORKS - {"dvge"} else "grad", **epochs, "batch_size": 32, **values}
+    return cls.resolve({**SETTINGS.get(cls.name, {}), **values}, "quick")
 
 
 def _grid(cls: type[TrainedMethod]) -> list[dict[str, float]]:
-    """Two values of every stackable parameter (the members' values differ in each)."""
-    return [{name: value for name in cls.stackable} for value in (0.3, 2.0)] if cls.stackable else [{}]
+    """Two values of every stackable parameter that its bound admits (the members' values differ
+    in each)."""
+
+    def admitted(name: str) -> list[float]:
+        bound = cls.hparams[name].bound
+        return [v for v in (0.3, 2.0, 0.7) if bound is None or bound.admits(v)][:2]
+
+    return [dict(zip(cls.stackable, values, strict=True)) for values in zip(*map(admitted, cls.stackable))] or [{}]
 
 
 def _assert_same(stacked: Any, solo: Any) -> None:
@@ -58,9 +71,11 @@ def _assert_same(stacked: Any, solo: Any) -> None:
 
 
 def test_some_methods_stack_and_keep_the_engines_step() -> None:
-    assert {"erm", "adt", "grad_pred", "gba", "domain_ind"} <= set(STACKING)
+    assert {"erm", "adt", "grad_pred", "gba", "domain_ind", "filter_drop", "repair"} <= set(STACKING)
     for name in STACKING:
         cls = METHODS.get(name)
+        if not issubclass(cls, TrainedMethod):
+            continue  # REPAIR: its own two stages (run_stacked)
         # fit_members runs the engine's step on the method's loss: an own `update` would be skipped
         assert cls.update is TrainedMethod.update, f"{name} overrides update and cannot stack"
 
@@ -69,15 +84,45 @@ def test_some_methods_stack_and_keep_the_engines_step() -> None:
 Members = list[tuple[dict[str, Any], int]]
 
 
-def _run_stacked(cls: type[TrainedMethod], members: Members, tasks: dict[int, TaskData], root: Path) -> list:
+def _run_stacked(
+    cls: type[TrainedMethod],
+    members: Members,
+    tasks: dict[int, TaskData],
+    root: Path,
+    log: logging.Logger | None = None,
+) -> list:
     params, seeds = zip(*members, strict=True)
-    return cls.run_stacked(list(params), [tasks[s] for s in seeds], [run_context(root, s) for s in seeds])
+    return cls.run_stacked(list(params), [tasks[s] for s in seeds], [run_context(root, s, log) for s in seeds])
+
+
+class _Lines(logging.Handler):
+    """A log (at INFO) whose messages a test reads."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.log = logging.getLogger(name)
+        self.log.setLevel(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> _Lines:
+        self.log.addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.log.removeHandler(self)
 
 
 def _assert_stacked_equals_solo(
     cls: type[TrainedMethod], members: Members, tasks: dict[int, TaskData], root: Path
 ) -> None:
-    for (params, seed), outcome in zip(members, _run_stacked(cls, members, tasks, root), strict=True):
+    with _Lines(f"stack {cls.name}") as lines:
+        outcomes = _run_stacked(cls, members, tasks, root, lines.log)
+    # a stack that fell back to training one by one would pass trivially
+    assert lines.lines and not [line for line in lines.lines if "one by one" in line]
+    for (params, seed), outcome in zip(members, outcomes, strict=True):
         _assert_same(outcome, cls(params).run(tasks[seed], run_context(root, seed)))
 
 
@@ -136,6 +181,21 @@ def test_members_whose_batches_differ_train_one_by_one(tmp_path: Path) -> None:
         solo = Uneven(params).run(tasks[seed], run_context(tmp_path, seed))
         for split in ("val", "test"):
             np.testing.assert_array_equal(outcome.scores[split], solo.scores[split])
+
+
+def test_repair_task_models_of_different_sizes_train_one_by_one_after_a_stacked_minimax(
+    tmp_path: Path, float64: None
+) -> None:
+    cls = METHODS.get("repair")
+    params = _params(cls, resample="threshold")
+    tasks = {seed: _task(seed) for seed in (0, 1)}
+    with _Lines("repair threshold") as lines:
+        outcomes = _run_stacked(cls, [(params, 0), (params, 1)], tasks, tmp_path, lines.log)
+    assert [o.info["kept_rows"] for o in outcomes][0] != [o.info["kept_rows"] for o in outcomes][1]
+    assert "minimax seed 1 epoch 2/2" in "\n".join(lines.lines)
+    assert [line for line in lines.lines if "one by one: the members' train rows differ in shape" in line]
+    for seed, outcome in enumerate(outcomes):
+        _assert_same(outcome, cls(params).run(tasks[seed], run_context(tmp_path, seed)))
 
 
 def test_stacked_members_differ_from_each_other(tmp_path: Path, float64: None) -> None:

@@ -15,8 +15,7 @@ from torch import nn
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.errors import FairbenchError
 from fairbench.methods.filter_drop import FilterDrop, FilterDropNet, bias_scores, filters_to_drop
-from fairbench.methods.repair import Repair, kept_rows, learn_weights, representation, weighted_terms
-from fairbench.train import Trainer
+from fairbench.methods.repair import Repair, kept_rows, representation, weighted_terms
 
 
 def test_repair_weighted_loss_and_entropy_match_a_hand_count() -> None:
@@ -36,10 +35,10 @@ def test_repair_weights_move_against_the_bias_classifier(tmp_path: Path) -> None
     y = np.repeat([0, 1], 200)
     aligned = rng.random(400) < 0.9
     bias = np.where(aligned, y, 1 - y)
-    phi = torch.from_numpy(np.eye(2, dtype=np.float32)[bias])
     # Classifier lr 1e-2, not the paper's 1e-3: 400 rows make 4 steps an epoch, not the paper's ~550.
-    task = dataclasses.replace(synthetic_task(), y=y, splits={"train": np.arange(400)})
-    w, final_bias = learn_weights(Trainer(task, run_context(tmp_path)), phi, 100, 1e-2, 10.0, 128)
+    task = dataclasses.replace(synthetic_task(), y=y, bias=bias, splits={"train": np.arange(400)})
+    repair = Repair(Repair.resolve({"repair_epochs": 100, "repair_lr": 1e-2}, "paper"))
+    w, final_bias = repair.learn_weights(task, run_context(tmp_path)).weights()
     # Unweighted, the best bias classifier (class = bias) is right on the aligned rows: B = 1 - h(0.1) / ln 2.
     before = 1 - (-(0.1 * math.log(0.1) + 0.9 * math.log(0.9))) / math.log(2)
     assert before == pytest.approx(0.531, abs=1e-3)

@@ -96,6 +96,7 @@ def latent_codes_many(
             first.device,
             first.log.info,
             precision,
+            getattr(first, "compile", False),
         )
         return [
             functools.partial(_store, vae, history, tasks[i], ctxs[i].seed, first.device)

@@ -88,8 +88,10 @@ class EncoderTrainer:
 
     def __init__(self, vae: VAE, settings: dict[str, Any], device: str, arithmetic: Arithmetic | None = None) -> None:
         self.settings, self.device = settings, device
-        # The engine's arithmetic: each phase's forward and loss run under its autocast.
+        # The engine's arithmetic: each phase's forward and loss run under its autocast, compiled
+        # where it says so.
         self.arithmetic = arithmetic or Arithmetic("fp32", device)
+        self.compiled_phase_loss = self.arithmetic.compiled(self.phase_loss)
         self.nets = nn.ModuleDict({"vae": vae, **self.extra_nets(vae, settings)}).to(device)
         # The tables' per-feature train std (`feature_std`, the Gaussian likelihood's unit) is
         # added by the training.
@@ -132,7 +134,7 @@ class EncoderTrainer:
             if batch is None or phase.fresh_batch:
                 batch = next_batch()
             with self.arithmetic.autocast():
-                loss, named, carry = self.phase_loss(index, batch, noise, carry, self.values)
+                loss, named, carry = self.compiled_phase_loss(index, batch, noise, carry, self.values)
             optimiser.zero_grad(set_to_none=True)  # also drops what an earlier phase left there
             loss.backward()
             optimiser.step()

@@ -85,9 +85,11 @@ class _Training:
     noise: Iterator[Draws]
 
     @classmethod
-    def start(cls, task: TaskData, config: dict[str, Any], seed: int, device: str, precision: str) -> _Training:
+    def start(
+        cls, task: TaskData, config: dict[str, Any], seed: int, device: str, precision: str, compile: bool
+    ) -> _Training:
         generator = seed_everything(seed)
-        arithmetic = Arithmetic(precision, device)
+        arithmetic = Arithmetic(precision, device, compile)
         kind = TRAINERS[config["name"]]
         # Rows shorter than a batch train on full-length batches of all of them.
         config = {**config, "batch_size": min(config["batch_size"], len(task.splits["train"]))}
@@ -116,10 +118,12 @@ def train_encoder(
     device: str,
     log: Log,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> tuple[VAE, History]:
     """Train a VAE of `config` on the train split for `iterations` steps in the engine's
-    arithmetic (`precision`); return it and a loss log (the losses read every 1/20 of the run)."""
-    run = _Training.start(data, config, seed, device, precision)
+    arithmetic (`precision`, `compile`); return it and a loss log (the losses read every 1/20
+    of the run)."""
+    run = _Training.start(data, config, seed, device, precision, compile)
     trainer = run.trainer
     x = to_float(data.x, device)
     stream_ = batch_stream(run.train, run.config["batch_size"], run.order)
@@ -149,6 +153,7 @@ def train_encoders(
     device: str,
     log: Log,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> list[tuple[VAE, History]]:
     """Train several encoders (task, config, seed each) for `iterations` steps: as one stacked
     model where they are one kind on inputs of one shape, differing at most in their loss
@@ -157,14 +162,19 @@ def train_encoders(
     solo = list(zip(tasks, configs, seeds, strict=True))
     if len(solo) > 1:
         try:
-            return _train_stacked(solo, iterations, device, log, precision)
+            return _train_stacked(solo, iterations, device, log, precision, compile)
         except Unstackable as reason:
             log(f"encoders train one by one: {reason}")
-    return [train_encoder(task, config, iterations, seed, device, log, precision) for task, config, seed in solo]
+    return [train_encoder(t, c, iterations, s, device, log, precision, compile) for t, c, s in solo]
 
 
 def _train_stacked(
-    members: list[tuple[TaskData, dict[str, Any], int]], iterations: int, device: str, log: Log, precision: str
+    members: list[tuple[TaskData, dict[str, Any], int]],
+    iterations: int,
+    device: str,
+    log: Log,
+    precision: str,
+    compile: bool,
 ) -> list[tuple[VAE, History]]:
     kind = TRAINERS[members[0][1]["name"]]
     fixed = [{k: v for k, v in config.items() if k not in kind.weights} for _, config, _ in members]
@@ -174,7 +184,7 @@ def _train_stacked(
         raise Unstackable("their inputs differ in shape")
     if len({attribute_count(task) for task, _, _ in members}) > 1:
         raise Unstackable("their sensitive expressions combine different numbers of attributes")
-    runs = [_Training.start(task, config, seed, device, precision) for task, config, seed in members]
+    runs = [_Training.start(task, config, seed, device, precision, compile) for task, config, seed in members]
     if len({len(run.train) for run in runs}) > 1:
         raise Unstackable("their train splits differ in size")
     stack = _Stack(runs, device)
@@ -215,7 +225,9 @@ class _Stack:
         template = copy.copy(first)  # the phase losses, on networks without weights of their own
         template.nets = copy.deepcopy(first.nets).to("meta")
         losses = _PhaseLosses(template)
-        self.compute = [vmap(_member_phase(losses, index)) for index in range(len(self.phases))]
+        self.compute = [
+            self.arithmetic.compiled(vmap(_member_phase(losses, index))) for index in range(len(self.phases))
+        ]
         # Inputs once per distinct input array (the seeds of one dataset share theirs).
         distinct: list[TaskData] = []
         for run in runs:

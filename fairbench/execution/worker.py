@@ -32,6 +32,7 @@ class WorkerSettings:
     data_dir: str | None
     cache_dir: str
     log_dir: str
+    compile: bool = False  # the suite's `compile:` (fairbench.train.Arithmetic.compiled)
 
 
 def init_worker(threads: int, device: str) -> str:
@@ -132,13 +133,14 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
     started = time.time()
     try:
         logger.info(
-            "unit of %d job(s): %s %s seed=%s split_seed=%s on %s",
+            "unit of %d job(s): %s %s seed=%s split_seed=%s on %s%s",
             len(unit),
             first.label,
             first.experiment,
             ",".join(sorted({str(job.seed) for job in unit}, key=int)),
             ",".join(sorted({str(job.split_seed) for job in unit}, key=int)),
             device,
+            ", steps compiled" if settings.compile else "",
         )
         data = [
             _task(
@@ -154,7 +156,12 @@ def run_unit(unit: list[Job], settings: WorkerSettings, device: str) -> list[Job
             for job in unit
         ]
         cache = ArtifactCache(Path(settings.cache_dir))
-        ctxs = [RunContext(device, job.seed, cache, logger, log_dir, job.precision) for job in unit]
+        ctxs = [RunContext(device, job.seed, cache, logger, log_dir, job.precision, settings.compile) for job in unit]
+        if settings.compile:
+            import torch
+
+            # a unit's networks are its own: compiled code of earlier units would only be guarded out
+            torch.compiler.reset()
         # The framework seeds every job, whatever ran before it in this worker; the engine seeds
         # again from the same seed when a training starts.
         seed_everything(first.seed)

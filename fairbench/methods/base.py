@@ -97,6 +97,8 @@ class RunContext:
     workdir: Path
     # the arithmetic of training and inference (fairbench.train.PRECISIONS); fp32 on a CPU
     precision: str = "fp32"
+    # whether the batched training steps are compiled (fairbench.train.Arithmetic.compiled)
+    compile: bool = False
 
     def stream(self, *labels: Any) -> torch.Generator:
         """The job's torch random stream named `labels` (the same for a member alone or stacked)."""
@@ -149,7 +151,8 @@ class Method:
     @classmethod
     def stacking_text(cls) -> str:
         """What trains together in a stack, for the method's documentation."""
-        together = " and ".join([*(["seeds"] if cls.stacks_seeds else []), *(f"`{p}` values" for p in cls.stackable)])
+        parts = [*(["seeds"] if cls.stacks_seeds else []), *(f"`{p}` values" for p in cls.stackable)]
+        together = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 2 else parts)
         return f"{together} train together as one batched model."
 
     @classmethod

@@ -36,7 +36,7 @@ from fairbench.methods import papers
 from fairbench.methods.base import HParam, Outcome, RunContext
 from fairbench.methods.families.trained import TrainedMethod, training_hparams
 from fairbench.nets.branched import ARCHITECTURES, build_branched
-from fairbench.train import Batch, Trainer, as_input, descend
+from fairbench.train import Batch, Fit, Trainer, as_input
 
 
 class FilterDropNet(nn.Module):
@@ -52,7 +52,9 @@ class FilterDropNet(nn.Module):
 
     def heads(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dropped = 1 - self.keep
-        return self.task_head(f * self.keep), self.bias_head(f * dropped if dropped.any() else f)
+        # no Python branch on the mask's value: a stack's members each read their own
+        routed = torch.where(dropped.any(), dropped, torch.ones_like(dropped))
+        return self.task_head(f * self.keep), self.bias_head(f * routed)
 
     def drop(self, filters: torch.Tensor) -> None:
         """Zero `filters` for the class head (and route only them to the bias head)."""
@@ -103,47 +105,56 @@ class FilterDrop(TrainedMethod):
         ),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20, "attribute_epochs": 5}}
+    stackable, stacks_seeds = ("lam", "drop"), True
 
     def epochs_trained(self) -> float:
         return float(self.params["attribute_epochs"] + self.params["epochs"])
 
-    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
-        """Two trainings of one model on the engine: the multi-task stage, the drop, stage 2."""
-        p = self.params
+    def check(self, data: TaskData) -> None:
+        super().check(data)
         data.require_bias(self.name)
-        self.check(data)
-        t = Trainer(data, ctx)
-        model = t.place(self.build(t))
+
+    def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        """Two trainings of one model on the engine: the multi-task stage, the drop, stage 2
+        (each stage with a fresh Adam, as its objective changes at the drop)."""
+        p = self.params
+        model, t = self.prepare(data, ctx)
+        self.fit_alone(model, t, epochs=p["attribute_epochs"], select="last", name="multi-task")
+        dropped = self.drop_filters(model, t)
+        return self.dropped_outcome(
+            model, t, self.fit_alone(model, t, epochs=p["epochs"], select=p["select"], name="dropped"), dropped
+        )
+
+    @classmethod
+    def train_stacked(cls, methods: list[TrainedMethod], prepared: list[tuple[nn.Module, Trainer]]) -> list[Outcome]:
+        """`run`'s stages, each member's drop chosen on its own model between them."""
+        p = methods[0].params
+        cls.fit_together(methods, prepared, epochs=p["attribute_epochs"], select="last", name="multi-task")
+        dropped = [m.drop_filters(model, t) for m, (model, t) in zip(methods, prepared, strict=True)]
+        fits = cls.fit_together(methods, prepared, epochs=p["epochs"], select=p["select"], name="dropped")
+        return [
+            m.dropped_outcome(model, t, fit, filters)
+            for m, (model, t), fit, filters in zip(methods, prepared, fits, dropped, strict=True)
+        ]
+
+    def drop_filters(self, model: FilterDropNet, t: Trainer) -> list[int]:
+        """Score the filters on the training rows and drop the `drop` share that carry the bias most."""
         train = t.rows("train")
-
-        def stage(epochs: int, select: str, name: str) -> int:
-            # each stage gets a fresh Adam, as its objective changes at the drop
-            optimizer = self.optimizer(model)
-            return t.fit(
-                model,
-                lambda batch: descend(optimizer, self.loss(model, batch)),
-                epochs=epochs,
-                batch_size=p["batch_size"],
-                select=select,
-                score_val=lambda: self.scorer(model, t)("val"),
-                attributes=self.attributes(data),
-                name=name,
-            ).epoch
-
-        stage(p["attribute_epochs"], "last", "multi-task")
-        dropped = filters_to_drop(bias_scores(model, t.x[train], t.bias[train]), p["drop"])
+        dropped = filters_to_drop(bias_scores(model, t.x[train], t.bias[train]), self.params["drop"])
         model.drop(dropped)
-        epoch = stage(p["epochs"], p["select"], "dropped")
-        info = {"selected_epoch": epoch, "dropped_filters": sorted(dropped.tolist())}
-        scorer = self.scorer(model, t)
-        return Outcome(scores={split: scorer(split) for split in ("val", "test")}, info=info)
+        return sorted(dropped.tolist())
+
+    def dropped_outcome(self, model: FilterDropNet, t: Trainer, fit: Fit, dropped: list[int]) -> Outcome:
+        outcome = self.outcome(model, t, fit)
+        outcome.info["dropped_filters"] = dropped
+        return outcome
 
     def loss(self, model: FilterDropNet, batch: Batch) -> torch.Tensor:
-        rows = batch.rows if len(batch) > 1 else batch.rows.repeat(2)  # batch norm: a lone last row counts twice
-        task, attribute = model(as_input(batch.trainer.x[rows]))
-        return F.cross_entropy(task, batch.trainer.y[rows]) + self.params["lam"] * F.cross_entropy(
-            attribute, batch.trainer.bias[rows]
-        )
+        x, y, bias = batch.x, batch.y, batch.bias
+        if len(batch) == 1:  # batch norm: a lone last row counts twice
+            x, y, bias = (torch.cat([v, v]) for v in (x, y, bias))
+        task, attribute = model(x)
+        return F.cross_entropy(task, y) + self.params["lam"] * F.cross_entropy(attribute, bias)
 
     def build(self, t: Trainer) -> FilterDropNet:
         """The arch's backbone and heads: a k-way class head and a bias head (one output per bias value)."""

@@ -96,19 +96,7 @@ class JTT(BranchedMethod):
         self.errors = error_set(identification, t)
         ctx.log.info(f"error set: {len(self.errors)} of {len(data.splits['train'])} training rows")
         model = t.place(self.build(t))
-        optimizer = self.optimizer(model)
-        fit = t.fit(
-            model,
-            lambda batch: self.update(model, batch, optimizer),
-            epochs=p["epochs"],
-            batch_size=p["batch_size"],
-            select=p["select"],
-            score_val=lambda: self.scorer(model, t)("val"),
-            attributes=self.attributes(data),
-            batches=lambda n: self.batches(t, n),
-            min_batch=self.min_batch,
-            name="final",
-        )
+        fit = self.fit_alone(model, t, epochs=p["epochs"], select=p["select"], name="final")
         outcome = self.outcome(model, t, fit)
         outcome.info["error_set"] = int(len(self.errors))
         return outcome

@@ -38,6 +38,7 @@ Choices the paper leaves open for GBA's setting, made here:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,10 +49,11 @@ from fairbench.bounds import FRACTION, POSITIVE, POSITIVE_INT
 from fairbench.data.base import TaskData
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, Method, Outcome, RunContext
+from fairbench.methods.base import HParam, Method, Outcome, RunContext, check_stack
 from fairbench.methods.erm import ERM
 from fairbench.methods.families.branched import common_hparams
-from fairbench.train import Batch, Trainer
+from fairbench.methods.families.trained import SMALL_NETWORKS
+from fairbench.train import Member, Trainer, Unstackable, descend, fit_members, minibatches
 
 REPRESENTATIONS = ("bias", "color")
 RESAMPLING = ("threshold", "sample", "reweight")
@@ -80,46 +82,37 @@ def weighted_terms(
 
 
 class Minimax(nn.Module):
-    """REPAIR's two players: the bias classifier on phi, and the per-row logits theta of the weights."""
+    """REPAIR's two players over the training rows: the bias classifier on phi, and the per-row
+    logits theta of the weights. The rows' phi and classes are buffers, so that each member of a
+    stack holds its own."""
 
-    def __init__(self, phi_width: int, n_classes: int, rows: int, device: str) -> None:
+    def __init__(self, phi: torch.Tensor, y: torch.Tensor, n_classes: int) -> None:
         super().__init__()
-        self.classifier = nn.Linear(phi_width, n_classes).to(device)
-        self.theta = nn.Parameter(torch.zeros(rows, device=device))
+        self.classifier = nn.Linear(phi.shape[1], n_classes).to(phi.device)
+        self.theta = nn.Parameter(torch.zeros(len(y), dtype=phi.dtype, device=phi.device))
+        self.register_buffer("phi", phi)
+        self.register_buffer("y", y)
+        self.register_buffer("one_hot", F.one_hot(y, n_classes).to(phi.dtype))
 
-
-def learn_weights(
-    t: Trainer, phi: torch.Tensor, epochs: int, lr: float, weight_lr: float, batch_size: int
-) -> tuple[np.ndarray, float]:
-    """REPAIR's minimax on (phi, y) of the train rows (phi: one row per train row): returns the
-    weights w in (0, 1) and the final bias B(w)."""
-    y = t.y[t.rows("train")]
-    model = Minimax(phi.shape[1], t.data.n_classes, len(y), t.device)
-    optimiser = torch.optim.SGD(model.classifier.parameters(), lr=lr, momentum=0.9)
-    weight_optimiser = torch.optim.SGD([model.theta], lr=weight_lr)
-    one_hot = F.one_hot(y, t.data.n_classes).float()
-
-    def update(batch: Batch) -> dict[str, torch.Tensor]:
-        rows = batch.positions
-        w = torch.sigmoid(model.theta)
-        logits = model.classifier(phi[rows])
-        # The classifier's step sees the weights as constants, the weights' step the classifier.
-        loss, _ = weighted_terms(logits, y[rows], w[rows].detach(), w.detach(), one_hot.T @ w.detach())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        weighted, entropy = weighted_terms(logits.detach(), y[rows], w[rows], w, one_hot.T @ w)
+    def objectives(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both players' objectives on the training rows at `rows`: the classifier's weighted
+        cross-entropy L (the weights held constant) and the bias B = 1 - L / H (the classifier's
+        logits held constant). Their sum, descended once, steps each player on its own
+        objective's gradient at the same point, as REPAIR's alternating steps do."""
+        w = torch.sigmoid(self.theta)
+        logits = self.classifier(self.phi[rows])
+        y = self.y[rows]
+        loss, _ = weighted_terms(logits, y, w[rows].detach(), w.detach(), self.one_hot.T @ w.detach())
+        weighted, entropy = weighted_terms(logits.detach(), y, w[rows], w, self.one_hot.T @ w)
         bias = 1 - weighted / entropy
-        weight_optimiser.zero_grad(set_to_none=True)
-        bias.backward()
-        weight_optimiser.step()
-        return {"classifier": loss, "bias": bias}
+        return {"loss": loss + bias, "classifier": loss, "bias": bias}
 
-    t.fit(model, update, epochs=epochs, batch_size=batch_size, name="minimax")
-    with torch.no_grad():
-        w = torch.sigmoid(model.theta)
-        loss, entropy = weighted_terms(model.classifier(phi), y, w, w, one_hot.T @ w)
-    return w.cpu().numpy(), float(1 - loss / entropy)
+    @torch.no_grad()
+    def weights(self) -> tuple[np.ndarray, float]:
+        """The weights w in (0, 1) of the training rows and the bias B(w) of the whole set."""
+        w = torch.sigmoid(self.theta)
+        loss, entropy = weighted_terms(self.classifier(self.phi), self.y, w, w, self.one_hot.T @ w)
+        return w.cpu().numpy(), float(1 - loss / entropy)
 
 
 def kept_rows(w: np.ndarray, mode: str, threshold: float, rng: np.random.Generator) -> np.ndarray:
@@ -166,22 +159,111 @@ class Repair(Method):
         "threshold": HParam(0.5, "resample: threshold keeps the rows whose weight exceeds this", bound=FRACTION),
     }
     budgets = {"paper": {}, "quick": {"epochs": 20, "repair_epochs": 50}}
+    stacks_seeds = True
+
+    @classmethod
+    def stacking_text(cls) -> str:
+        small = ", ".join(f"`{arch}`" for arch in sorted(SMALL_NETWORKS))
+        return (
+            "seeds train together: their minimax games as one batched model, then their task models as one "
+            f"where the resampled training sets have one size (`resample: reweight`) and `arch` is {small}."
+        )
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
+        """The minimax on the engine, the resampling, then ERM on the rows kept."""
+        repaired, info = self.resample(self.learn_weights(data, ctx), data, ctx)
+        return self.task_outcome(ERM(self.task_params()).run(repaired, ctx), info)
+
+    def learn_weights(self, data: TaskData, ctx: RunContext) -> Minimax:
+        """Seed, build the players, and play the minimax on the engine's loop."""
         p = self.params
-        phi_all = representation(data, p["representation"])
-        train = data.splits["train"]
-        phi = torch.from_numpy(phi_all[train]).to(ctx.device)
-        w, bias = learn_weights(
-            Trainer(data, ctx), phi, p["repair_epochs"], p["repair_lr"], p["weight_lr"], p["repair_batch_size"]
+        model, t = self.players(data, ctx)
+        optimizer = self.optimizer(model)
+        t.fit(
+            model,
+            lambda batch: descend(optimizer, model.objectives(batch.positions)),
+            epochs=p["repair_epochs"],
+            batch_size=p["repair_batch_size"],
+            name="minimax",
         )
+        return model
+
+    @classmethod
+    def run_stacked(cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext]) -> list[Outcome]:
+        """The members' minimax games as one batched model, then their ERM task models stacked
+        where their resampled training sets have one size (else one by one)."""
+        check_stack(cls, params, ctxs)
+        methods = [cls(p) for p in params]
+        players = [m.players(d, ctx) for m, d, ctx in zip(methods, data, ctxs, strict=True)]
+        p = params[0]
+        members = [
+            Member(
+                trainer=t,
+                model=model,
+                values={},
+                score_val=None,
+                batches=lambda n, t=t: minibatches(n, p["repair_batch_size"], t.generator),
+                name=f"minimax seed {t.seed}",
+            )
+            for model, t in players
+        ]
+        try:
+            fit_members(
+                members,
+                lambda model, batch, values: model.objectives(batch.positions),
+                methods[0].optimizer,
+                epochs=p["repair_epochs"],
+            )
+        except Unstackable as reason:
+            ctxs[0].log.info(f"{len(params)} members trained one by one: {reason}")
+            return super().run_stacked(params, data, ctxs)
+        repaired = [
+            m.resample(model, d, ctx) for m, (model, _), d, ctx in zip(methods, players, data, ctxs, strict=True)
+        ]
+        outcomes = ERM.run_stacked([m.task_params() for m in methods], [r for r, _ in repaired], ctxs)
+        return [m.task_outcome(o, info) for m, o, (_, info) in zip(methods, outcomes, repaired, strict=True)]
+
+    def players(self, data: TaskData, ctx: RunContext) -> tuple[Minimax, Trainer]:
+        """Seed (the engine's Trainer), then build the minimax's players on the training rows."""
+        train = data.splits["train"]
+        phi = representation(data, self.params["representation"])[train]
+        t = Trainer(data, ctx)
+        model = Minimax(
+            torch.from_numpy(phi).to(t.device, torch.get_default_dtype()), t.y[t.rows("train")], data.n_classes
+        )
+        return model, t
+
+    def optimizer(self, model: Minimax) -> torch.optim.Optimizer:
+        """SGD with momentum 0.9 for the bias classifier, plain SGD for the weights' logits."""
+        p = self.params
+        return torch.optim.SGD(
+            [
+                {"params": model.classifier.parameters(), "lr": p["repair_lr"], "momentum": 0.9},
+                {"params": [model.theta], "lr": p["weight_lr"]},
+            ],
+            lr=p["repair_lr"],
+        )
+
+    def resample(self, model: Minimax, data: TaskData, ctx: RunContext) -> tuple[TaskData, dict[str, Any]]:
+        """The task with its training split REPAIRed (the rows kept from the learned weights), and
+        what the job records of the weights."""
+        p = self.params
+        w, bias = model.weights()
+        train = data.splits["train"]
         keep = train[kept_rows(w, p["resample"], p["threshold"], ctx.numpy_generator())]
         if len(keep) < 2:
             raise FairbenchError(
                 f"repair: resample '{p['resample']}' kept {len(keep)} of {len(train)} training rows "
                 f"(largest weight {w.max():.3f}); lower `threshold` or use resample: reweight"
             )
-        task = ERM({name: p[name] for name in ERM.hparams})
-        outcome = task.run(dataclasses.replace(data, splits={**data.splits, "train": keep}), ctx)
-        outcome.info |= {"repair_bias": bias, "kept_rows": int(len(keep)), "weight_mean": float(w.mean())}
+        repaired = dataclasses.replace(data, splits={**data.splits, "train": keep})
+        return repaired, {"repair_bias": bias, "kept_rows": int(len(keep)), "weight_mean": float(w.mean())}
+
+    def task_params(self) -> dict[str, Any]:
+        """The task model's parameters: ERM's, from this method's."""
+        return {name: self.params[name] for name in ERM.hparams}
+
+    @staticmethod
+    def task_outcome(outcome: Outcome, info: dict[str, Any]) -> Outcome:
+        outcome.info |= info
         return outcome

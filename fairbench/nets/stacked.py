@@ -107,7 +107,9 @@ class StackedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
-        onednn = x.device.type == "cpu" and x.dtype == torch.float32 and onednn_available()
+        # a compiled step fuses baddbmm itself (oneDNN's op has no compiled lowering)
+        eager = not torch.compiler.is_compiling()
+        onednn = eager and x.device.type == "cpu" and x.dtype == torch.float32 and onednn_available()
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = OneDNNLinear.apply(x, weight, bias) if onednn else torch.baddbmm(bias.unsqueeze(1), x, weight)
             if index < last:

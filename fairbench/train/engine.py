@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -101,27 +101,47 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 class JobContext(Protocol):
     """What a training needs of its job (a method's RunContext has it): where, which seed, its
-    log, and the arithmetic (`precision`, one of PRECISIONS)."""
+    log, and the arithmetic (`precision`, one of PRECISIONS; `compile`)."""
 
     device: str
     seed: int
     log: logging.Logger
     precision: str
+    compile: bool
 
 
 class Arithmetic:
     """A training's arithmetic on its device, the engine's settings that every training loop
-    shares (the Trainer's and the encoders'): `precision` (one of PRECISIONS) and, on CUDA,
-    channels-last convolutions. Made at the start of a training: it sets the matmul precision,
-    a process-wide switch (a worker runs jobs of several settings one after another)."""
+    shares (the Trainer's and the encoders'): `precision` (one of PRECISIONS), `compile` (the
+    batched training steps compiled, see `compiled`) and, on CUDA, channels-last convolutions.
+    Made at the start of a training: it sets the matmul precision, a process-wide switch (a
+    worker runs jobs of several settings one after another)."""
 
-    def __init__(self, precision: str, device: str) -> None:
+    def __init__(self, precision: str, device: str, compile: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-        self.precision, self.device = precision, device
+        self.precision, self.device, self.compile = precision, device, compile
         # NHWC convolutions run on a GPU's tensor cores without transposes; a CPU keeps NCHW (and its numbers)
         self.channels_last = torch.device(device).type == "cuda"
         set_matmul_precision(precision, device)
+
+    @classmethod
+    def of(cls, ctx: JobContext) -> Arithmetic:
+        """The arithmetic a job's context asks for."""
+        return cls(getattr(ctx, "precision", "fp32"), ctx.device, getattr(ctx, "compile", False))
+
+    def compiled(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        """`step` (the forward and loss of a training step) compiled under `compile`, else as is.
+
+        torch.compile fuses the step's kernels and, on CUDA (mode "reduce-overhead"), records
+        the forward and backward as CUDA graphs, replayed with one launch each: what a step of
+        small networks needs, whose time goes to launching kernels. Shapes are static (a
+        smaller last batch compiles once more). A graph's outputs live until its next replay,
+        so a loop copies what it keeps across steps."""
+        if not self.compile:
+            return step
+        mode = "reduce-overhead" if torch.device(self.device).type == "cuda" else None
+        return torch.compile(step, mode=mode, dynamic=False)
 
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model on the device, channels-last where convolutions are faster so."""
@@ -145,7 +165,7 @@ class Trainer:
 
     def __init__(self, data: TaskData, ctx: JobContext, inputs: np.ndarray | None = None) -> None:
         self.data, self.ctx, self.device, self.seed = data, ctx, ctx.device, ctx.seed
-        self.arithmetic = Arithmetic(getattr(ctx, "precision", "fp32"), self.device)
+        self.arithmetic = Arithmetic.of(ctx)
         self.generator = seed_everything(ctx.seed)
         self._inputs = inputs
         self._groups: dict[str, torch.Tensor] = {}

@@ -40,13 +40,13 @@ class Unstackable(ValueError):
 class Member:
     """One training of a stack: its trainer (seeded), its model (built and placed after that
     seeding), its values of the parameters that differ between members, how it scores its
-    validation rows, how it draws an epoch's batches (positions into its training rows), and the
-    name its log lines carry."""
+    validation rows (None where the selection rule reads no scores), how it draws an epoch's
+    batches (positions into its training rows), and the name its log lines carry."""
 
     trainer: Trainer
     model: nn.Module
     values: dict[str, float]
-    score_val: Callable[[], np.ndarray]
+    score_val: Callable[[], np.ndarray] | None
     batches: Callable[[int], Iterable[torch.Tensor]]
     name: str = ""
 
@@ -66,10 +66,11 @@ def fit_members(
     """Train the members for `epochs` epochs in lockstep; each member's model is left at the
     checkpoint its `select` rule keeps, as `Trainer.fit` leaves a model trained alone.
 
-    `optimizer(module)` builds the optimiser over `module.parameters()` (the stacked tensors) and
-    must update elementwise. Step k of an epoch feeds member m its own k-th batch; batches of
-    fewer than `min_batch` rows are skipped. Raises Unstackable when the members' tensors differ
-    in shape (before any training) or their epochs in batch sizes.
+    `optimizer(module)` builds the optimiser over a module of the members' structure whose
+    parameters are the stacked tensors; it must update elementwise. Step k of an epoch feeds
+    member m its own k-th batch; batches of fewer than `min_batch` rows are skipped. Raises
+    Unstackable when the members' tensors differ in shape (before any training) or their epochs
+    in batch sizes.
     """
     first = members[0].trainer
     if _tied(members[0].model):
@@ -77,8 +78,7 @@ def fit_members(
         raise Unstackable("the network registers one tensor under two names")
     sources = _Sources([m.trainer for m in members])
     stacked, buffers = stack_module_state([m.model for m in members])
-    holder = nn.ParameterList(stacked.values())  # what the optimiser steps
-    stacked = dict(zip(stacked, holder, strict=True))
+    stacked = {name: nn.Parameter(tensor) for name, tensor in stacked.items()}
     base = copy.deepcopy(members[0].model).to("meta")
     network = _LossOf(base, loss)
     view = _MemberTask(first)
@@ -94,8 +94,8 @@ def fit_members(
         batch = Batch(view, positions, rows, given)  # type: ignore[arg-type]
         return functional_call(network, state, (batch, values))
 
-    compute = vmap(member_loss)
-    optimiser = optimizer(holder)
+    compute = first.arithmetic.compiled(vmap(member_loss))
+    optimiser = optimizer(_holding(base, stacked))
     scheduled = list(schedulers(optimiser))
     checkpoints = [Checkpoints(m.trainer, select, m.score_val, attributes, patience, m.name) for m in members]
     for epoch in range(1, epochs + 1):
@@ -114,7 +114,7 @@ def fit_members(
             optimiser.step()
             for key, value in losses.items():
                 value = value.detach()
-                sums[key] = sums[key] + value if key in sums else value
+                sums[key] = sums[key] + value if key in sums else value.clone()  # a graph's output is reused
             steps += 1
         for scheduler in scheduled:
             scheduler.step()
@@ -195,6 +195,17 @@ def _tensor(trainer: Trainer, name: str) -> torch.Tensor:
     if name.startswith("group:"):
         return trainer.group(name.removeprefix("group:"))
     return getattr(trainer, name)
+
+
+def _holding(model: nn.Module, parameters: dict[str, nn.Parameter]) -> nn.Module:
+    """A copy of `model`'s structure whose parameters are the stacked ones: what the optimiser
+    steps, so that a method's `optimizer(model)` (parameter groups by submodule included) builds
+    the same optimiser over the stack as over one member."""
+    holder = copy.deepcopy(model)
+    for name, parameter in parameters.items():
+        owner, _, leaf = name.rpartition(".")
+        setattr(holder.get_submodule(owner), leaf, parameter)
+    return holder
 
 
 def _tied(model: nn.Module) -> bool:

@@ -79,7 +79,8 @@ def fit_stacked(
     loss sees (DVGE's z'); selection and evaluation use `val_features` (default `features`)
     unperturbed. select = "acc": keep each member's epoch of best validation accuracy (the
     earliest on ties); "last": the final epoch. Weights are left at the selected epoch.
-    `arithmetic`: the engine's precision for the forward pass and loss (default: as is).
+    `arithmetic`: the engine's precision for the forward pass and loss, and whether that step is
+    compiled (default: as is).
     """
     members = model.members
     if len(generators) != members:
@@ -88,6 +89,19 @@ def fit_stacked(
     val_features = features if val_features is None else val_features
     optimiser = adam(model.parameters(), lr, betas)
     autocast = arithmetic.autocast if arithmetic is not None else contextlib.nullcontext
+
+    def step_loss(rows: torch.Tensor) -> torch.Tensor:
+        with autocast():
+            inputs = gather(features, rows, members)
+            if perturb is not None:
+                inputs = perturb(inputs, rows)
+            logits = model(inputs)
+            # Mean over each member's batch, summed over members: member m's gradient is
+            # exactly the gradient of its own loss.
+            loss = F.cross_entropy(logits.flatten(0, 1), labels[rows].flatten(), reduction="none")
+            return loss.view(members, -1).mean(1).sum()
+
+    step_loss = arithmetic.compiled(step_loss) if arithmetic is not None else step_loss
     best = torch.full((members,), -1.0, dtype=torch.float64, device=device)
     best_epoch = [0] * members
     best_state = [p.detach().clone() for p in model.parameters()]
@@ -98,16 +112,7 @@ def fit_stacked(
         if max_steps_per_epoch:
             steps = steps[:max_steps_per_epoch]
         for start in steps:
-            rows = train_rows[orders[:, start : start + batch_size]]  # (M, B)
-            with autocast():
-                inputs = gather(features, rows, members)
-                if perturb is not None:
-                    inputs = perturb(inputs, rows)
-                logits = model(inputs)
-                # Mean over each member's batch, summed over members: member m's gradient is
-                # exactly the gradient of its own loss.
-                loss = F.cross_entropy(logits.flatten(0, 1), labels[rows].flatten(), reduction="none")
-                loss = loss.view(members, -1).mean(1).sum()
+            loss = step_loss(train_rows[orders[:, start : start + batch_size]])  # rows (M, B)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -183,21 +183,26 @@ class TrainedMethod(Method):
     def train(self, data: TaskData, ctx: RunContext) -> tuple[nn.Module, Trainer, Fit]:
         """Seed, build, train with the engine; the selected checkpoint is loaded."""
         model, t = self.prepare(data, ctx)
-        optimizer = self.optimizer(model)
         p = self.params
-        fit = t.fit(
+        return model, t, self.fit_alone(model, t, epochs=p["epochs"], select=p.get("select", "last"))
+
+    def fit_alone(self, model: nn.Module, t: Trainer, *, epochs: int, select: str, name: str = "") -> Fit:
+        """`epochs` epochs of the engine's loop with a fresh optimiser; the checkpoint `select`
+        keeps is loaded."""
+        optimizer = self.optimizer(model)
+        return t.fit(
             model,
             lambda batch: self.update(model, batch, optimizer),
-            epochs=p["epochs"],
-            batch_size=p["batch_size"],
-            select=p.get("select", "last"),
+            epochs=epochs,
+            batch_size=self.params["batch_size"],
+            select=select,
             score_val=lambda: self.scorer(model, t)("val"),
-            attributes=self.attributes(data),
+            attributes=self.attributes(t.data),
             batches=lambda n: self.batches(t, n),
             min_batch=self.min_batch,
             schedulers=self.schedulers(optimizer),
+            name=name,
         )
-        return model, t, fit
 
     def outcome(self, model: nn.Module, t: Trainer, fit: Fit) -> Outcome:
         """The job's outcome from the trained model: val and test scores, the epoch kept."""
@@ -218,7 +223,7 @@ class TrainedMethod(Method):
 
     @classmethod
     def run_stacked(cls, params: list[dict[str, Any]], data: list[TaskData], ctxs: list[RunContext]) -> list[Outcome]:
-        """Members of a method that `stacks` train as one batched model (fit_members), each
+        """Members of a method that `stacks` train as one batched model (`train_stacked`), each
         seeded, built, checkpointed and scored as when trained alone; one by one otherwise, or
         where their data differ in shape."""
         check_stack(cls, params, ctxs)
@@ -226,6 +231,32 @@ class TrainedMethod(Method):
             return super().run_stacked(params, data, ctxs)
         methods = [cls(p) for p in params]
         prepared = [m.prepare(d, ctx) for m, d, ctx in zip(methods, data, ctxs, strict=True)]
+        try:
+            return cls.train_stacked(methods, prepared)
+        except Unstackable as reason:
+            ctxs[0].log.info(f"{len(params)} members trained one by one: {reason}")
+            return super().run_stacked(params, data, ctxs)
+
+    @classmethod
+    def train_stacked(cls, methods: list[TrainedMethod], prepared: list[tuple[nn.Module, Trainer]]) -> list[Outcome]:
+        """What `run` does, for members prepared (seeded and built) one by one and trained
+        together; a method of several stages overrides it with one `fit_together` per stage."""
+        p = methods[0].params
+        fits = cls.fit_together(methods, prepared, epochs=p["epochs"], select=p.get("select", "last"))
+        return [m.outcome(model, t, fit) for m, (model, t), fit in zip(methods, prepared, fits, strict=True)]
+
+    @classmethod
+    def fit_together(
+        cls,
+        methods: list[TrainedMethod],
+        prepared: list[tuple[nn.Module, Trainer]],
+        *,
+        epochs: int,
+        select: str,
+        name: str = "",
+    ) -> list[Fit]:
+        """`fit_alone` for every member at once (fit_members): each member's model is left at
+        its checkpoint. Raises Unstackable before training where the members' data differ."""
         members = [
             Member(
                 trainer=t,
@@ -233,26 +264,21 @@ class TrainedMethod(Method):
                 values={key: m.params[key] for key in cls.stackable},
                 score_val=lambda m=m, model=model, t=t: m.scorer(model, t)("val"),
                 batches=lambda n, m=m, t=t: m.batches(t, n),
-                name=_member_name(m.params, t.seed, cls.stackable),
+                name=" ".join(filter(None, [name, _member_name(m.params, t.seed, cls.stackable)])),
             )
             for m, (model, t) in zip(methods, prepared, strict=True)
         ]
-        template, p = methods[0], params[0]
-        try:
-            fits = fit_members(
-                members,
-                template.stacked_loss,
-                template.optimizer,
-                epochs=p["epochs"],
-                select=p.get("select", "last"),
-                attributes=template.attributes(data[0]),
-                min_batch=cls.min_batch,
-                schedulers=template.schedulers,
-            )
-        except Unstackable as reason:
-            ctxs[0].log.info(f"{len(params)} members trained one by one: {reason}")
-            return super().run_stacked(params, data, ctxs)
-        return [m.outcome(model, t, fit) for m, (model, t), fit in zip(methods, prepared, fits, strict=True)]
+        template = methods[0]
+        return fit_members(
+            members,
+            template.stacked_loss,
+            template.optimizer,
+            epochs=epochs,
+            select=select,
+            attributes=template.attributes(prepared[0][1].data),
+            min_batch=cls.min_batch,
+            schedulers=template.schedulers,
+        )
 
 
 def _member_name(params: dict[str, Any], seed: int, stackable: tuple[str, ...]) -> str:

@@ -58,9 +58,10 @@ class Recipe:
 
 
 def arithmetic(rec: Recipe, ctx: Any) -> Arithmetic:
-    """The job's precision (the engine's setting) for d and g; a float64 recipe (an exactness
+    """The job's arithmetic (the engine's settings) for d and g; a float64 recipe (an exactness
     check) keeps full precision. `ctx` is a RunContext."""
-    return Arithmetic(getattr(ctx, "precision", "fp32") if rec.precision == "float32" else "fp32", ctx.device)
+    job = Arithmetic.of(ctx)
+    return job if rec.precision == "float32" else Arithmetic("fp32", ctx.device, job.compile)
 
 
 LATENTS = ("mean", "sample")
