@@ -133,8 +133,9 @@ def cli() -> None:
     "--compile/--no-compile",
     "compile_steps",
     default=None,
-    help="Compile the batched training steps (stacked members, DVGE's d and g, the VAE encoders) with "
-    "torch.compile, as CUDA graphs on a GPU (the suite's `compile:`, default off). Not part of a job's id.",
+    help="Compile the training steps (the engine's step on a method's loss, alone or stacked; DVGE's d and g; "
+    "the VAE encoders) with torch.compile, as CUDA graphs on a GPU (the suite's `compile:`, default off). "
+    "Not part of a job's id.",
 )
 @_DATA_DIR
 def run(

@@ -118,8 +118,8 @@ class Suite(_Strict):
     # The arithmetic of training (a job's id and a column of the results): fp32, tf32 matmuls on
     # CUDA, or bf16 autocast with fp32 master weights. Not yet checked against fp32 on a GPU.
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    # Compile the batched training steps (torch.compile; CUDA graphs on a GPU): how to run, not
-    # what (no part of a job's id); numbers move by rounding only.
+    # Compile the training steps (torch.compile; CUDA graphs on a GPU): how to run, not what (no
+    # part of a job's id); numbers move by rounding only.
     compile: bool = False
     report: ReportSettings = Field(default_factory=ReportSettings)
     # How to run, not what: no part of any job's identity.

@@ -6,28 +6,15 @@ import torch
 from torch import nn
 
 
-class _ReverseGradient(torch.autograd.Function):
-    # The forward/setup_context form with a generated vmap rule: the stacked engine
-    # (fairbench/train/members.py) runs it under torch.func.vmap.
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, scale: float) -> torch.Tensor:
-        # A new tensor, not `x` itself: returning the input lets autograd skip this node.
-        return x.view_as(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs: tuple[torch.Tensor, float], output: torch.Tensor) -> None:
-        ctx.scale = inputs[1]
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.scale * grad, None
-
-
 def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """Identity forward; multiplies the gradient by -scale backward (Ganin et al. 2016)."""
-    return _ReverseGradient.apply(x, scale)
+    """Identity forward; multiplies the gradient by -scale backward (Ganin et al. 2016).
+
+    Written with plain operations, not a custom autograd.Function: a Function's gradient was
+    lost when torch.compile traced it under vmap (the stacked, compiled engine). The forward
+    adds an exact zero to x (its values are x's, bit for bit), and the backward is the
+    product -scale * grad, as a Function's would be."""
+    constant = x.detach()
+    return constant + (-scale) * (x - constant)
 
 
 def mlp(

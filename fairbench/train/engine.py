@@ -48,6 +48,7 @@ class Batch:
     ) -> None:
         self.trainer, self.positions, self.rows = trainer, positions, rows
         self.given = given or {}
+        self._made: dict[str, torch.Tensor] = {}
 
     def take(self, name: str) -> torch.Tensor:
         """The batch's rows of the task tensor `name`: x, y, bias or group:<attribute>."""
@@ -57,18 +58,24 @@ class Batch:
             return self.trainer.group(name.removeprefix("group:"))[self.rows]
         return getattr(self.trainer, name)[self.rows]
 
-    @cached_property
+    def _once(self, name: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        # made once per batch; not functools.cached_property, whose lock (Python 3.11) torch.compile cannot trace
+        if name not in self._made:
+            self._made[name] = make()
+        return self._made[name]
+
+    @property
     def x(self) -> torch.Tensor:
         """Model inputs (images scaled to [0, 1]; channels-last where the trainer says so)."""
-        return self.trainer.arithmetic.layout(as_input(self.take("x")))
+        return self._once("x", lambda: self.trainer.arithmetic.layout(as_input(self.take("x"))))
 
-    @cached_property
+    @property
     def y(self) -> torch.Tensor:
-        return self.take("y")
+        return self._once("y", lambda: self.take("y"))
 
-    @cached_property
+    @property
     def bias(self) -> torch.Tensor:
-        return self.take("bias")
+        return self._once("bias", lambda: self.take("bias"))
 
     def groups(self, attributes: Sequence[str]) -> list[torch.Tensor]:
         """The batch's values of each named sensitive attribute."""
@@ -170,6 +177,7 @@ class Trainer:
         self._inputs = inputs
         self._groups: dict[str, torch.Tensor] = {}
         self._rows: dict[str, torch.Tensor] = {}
+        self._compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     @cached_property
     def x(self) -> torch.Tensor:
@@ -212,6 +220,13 @@ class Trainer:
         """The forward pass's arithmetic (see `Arithmetic.autocast`): wrap the forward and loss
         of an `update` in it, never the backward."""
         return self.arithmetic.autocast()
+
+    def compiled(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        """`step` (a forward and loss) compiled under the job's `compile` setting (see
+        `Arithmetic.compiled`), made once per training."""
+        if step not in self._compiled:
+            self._compiled[step] = self.arithmetic.compiled(step)
+        return self._compiled[step]
 
     def fit(
         self,
@@ -263,7 +278,7 @@ class Trainer:
             losses = update(Batch(self, batch_positions, batch_rows))
             for key, value in (losses if isinstance(losses, dict) else {"loss": losses}).items():
                 value = value.detach()
-                sums[key] = sums[key] + value if key in sums else value
+                sums[key] = sums[key] + value if key in sums else value.clone()  # a graph's output is reused
             steps += 1
         if not steps:
             return {}

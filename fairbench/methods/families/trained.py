@@ -139,9 +139,10 @@ class TrainedMethod(Method):
         return torch.optim.Adam(model.parameters(), lr=p["lr"], betas=(p.get("beta1", 0.9), p.get("beta2", 0.999)))
 
     def update(self, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> Losses:
-        """What one batch does to the model: by default one descent step on `loss`."""
+        """What one batch does to the model: by default one descent step on `loss` (compiled
+        under the job's `compile` setting)."""
         with batch.trainer.autocast():
-            losses = self.loss(model, batch)
+            losses = batch.trainer.compiled(self.loss)(model, batch)
         return descend(optimizer, losses)
 
     def schedulers(self, optimizer: torch.optim.Optimizer) -> list[torch.optim.lr_scheduler.LRScheduler]:
