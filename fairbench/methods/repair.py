@@ -181,7 +181,7 @@ class Repair(Method):
         optimizer = self.optimizer(model)
         t.fit(
             model,
-            lambda batch: descend(optimizer, model.objectives(batch.positions)),
+            lambda batch: descend(optimizer, t.compiled(model.objectives)(batch.positions)),
             epochs=p["repair_epochs"],
             batch_size=p["repair_batch_size"],
             name="minimax",
