@@ -6,6 +6,8 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
 - ResNet-18 training images/s at 32x32 and 64x64 (ERM's branched ResNet-18, batch 256),
 - LfF's MLP (`mlp3`) epochs/s on Colored-MNIST-sized data (60,000 x 3 x 28 x 28, batch 256),
   one model alone and 10 seeds stacked (fairbench.train.fit_members; member-epochs/s),
+- ResNet-18 training images/s at 32x32 summed over 5 jobs sharing the device, each its own process,
+- REPAIR's minimax (batch 128) training rows/s on the same data, one alone and 5 seeds stacked,
 - DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
 - encoder iterations/s (vanilla VAE, FactorVAE, FFVAE, FD-VAE; batch 64, 64x64 images), per precision,
   one alone and 16 seeds stacked (fairbench.encoders.training.train_encoders; member-iterations/s),
@@ -14,9 +16,11 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
   the mlp3 stack, DVGE's g stack and the FactorVAE encoder alone and stacked; both after one
   untimed run, so that neither rate includes compiling or first-call set-up.
 
+`--parts` picks what to measure (default all but the last two, which are opt-in flags).
 `--save-rates [FILE]` also writes the measured rates (per workload, in the units `Method.work`
-declares) for `fairbench run --dry-run` to price jobs with (default: where the dry run looks;
-see fairbench.execution.estimates).
+declares, with the size of each measured stack) for `fairbench run --dry-run` to price jobs with
+(default: where the dry run looks; see fairbench.execution.estimates), after every part, so a run
+stopped by a time limit keeps what it measured.
 
 Every training runs through the same code a job runs (fairbench.train.Trainer, the method's
 own `update`), on made-up data of the workloads' shapes.
@@ -30,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +58,7 @@ from fairbench.encoders.training import train_encoder, train_encoders
 from fairbench.execution.estimates import Rates, default_rates_path
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
+from fairbench.methods.repair import MINIMAX_WORKLOAD, Repair
 from fairbench.nets.stacked import StackedMLP
 from fairbench.train import PRECISIONS, Arithmetic, Member, Trainer, fit_members
 from fairbench.train.seeding import stream
@@ -76,9 +84,11 @@ def timed(device: str, work: Callable[[], object], warm: bool = False) -> float:
 
 
 def image_task(n: int, channels: int, side: int, classes: int, rng: np.random.Generator) -> TaskData:
-    """A made-up image task of the given shape: uint8 images, a k-class target, a binary group."""
+    """A made-up image task of the given shape: uint8 images, a k-class target and bias label (a
+    colour's), a binary group."""
     x = rng.integers(0, 256, size=(n, channels, side, side), dtype=np.uint8)
     y = rng.integers(0, classes, size=n)
+    bias = rng.integers(0, classes, size=n)
     g = rng.integers(0, 2, size=n)
     cut = int(0.9 * n)
     return TaskData(
@@ -90,6 +100,7 @@ def image_task(n: int, channels: int, side: int, classes: int, rng: np.random.Ge
         x=x,
         y=y,
         g=g,
+        bias=bias,
         splits={"train": np.arange(cut), "val": np.arange(cut, n), "test": np.arange(cut, n)},
         feature_names=[],
         feature_sources=[],
@@ -147,6 +158,23 @@ def stacked_erm_rate(
 
     seconds = timed(device, train, warm)
     return members * epochs * len(task.splits["train"]) / seconds
+
+
+def minimax_rate(task: TaskData, device: str, epochs: int, members: int, root: Path) -> float:
+    """REPAIR's minimax training rows per second (summed over the members): one alone on the
+    engine's loop, or `members` seeds as one batched model, as a job and a stacked unit train it."""
+    params = Repair.resolve({"repair_epochs": epochs}, "paper")
+    ctxs = [replace(context(device, "fp32", root), seed=seed) for seed in range(members)]
+    methods = [Repair(params) for _ in ctxs]
+
+    def train() -> None:
+        if members == 1:
+            methods[0].learn_weights(task, ctxs[0])
+        else:
+            Repair.learn_weights_stacked(methods, [task] * members, ctxs)
+
+    # after one untimed run: the first steps' set-up would otherwise weigh on the short game
+    return members * epochs * len(task.splits["train"]) / timed(device, train, warm=True)
 
 
 def stacked_g_rate(
@@ -214,6 +242,41 @@ def stacked_encoder_rate(
     return members * iterations / timed(device, train, warm)
 
 
+def shared_resnet_rate(device: str, precision: str, jobs: int, n: int, side: int) -> float:
+    """Training images/s of `jobs` ResNet-18 ERM jobs sharing the device, each in its own process
+    with one torch thread (as `fairbench run --jobs-per-device` runs them): every job's images over
+    the wall time from the common start to the last job's end."""
+    spawn = multiprocessing.get_context("spawn")
+    barrier, spans = spawn.Barrier(jobs), spawn.Queue()
+    processes = [
+        spawn.Process(target=_shared_job, args=(device, precision, n, side, seed, barrier, spans))
+        for seed in range(jobs)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        starts, ends = zip(*(spans.get(timeout=900) for _ in processes), strict=True)
+    except queue.Empty:
+        raise RuntimeError("a job sharing the device stopped without a result (its error is above)") from None
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+    return jobs * int(0.9 * n) / (max(ends) - min(starts))
+
+
+def _shared_job(
+    device: str, precision: str, n: int, side: int, seed: int, barrier: Any, spans: multiprocessing.Queue
+) -> None:
+    torch.set_num_threads(1)
+    task = image_task(n, 3, side, 10, np.random.default_rng(seed))
+    torch.zeros(1, device=device)  # the device's context before the common start
+    barrier.wait()
+    start = time.time()
+    with tempfile.TemporaryDirectory() as folder:
+        erm_rate(task, "resnet18", device, precision, 1, Path(folder))
+    spans.put((start, time.time()))
+
+
 def quickstart_seconds(device: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "FAIRBENCH_CACHE": f"{folder}/cache"}
@@ -233,11 +296,21 @@ def quickstart_seconds(device: str) -> float:
         return time.perf_counter() - start
 
 
+PARTS = ("train", "shared", "minimax", "g", "encoders")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--small", action="store_true", help="tiny sizes: checks the script, measures little")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated; fp32 is the baseline")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated, of {', '.join(PARTS)} (training rows/s of ResNet-18, mlp3 and DVGE's conv net; "
+        "ResNet-18 jobs sharing the device; REPAIR's minimax; DVGE's g; the VAE encoders)",
+    )
+    parser.add_argument("--shared-jobs", type=int, default=5, help="ResNet-18 jobs sharing the device (part shared)")
     parser.add_argument("--quickstart", action="store_true", help="also time the quickstart with auto and cpu")
     parser.add_argument("--encoder-members", type=int, default=16, help="encoders in a stack (FFVAE's grid: 16)")
     parser.add_argument("--compile", action="store_true", help="also time the batched steps compiled vs eager")
@@ -247,9 +320,12 @@ def main() -> None:
         const=default_rates_path(),
         type=Path,
         metavar="FILE",
-        help=f"write the rates for dry-run estimates (default {default_rates_path()})",
+        help=f"write the rates for dry-run estimates (default {default_rates_path()}), after every part measured",
     )
     args = parser.parse_args()
+    parts = [part for part in args.parts.split(",") if part]
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"--parts: unknown {', '.join(sorted(unknown))}; use some of {', '.join(PARTS)}")
     precisions = ["fp32", *[p for p in args.precisions.split(",") if p != "fp32"]]
     rng = np.random.default_rng(0)
     small = args.small
@@ -257,70 +333,103 @@ def main() -> None:
     print(f"device {args.device}: {described}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     # workload (as Method.work names it) -> units per second; a precision other than fp32 suffixed
     rates: dict[str, float] = {}
+    # workload -> the members of the stack its "<workload> stacked" rates were measured with
+    stacks: dict[str, int] = {}
+
+    def keep() -> None:
+        """Save the rates measured so far: a run cut short (a lent machine's time limit) keeps them."""
+        if args.save_rates and rates:
+            name = described + (" (--small)" if small else "")
+            Rates(name, args.device.split(":")[0], rates, stacks).save(args.save_rates)
+
+    def suffixed(name: str, precision: str) -> str:
+        return name if precision == "fp32" else f"{name} {precision}"
+
+    cmnist = image_task(1024 if small else 60_000, 3, 28, 10, rng)
+    faces = image_task(256 if small else 4096, 3, 64, 2, rng)
+    epochs, steps, iterations = (1, 5, 5) if small else (3, 100, 300)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        workloads: dict[str, tuple[str, Callable[[str], float]]] = {}
-        for side in (32, 64):
-            task = image_task(512 if small else 25_000, 3, side, 10, rng)
-            workloads[f"train:resnet18@3x{side}x{side}"] = (
-                f"resnet18 {side}x{side} images/s",
-                lambda p, task=task: erm_rate(task, "resnet18", args.device, p, 1, root),
+        if "train" in parts:
+            workloads: dict[str, tuple[str, Callable[[str], float]]] = {}
+            for side in (32, 64):
+                task = image_task(512 if small else 25_000, 3, side, 10, rng)
+                workloads[f"train:resnet18@3x{side}x{side}"] = (
+                    f"resnet18 {side}x{side} images/s",
+                    lambda p, task=task: erm_rate(task, "resnet18", args.device, p, 1, root),
+                )
+            workloads["train:mlp3@3x28x28"] = (
+                "mlp3 Colored MNIST images/s",
+                lambda p: erm_rate(cmnist, "mlp3", args.device, p, epochs, root),
             )
-        cmnist = image_task(1024 if small else 60_000, 3, 28, 10, rng)
-        epochs = 1 if small else 3
-        workloads["train:mlp3@3x28x28"] = (
-            "mlp3 Colored MNIST images/s",
-            lambda p: erm_rate(cmnist, "mlp3", args.device, p, epochs, root),
-        )
-        faces = image_task(256 if small else 4096, 3, 64, 2, rng)
-        workloads["train:dvge@3x64x64"] = (
-            "DVGE Table 3 conv net 64x64 images/s",
-            lambda p: erm_rate(faces, "dvge", args.device, p, 1, root),
-        )
-        for workload, (label, rate) in workloads.items():
-            base = None
-            for precision in precisions:
-                rate_now = rate(precision)
-                base = base or rate_now
-                rates[workload if precision == "fp32" else f"{workload} {precision}"] = rate_now
-                print(f"{label:36} {precision:5} {rate_now:12.1f}  x{rate_now / base:.2f} vs fp32")
-        if "train:mlp3@3x28x28" in rates:
+            workloads["train:dvge@3x64x64"] = (
+                "DVGE Table 3 conv net 64x64 images/s",
+                lambda p: erm_rate(faces, "dvge", args.device, p, 1, root),
+            )
+            for workload, (label, rate) in workloads.items():
+                base = None
+                for precision in precisions:
+                    rate_now = rates[suffixed(workload, precision)] = rate(precision)
+                    base = base or rate_now
+                    print(f"{label:36} {precision:5} {rate_now:12.1f}  x{rate_now / base:.2f} vs fp32")
+                keep()
             per_epoch = rates["train:mlp3@3x28x28"] / len(cmnist.splits["train"])
             print(f"{'mlp3 Colored MNIST epochs/s':36} fp32  {per_epoch:12.2f}")
-        members = 10
-        for precision in precisions:
-            rate = stacked_erm_rate(cmnist, "mlp3", args.device, precision, epochs, members, root)
-            rates["train:mlp3@3x28x28 stacked" + ("" if precision == "fp32" else f" {precision}")] = rate
-            alone = rates["train:mlp3@3x28x28" + ("" if precision == "fp32" else f" {precision}")]
-            label = f"mlp3 member-epochs/s, {members} stacked"
-            per_epoch = rate / len(cmnist.splits["train"])
-            print(f"{label:36} {precision:5} {per_epoch:12.2f}  x{rate / alone:.2f} vs one alone")
-        steps = 5 if small else 100
-        for members in (1, 20):
-            base = None
+            members = stacks["train:mlp3@3x28x28"] = 10
             for precision in precisions:
-                rate = stacked_g_rate(args.device, members, steps, precision)
-                base = base or rate
-                name = "latent_mlp:1000" + (" stacked" if members > 1 else "")
-                rates[name + ("" if precision == "fp32" else f" {precision}")] = rate
-                label = f"dvge g member-steps/s, {members} member(s)"
-                print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
-        iterations = 5 if small else 300
-        for name in ("vanilla_vae", "factor_vae", "ffvae", "fdvae"):
-            base = None
-            for precision in precisions:
-                rate = encoder_rate(name, faces, args.device, iterations, precision)
-                base = base or rate
-                rates[f"encoder:{name}@3x64x64" + ("" if precision == "fp32" else f" {precision}")] = rate
-                print(f"{name + ' iterations/s':36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
-            for precision in precisions:
-                suffix = "" if precision == "fp32" else f" {precision}"
-                members = args.encoder_members
-                rate = stacked_encoder_rate(name, faces, args.device, iterations, precision, members)
-                rates[f"encoder:{name}@3x64x64 stacked{suffix}"] = rate
-                alone = rates[f"encoder:{name}@3x64x64{suffix}"]
-                label = f"{name} member-it/s, {members} stacked"
-                print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / alone:.2f} vs one alone")
+                rate = stacked_erm_rate(cmnist, "mlp3", args.device, precision, epochs, members, root)
+                rates[suffixed("train:mlp3@3x28x28 stacked", precision)] = rate
+                alone = rates[suffixed("train:mlp3@3x28x28", precision)]
+                label = f"mlp3 member-epochs/s, {members} stacked"
+                per_epoch = rate / len(cmnist.splits["train"])
+                print(f"{label:36} {precision:5} {per_epoch:12.2f}  x{rate / alone:.2f} vs one alone")
+            keep()
+        if "shared" in parts:
+            # the issue's target is summed over the jobs that share the GPU (fp32, 32x32)
+            jobs, n = args.shared_jobs, 512 if small else 25_000
+            rate = shared_resnet_rate(args.device, "fp32", jobs, n, 32)
+            alone = rates.get("train:resnet18@3x32x32")
+            versus = f"  x{rate / alone:.2f} vs one job alone" if alone else ""
+            print(f"{f'resnet18 32x32 images/s, {jobs} jobs':36} fp32  {rate:12.1f}{versus}")
+        if "minimax" in parts:
+            # REPAIR's minimax, fp32 only: a linear model on one-hot rows; its rate prices every precision
+            members = stacks[MINIMAX_WORKLOAD] = 5
+            rates[MINIMAX_WORKLOAD] = alone = minimax_rate(cmnist, args.device, epochs, 1, root)
+            rates[f"{MINIMAX_WORKLOAD} stacked"] = rate = minimax_rate(cmnist, args.device, epochs, members, root)
+            print(f"{'repair minimax rows/s':36} fp32  {alone:12.1f}")
+            label = f"repair minimax rows/s, {members} stacked"
+            print(f"{label:36} fp32  {rate:12.1f}  x{rate / alone:.2f} vs one alone")
+            keep()
+        if "g" in parts:
+            stacks["latent_mlp:1000"] = 20
+            for members in (1, 20):
+                base = None
+                for precision in precisions:
+                    rate = stacked_g_rate(args.device, members, steps, precision)
+                    base = base or rate
+                    rates[suffixed("latent_mlp:1000" + (" stacked" if members > 1 else ""), precision)] = rate
+                    label = f"dvge g member-steps/s, {members} member(s)"
+                    print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
+            keep()
+        if "encoders" in parts:
+            for name in ("vanilla_vae", "factor_vae", "ffvae", "fdvae"):
+                workload = f"encoder:{name}@3x64x64"
+                base = None
+                for precision in precisions:
+                    rate = rates[suffixed(workload, precision)] = encoder_rate(
+                        name, faces, args.device, iterations, precision
+                    )
+                    base = base or rate
+                    print(f"{name + ' iterations/s':36} {precision:5} {rate:12.1f}  x{rate / base:.2f} vs fp32")
+                keep()
+                members = stacks[workload] = args.encoder_members
+                for precision in precisions:
+                    rate = stacked_encoder_rate(name, faces, args.device, iterations, precision, members)
+                    rates[suffixed(f"{workload} stacked", precision)] = rate
+                    alone = rates[suffixed(workload, precision)]
+                    label = f"{name} member-it/s, {members} stacked"
+                    print(f"{label:36} {precision:5} {rate:12.1f}  x{rate / alone:.2f} vs one alone")
+                keep()
         if args.compile:
             compared: dict[str, Callable[[bool], float]] = {
                 "mlp3 member-epochs/s, 10 stacked": lambda c: (
@@ -343,9 +452,7 @@ def main() -> None:
     if args.quickstart:
         auto, cpu = quickstart_seconds("auto"), quickstart_seconds("cpu")
         print(f"quickstart wall: --device auto {auto:.1f} s, --device cpu {cpu:.1f} s (auto/cpu x{auto / cpu:.2f})")
-    if args.save_rates:
-        device = args.device.split(":")[0]
-        Rates(described + (" (--small)" if small else ""), device, rates).save(args.save_rates)
+    if args.save_rates and rates:
         print(f"rates of {len(rates)} workloads saved to {args.save_rates}")
 
 

@@ -130,8 +130,7 @@ def dry_run_plan(
         missing = f" ({', '.join(status.missing)})" if status.missing else ""
         out.append(f"[yellow]missing data[/]: {status.name}{missing} in {status.location}; to get it: {status.action}")
         out.extend(f"  {note}" for note in status.notes)
-    stacked = {job.job_id for unit in units if len(unit) > 1 for job in unit}
-    out.append(plan_table(jobs, done, units, PlanEstimator(results, rates, stacked)))
+    out.append(plan_table(jobs, done, units, PlanEstimator(results, rates, units)))
     return out
 
 

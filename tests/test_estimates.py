@@ -50,12 +50,18 @@ def _jobs(tmp_path: Path, text: str) -> list:
 
 def test_rates_file_round_trip_merges_per_device_and_rejects_what_it_cannot_read(tmp_path: Path) -> None:
     path = tmp_path / "rates.json"
-    Rates("H200", "cuda", {"a": 1.0, "b": 2.0}).save(path)
-    Rates("H200", "cuda", {"b": 3.0}).save(path)  # a partial run refreshes b, keeps a
-    assert load_rates(path).rates == {"a": 1.0, "b": 3.0}
+    Rates("H200", "cuda", {"a": 1.0, "b": 2.0, "b stacked": 8.0}, {"b": 10}).save(path)
+    Rates("H200", "cuda", {"b": 3.0}).save(path)  # a partial run refreshes b, keeps a and b's stack
+    assert load_rates(path).rates == {"a": 1.0, "b": 3.0, "b stacked": 8.0} and load_rates(path).members == {"b": 10}
     Rates("EPYC", "cpu", {"c": 4.0}).save(path)  # another device replaces them
-    assert load_rates(path).rates == {"c": 4.0} and load_rates(path).device == "cpu"
-    for text in ("{", json.dumps({"machine": "m", "device": "cpu", "rates": {"a": -1}}), json.dumps({"rates": {}})):
+    assert load_rates(path).rates == {"c": 4.0} and load_rates(path).device == "cpu" and not load_rates(path).members
+    broken = (
+        "{",
+        json.dumps({"machine": "m", "device": "cpu", "rates": {"a": -1}}),
+        json.dumps({"rates": {}}),
+        json.dumps({"machine": "m", "device": "cpu", "rates": {"a": 1}, "members": {"a": 1}}),
+    )
+    for text in broken:
         path.write_text(text)
         with pytest.raises(FairbenchError, match=r"is not one bench/bench_gpu.py wrote.*--save-rates"):
             load_rates(path)
@@ -81,6 +87,13 @@ def test_trained_methods_declare_their_passes_over_the_training_rows() -> None:
     assert [(w.workload, w.amount) for w in work("erm")] == [("train:mlp3@3x28x28", 7000)]
     assert work("lff")[0].amount == 14000  # the biased and the debiased network
     assert work("jtt", id_epochs=2)[0].amount == 9000  # identification, then retraining
+    # REPAIR: its minimax, then ERM on the rows kept (every row: an upper bound), stacked only
+    # where the kept sets have one size
+    assert [(w.workload, w.amount, w.stackable) for w in work("repair", repair_epochs=3)] == [
+        ("repair:minimax", 3000, True),
+        ("train:mlp3@3x28x28", 7000, False),
+    ]
+    assert work("repair", resample="reweight")[1].stackable
     assert METHODS.get("erm")(METHODS.get("erm").resolve({}, "paper")).work(TaskShape(10)) is None  # a table
     assert METHODS.get("lfr")(METHODS.get("lfr").resolve({}, "paper")).work(shape) is None
 
@@ -99,17 +112,40 @@ def test_rates_price_declared_work_counting_a_shared_encoder_once_per_experiment
     assert estimate(removal) == pytest.approx(g)  # the same encoder as DVGE's
     ffvae = next(job for job in jobs if job.method == "ffvae")
     assert estimate(ffvae) is None and estimate.missing == {"workload encoder:ffvae@3x64x64 (no rate)"}
-    stacked = RateEstimator(Rates("m", "cuda", RATES), stacked={job.job_id for job in dvge})
+    stacked = RateEstimator(Rates("m", "cuda", RATES), units=[dvge])
     assert stacked(dvge[0]) == pytest.approx(encoder + 2 * steps / 400.0 + d)  # g at the stacked rate
     assert stacked(dvge[2]) == pytest.approx(2 * steps / 400.0)
     # encoders trained in a stack: at the stacked encoder rate (per member) where there is one
     with_encoders = Rates("m", "cuda", {**RATES, "encoder:factor_vae@3x64x64 stacked": 400.0})
-    stacked_encoders = RateEstimator(with_encoders, stacked={job.job_id for job in dvge})
+    stacked_encoders = RateEstimator(with_encoders, units=[dvge])
     assert stacked_encoders(dvge[0]) == pytest.approx(1000 / 400.0 + 2 * steps / 400.0 + d)
     bf16 = [replace(job, precision="bf16") for job in dvge]
-    stacked_bf16 = RateEstimator(Rates("m", "cuda", RATES), stacked={job.job_id for job in bf16})
+    stacked_bf16 = RateEstimator(Rates("m", "cuda", RATES), units=[bf16])
     stacked_bf16(bf16[0])
     assert stacked_bf16(bf16[2]) == pytest.approx(2 * steps / 800.0)  # the stacked bf16 rate
+
+
+def test_a_stack_is_priced_between_one_member_alone_and_the_measured_stack(tmp_path: Path) -> None:
+    jobs = _jobs(tmp_path, CELEBA_SUITE)
+    dvge = [job for job in jobs if job.method == "dvge"]  # 2 etas x 2 seeds: 4 g's on 2 encoders
+    steps = 162_000 // 64 + 1
+    d = 3 * steps / 50.0
+    rates = {**RATES, "encoder:factor_vae@3x64x64 stacked": 400.0}
+    # one encoder alone: 0.01 s an iteration; 16 stacked: 0.04 s, so 2 stacked take 0.012 s (0.006 each);
+    # one g alone: 0.02 s a step; 10 stacked: 0.025 s, so 4 stacked take 0.02 + 3 * 0.005 / 9 s
+    measured = Rates("m", "cuda", rates, {"encoder:factor_vae@3x64x64": 16, "latent_mlp:1000": 10})
+    estimate = RateEstimator(measured, units=[dvge])
+    g = 2 * steps * (0.02 + 3 * 0.005 / 9) / 4
+    assert estimate(dvge[0]) == pytest.approx(1000 * 0.006 + g + d)
+    assert estimate(dvge[2]) == pytest.approx(g)
+    # a stack as large as the measured one or larger: the measured stack's rate per member
+    larger = RateEstimator(replace(measured, members={"latent_mlp:1000": 3}), units=[dvge])
+    larger(dvge[0])
+    assert larger(dvge[2]) == pytest.approx(2 * steps / 400.0)
+    # a unit of one job trains alone, whatever the rates file says of stacks
+    alone = RateEstimator(measured, units=[[job] for job in dvge])
+    alone(dvge[0])
+    assert alone(dvge[2]) == pytest.approx(2 * steps / 50.0)
 
 
 def test_a_precision_rate_prices_its_jobs_and_fp32_prices_the_rest(tmp_path: Path) -> None:

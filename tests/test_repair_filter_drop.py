@@ -48,6 +48,24 @@ def test_repair_weights_move_against_the_bias_classifier(tmp_path: Path) -> None
     assert w[aligned].sum() / w.sum() < 0.6 < aligned.mean()
 
 
+def test_repair_minimax_takes_the_jobs_precision_alone_and_stacked(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 150)
+    bias = np.where(rng.random(300) < 0.9, y, 1 - y)
+    task = dataclasses.replace(synthetic_task(), y=y, bias=bias, splits={"train": np.arange(300)})
+    params = Repair.resolve({"repair_epochs": 20, "repair_lr": 1e-2}, "paper")
+
+    def contexts(precision: str) -> list:
+        return [dataclasses.replace(run_context(tmp_path, seed), precision=precision) for seed in (0, 1)]
+
+    alone = {p: Repair(params).learn_weights(task, contexts(p)[0]).weights()[0] for p in ("fp32", "bf16")}
+    stacked = Repair.learn_weights_stacked([Repair(params), Repair(params)], [task, task], contexts("bf16"))
+    w = stacked[0].weights()[0]
+    assert not np.array_equal(alone["bf16"], alone["fp32"])  # bf16 autocast reaches the minimax alone
+    # ... as it does in a stack: a bf16 member is nearer the bf16 game alone than the fp32 one
+    assert np.abs(w - alone["bf16"]).max() < np.abs(w - alone["fp32"]).max()
+
+
 def test_repair_final_steps_keep_the_rows_their_rule_says() -> None:
     w = np.array([0.9, 0.2, 0.6, 0.5, 0.01])
     np.testing.assert_array_equal(kept_rows(w, "threshold", 0.5, np.random.default_rng(0)), [0, 2])

@@ -46,16 +46,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairbench.bounds import FRACTION, POSITIVE, POSITIVE_INT
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, TaskShape
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, Method, Outcome, RunContext, check_stack
+from fairbench.methods.base import HParam, Method, Outcome, RunContext, Work, check_stack
 from fairbench.methods.erm import ERM
 from fairbench.methods.families.branched import common_hparams
 from fairbench.methods.families.trained import SMALL_NETWORKS
-from fairbench.train import Member, Trainer, Unstackable, descend, fit_members, minibatches
+from fairbench.train import Batch, Losses, Member, Trainer, Unstackable, descend, fit_members, minibatches
 
 REPRESENTATIONS = ("bias", "color")
+# The minimax's rows per second at its batch of 128 (bench/bench_gpu.py), for dry-run estimates.
+MINIMAX_WORKLOAD = "repair:minimax"
 RESAMPLING = ("threshold", "sample", "reweight")
 
 
@@ -169,6 +171,17 @@ class Repair(Method):
             f"where the resampled training sets have one size (`resample: reweight`) and `arch` is {small}."
         )
 
+    def work(self, shape: TaskShape) -> list[Work] | None:
+        """The minimax's passes over the training rows, then the task model's (ERM's), which
+        stack only under `resample: reweight`. The task model's passes are over every training
+        row: an upper bound under `threshold` and `sample`, which keep fewer."""
+        task = ERM(self.task_params()).work(shape)
+        if task is None:
+            return None
+        reweight = self.params["resample"] == "reweight"
+        minimax = Work(MINIMAX_WORKLOAD, self.params["repair_epochs"] * shape.train_rows, stackable=True)
+        return [minimax, *(dataclasses.replace(w, stackable=w.stackable and reweight) for w in task)]
+
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         """The minimax on the engine, the resampling, then ERM on the rows kept."""
         repaired, info = self.resample(self.learn_weights(data, ctx), data, ctx)
@@ -179,9 +192,15 @@ class Repair(Method):
         p = self.params
         model, t = self.players(data, ctx)
         optimizer = self.optimizer(model)
+
+        def step(batch: Batch) -> Losses:
+            with t.autocast():  # the job's arithmetic, as in a stack (fit_members)
+                losses = t.compiled(model.objectives)(batch.positions)
+            return descend(optimizer, losses)
+
         t.fit(
             model,
-            lambda batch: descend(optimizer, t.compiled(model.objectives)(batch.positions)),
+            step,
             epochs=p["repair_epochs"],
             batch_size=p["repair_batch_size"],
             name="minimax",
@@ -194,8 +213,21 @@ class Repair(Method):
         where their resampled training sets have one size (else one by one)."""
         check_stack(cls, params, ctxs)
         methods = [cls(p) for p in params]
+        try:
+            players = cls.learn_weights_stacked(methods, data, ctxs)
+        except Unstackable as reason:
+            ctxs[0].log.info(f"{len(params)} members trained one by one: {reason}")
+            return super().run_stacked(params, data, ctxs)
+        repaired = [m.resample(model, d, ctx) for m, model, d, ctx in zip(methods, players, data, ctxs, strict=True)]
+        outcomes = ERM.run_stacked([m.task_params() for m in methods], [r for r, _ in repaired], ctxs)
+        return [m.task_outcome(o, info) for m, o, (_, info) in zip(methods, outcomes, repaired, strict=True)]
+
+    @staticmethod
+    def learn_weights_stacked(methods: list[Repair], data: list[TaskData], ctxs: list[RunContext]) -> list[Minimax]:
+        """`learn_weights` of every member at once: their minimax games as one batched model
+        (raises Unstackable where they cannot be)."""
         players = [m.players(d, ctx) for m, d, ctx in zip(methods, data, ctxs, strict=True)]
-        p = params[0]
+        p = methods[0].params
         members = [
             Member(
                 trainer=t,
@@ -207,21 +239,13 @@ class Repair(Method):
             )
             for model, t in players
         ]
-        try:
-            fit_members(
-                members,
-                lambda model, batch, values: model.objectives(batch.positions),
-                methods[0].optimizer,
-                epochs=p["repair_epochs"],
-            )
-        except Unstackable as reason:
-            ctxs[0].log.info(f"{len(params)} members trained one by one: {reason}")
-            return super().run_stacked(params, data, ctxs)
-        repaired = [
-            m.resample(model, d, ctx) for m, (model, _), d, ctx in zip(methods, players, data, ctxs, strict=True)
-        ]
-        outcomes = ERM.run_stacked([m.task_params() for m in methods], [r for r, _ in repaired], ctxs)
-        return [m.task_outcome(o, info) for m, o, (_, info) in zip(methods, outcomes, repaired, strict=True)]
+        fit_members(
+            members,
+            lambda model, batch, values: model.objectives(batch.positions),
+            methods[0].optimizer,
+            epochs=p["repair_epochs"],
+        )
+        return [model for model, _ in players]
 
     def players(self, data: TaskData, ctx: RunContext) -> tuple[Minimax, Trainer]:
         """Seed (the engine's Trainer), then build the minimax's players on the training rows."""
