@@ -10,7 +10,9 @@
 # then on the device (carry .whl and .carry), after the prefix device-prep prints, one call each:
 #   bash bench/gpu_session.sh           # rates, the CelebA estimate, gba_cmnist at fp32: <= 540 s
 #   bash bench/gpu_session.sh compile   # compiled vs eager steps: <= 200 s, if the lease has it
-#   bash bench/gpu_session.sh bf16      # gba_cmnist under bf16 against the fp32 run: <= 300 s
+#   bash bench/gpu_session.sh bf16      # gba_cmnist under bf16: <= 300 s
+# and back here, bf16 against fp32 on the same jobs and seeds (the CUDA default's check):
+#   fairbench compare OUT/gba_fp32 OUT/gba_bf16
 # Locally, to check the script itself on a CPU:
 #   SMOKE=1 OUT=/tmp/session bash bench/gpu_session.sh [compile|bf16]
 set -u
