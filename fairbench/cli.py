@@ -485,7 +485,7 @@ def compare(
     if result.changed_ids:
         console.print(
             f"{result.changed_ids} of {result.pairs} paired jobs have different ids: a method's or "
-            "dataset's version (or the store format) changed between the runs",
+            "dataset's version, the precision or the store format changed between the runs",
             soft_wrap=True,
             highlight=False,
         )

@@ -31,8 +31,8 @@ KEYS = [*GROUP, "point", "seed"]
 class Comparison:
     """`rows`: one per experiment, label, point, metric with mean_a, mean_b, diff, ci_low,
     ci_high, seeds, verdict. `revisions`: the paired jobs' git revisions, A against B.
-    `changed_ids`: paired jobs whose ids differ (a method or dataset version, or the store
-    format, changed between the runs)."""
+    `changed_ids`: paired jobs whose ids differ (a method or dataset version, the precision or
+    the store format changed between the runs)."""
 
     rows: pd.DataFrame
     revisions: pd.DataFrame
