@@ -8,6 +8,7 @@ precision (fp32 | tf32 | bf16) with its ratio to fp32:
   one model alone and 10 seeds stacked (fairbench.train.fit_members; member-epochs/s),
 - ResNet-18 training images/s at 32x32 summed over 5 jobs sharing the device, each its own process,
 - REPAIR's minimax (batch 128) training rows/s on the same data, one alone and 5 seeds stacked,
+- FAAP's deployed ResNet-18 and its G and D against it, training images/s at 32x32 and 224x224,
 - DVGE's downstream g, member-steps/s, stacked (20 members) and one member alone,
 - encoder iterations/s (vanilla VAE, FactorVAE, FFVAE, FD-VAE; batch 64, 64x64 images), per precision,
   one alone and 16 seeds stacked (fairbench.encoders.training.train_encoders; member-iterations/s),
@@ -53,11 +54,13 @@ from bench_stacked import machine  # this folder's scripts share it
 
 from fairbench.artifacts import ArtifactCache
 from fairbench.data.base import TaskData
+from fairbench.deployed import Deployed, load_deployed, split_train
 from fairbench.encoders import resolve_encoder
 from fairbench.encoders.training import train_encoder, train_encoders
 from fairbench.execution.estimates import Rates, default_rates_path
 from fairbench.methods.base import RunContext
 from fairbench.methods.erm import ERM
+from fairbench.methods.faap import FAAP
 from fairbench.methods.repair import MINIMAX_WORKLOAD, Repair
 from fairbench.nets.stacked import StackedMLP
 from fairbench.train import PRECISIONS, Arithmetic, Member, Trainer, fit_members
@@ -175,6 +178,19 @@ def minimax_rate(task: TaskData, device: str, epochs: int, members: int, root: P
 
     # after one untimed run: the first steps' set-up would otherwise weigh on the short game
     return members * epochs * len(task.splits["train"]) / timed(device, train, warm=True)
+
+
+def faap_rates(task: TaskData, device: str, precision: str, size: int, root: Path) -> tuple[float, float]:
+    """Training rows/s of a deployed model (kind normal, fairbench.deployed) and of FAAP's G and D
+    against it, one epoch each at `size` x `size`: the two workloads FAAP.work declares."""
+    method = FAAP(FAAP.resolve({"size": size, "epochs": 1, "deployed_epochs": 1}, "paper"))
+    ctx = context(device, precision, root)
+    config = method.deployed_config("normal")
+    deployed_rows, faap_rows = (len(rows) for rows in split_train(task.splits["train"], config.fraction, ctx.seed))
+    deployed: list[Deployed] = []
+    seconds = timed(device, lambda: deployed.append(load_deployed(task, config, ctx)))
+    faap_seconds = timed(device, lambda: method.train_generator(Trainer(task, ctx), deployed))
+    return deployed_rows / seconds, faap_rows / faap_seconds
 
 
 def stacked_g_rate(
@@ -296,7 +312,7 @@ def quickstart_seconds(device: str) -> float:
         return time.perf_counter() - start
 
 
-PARTS = ("train", "shared", "minimax", "g", "encoders")
+PARTS = ("train", "shared", "minimax", "faap", "g", "encoders")
 
 
 def main() -> None:
@@ -308,7 +324,8 @@ def main() -> None:
         "--parts",
         default=",".join(PARTS),
         help=f"comma-separated, of {', '.join(PARTS)} (training rows/s of ResNet-18, mlp3 and DVGE's conv net; "
-        "ResNet-18 jobs sharing the device; REPAIR's minimax; DVGE's g; the VAE encoders)",
+        "ResNet-18 jobs sharing the device; REPAIR's minimax; FAAP's deployed model and G; DVGE's g; "
+        "the VAE encoders)",
     )
     parser.add_argument("--shared-jobs", type=int, default=5, help="ResNet-18 jobs sharing the device (part shared)")
     parser.add_argument("--quickstart", action="store_true", help="also time the quickstart with auto and cpu")
@@ -400,6 +417,20 @@ def main() -> None:
             label = f"repair minimax rows/s, {members} stacked"
             print(f"{label:36} fp32  {rate:12.1f}  x{rate / alone:.2f} vs one alone")
             keep()
+        if "faap" in parts:
+            portraits = image_task(64 if small else 4096, 3, 64, 2, rng)
+            faap_rates(portraits, args.device, "fp32", 32, root / "untimed")  # first calls' set-up, untimed
+            for size in (32, 224):  # FAAP's Colored MNIST check and its paper size
+                base = None
+                for precision in precisions:
+                    deployed, faap = faap_rates(portraits, args.device, precision, size, root)
+                    rates[suffixed(f"deployed@3x{size}x{size}", precision)] = deployed
+                    rates[suffixed(f"faap@3x{size}x{size}", precision)] = faap
+                    base = base or (deployed, faap)
+                    for label, rate, first in (("deployed", deployed, base[0]), ("faap G+D", faap, base[1])):
+                        text = f"{label} {size}x{size} images/s"
+                        print(f"{text:36} {precision:5} {rate:12.1f}  x{rate / first:.2f} vs fp32")
+                keep()
         if "g" in parts:
             stacks["latent_mlp:1000"] = 20
             for members in (1, 20):

@@ -16,7 +16,8 @@ Kinds:
   towards each group's majority. The paper gives no rate; 0.2 is our default: enough to
   raise DP and DEO, while every (group, label) cell keeps most of its true labels.
 
-Paper recipe: 30 epochs, batch 64, Adam lr 5e-4, images resized to 224 (`size`). The train
+Paper recipe: 30 epochs, batch 64, Adam lr 5e-4, images resized to 224 (`size`); the job's
+precision (bf16 autocast: a model of its own, keyed by it). The train
 split is cut at random (seeded) into `fraction` for the deployed model and the rest for
 FAAP (CelebA: two equal halves). The artifact key holds the task (inputs, target, sensitive),
 the whole training config, the seed and a version: a second suite reuses the model.
@@ -121,8 +122,8 @@ def flip_labels(y: np.ndarray, g: np.ndarray, rate: float, seed: int) -> np.ndar
     return flipped
 
 
-def deployed_key(data: TaskData, config: DeployedConfig, seed: int) -> dict[str, Any]:
-    return {
+def deployed_key(data: TaskData, config: DeployedConfig, seed: int, precision: str = "fp32") -> dict[str, Any]:
+    key = {
         "version": ARTIFACT_VERSION,
         "dataset": data.dataset,
         "input_key": data.input_key,
@@ -131,6 +132,9 @@ def deployed_key(data: TaskData, config: DeployedConfig, seed: int) -> dict[str,
         "config": asdict(config),
         "seed": seed,
     }
+    if precision != "fp32":  # fp32 models keep the keys they had before precision was a setting
+        key["precision"] = precision
+    return key
 
 
 class DeployedTraining(torch.nn.Module):
@@ -161,13 +165,14 @@ def train_deployed(
     z = torch.from_numpy(data.g).to(ctx.device)
 
     def update(batch: Batch) -> dict[str, torch.Tensor]:
-        features = net.g(prepare(t.x[batch.rows], config.size))
-        task = F.cross_entropy(net.f(features), y[batch.rows])
-        loss, attribute = task, torch.zeros((), device=task.device)
-        if discriminator is not None:
-            reversed_features = reverse_gradient(features, _REVERSAL[config.kind])
-            attribute = F.cross_entropy(discriminator(reversed_features), z[batch.rows])
-            loss = task + config.adv_weight * attribute
+        with t.autocast():
+            features = net.g(prepare(t.x[batch.rows], config.size))
+            task = F.cross_entropy(net.f(features), y[batch.rows])
+            loss, attribute = task, torch.zeros((), device=task.device)
+            if discriminator is not None:
+                reversed_features = reverse_gradient(features, _REVERSAL[config.kind])
+                attribute = F.cross_entropy(discriminator(reversed_features), z[batch.rows])
+                loss = task + config.adv_weight * attribute
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -186,10 +191,11 @@ def train_deployed(
 
 
 def load_deployed(data: TaskData, config: DeployedConfig, ctx: Any) -> Deployed:
-    """The deployed model for (task, config, ctx.seed): trained once under the cache's lock,
-    then read back; returned frozen. `ctx` is a RunContext (device, seed, cache, log)."""
+    """The deployed model for (task, config, ctx.seed, ctx.precision): trained once under the
+    cache's lock, then read back; returned frozen. `ctx` is a RunContext (device, seed,
+    precision, cache, log)."""
     config = config.check()
-    key = deployed_key(data, config, ctx.seed)
+    key = deployed_key(data, config, ctx.seed, ctx.precision)
 
     def build(folder: Path) -> None:
         ctx.log.info(f"training deployed model {config.kind}")

@@ -74,6 +74,7 @@ def test_image_datasets_declare_their_training_rows_without_reading_data() -> No
     assert open_dataset("celeba", None, {"size": 128}).shape("official") == TaskShape(162_770, (3, 128, 128))
     assert open_dataset("colored_mnist", None, {}).shape("lff") == TaskShape(54_000, (3, 28, 28))
     assert open_dataset("cifar10s", None, {"val_fraction": 0.2}).shape("wang") == TaskShape(40_000, (3, 32, 32))
+    assert open_dataset("lfw", None, {"size": 32}).shape("faap") == TaskShape(6000, (3, 32, 32))
     assert open_dataset("adult", None, {}).shape("official") is None  # a table's width is the encoding's
 
 
@@ -94,6 +95,14 @@ def test_trained_methods_declare_their_passes_over_the_training_rows() -> None:
         ("train:mlp3@3x28x28", 7000, False),
     ]
     assert work("repair", resample="reweight")[1].stackable
+    # FAAP: each deployed model on its share of the rows (cached: shared), G once per attacked model
+    faap = METHODS.get("faap")
+    deployed, *surrogates, g = faap(faap.resolve({"size": 32, "surrogates": ["fair", "RG"]}, "paper")).work(shape)
+    assert (deployed.workload, deployed.amount) == ("deployed@3x32x32", 30 * 500) and '"normal"' in deployed.shared
+    assert [w.shared for w in surrogates] == [
+        s.replace('"normal"', f'"{k}"') for k in ("fair", "RG") for s in [deployed.shared]
+    ]
+    assert (g.workload, g.amount) == ("faap@3x32x32", 10 * 500 * 2)
     assert METHODS.get("erm")(METHODS.get("erm").resolve({}, "paper")).work(TaskShape(10)) is None  # a table
     assert METHODS.get("lfr")(METHODS.get("lfr").resolve({}, "paper")).work(shape) is None
 

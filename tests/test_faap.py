@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from fairbench.methods.faap import FAAP, Players, entropy, faap_step, fairness_l
 from fairbench.metrics import dp
 from fairbench.nets.generators import AdvGANGenerator
 from fairbench.nets.resnet import FEATURES, resnet18_split
+from fairbench.train import Trainer
 
 TINY = {"size": 16, "deployed_epochs": 1, "epochs": 1, "batch_size": 16, "deployed_batch_size": 16}
 
@@ -75,6 +77,19 @@ def test_faap_run_keeps_eps_and_deployed_model_bit_for_bit(data: TaskData, ctx: 
     linf = [r.value for r in outcome.metrics if r.metric == "perturbation_linf"]
     assert len(linf) == 1 and 0 < linf[0] <= 0.05 + 1e-7
     assert len(outcome.scores["test"]) == len(data.splits["test"])
+
+
+def test_bf16_reaches_the_deployed_models_and_faap_alike(data: TaskData, tmp_path: Path) -> None:
+    method = _faap()
+    contexts = {p: replace(run_context(tmp_path), precision=p) for p in ("fp32", "bf16")}
+    deployed = {p: load_deployed(data, method.deployed_config("normal"), ctx) for p, ctx in contexts.items()}
+    assert deployed["bf16"].key != deployed["fp32"].key  # a model of its own, trained under autocast:
+    weights = [model.net.state_dict() for model in deployed.values()]
+    assert any(not torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    # G and the Ds too: against the same deployed model, each precision trains another G
+    generators = [method.train_generator(Trainer(data, ctx), [deployed["fp32"]]) for ctx in contexts.values()]
+    first, second = (g.state_dict() for g in generators)
+    assert any(not torch.equal(first[name], second[name]) for name in first)
 
 
 def test_deployed_model_is_frozen_during_a_faap_step(data: TaskData) -> None:

@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from fairbench.bounds import NON_NEGATIVE, at_least
-from fairbench.data.base import Dataset, DatasetStatus, Inputs, Option, data_dir_from_env, user_supplied_status
+from fairbench.data.base import (
+    Dataset,
+    DatasetStatus,
+    Inputs,
+    Option,
+    TaskShape,
+    data_dir_from_env,
+    user_supplied_status,
+)
 from fairbench.data.download import RemoteFile
 from fairbench.data.images import ImageCache, Preprocess, cached_images, source_hash
 from fairbench.data.placing import file_sizes, place
@@ -182,6 +190,10 @@ class LFW(Dataset):
 
     def read_frame(self, seed: int) -> pd.DataFrame:
         return read_attributes(self.root / ATTR_FILE)
+
+    def shape(self, protocol: str) -> TaskShape:
+        side = int(self.settings["size"])
+        return TaskShape(int(self.settings["train_size"]), (3, side, side))
 
     def split(self, frame: pd.DataFrame, protocol: str, seed: int) -> dict[str, np.ndarray]:
         n_train, n_val = int(self.settings["train_size"]), int(self.settings["val_size"])

@@ -26,22 +26,30 @@ framework's own metrics (acc, dp, eodds_sum = FAAP's DEO, ...) describe the mode
 `deployed: <kind>` and `input: clean | perturbed`, for the before/after table (paper Table 1,
 `TABLE_1`; `fairbench report --ablation` renders it).
 
+Every training, the deployed models' and G's and the Ds', runs under the job's precision (bf16
+autocast; a deployed model of its own per precision).
+
 Black-box transfer (section 5.4): with `surrogates` set, G is trained against the ensemble of
 those deployed kinds (their losses averaged) and evaluated on `deployed`, which it never saw.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
+
 import torch
 import torch.nn.functional as F
 
 from fairbench import metrics
 from fairbench.bounds import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SHARE, at_least
-from fairbench.data.base import TaskData
+from fairbench.data.base import TaskData, TaskShape
 from fairbench.deployed import KINDS, Deployed, DeployedConfig, load_deployed, predict, prepare, split_train
 from fairbench.errors import FairbenchError
 from fairbench.methods import papers
-from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext
+from fairbench.methods.base import HParam, Method, MetricRow, Outcome, RunContext, Work
 from fairbench.nets.generators import AdvGANGenerator
 from fairbench.nets.resnet import feature_discriminator
 from fairbench.table_spec import ReportTable
@@ -152,6 +160,26 @@ class FAAP(Method):
             fraction=p["deployed_fraction"],
         )
 
+    def work(self, shape: TaskShape) -> list[Work] | None:
+        """Each deployed model (the evaluated kind and the surrogates; cached, so counted once per
+        experiment and seed) on its share of the training rows, then G's epochs on the rest, once
+        per attacked model (G's own share of a step is small beside a ResNet-18's backward)."""
+        if shape.input is None:
+            return None
+        p = self.params
+        images = f"{shape.input[0]}x{p['size']}x{p['size']}"
+        deployed_rows = round(p["deployed_fraction"] * shape.train_rows)
+        models = [
+            Work(
+                f"deployed@{images}",
+                p["deployed_epochs"] * deployed_rows,
+                shared=json.dumps(["deployed", asdict(self.deployed_config(kind))], sort_keys=True),
+            )
+            for kind in [p["deployed"], *p["surrogates"]]
+        ]
+        attacked = len(p["surrogates"]) or 1
+        return [*models, Work(f"faap@{images}", p["epochs"] * (shape.train_rows - deployed_rows) * attacked)]
+
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
         surrogates = tuple(p["surrogates"])
@@ -200,7 +228,9 @@ class FAAP(Method):
 
         def update(batch: Batch) -> dict[str, torch.Tensor]:
             x = prepare(t.x[batch.rows], p["size"])
-            return faap_step(players, models, x, batch.y, z[batch.rows], opt_g, opt_d, p["eps"], p["alpha"], p["beta"])
+            return faap_step(
+                players, models, x, batch.y, z[batch.rows], opt_g, opt_d, p["eps"], p["alpha"], p["beta"], t.autocast
+            )
 
         faap_rows = split_train(t.data.splits["train"], p["deployed_fraction"], t.seed)[1]
         t.fit(players, update, epochs=p["epochs"], batch_size=p["batch_size"], train_rows=faap_rows, name="faap")
@@ -237,18 +267,22 @@ def faap_step(
     eps: float,
     alpha: float,
     beta: float,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> dict[str, torch.Tensor]:
     """One iteration of Algorithm 1: update each D on its model's features of x_hat (L_D), then
-    G on L_G^fair + beta L_G^T; the models stay frozen. Returns the three losses."""
+    G on L_G^fair + beta L_G^T; the models stay frozen. Returns the three losses. `autocast`:
+    the job's arithmetic for the forward passes (Trainer.autocast)."""
     generator, discriminators = players.generator, players.discriminators
-    x_hat = perturb(x, generator(x), eps)
-    features = [model.g(x_hat) for model in models]
-    loss_d = sum(F.cross_entropy(d(r.detach()), z) for d, r in zip(discriminators, features)) / len(models)
+    with autocast():
+        x_hat = perturb(x, generator(x), eps)
+        features = [model.g(x_hat) for model in models]
+        loss_d = sum(F.cross_entropy(d(r.detach()), z) for d, r in zip(discriminators, features)) / len(models)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    loss_fair = sum(fairness_loss(d(r), z, alpha) for d, r in zip(discriminators, features)) / len(models)
-    loss_t = sum(F.cross_entropy(m.f(r), y) for m, r in zip(models, features)) / len(models)
+    with autocast():
+        loss_fair = sum(fairness_loss(d(r), z, alpha) for d, r in zip(discriminators, features)) / len(models)
+        loss_t = sum(F.cross_entropy(m.f(r), y) for m, r in zip(models, features)) / len(models)
     opt_g.zero_grad(set_to_none=True)
     (loss_fair + beta * loss_t).backward()
     opt_g.step()
