@@ -8,7 +8,7 @@
 #   ../shared/hooks/device-prep mnist
 #   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl fairlearn narwhals
 # then on the device (carry .whl and .carry), after the prefix device-prep prints, one call each:
-#   bash bench/gpu_session.sh           # rates, the CelebA estimate, gba_cmnist at fp32: <= 540 s
+#   bash bench/gpu_session.sh           # quickstart, rates, the CelebA estimate, gba_cmnist at fp32: <= 540 s
 #   bash bench/gpu_session.sh compile   # compiled vs eager steps: <= 200 s, if the lease has it
 #   bash bench/gpu_session.sh bf16      # gba_cmnist under bf16: <= 300 s
 # and back here, bf16 against fp32 on the same jobs and seeds (the CUDA default's check):
@@ -49,12 +49,14 @@ suite() {  # suite PRECISION LIMIT: GBA's Colored MNIST suite, then its report
 echo "$(date -u) on $(hostname), step '$what'; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null)" >>"$log"
 case "$what" in
 main)
-    # the engine's settings against their fp32 / unstacked baselines, and the quickstart auto vs cpu
-    step 240 "${bench[@]}" --quickstart --save-rates "$OUT/rates.json"
+    # the quickstart with --device auto against cpu (target: auto no slower), then the engine's
+    # settings against their fp32 / unstacked / alone baselines, the rates saved after each part
+    step 60 "${bench[@]}" --parts "" --quickstart
+    step 210 "${bench[@]}" --save-rates "$OUT/rates.json"
     # the paper-budget estimate from those rates (target: <= 8 H200-hours)
     step 30 python3 -m fairbench run suites/celeba_male_attractive.yaml --dry-run --rates "$OUT/rates.json" \
         --results "$OUT/none"
-    suite fp32 240
+    suite fp32 210
     ;;
 compile) step 200 "${bench[@]}" --parts "" --compile ;;
 bf16) suite bf16 270 ;;
