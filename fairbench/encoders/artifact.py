@@ -78,7 +78,7 @@ def latent_codes_many(
     they can be), each stored under its own key, as if it had trained alone."""
     configs = [resolve_encoder(config) for config in configs]
     first = ctxs[0]
-    precision = getattr(first, "precision", "fp32")
+    precision = first.precision
     keys = [
         encoder_key(task, config, iterations, ctx.seed, precision)
         for task, config, ctx in zip(tasks, configs, ctxs, strict=True)
@@ -96,7 +96,7 @@ def latent_codes_many(
             first.device,
             first.log.info,
             precision,
-            getattr(first, "compile", False),
+            first.compile,
         )
         return [
             functools.partial(_store, vae, history, tasks[i], ctxs[i].seed, first.device)

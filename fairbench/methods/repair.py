@@ -53,7 +53,7 @@ from fairbench.methods.base import HParam, Method, Outcome, RunContext, Work, ch
 from fairbench.methods.erm import ERM
 from fairbench.methods.families.branched import common_hparams
 from fairbench.methods.families.trained import SMALL_NETWORKS
-from fairbench.train import Batch, Losses, Member, Trainer, Unstackable, descend, fit_members, minibatches
+from fairbench.train import Member, Trainer, Unstackable, fit_members, minibatches
 
 REPRESENTATIONS = ("bias", "color")
 # The minimax's rows per second at its batch of 128 (bench/bench_gpu.py), for dry-run estimates.
@@ -192,15 +192,9 @@ class Repair(Method):
         p = self.params
         model, t = self.players(data, ctx)
         optimizer = self.optimizer(model)
-
-        def step(batch: Batch) -> Losses:
-            with t.autocast():  # the job's arithmetic, as in a stack (fit_members)
-                losses = t.compiled(model.objectives)(batch.positions)
-            return descend(optimizer, losses)
-
         t.fit(
             model,
-            step,
+            lambda batch: t.descend(optimizer, model.objectives, batch.positions),
             epochs=p["repair_epochs"],
             batch_size=p["repair_batch_size"],
             name="minimax",

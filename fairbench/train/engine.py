@@ -135,7 +135,7 @@ class Arithmetic:
     @classmethod
     def of(cls, ctx: JobContext) -> Arithmetic:
         """The arithmetic a job's context asks for."""
-        return cls(getattr(ctx, "precision", "fp32"), ctx.device, getattr(ctx, "compile", False))
+        return cls(ctx.precision, ctx.device, ctx.compile)
 
     def compiled(self, step: Callable[..., Any]) -> Callable[..., Any]:
         """`step` (the forward and loss of a training step) compiled under `compile`, else as is.
@@ -227,6 +227,13 @@ class Trainer:
         if step not in self._compiled:
             self._compiled[step] = self.arithmetic.compiled(step)
         return self._compiled[step]
+
+    def descend(self, optimizer: torch.optim.Optimizer, loss: Callable[..., Losses], *args: Any) -> Losses:
+        """One descent step on `loss(*args)` (a forward and loss, or named losses whose "loss"
+        is descended) in the job's arithmetic: under its autocast, compiled where it says so."""
+        with self.autocast():
+            losses = self.compiled(loss)(*args)
+        return descend(optimizer, losses)
 
     def fit(
         self,

@@ -40,7 +40,6 @@ from fairbench.train import (
     Member,
     Trainer,
     Unstackable,
-    descend,
     fit_members,
     get_rule,
     minibatches,
@@ -141,9 +140,7 @@ class TrainedMethod(Method):
     def update(self, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> Losses:
         """What one batch does to the model: by default one descent step on `loss` (compiled
         under the job's `compile` setting)."""
-        with batch.trainer.autocast():
-            losses = batch.trainer.compiled(self.loss)(model, batch)
-        return descend(optimizer, losses)
+        return batch.trainer.descend(optimizer, self.loss, model, batch)
 
     def schedulers(self, optimizer: torch.optim.Optimizer) -> list[torch.optim.lr_scheduler.LRScheduler]:
         """Learning-rate schedules stepped after every epoch (none by default)."""
