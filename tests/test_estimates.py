@@ -95,14 +95,22 @@ def test_trained_methods_declare_their_passes_over_the_training_rows() -> None:
         ("train:mlp3@3x28x28", 7000, False),
     ]
     assert work("repair", resample="reweight")[1].stackable
-    # FAAP: each deployed model on its share of the rows (cached: shared), G once per attacked model
+    # FAAP: each deployed model on its share of the rows (cached: shared); G with one attacked
+    # model, then each further attacked model on its own
     faap = METHODS.get("faap")
-    deployed, *surrogates, g = faap(faap.resolve({"size": 32, "surrogates": ["fair", "RG"]}, "paper")).work(shape)
+    deployed, *surrogates, g, further = faap(faap.resolve({"size": 32, "surrogates": ["fair", "RG"]}, "paper")).work(
+        shape
+    )
     assert (deployed.workload, deployed.amount) == ("deployed@3x32x32", 30 * 500) and '"normal"' in deployed.shared
     assert [w.shared for w in surrogates] == [
         s.replace('"normal"', f'"{k}"') for k in ("fair", "RG") for s in [deployed.shared]
     ]
-    assert (g.workload, g.amount) == ("faap@3x32x32", 10 * 500 * 2)
+    assert (g.workload, g.amount) == ("faap@3x32x32", 10 * 500)
+    assert (further.workload, further.amount) == ("faap+attacked@3x32x32", 10 * 500)
+    assert [w.workload for w in faap(faap.resolve({"size": 32}, "paper")).work(shape)] == [
+        "deployed@3x32x32",
+        "faap@3x32x32",
+    ]
     assert METHODS.get("erm")(METHODS.get("erm").resolve({}, "paper")).work(TaskShape(10)) is None  # a table
     assert METHODS.get("lfr")(METHODS.get("lfr").resolve({}, "paper")).work(shape) is None
 

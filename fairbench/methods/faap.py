@@ -162,8 +162,9 @@ class FAAP(Method):
 
     def work(self, shape: TaskShape) -> list[Work] | None:
         """Each deployed model (the evaluated kind and the surrogates; cached, so counted once per
-        experiment and seed) on its share of the training rows, then G's epochs on the rest, once
-        per attacked model (G's own share of a step is small beside a ResNet-18's backward)."""
+        experiment and seed) on its share of the training rows, then G's epochs on the rest: G with
+        one attacked model and its D, and each further attacked model (its forward and backward, and
+        its D) as a workload of its own, so G is counted once whatever the ensemble's size."""
         if shape.input is None:
             return None
         p = self.params
@@ -177,8 +178,13 @@ class FAAP(Method):
             )
             for kind in [p["deployed"], *p["surrogates"]]
         ]
-        attacked = len(p["surrogates"]) or 1
-        return [*models, Work(f"faap@{images}", p["epochs"] * (shape.train_rows - deployed_rows) * attacked)]
+        further = max(len(p["surrogates"]) - 1, 0)
+        rows = p["epochs"] * (shape.train_rows - deployed_rows)
+        return [
+            *models,
+            Work(f"faap@{images}", rows),
+            *([Work(f"faap+attacked@{images}", rows * further)] if further else []),
+        ]
 
     def run(self, data: TaskData, ctx: RunContext) -> Outcome:
         p = self.params
@@ -238,13 +244,13 @@ class FAAP(Method):
 
     def largest_perturbation(self, x: torch.Tensor, data: TaskData, generator: AdvGANGenerator) -> float:
         """max |x_hat - x| over the test images (at most eps by construction; reported as a check)."""
-        size, eps, largest = self.params["size"], self.params["eps"], 0.0
+        size, eps, largest = self.params["size"], self.params["eps"], torch.zeros((), device=x.device)
         rows = data.splits["test"]
         with torch.no_grad():
             for start in range(0, len(rows), 256):
                 clean = prepare(x[torch.from_numpy(rows[start : start + 256]).to(x.device)], size)
-                largest = max(largest, (perturb(clean, generator(clean), eps) - clean).abs().max().item())
-        return largest
+                largest = torch.maximum(largest, (perturb(clean, generator(clean), eps) - clean).abs().max())
+        return largest.item()  # one host synchronisation, not one per batch
 
 
 class Players(torch.nn.Module):
