@@ -135,7 +135,7 @@ def cli() -> None:
     default=None,
     help="Compile the training steps (the engine's step on a method's loss, alone or stacked; DVGE's d and g; "
     "the VAE encoders) with torch.compile, as CUDA graphs on a GPU (the suite's `compile:`, default off). "
-    "Not part of a job's id.",
+    "Needs torch >= 2.9. Not part of a job's id.",
 )
 @_DATA_DIR
 def run(

@@ -30,11 +30,15 @@ from fairbench.report.tables import CONSOLE_METRICS, summary_tables
 from fairbench.status import write_log_index
 from fairbench.store import STORE_FILE, ReportSpecs, Store, check_folder, disk_full, lock_folder
 from fairbench.suite import Suite, suite_tables
+from fairbench.train import check_compile_supported
 
 
 def preflight(suite: Suite, data_dir: Path | None) -> None:
-    """Check every experiment's data before anything is written: files present (downloading
-    them if allowed), target and group evaluate, both groups present in train and test."""
+    """Check the suite before anything is written: `compile` on a torch that compiles the steps,
+    and every experiment's data: files present (downloading them if allowed), target and group
+    evaluate, both groups present in train and test."""
+    if suite.compile:
+        check_compile_supported()
     for experiment in suite.experiments:
         dataset = open_dataset(experiment.dataset, data_dir, experiment.options)
         for seed in sorted({suite.split_seed_of(seed) for seed in suite.seeds}):

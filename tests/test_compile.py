@@ -14,14 +14,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from contexts import run_context
 
 from fairbench import predictions
 from fairbench.data.base import TaskData, build_task, open_dataset
 from fairbench.encoders import resolve_encoder
 from fairbench.encoders.training import train_encoder, train_encoders
+from fairbench.errors import FairbenchError
 from fairbench.registry import METHODS
 from fairbench.train import Arithmetic
+from fairbench.train.engine import COMPILE_TORCH
+
+# torch releases before COMPILE_TORCH run (the refusal is tested below); these need the compiler
+compiles = pytest.mark.skipif(
+    torch.__version__ < COMPILE_TORCH, reason=f"compiling the engine's steps needs torch >= {COMPILE_TORCH}"
+)
 
 
 def _run_stacked(name: str, params: dict[str, Any], tasks: list[TaskData], root: Path, compile: bool) -> list:
@@ -45,6 +53,7 @@ def _close(compiled: list, eager: list, atol: float) -> None:
             np.testing.assert_allclose(a.scores[split], b.scores[split], rtol=0, atol=atol)
 
 
+@compiles
 def test_uncompiled_steps_are_the_functions_themselves() -> None:
     def step() -> None: ...
 
@@ -52,6 +61,7 @@ def test_uncompiled_steps_are_the_functions_themselves() -> None:
     assert Arithmetic("fp32", "cpu", compile=True).compiled(step) is not step
 
 
+@compiles
 def test_compiled_stacked_members_train_as_eager_ones(tmp_path: Path, float64: None) -> None:
     """fit_members: GBA's loss (a torch.func.grad inside, the mask) under vmap, compiled."""
     images = open_dataset("synthetic_images", None, {"n": 80})
@@ -63,6 +73,7 @@ def test_compiled_stacked_members_train_as_eager_ones(tmp_path: Path, float64: N
     _close(*runs, atol=1e-6)
 
 
+@compiles
 def test_a_compiled_solo_training_trains_as_an_eager_one(tmp_path: Path, float64: None) -> None:
     """The engine's step alone (Trainer.fit, TrainedMethod.update): GBA's loss compiled on a Batch."""
     task = build_task(open_dataset("synthetic_images", None, {"n": 80}), None, "Attractive", "Male", 0, "Male")
@@ -74,6 +85,7 @@ def test_a_compiled_solo_training_trains_as_an_eager_one(tmp_path: Path, float64
     _close(*runs, atol=1e-6)
 
 
+@compiles
 def test_compiled_encoders_and_dvge_train_as_eager_ones(tmp_path: Path, float64: None) -> None:
     """The encoders stacked (FactorVAE: two phases, the permutation) and alone, then DVGE's d and
     g (fit_stacked, the perturbation) on their codes."""
@@ -111,6 +123,7 @@ methods:
 """
 
 
+@compiles
 @pytest.mark.parametrize("how", [("--compile",), ("--set", "compile=true")])
 def test_a_run_compiles_when_told_and_keeps_the_job_ids(how: tuple[str, ...], tmp_path: Path, fairbench) -> None:
     suite = tmp_path / "compiled.yaml"
@@ -130,3 +143,24 @@ def test_a_run_compiles_when_told_and_keeps_the_job_ids(how: tuple[str, ...], tm
         compiled, eager = (predictions.load(tmp_path / mode, job_id) for mode in ("compiled", "eager"))
         for split in ("val", "test"):
             np.testing.assert_allclose(compiled[split].scores, eager[split].scores, rtol=0, atol=1e-2)
+
+
+def test_an_older_torch_is_refused_in_one_line_before_anything_runs(
+    tmp_path: Path, fairbench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before COMPILE_TORCH, torch.compile ran the stacked steps eagerly (2.3 to 2.6, measured)
+    or failed to lower them (2.8 on a CPU): `compile` says so instead of pretending."""
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.8.0+cpu"))
+    with pytest.raises(FairbenchError, match=f"compile: needs torch >= {COMPILE_TORCH}; this is torch 2.8.0"):
+        Arithmetic("fp32", "cpu", compile=True)
+    assert Arithmetic("fp32", "cpu").compiled(len) is len  # eager runs as before
+    suite = tmp_path / "compiled.yaml"
+    suite.write_text(SUITE)
+    result = fairbench("run", suite, "--results", tmp_path / "out", "--device", "cpu", "--compile")
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        f"error: compile: needs torch >= {COMPILE_TORCH}; this is torch 2.8.0+cpu: upgrade torch, or run without "
+        "--compile (compile: false)"
+    ]
+    assert not (tmp_path / "out").exists()  # nothing written
+    assert fairbench("run", suite, "--results", tmp_path / "eager", "--device", "cpu").code == 0

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from fairbench.data.base import TaskData
+from fairbench.errors import FairbenchError
 from fairbench.train.seeding import seed_everything
 from fairbench.train.selection import Score, Validation, get_rule
 from fairbench.train.tensors import as_input, minibatches, to_float
@@ -104,6 +105,18 @@ def descend(optimizer: torch.optim.Optimizer, losses: Losses) -> Losses:
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+# The oldest torch whose compiler traces the engine's steps: through 2.6 it runs the stacked
+# steps (functional_call under vmap) eagerly, and 2.8's CPU backend fails to lower them.
+COMPILE_TORCH = "2.9"
+
+
+def check_compile_supported() -> None:
+    """Refuse `compile` on a torch whose compiler would not compile the engine's steps."""
+    if torch.__version__ < COMPILE_TORCH:
+        raise FairbenchError(
+            f"compile: needs torch >= {COMPILE_TORCH}; this is torch {torch.__version__}: "
+            "upgrade torch, or run without --compile (compile: false)"
+        )
 
 
 class JobContext(Protocol):
@@ -127,6 +140,8 @@ class Arithmetic:
     def __init__(self, precision: str, device: str, compile: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        if compile:
+            check_compile_supported()
         self.precision, self.device, self.compile = precision, device, compile
         # NHWC convolutions run on a GPU's tensor cores without transposes; a CPU keeps NCHW (and its numbers)
         self.channels_last = torch.device(device).type == "cuda"
