@@ -105,8 +105,9 @@ def descend(optimizer: torch.optim.Optimizer, losses: Losses) -> Losses:
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
-# The oldest torch whose compiler traces the engine's steps: through 2.6 it runs the stacked
-# steps (functional_call under vmap) eagerly, and 2.8's CPU backend fails to lower them.
+# The oldest torch whose compiler traces the engine's steps (tests/test_compile.py passes on 2.9.1,
+# 2.10, 2.11, 2.13): 2.3.1, 2.4.1 and 2.6.0 broke the stacked steps' graph at functional_call under
+# vmap and ran them eagerly, and 2.8.0's CPU backend failed to lower them.
 COMPILE_TORCH = "2.9"
 
 
